@@ -1,0 +1,117 @@
+# hugering — see README.md.
+#
+#   make            library (static + shared), tools, examples, tests
+#   make check      deps if needed (root), then the Criterion suite: plain,
+#                   under ASan+UBSan, and (as root) again unprivileged
+#   make demo       deps if needed, build, run the region example
+#   make install    PREFIX=/usr/local DESTDIR=
+#   make deps       scripts/install-deps.sh (root)
+
+VERSION    := 0.1.0
+SOVERSION  := 0
+
+PREFIX     ?= /usr/local
+BINDIR     ?= $(PREFIX)/bin
+LIBDIR     ?= $(PREFIX)/lib
+INCLUDEDIR ?= $(PREFIX)/include
+PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
+DESTDIR    ?=
+
+BUILD      ?= build
+ASAN_BUILD ?= build-asan
+SANITIZE   ?=
+
+CC         ?= cc
+CFLAGS     ?= -O2 -g
+WARN       := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
+              -Wmissing-prototypes -Wformat=2 -Wno-format-nonliteral
+ALL_CFLAGS := -std=gnu11 -D_GNU_SOURCE $(WARN) -fPIC -Iinclude $(CFLAGS)
+LIBS       := -luring -lhugetlbfs -lpthread
+ifneq ($(SANITIZE),)
+ALL_CFLAGS += -fsanitize=address,undefined -fno-omit-frame-pointer \
+              -fno-sanitize-recover=all
+LDFLAGS    += -fsanitize=address,undefined
+endif
+
+LIB_SRC    := $(wildcard lib/*.c)
+LIB_OBJ    := $(LIB_SRC:%.c=$(BUILD)/%.o)
+EX_SRC     := $(wildcard examples/*.c)
+EX_BIN     := $(EX_SRC:examples/%.c=$(BUILD)/examples/%)
+TEST_SRC   := $(wildcard tests/*.c)
+TEST_OBJ   := $(TEST_SRC:%.c=$(BUILD)/%.o)
+TEST_BIN   := $(BUILD)/tests/hugering-tests
+TOOLS      :=
+
+STATIC     := $(BUILD)/libhugering.a
+SHARED     := $(BUILD)/libhugering.so.$(VERSION)
+SONAME     := libhugering.so.$(SOVERSION)
+
+.PHONY: all lib examples tests check check-asan-build deps deps-ok demo \
+        install uninstall clean
+
+all: lib examples tests
+
+lib: $(STATIC) $(SHARED)
+examples: $(EX_BIN)
+tests: $(TEST_BIN)
+
+$(BUILD)/%.o: %.c $(wildcard include/*.h lib/*.h tests/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -c $< -o $@
+
+$(STATIC): $(LIB_OBJ)
+	@rm -f $@
+	$(AR) rcs $@ $^
+
+$(SHARED): $(LIB_OBJ)
+	$(CC) -shared -Wl,-soname,$(SONAME) -Wl,--version-script=lib/hugering.map \
+	      $(LDFLAGS) -o $@ $^ $(LIBS)
+	ln -sf libhugering.so.$(VERSION) $(BUILD)/$(SONAME)
+	ln -sf $(SONAME) $(BUILD)/libhugering.so
+
+$(BUILD)/examples/%: $(BUILD)/examples/%.o $(STATIC)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+
+$(TEST_BIN): $(TEST_OBJ) $(STATIC)
+	$(CC) $(LDFLAGS) -o $@ $^ -lcriterion $(LIBS)
+
+# Dependencies: present, or installed when we are root, or a clear error.
+deps-ok:
+	@scripts/deps-ok.sh
+
+deps:
+	scripts/install-deps.sh
+
+check-asan-build:
+	$(MAKE) BUILD=$(ASAN_BUILD) SANITIZE=1 tests
+
+check: deps-ok
+	$(MAKE) all
+	$(MAKE) check-asan-build
+	scripts/check-install.sh
+	scripts/run-tests.sh $(TEST_BIN) $(ASAN_BUILD)/tests/hugering-tests
+
+demo: deps-ok
+	$(MAKE) lib examples
+	scripts/demo.sh $(BUILD)/examples/region-demo
+
+$(BUILD)/hugering.pc: hugering.pc.in
+	@mkdir -p $(BUILD)
+	sed -e 's|@PREFIX@|$(PREFIX)|; s|@LIBDIR@|$(LIBDIR)|; s|@INCLUDEDIR@|$(INCLUDEDIR)|; s|@VERSION@|$(VERSION)|' $< > $@
+
+install: lib $(BUILD)/hugering.pc
+	install -d $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(LIBDIR) $(DESTDIR)$(PKGCONFIGDIR) $(DESTDIR)$(BINDIR)
+	install -m 644 include/hugering.h $(DESTDIR)$(INCLUDEDIR)/
+	install -m 644 $(STATIC) $(DESTDIR)$(LIBDIR)/
+	install -m 755 $(SHARED) $(DESTDIR)$(LIBDIR)/
+	ln -sf libhugering.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(SONAME)
+	ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/libhugering.so
+	install -m 644 $(BUILD)/hugering.pc $(DESTDIR)$(PKGCONFIGDIR)/
+	$(if $(TOOLS),install -m 755 $(TOOLS) $(DESTDIR)$(BINDIR)/)
+
+uninstall:
+	rm -f $(DESTDIR)$(INCLUDEDIR)/hugering.h $(DESTDIR)$(LIBDIR)/libhugering.* \
+	      $(DESTDIR)$(PKGCONFIGDIR)/hugering.pc
+
+clean:
+	rm -rf $(BUILD) $(ASAN_BUILD)

@@ -1,0 +1,48 @@
+/* SPDX-License-Identifier: MIT */
+/* Interfaces shared between the layers of libhugering; not installed. */
+#ifndef HUGERING_INTERNAL_H
+#define HUGERING_INTERNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "hugering.h"
+
+#define HR_BASE_PAGE 4096UL
+#define HR_PAGEMAP_PFN_MASK ((1ULL << 55) - 1)
+#define HR_PAGEMAP_SWAPPED (1ULL << 62)
+#define HR_PAGEMAP_PRESENT (1ULL << 63)
+
+#define HR_ALIGN_UP(x, a) (((x) + (a) - 1) & ~((size_t)(a) - 1))
+
+static inline bool hr_is_pow2(size_t x)
+{
+	return x && !(x & (x - 1));
+}
+
+/* util.c */
+int hr_read_long(const char *path, long *out);
+int hr_read_text(const char *path, char *buf, size_t len);
+unsigned hr_log2(size_t x);
+void hr_copy_str(char *dst, size_t len, const char *src);
+
+/* hugepage.c */
+bool hr_page_size_supported(size_t page_size);
+int hr_pool_usable(size_t page_size, int numa_node, long *usable);
+bool hr_numa_node_online(int node);
+
+/* pagemap.c */
+int hr_pagemap_open(void);
+/* Read @n entries for the 4 KiB pages starting at @addr in one pread. */
+int hr_pagemap_read(int fd, uintptr_t addr, size_t n, uint64_t *out);
+/* Node of each of @n addresses (move_pages); -errno per entry if unknown. */
+int hr_numa_nodes_of(void *const *addrs, size_t n, int *nodes);
+/*
+ * The page size of the VMA holding @addr (KernelPageSize in smaps) and where
+ * that VMA ends; 0 if @addr is not mapped.
+ */
+size_t hr_vma_page_size(uintptr_t addr, int *backing, uintptr_t *vma_end);
+
+#endif

@@ -1,0 +1,55 @@
+/* SPDX-License-Identifier: MIT */
+/* Small helpers: reading sysfs/procfs values, strings, integer math. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+int hr_read_text(const char *path, char *buf, size_t len)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	ssize_t n;
+
+	if (fd < 0)
+		return -errno;
+	n = read(fd, buf, len - 1);
+	if (n < 0) {
+		int err = -errno;
+
+		close(fd);
+		return err;
+	}
+	close(fd);
+	buf[n] = '\0';
+	return (int)n;
+}
+
+int hr_read_long(const char *path, long *out)
+{
+	char buf[64], *end;
+	int ret = hr_read_text(path, buf, sizeof(buf));
+
+	if (ret < 0)
+		return ret;
+	errno = 0;
+	*out = strtol(buf, &end, 10);
+	if (errno || end == buf)
+		return -EIO;
+	return 0;
+}
+
+unsigned hr_log2(size_t x)
+{
+	return (unsigned)(sizeof(unsigned long) * 8 - 1 - __builtin_clzl(x));
+}
+
+void hr_copy_str(char *dst, size_t len, const char *src)
+{
+	size_t n = strnlen(src, len - 1);
+
+	memcpy(dst, src, n);
+	dst[n] = '\0';
+}

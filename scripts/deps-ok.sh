@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Are the build and test dependencies here?  If not: install them when root,
+# otherwise say exactly what to run.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+
+missing=()
+pkg-config --exists 'liburing >= 2.5' 2>/dev/null || missing+=("liburing >= 2.5")
+[ -f /usr/include/hugetlbfs.h ] || missing+=(libhugetlbfs-dev)
+[ -f /usr/include/criterion/criterion.h ] || missing+=(libcriterion-dev)
+command -v cc >/dev/null || missing+=(a C compiler)
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+if [ "$(id -u)" -eq 0 ]; then
+	echo "deps: missing ${missing[*]}: running scripts/install-deps.sh"
+	exec "$here/install-deps.sh"
+fi
+echo "deps: missing ${missing[*]}; run as root: sudo make deps" >&2
+exit 1

@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# Run the Criterion suite binaries given as arguments.
+#
+# As root: reserve the hugepages the tests need (2 MiB, and 1 GiB where the
+# kernel can give them), run every binary privileged, then again as nobody
+# (PFNs hidden) to check the unprivileged path, and restore the pools after.
+# Not root: run each binary once, unprivileged.
+#
+# Tests run one at a time (-j1): several of them count pool pages or empty the
+# pool on purpose, which concurrent tests would disturb.
+set -uo pipefail
+
+NEED_2M=${HUGERING_TEST_PAGES_2M:-128}
+NEED_1G=${HUGERING_TEST_PAGES_1G:-1}
+HP=/sys/kernel/mm/hugepages
+declare -A saved=()
+
+say() { printf 'run-tests: %s\n' "$*"; }
+
+reserve() {	# reserve DIR COUNT: raise the pool to COUNT, never lower it
+	local dir=$HP/$1 want=$2 cur got
+	[ -d "$dir" ] || { say "no $1 pool in this kernel"; return 0; }
+	cur=$(cat "$dir/nr_hugepages")
+	saved[$1]=$cur
+	[ "$cur" -ge "$want" ] && return 0
+	echo "$want" > "$dir/nr_hugepages" 2>/dev/null
+	got=$(cat "$dir/nr_hugepages")
+	say "$1: nr_hugepages $cur -> $got (wanted $want)"
+}
+
+restore() {
+	for k in "${!saved[@]}"; do
+		echo "${saved[$k]}" > "$HP/$k/nr_hugepages" 2>/dev/null || true
+	done
+}
+
+total_tested=0
+total_failed=0
+failed_runs=()
+
+# run LABEL EXPECT_PFN CMD...
+run() {
+	local label=$1 expect=$2 out rc tested passing
+	shift 2
+	say "== $label"
+	out=$(mktemp)
+	HUGERING_TEST_EXPECT_PFN=$expect "$@" -j1 2>&1 | tee "$out"
+	rc=${PIPESTATUS[0]}
+	tested=$(sed -n 's/.*Synthesis: Tested: \([0-9]*\) | Passing: \([0-9]*\).*/\1/p' "$out" | tail -n1)
+	passing=$(sed -n 's/.*Synthesis: Tested: \([0-9]*\) | Passing: \([0-9]*\).*/\2/p' "$out" | tail -n1)
+	rm -f "$out"
+	tested=${tested:-0}
+	passing=${passing:-0}
+	total_tested=$((total_tested + tested))
+	total_failed=$((total_failed + tested - passing))
+	if [ "$rc" -ne 0 ] || [ "$tested" -eq 0 ]; then
+		failed_runs+=("$label (exit $rc, $tested tests)")
+		[ "$tested" -eq "$passing" ] && total_failed=$((total_failed + 1))
+	fi
+}
+
+[ $# -gt 0 ] || { echo "usage: $0 TEST_BINARY..." >&2; exit 2; }
+
+if [ "$(id -u)" -eq 0 ]; then
+	trap restore EXIT
+	reserve hugepages-2048kB "$NEED_2M"
+	reserve hugepages-1048576kB "$NEED_1G"
+	unpriv_dir=$(mktemp -d /tmp/hugering-unpriv.XXXXXX)
+	chmod 755 "$unpriv_dir"
+	for bin in "$@"; do
+		run "$bin (root)" 1 "$bin"
+	done
+	# The binaries are static in libhugering; copy them where nobody can
+	# read them (the clone may sit under a private home directory).
+	for bin in "$@"; do
+		copy=$unpriv_dir/$(echo "$bin" | tr / _)
+		install -m 755 "$bin" "$copy"
+		pushd "$unpriv_dir" >/dev/null
+		run "$bin (unprivileged)" 0 \
+			setpriv --reuid=65534 --regid=65534 --clear-groups "$copy"
+		popd >/dev/null
+	done
+	rm -rf "$unpriv_dir"
+else
+	say "not root: running unprivileged only (no hugepage reservation, no pagemap PFNs)"
+	for bin in "$@"; do
+		run "$bin" 0 "$bin"
+	done
+fi
+
+if [ ${#failed_runs[@]} -gt 0 ]; then
+	say "FAILED: ${failed_runs[*]}"
+fi
+echo "check: $((total_tested - total_failed)) passed, $total_failed failed"
+[ ${#failed_runs[@]} -eq 0 ]

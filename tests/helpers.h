@@ -1,0 +1,72 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Test helpers.  The pagemap reader here is deliberately independent of the
+ * library's, so a test's reading can contradict the library.
+ */
+#ifndef HUGERING_TEST_HELPERS_H
+#define HUGERING_TEST_HELPERS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <hugering.h>
+
+#define MiB (1UL << 20)
+#define GiB (1UL << 30)
+
+#ifndef MFD_HUGE_2MB
+#define MFD_HUGE_2MB (21U << 26)
+#endif
+#define SZ_2M (2 * MiB)
+
+/* PFN of the 4 KiB page at @addr; 0 if hidden or absent. */
+uint64_t th_pfn(const void *addr);
+
+/*
+ * Physically contiguous runs over [addr, addr+len), counted at 4 KiB
+ * granularity from our own pagemap reading; -1 if any PFN is unreadable.
+ */
+long th_runs(const void *addr, size_t len);
+
+/* Do we see real PFNs?  Read independently of the library. */
+bool th_pfn_visible(void);
+
+/*
+ * The harness states whether this run is privileged (HUGERING_TEST_EXPECT_PFN
+ * = 1/0); assert that PFN visibility matches, so an unprivileged run cannot
+ * pass by accident as a privileged one (or the reverse).
+ */
+void th_check_privilege_expectation(void);
+
+/*
+ * Suite hooks for every test: init checks the privilege expectation; fini,
+ * in sanitizer builds, runs LeakSanitizer now (Criterion's workers end
+ * without the exit-time check) and fails the test on any leak.
+ */
+void th_init(void);
+void th_fini(void);
+
+/* One field of /sys/kernel/mm/hugepages/hugepages-NkB/. */
+long th_pool_field(size_t page_size, const char *field);
+
+/*
+ * Make sure @n pages of @page_size can be allocated.  Where they cannot, the
+ * test is skipped outside CI and fails in CI (CI=true): nothing silently skips
+ * there.
+ */
+void th_need_pool(size_t page_size, long n);
+
+/* Take every usable page of @page_size; returns a handle for th_release(). */
+struct th_hog {
+	int fd;
+	void *addr;
+	size_t len;
+};
+void th_exhaust(size_t page_size, struct th_hog *h);
+void th_release(struct th_hog *h);
+
+/* Open file descriptors of this process. */
+int th_fd_count(void);
+
+#endif
