@@ -46,6 +46,9 @@ STATIC     := $(BUILD)/libhugering.a
 SHARED     := $(BUILD)/libhugering.so.$(VERSION)
 SONAME     := libhugering.so.$(SOVERSION)
 
+# Keep objects of single-file programs (examples) between runs.
+.SECONDARY:
+
 .PHONY: all lib examples tests check check-asan-build deps deps-ok demo \
         install uninstall clean
 

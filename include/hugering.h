@@ -194,6 +194,123 @@ struct hugering_region_info {
 int hugering_region_info(const struct hugering_region *r,
 			 struct hugering_region_info *out);
 
+/* ------------------------------------------------------------------ */
+/* Ring layout                                                         */
+/* ------------------------------------------------------------------ */
+
+/*
+ * The memory a NO_MMAP ring of @entries and @p (flags, cq_entries) needs,
+ * exactly as the running kernel will pin it.  Entry counts are rounded and
+ * clamped as the kernel does; -EINVAL wherever the kernel would refuse
+ * (0 entries, > 32768 without CLAMP, CQ < SQ after rounding, unknown flags).
+ */
+struct hugering_layout {
+	unsigned sq_entries;	/* as the kernel rounds them */
+	unsigned cq_entries;
+	unsigned flags;		/* the setup flags this layout is for */
+	unsigned header;	/* sizeof(struct io_rings) on this kernel */
+	unsigned sq_array_off;	/* offset of the SQ index array; 0 with NO_SQARRAY */
+	size_t rings_raw;	/* rings region bytes before page rounding */
+	size_t sqes_bytes;	/* SQE region the kernel pins (page-rounded) */
+	size_t rings_bytes;	/* rings region the kernel pins (page-rounded) */
+	size_t rings_offset;	/* where the rings start in hugering's buffer */
+	size_t total_bytes;	/* hugering's buffer: rings_offset + rings_bytes */
+	int liburing_ok;	/* the running liburing can place this shape */
+};
+
+int hugering_ring_layout(unsigned entries, const struct io_uring_params *p,
+			 struct hugering_layout *out);
+
+/* ------------------------------------------------------------------ */
+/* Kernel probe                                                        */
+/* ------------------------------------------------------------------ */
+
+/* What the kernel accepts as NO_MMAP ring memory. */
+enum hugering_nommap {
+	HUGERING_NOMMAP_UNSUPPORTED = 0,	/* < 6.5: flag unknown */
+	HUGERING_NOMMAP_SINGLE_PAGE,		/* 6.5, 6.6.0-6.6.4: regions of one page only (EFAULT bug) */
+	HUGERING_NOMMAP_CONTIG,			/* 6.6.5-6.9: each region physically contiguous */
+	HUGERING_NOMMAP_ANY,			/* 6.10+, 6.6.84+: any page-aligned memory */
+};
+
+struct hugering_kernel_caps {
+	int io_uring;		/* 0 usable; -EPERM disabled (sysctl); -ENOSYS absent */
+	int nommap;		/* enum hugering_nommap */
+	int resize;		/* IORING_REGISTER_RESIZE_RINGS works */
+	int pfn_visible;	/* pagemap shows PFNs to this process */
+	int no_sqarray;		/* IORING_SETUP_NO_SQARRAY accepted */
+	unsigned ring_header;	/* sizeof(struct io_rings) */
+	unsigned features;	/* io_uring_params.features */
+	char release[65];	/* uname -r */
+};
+
+/* Probed once per process by behaviour, then cached; thread-safe. */
+int hugering_probe_kernel(struct hugering_kernel_caps *out);
+const char *hugering_nommap_name(int nommap);
+
+/* ------------------------------------------------------------------ */
+/* Ring factory                                                        */
+/* ------------------------------------------------------------------ */
+
+enum hugering_mode {
+	HUGERING_MODE_NOMMAP_HUGE = 1,	/* NO_MMAP ring in hugepages */
+	HUGERING_MODE_NOMMAP_BASE,	/* NO_MMAP ring in base pages */
+	HUGERING_MODE_KERNEL,		/* ordinary kernel-mapped ring */
+};
+
+enum hugering_policy {
+	HUGERING_POLICY_ENV = 0,	/* HUGERING_MODE from the environment, else auto */
+	HUGERING_POLICY_AUTO,		/* user memory where the kernel takes it, else kernel-mapped */
+	HUGERING_POLICY_NOMMAP,		/* user memory or fail with the error: never fall back */
+	HUGERING_POLICY_KERNEL,		/* always kernel-mapped */
+};
+
+struct hugering_init_opts {
+	int policy;		/* enum hugering_policy */
+	size_t page_size;	/* 0 = default hugepage size; 4096 = base pages */
+	int numa_node;		/* -1 = any */
+	unsigned resv[4];	/* must be zero */
+};
+
+struct hugering_ring_info {
+	int mode;		/* enum hugering_mode */
+	int fallback_errno;	/* 0, or why user memory was not used */
+	char fallback_reason[192];
+	size_t page_size;	/* page size of the ring memory */
+	size_t mem_bytes;	/* ring memory: SQEs + rings (kernel mode: as mapped) */
+	unsigned sq_entries;
+	unsigned cq_entries;
+	unsigned setup_flags;	/* flags the kernel accepted */
+	void *mem;		/* start of the ring memory (the SQEs) */
+	size_t rings_offset;	/* rings start at mem + rings_offset (user memory only) */
+	int contiguous;		/* enum hugering_contig of the ring memory */
+	int proof;		/* enum hugering_proof */
+	int numa_node;
+};
+
+/*
+ * Drop-in replacements for io_uring_queue_init{,_params}.  The ring's SQEs
+ * and rings live in hugepage memory (IORING_SETUP_NO_MMAP) where the kernel
+ * allows it; otherwise, under the auto policy, the ring is kernel-mapped and
+ * hugering_ring_info() says why.  @p is filled back as liburing does.
+ * Environment: HUGERING_MODE=auto|nommap|kernel (an unknown value: -EINVAL).
+ * On failure hugering_last_error() tells why.
+ */
+int hugering_queue_init(unsigned entries, struct io_uring *ring, unsigned flags);
+int hugering_queue_init_params(unsigned entries, struct io_uring *ring,
+			       struct io_uring_params *p);
+int hugering_queue_init_opts(unsigned entries, struct io_uring *ring,
+			     struct io_uring_params *p,
+			     const struct hugering_init_opts *o);
+/* For every ring made above, kernel-mapped or not; also any liburing ring. */
+void hugering_queue_exit(struct io_uring *ring);
+/* -ENOENT for a ring hugering did not make. */
+int hugering_ring_info(const struct io_uring *ring, struct hugering_ring_info *out);
+const char *hugering_mode_name(int mode);
+
+/* Why this thread's last failed hugering call failed ("" if none). */
+const char *hugering_last_error(void);
+
 /* Human-readable names for the enums above (static strings). */
 const char *hugering_contig_name(int contig);
 const char *hugering_proof_name(int proof);

@@ -27,6 +27,7 @@ int hr_read_long(const char *path, long *out);
 int hr_read_text(const char *path, char *buf, size_t len);
 unsigned hr_log2(size_t x);
 void hr_copy_str(char *dst, size_t len, const char *src);
+bool hr_liburing_at_least(int major, int minor);
 
 /* hugepage.c */
 bool hr_page_size_supported(size_t page_size);
@@ -44,5 +45,18 @@ int hr_numa_nodes_of(void *const *addrs, size_t n, int *nodes);
  * that VMA ends; 0 if @addr is not mapped.
  */
 size_t hr_vma_page_size(uintptr_t addr, int *backing, uintptr_t *vma_end);
+
+/* layout.c */
+int hr_sys_io_uring_setup(unsigned entries, struct io_uring_params *p);
+int hr_sys_io_uring_register(int fd, unsigned op, void *arg, unsigned nr);
+unsigned hr_ring_header(void);
+int hr_ring_entries(unsigned entries, const struct io_uring_params *p,
+		    unsigned *sq, unsigned *cq);
+
+/* probe.c */
+const struct hugering_kernel_caps *hr_caps(void);
+
+/* ring.c */
+void hr_set_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 #endif

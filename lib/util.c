@@ -53,3 +53,10 @@ void hr_copy_str(char *dst, size_t len, const char *src)
 	memcpy(dst, src, n);
 	dst[n] = '\0';
 }
+
+/* The liburing the dynamic linker loaded, not the one we compiled against. */
+bool hr_liburing_at_least(int major, int minor)
+{
+	/* io_uring_check_version() is true when the library is OLDER. */
+	return !io_uring_check_version(major, minor);
+}

@@ -12,6 +12,8 @@
 #include <sanitizer/lsan_interface.h>
 #endif
 
+#include <liburing.h>
+
 #include "helpers.h"
 
 #define PRESENT (1ULL << 63)
@@ -130,14 +132,36 @@ void th_need_pool(size_t page_size, long n)
 		     page_size >> 10);
 }
 
+static long usable_now(size_t page_size)
+{
+	return th_pool_field(page_size, "free_hugepages") -
+	       th_pool_field(page_size, "resv_hugepages");
+}
+
+/* Rings destroyed by earlier tests return pages asynchronously: let that end. */
+static void settle_pool(size_t page_size)
+{
+	long last = usable_now(page_size);
+
+	for (int same = 0, waited = 0; same < 5 && waited < 2000; waited += 20) {
+		long now;
+
+		usleep(20000);
+		now = usable_now(page_size);
+		same = now == last ? same + 1 : 0;
+		last = now;
+	}
+}
+
 void th_exhaust(size_t page_size, struct th_hog *h)
 {
-	long usable = th_pool_field(page_size, "free_hugepages") -
-		      th_pool_field(page_size, "resv_hugepages");
 	unsigned shift = (unsigned)__builtin_ctzl(page_size);
+	long usable;
 
 	memset(h, 0, sizeof(*h));
 	h->fd = -1;
+	settle_pool(page_size);
+	usable = usable_now(page_size);
 	if (usable <= 0)
 		return;
 	h->fd = memfd_create("hog", MFD_HUGETLB | (shift << MAP_HUGE_SHIFT));
@@ -147,8 +171,7 @@ void th_exhaust(size_t page_size, struct th_hog *h)
 	h->addr = mmap(NULL, h->len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE,
 		       h->fd, 0);
 	cr_assert_neq(h->addr, MAP_FAILED, "hog mmap");
-	cr_assert_eq(th_pool_field(page_size, "free_hugepages") -
-		     th_pool_field(page_size, "resv_hugepages"), 0, "pool not empty");
+	cr_assert_eq(usable_now(page_size), 0, "pool not empty");
 }
 
 void th_release(struct th_hog *h)
@@ -171,4 +194,50 @@ int th_fd_count(void)
 		n++;
 	closedir(d);
 	return n;
+}
+
+bool th_wait_pool(size_t page_size, long n, int ms)
+{
+	for (int waited = 0; ; waited += 5) {
+		long usable = th_pool_field(page_size, "free_hugepages") -
+			      th_pool_field(page_size, "resv_hugepages");
+
+		if (usable >= n)
+			return true;
+		if (waited >= ms)
+			return false;
+		usleep(5000);
+	}
+}
+
+void th_nops(struct io_uring *ring, unsigned n)
+{
+	unsigned sq = ring->sq.ring_entries, done = 0;
+
+	while (done < n) {
+		unsigned batch = n - done < sq ? n - done : sq;
+
+		for (unsigned i = 0; i < batch; i++) {
+			struct io_uring_sqe *sqe = io_uring_get_sqe(ring);
+
+			cr_assert_not_null(sqe, "no SQE at %u", done + i);
+			io_uring_prep_nop(sqe);
+			sqe->user_data = done + i + 1;
+		}
+		cr_assert_eq(io_uring_submit_and_wait(ring, batch), (int)batch);
+		for (unsigned i = 0; i < batch; i++) {
+			struct io_uring_cqe *cqe;
+
+			cr_assert_eq(io_uring_peek_cqe(ring, &cqe), 0, "CQE %u missing", done + i);
+			cr_assert_eq(cqe->user_data, (uint64_t)done + i + 1,
+				     "CQE out of order: got %llu, want %u",
+				     (unsigned long long)cqe->user_data, done + i + 1);
+			cr_assert_eq(cqe->res, 0);
+			io_uring_cqe_seen(ring, cqe);
+		}
+		done += batch;
+	}
+	cr_assert_eq(io_uring_cq_ready(ring), 0, "extra completions");
+	cr_assert_eq(*ring->cq.ktail, n, "CQ tail %u after %u NOPs", *ring->cq.ktail, n);
+	cr_assert_eq(*ring->cq.koverflow, 0, "CQ overflowed");
 }

@@ -66,6 +66,21 @@ struct th_hog {
 void th_exhaust(size_t page_size, struct th_hog *h);
 void th_release(struct th_hog *h);
 
+/*
+ * Wait (at most @ms) until @n pages of @page_size are usable again: rings
+ * that were just destroyed keep their pages pinned until the kernel's
+ * asynchronous teardown.  Returns whether they are.
+ */
+bool th_wait_pool(size_t page_size, long n, int ms);
+
+struct io_uring;
+/*
+ * Submit @n NOPs in batches of at most the SQ size, reap each batch, and
+ * assert that every completion arrives once, in order, with res 0, and that
+ * nothing overflowed.
+ */
+void th_nops(struct io_uring *ring, unsigned n);
+
 /* Open file descriptors of this process. */
 int th_fd_count(void);
 

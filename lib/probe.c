@@ -1,0 +1,193 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Kernel capability probe: what the running kernel does with ring memory,
+ * judged by behaviour, never by version string (distributions backport).
+ *
+ *   tiny NO_MMAP ring, one page per region      -EINVAL  -> unsupported (< 6.5)
+ *   rings region of two virtual pages that map
+ *   the SAME physical page (so never contiguous) -EFAULT  -> single page (6.5 bug)
+ *                                                -EINVAL  -> contiguous only (6.6-6.9)
+ *                                                success  -> any memory (6.10+, 6.6.84+)
+ *
+ * Computed once per process; a forked child inherits the answer, which is
+ * still true (same kernel).
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/utsname.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+#ifndef IORING_REGISTER_RESIZE_RINGS
+#define IORING_REGISTER_RESIZE_RINGS 33
+#endif
+
+static struct hugering_kernel_caps caps;
+static pthread_once_t caps_once = PTHREAD_ONCE_INIT;
+
+/* A setup that succeeds is closed at once: only the verdict matters. */
+static int try_setup(unsigned entries, struct io_uring_params *p)
+{
+	int fd = hr_sys_io_uring_setup(entries, p);
+
+	if (fd >= 0) {
+		close(fd);
+		return 0;
+	}
+	return fd;
+}
+
+/*
+ * Scratch memory: one shmem page mapped @npages times back to back (so
+ * every virtual page is the same physical page), then one page of SQEs.
+ */
+struct scratch {
+	char *base;
+	size_t len;
+	int fd;
+};
+
+static int scratch_map(struct scratch *s, unsigned npages)
+{
+	s->len = (npages + 1) * HR_BASE_PAGE;
+	s->fd = memfd_create("hugering-probe", MFD_CLOEXEC);
+	if (s->fd < 0)
+		return -errno;
+	if (ftruncate(s->fd, 2 * HR_BASE_PAGE))
+		goto err;
+	s->base = mmap(NULL, s->len, PROT_READ | PROT_WRITE, MAP_SHARED, s->fd, 0);
+	if (s->base == MAP_FAILED)
+		goto err;
+	for (unsigned i = 0; i < npages; i++)
+		if (mmap(s->base + i * HR_BASE_PAGE, HR_BASE_PAGE, PROT_READ | PROT_WRITE,
+			 MAP_SHARED | MAP_FIXED, s->fd, 0) == MAP_FAILED)
+			goto err_unmap;
+	if (mmap(s->base + npages * HR_BASE_PAGE, HR_BASE_PAGE, PROT_READ | PROT_WRITE,
+		 MAP_SHARED | MAP_FIXED, s->fd, HR_BASE_PAGE) == MAP_FAILED)
+		goto err_unmap;
+	return 0;
+err_unmap:
+	munmap(s->base, s->len);
+err:
+	close(s->fd);
+	return -ENOMEM;
+}
+
+static void scratch_unmap(struct scratch *s)
+{
+	munmap(s->base, s->len);
+	close(s->fd);
+}
+
+/* One NO_MMAP setup with a rings region of @ring_pages (aliased) pages. */
+static int try_nommap(unsigned ring_pages, unsigned cq)
+{
+	struct io_uring_params p;
+	struct scratch s = { 0 };
+	int ret = scratch_map(&s, ring_pages);
+
+	if (ret)
+		return ret;
+	memset(s.base, 0, s.len);
+	memset(&p, 0, sizeof(p));
+	p.flags = IORING_SETUP_NO_MMAP | IORING_SETUP_CQSIZE;
+	p.cq_entries = cq;
+	p.cq_off.user_addr = (uintptr_t)s.base;
+	p.sq_off.user_addr = (uintptr_t)(s.base + ring_pages * HR_BASE_PAGE);
+	ret = try_setup(1, &p);
+	scratch_unmap(&s);
+	return ret;
+}
+
+static int probe_nommap(void)
+{
+	/* cq = 2: H + 32 + 4 bytes, one page on every kernel. */
+	int ret = try_nommap(1, 2);
+
+	if (ret == -EINVAL)
+		return HUGERING_NOMMAP_UNSUPPORTED;
+	if (ret)
+		return HUGERING_NOMMAP_UNSUPPORTED;
+	/* cq = 512: 8 KiB + header, three pages, all the same frame. */
+	ret = try_nommap(3, 512);
+	if (!ret)
+		return HUGERING_NOMMAP_ANY;
+	if (ret == -EFAULT)
+		return HUGERING_NOMMAP_SINGLE_PAGE;
+	return HUGERING_NOMMAP_CONTIG;
+}
+
+static int probe_resize(void)
+{
+	struct io_uring_params p;
+	int fd, ret;
+
+	memset(&p, 0, sizeof(p));
+	p.flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN;
+	fd = hr_sys_io_uring_setup(1, &p);
+	if (fd < 0)
+		return 0;
+	memset(&p, 0, sizeof(p));
+	p.sq_entries = 1;
+	p.cq_entries = 4;
+	p.flags = IORING_SETUP_CQSIZE;
+	ret = hr_sys_io_uring_register(fd, IORING_REGISTER_RESIZE_RINGS, &p, 1);
+	close(fd);
+	return ret == 0;
+}
+
+static void probe_all(void)
+{
+	struct io_uring_params p;
+	struct utsname u;
+	int fd;
+
+	memset(&caps, 0, sizeof(caps));
+	if (!uname(&u))
+		hr_copy_str(caps.release, sizeof(caps.release), u.release);
+	caps.pfn_visible = hugering_pfn_visible() > 0;
+	memset(&p, 0, sizeof(p));
+	fd = hr_sys_io_uring_setup(1, &p);
+	if (fd < 0) {
+		/* -EPERM: kernel.io_uring_disabled; -ENOSYS: not built in. */
+		caps.io_uring = fd;
+		caps.nommap = HUGERING_NOMMAP_UNSUPPORTED;
+		return;
+	}
+	close(fd);
+	caps.features = p.features;
+	caps.ring_header = hr_ring_header();
+	memset(&p, 0, sizeof(p));
+	p.flags = IORING_SETUP_NO_SQARRAY;
+	caps.no_sqarray = try_setup(1, &p) == 0;
+	caps.nommap = probe_nommap();
+	caps.resize = probe_resize();
+}
+
+int hugering_probe_kernel(struct hugering_kernel_caps *out)
+{
+	if (!out)
+		return -EINVAL;
+	pthread_once(&caps_once, probe_all);
+	*out = caps;
+	return 0;
+}
+
+const struct hugering_kernel_caps *hr_caps(void)
+{
+	pthread_once(&caps_once, probe_all);
+	return &caps;
+}
+
+const char *hugering_nommap_name(int nommap)
+{
+	switch (nommap) {
+	case HUGERING_NOMMAP_SINGLE_PAGE: return "single_page";
+	case HUGERING_NOMMAP_CONTIG: return "contiguous";
+	case HUGERING_NOMMAP_ANY: return "any";
+	default: return "unsupported";
+	}
+}

@@ -1,0 +1,344 @@
+/* SPDX-License-Identifier: MIT */
+/* The ring factory on the real kernel: every shape, policies, errors, fork. */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <stdio.h>
+#include <linux/capability.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "helpers.h"
+#include "shapes.h"
+
+TestSuite(ring, .init = th_init, .fini = th_fini);
+
+static size_t default_ps(void)
+{
+	return hugering_default_page_size();
+}
+
+/* Pages a shape's ring memory needs, for the pool precondition. */
+static long pages_for(const struct shape *s)
+{
+	struct io_uring_params p = shape_params(s);
+	struct hugering_layout l;
+
+	p.flags |= IORING_SETUP_NO_MMAP | IORING_SETUP_NO_SQARRAY;
+	cr_assert_eq(hugering_ring_layout(s->entries, &p, &l), 0);
+	return (long)((l.total_bytes + SZ_2M - 1) / SZ_2M);
+}
+
+static void check_shape_real(const struct shape *s)
+{
+	struct io_uring_params p = shape_params(s);
+	struct hugering_ring_info info;
+	struct io_uring ring;
+	int fds = th_fd_count(), ret;
+	char *mem;
+
+	th_need_pool(SZ_2M, pages_for(s) + 2);
+	ret = hugering_queue_init_params(s->entries, &ring, &p);
+	cr_assert_eq(ret, 0, "init: %s: %s", strerror(-ret), hugering_last_error());
+	cr_assert_eq(hugering_ring_info(&ring, &info), 0);
+	cr_assert_eq(info.mode, HUGERING_MODE_NOMMAP_HUGE, "mode %s: %s",
+		     hugering_mode_name(info.mode), info.fallback_reason);
+	cr_assert_eq(info.fallback_errno, 0);
+	cr_assert_eq(info.page_size, default_ps());
+	/* params filled back as liburing does */
+	cr_assert(p.flags & IORING_SETUP_NO_MMAP);
+	cr_assert_eq(p.sq_entries, info.sq_entries);
+	cr_assert_eq(p.cq_entries, info.cq_entries);
+	cr_assert_eq(ring.sq.ring_entries, p.sq_entries);
+	cr_assert_eq(ring.cq.ring_entries, p.cq_entries);
+	/* the SQEs and rings really are in that memory, and it is hugetlb */
+	mem = info.mem;
+	cr_assert_eq((void *)ring.sq.sqes, (void *)mem);
+	cr_assert_eq((void *)ring.cq.khead, (void *)(mem + info.rings_offset + p.cq_off.head));
+	cr_assert_eq(p.sq_off.user_addr, (uintptr_t)mem);
+	struct hugering_addr_info ai;
+
+	cr_assert_eq(hugering_addr_info(ring.cq.cqes, &ai), 0);
+	cr_assert_eq(ai.backing, HUGERING_BACKING_HUGETLB);
+	th_nops(&ring, 2 * p.cq_entries);
+	hugering_queue_exit(&ring);
+	cr_assert_eq(th_fd_count(), fds, "fd leaked");
+}
+
+#define REAL_SHAPE(name, e, c, f) \
+	Test(ring, name) { struct shape s = { e, c, f }; check_shape_real(&s); }
+SHAPE_LIST(REAL_SHAPE)
+
+Test(ring, clamp_and_rounding_reported)
+{
+	struct io_uring_params p = { .flags = IORING_SETUP_CQSIZE | IORING_SETUP_CLAMP,
+				     .cq_entries = 1u << 20 };
+	struct hugering_ring_info info;
+	struct io_uring ring;
+
+	th_need_pool(SZ_2M, 4);
+	cr_assert_eq(hugering_queue_init_params(100000, &ring, &p), 0);
+	cr_assert_eq(hugering_ring_info(&ring, &info), 0);
+	cr_assert_eq(info.sq_entries, 32768);
+	cr_assert_eq(info.cq_entries, 65536);
+	hugering_queue_exit(&ring);
+}
+
+Test(ring, probe_on_this_kernel)
+{
+	struct hugering_kernel_caps caps;
+	struct io_uring_params p;
+	int fd;
+
+	cr_assert_eq(hugering_probe_kernel(&caps), 0);
+	cr_assert_eq(caps.io_uring, 0);
+	/* This machine runs 6.18: any memory, resize, NO_SQARRAY. */
+	cr_assert_eq(caps.nommap, HUGERING_NOMMAP_ANY, "%s", hugering_nommap_name(caps.nommap));
+	cr_assert_eq(caps.resize, 1);
+	cr_assert_eq(caps.no_sqarray, 1);
+	cr_assert_eq(caps.pfn_visible, th_pfn_visible());
+	memset(&p, 0, sizeof(p));
+	fd = io_uring_setup(1, &p);
+	cr_assert_geq(fd, 0);
+	close(fd);
+	cr_assert_eq(caps.ring_header, p.cq_off.cqes);
+	cr_assert_neq(caps.release[0], '\0');
+	cr_assert_eq(hugering_probe_kernel(NULL), -EINVAL);
+}
+
+/* Bad input: the errno liburing gives, and nothing leaked. */
+Test(ring, bad_input_same_errno_nothing_leaked)
+{
+	struct { unsigned entries, flags, cq; } cases[] = {
+		{ 0, 0, 0 },					/* no entries */
+		{ 32769, 0, 0 },				/* > 32768 without CLAMP */
+		{ 64, IORING_SETUP_CQSIZE, 32 },		/* CQ < SQ */
+		{ 64, IORING_SETUP_CQSIZE, 0 },			/* CQSIZE with 0 */
+		{ 64, IORING_SETUP_CQSIZE, 65537 },		/* CQ > 65536 without CLAMP */
+		{ 64, 1u << 31, 0 },				/* unknown flag */
+		{ 64, IORING_SETUP_SQ_AFF, 0 },			/* SQ_AFF without SQPOLL */
+		{ 64, IORING_SETUP_DEFER_TASKRUN, 0 },		/* without SINGLE_ISSUER */
+	};
+	long free0 = th_pool_field(SZ_2M, "free_hugepages");
+	int fds = th_fd_count();
+
+	th_need_pool(SZ_2M, 2);
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct io_uring_params p = { .flags = cases[i].flags, .cq_entries = cases[i].cq };
+		struct io_uring_params q = p;
+		struct io_uring ring, lring;
+		int want = io_uring_queue_init_params(cases[i].entries, &lring, &q);
+		int got = hugering_queue_init_params(cases[i].entries, &ring, &p);
+
+		if (!want)
+			io_uring_queue_exit(&lring);
+		cr_assert_lt(want, 0, "case %zu: liburing accepted it", i);
+		cr_assert_eq(got, want, "case %zu: got %d, liburing %d", i, got, want);
+		cr_assert_neq(hugering_last_error()[0], '\0');
+	}
+	cr_assert_eq(hugering_queue_init_params(8, NULL, &(struct io_uring_params){ 0 }), -EINVAL);
+	cr_assert_eq(hugering_queue_init_params(8, &(struct io_uring){ 0 }, NULL), -EINVAL);
+	cr_assert_eq(th_fd_count(), fds, "fd leaked");
+	th_wait_pool(SZ_2M, free0, 1000);
+	cr_assert_eq(th_pool_field(SZ_2M, "free_hugepages"), free0, "pages leaked");
+}
+
+Test(ring, bad_init_opts)
+{
+	struct io_uring_params p = { 0 };
+	struct hugering_init_opts o = { .numa_node = -1, .page_size = 3 * MiB };
+	struct io_uring ring;
+
+	cr_assert_eq(hugering_queue_init_opts(8, &ring, &p, &o), -EINVAL);
+	o = (struct hugering_init_opts){ .numa_node = 999 };
+	cr_assert_eq(hugering_queue_init_opts(8, &ring, &p, &o), -EINVAL);
+	o = (struct hugering_init_opts){ .numa_node = -1, .policy = 17 };
+	cr_assert_eq(hugering_queue_init_opts(8, &ring, &p, &o), -EINVAL);
+	o = (struct hugering_init_opts){ .numa_node = -1, .resv = { 1 } };
+	cr_assert_eq(hugering_queue_init_opts(8, &ring, &p, &o), -EINVAL);
+}
+
+Test(ring, env_kernel_policy_always_kernel_mapped)
+{
+	struct io_uring_params p = { 0 };
+	struct hugering_ring_info info;
+	struct io_uring ring;
+
+	setenv("HUGERING_MODE", "kernel", 1);
+	cr_assert_eq(hugering_queue_init_params(64, &ring, &p), 0);
+	cr_assert_eq(hugering_ring_info(&ring, &info), 0);
+	cr_assert_eq(info.mode, HUGERING_MODE_KERNEL);
+	cr_assert_eq(info.fallback_errno, 0, "policy, not a failure");
+	cr_assert_not(p.flags & IORING_SETUP_NO_MMAP);
+	th_nops(&ring, 256);
+	hugering_queue_exit(&ring);
+}
+
+Test(ring, env_unknown_value_is_an_error)
+{
+	struct io_uring_params p = { 0 };
+	struct io_uring ring;
+
+	setenv("HUGERING_MODE", "hugepages-please", 1);
+	cr_assert_eq(hugering_queue_init_params(8, &ring, &p), -EINVAL);
+	cr_assert(strstr(hugering_last_error(), "HUGERING_MODE"), "%s", hugering_last_error());
+}
+
+/* API policy overrides the environment. */
+Test(ring, api_policy_overrides_env)
+{
+	struct io_uring_params p = { 0 };
+	struct hugering_init_opts o = { .policy = HUGERING_POLICY_NOMMAP, .numa_node = -1 };
+	struct hugering_ring_info info;
+	struct io_uring ring;
+
+	th_need_pool(SZ_2M, 2);
+	setenv("HUGERING_MODE", "kernel", 1);
+	cr_assert_eq(hugering_queue_init_opts(64, &ring, &p, &o), 0);
+	cr_assert_eq(hugering_ring_info(&ring, &info), 0);
+	cr_assert_eq(info.mode, HUGERING_MODE_NOMMAP_HUGE);
+	hugering_queue_exit(&ring);
+}
+
+/* Base pages on request: NO_MMAP, not hugepages. */
+Test(ring, base_pages_on_request)
+{
+	struct io_uring_params p = { 0 };
+	struct hugering_init_opts o = { .page_size = 4096, .numa_node = -1 };
+	struct hugering_ring_info info;
+	struct io_uring ring;
+
+	cr_assert_eq(hugering_queue_init_opts(256, &ring, &p, &o), 0);
+	cr_assert_eq(hugering_ring_info(&ring, &info), 0);
+	cr_assert_eq(info.mode, HUGERING_MODE_NOMMAP_BASE);
+	cr_assert_eq(info.page_size, 4096);
+	th_nops(&ring, 1024);
+	hugering_queue_exit(&ring);
+}
+
+/* Empty pool: auto falls back and says so; nommap fails with -ENOMEM. */
+Test(ring, empty_pool_fallback_reported)
+{
+	struct io_uring_params p = { 0 };
+	struct hugering_ring_info info;
+	struct io_uring ring;
+	struct th_hog hog;
+	int fds;
+
+	th_need_pool(SZ_2M, 1);
+	th_exhaust(SZ_2M, &hog);
+	fds = th_fd_count();
+	cr_assert_eq(hugering_queue_init_params(256, &ring, &p), 0);
+	cr_assert_eq(hugering_ring_info(&ring, &info), 0);
+	cr_assert_eq(info.mode, HUGERING_MODE_KERNEL);
+	cr_assert_eq(info.fallback_errno, ENOMEM);
+	cr_assert(strstr(info.fallback_reason, "hugepage pool empty"), "%s", info.fallback_reason);
+	th_nops(&ring, 1024);
+	hugering_queue_exit(&ring);
+
+	setenv("HUGERING_MODE", "nommap", 1);
+	p = (struct io_uring_params){ 0 };
+	cr_assert_eq(hugering_queue_init_params(256, &ring, &p), -ENOMEM);
+	cr_assert(strstr(hugering_last_error(), "pool"), "%s", hugering_last_error());
+	cr_assert_eq(th_fd_count(), fds);
+	th_release(&hog);
+}
+
+static void drop_cap_ipc_lock(void)
+{
+	struct __user_cap_header_struct h = { .version = _LINUX_CAPABILITY_VERSION_3 };
+	struct __user_cap_data_struct d[2];
+
+	cr_assert_eq(syscall(SYS_capget, &h, d), 0);
+	d[0].effective &= ~(1u << CAP_IPC_LOCK);
+	d[0].permitted &= ~(1u << CAP_IPC_LOCK);
+	cr_assert_eq(syscall(SYS_capset, &h, d), 0);
+}
+
+/* Linux 6.14+ charges ring memory to RLIMIT_MEMLOCK: said as such. */
+Test(ring, memlock_enomem_reported_as_memlock)
+{
+	struct rlimit rl = { 64 * 1024, 64 * 1024 };
+	struct io_uring_params p = { 0 };
+	struct io_uring_params lp = { .flags = IORING_SETUP_NO_MMAP | IORING_SETUP_NO_SQARRAY };
+	struct hugering_layout l;
+	struct io_uring ring;
+	char amount[32];
+	int ret;
+
+	th_need_pool(SZ_2M, 2);
+	drop_cap_ipc_lock();
+	cr_assert_eq(setrlimit(RLIMIT_MEMLOCK, &rl), 0);
+	ret = hugering_queue_init_params(4096, &ring, &p);
+	cr_assert_eq(ret, -ENOMEM, "got %d", ret);
+	cr_assert(strstr(hugering_last_error(), "RLIMIT_MEMLOCK"), "%s", hugering_last_error());
+	/* what the kernel charges: both regions, page by page */
+	cr_assert_eq(hugering_ring_layout(4096, &lp, &l), 0);
+	snprintf(amount, sizeof(amount), "%zu", l.sqes_bytes + l.rings_bytes);
+	cr_assert(strstr(hugering_last_error(), amount), "amount %s missing: %s", amount,
+		  hugering_last_error());
+}
+
+/* A forked child uses the parent's ring: the memory must be shared. */
+Test(ring, forked_child_uses_ring)
+{
+	struct io_uring_params p = { 0 };
+	struct io_uring ring;
+	pid_t pid;
+	int st;
+
+	th_need_pool(SZ_2M, 2);
+	cr_assert_eq(hugering_queue_init_params(64, &ring, &p), 0);
+	pid = fork();
+	cr_assert_geq(pid, 0);
+	if (!pid) {
+		struct io_uring_cqe *cqe;
+		struct io_uring_sqe *sqe = io_uring_get_sqe(&ring);
+
+		io_uring_prep_nop(sqe);
+		sqe->user_data = 77;
+		if (io_uring_submit(&ring) != 1 || io_uring_wait_cqe(&ring, &cqe) ||
+		    cqe->user_data != 77)
+			_exit(1);
+		io_uring_cqe_seen(&ring, cqe);
+		_exit(0);
+	}
+	cr_assert_eq(waitpid(pid, &st, 0), pid);
+	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "child could not use the ring");
+	/* The child's submission and reaping are visible here. */
+	cr_assert_eq(*ring.cq.khead, 1);
+	cr_assert_eq(*ring.sq.ktail, 1);
+	hugering_queue_exit(&ring);
+}
+
+Test(ring, info_and_exit_on_foreign_rings)
+{
+	struct hugering_ring_info info;
+	struct io_uring ring;
+
+	cr_assert_eq(io_uring_queue_init(8, &ring, 0), 0);
+	cr_assert_eq(hugering_ring_info(&ring, &info), -ENOENT);
+	hugering_queue_exit(&ring);	/* a plain liburing ring is accepted */
+	cr_assert_eq(hugering_ring_info(NULL, &info), -EINVAL);
+	hugering_queue_exit(NULL);
+}
+
+/* Many rings live at once, each with its own memory, all usable. */
+Test(ring, sixteen_rings_at_once)
+{
+	struct io_uring ring[16];
+
+	th_need_pool(SZ_2M, 18);
+	for (int i = 0; i < 16; i++) {
+		struct io_uring_params p = { 0 };
+
+		cr_assert_eq(hugering_queue_init_params(64, &ring[i], &p), 0);
+	}
+	for (int i = 0; i < 16; i++)
+		th_nops(&ring[i], 128);
+	for (int i = 0; i < 16; i++)
+		hugering_queue_exit(&ring[i]);
+}
