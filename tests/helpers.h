@@ -81,6 +81,15 @@ struct io_uring;
  */
 void th_nops(struct io_uring *ring, unsigned n);
 
+/*
+ * io_uring_setup(@entries, copy of @p into @out).  Unprivileged, -ENOMEM
+ * is retried for up to 2 s: the memlock charge of rings closed a moment ago
+ * is released asynchronously.
+ */
+struct io_uring_params;
+int th_setup_retry(unsigned entries, const struct io_uring_params *p,
+		   struct io_uring_params *out);
+
 /* Open file descriptors of this process. */
 int th_fd_count(void);
 

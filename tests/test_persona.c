@@ -1,0 +1,252 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The factory on kernels this machine does not run, emulated at the syscall
+ * boundary (persona.c): 6.1 (no NO_MMAP), 6.5 (the EFAULT bug), 6.6-6.9
+ * (physically contiguous regions only), io_uring disabled.
+ */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "helpers.h"
+#include "persona.h"
+#include "shapes.h"
+
+TestSuite(persona, .init = th_init, .fini = th_fini);
+
+#define PAGE 4096UL
+
+static unsigned pow2(unsigned v)
+{
+	unsigned r = 1;
+
+	while (r < v)
+		r <<= 1;
+	return r;
+}
+
+/* Would each region fit one page on 6.5 (header 320, SQ array present)? */
+static bool fits_one_page_on_6_5(const struct shape *s)
+{
+	unsigned sq = pow2(s->entries > 32768 ? 32768 : s->entries);
+	unsigned cq = s->cq ? pow2(s->cq > 65536 ? 65536 : s->cq) : 2 * sq;
+	size_t r = 320 + 16UL * cq, sqes = (size_t)sq * ((s->flags & IORING_SETUP_SQE128) ? 128 : 64);
+
+	if (s->flags & IORING_SETUP_CQE32)
+		r *= 2;
+	r = ((r + 63) & ~63UL) + 4UL * sq;
+	return r <= PAGE && sqes <= PAGE;
+}
+
+static int create(const struct shape *s, struct io_uring *ring, struct io_uring_params *p,
+		  struct hugering_ring_info *info)
+{
+	int ret;
+
+	*p = shape_params(s);
+	ret = hugering_queue_init_params(s->entries, ring, p);
+	if (!ret)
+		cr_assert_eq(hugering_ring_info(ring, info), 0);
+	return ret;
+}
+
+static void expect_probe(int nommap)
+{
+	struct hugering_kernel_caps caps;
+
+	cr_assert_eq(hugering_probe_kernel(&caps), 0);
+	cr_assert_eq(caps.nommap, nommap, "probe says %s", hugering_nommap_name(caps.nommap));
+	cr_assert_eq(caps.resize, 0, "resize arrived in 6.13");
+}
+
+/* Regions bigger than one 2 MiB page need a proven run or a 1 GiB page. */
+static void need_memory(const struct shape *s)
+{
+	struct io_uring_params p = shape_params(s);
+	struct hugering_layout l;
+
+	p.flags |= IORING_SETUP_NO_MMAP | IORING_SETUP_NO_SQARRAY;
+	cr_assert_eq(hugering_ring_layout(s->entries, &p, &l), 0);
+	th_need_pool(SZ_2M, (long)(l.total_bytes / SZ_2M) + 2);
+	if (l.total_bytes > SZ_2M && !th_pfn_visible()) {
+		/* the last test's ring may still pin the 1 GiB page */
+		th_wait_pool(GiB, 1, 2000);
+		th_need_pool(GiB, 1);
+	}
+}
+
+static void on_6_6(const struct shape *s)
+{
+	struct hugering_ring_info info;
+	struct io_uring_params p;
+	struct io_uring ring;
+	int ret;
+
+	need_memory(s);
+	persona_install(PERSONA_6_6);
+	expect_probe(HUGERING_NOMMAP_CONTIG);
+	ret = create(s, &ring, &p, &info);
+	cr_assert_eq(ret, 0, "%s: %s", strerror(-ret), hugering_last_error());
+	cr_assert_eq(info.mode, HUGERING_MODE_NOMMAP_HUGE, "%s", info.fallback_reason);
+	cr_assert_eq(info.contiguous, HUGERING_CONTIG_YES);
+	cr_assert_neq(info.proof, HUGERING_PROOF_NONE);
+	if (th_pfn_visible()) {
+		cr_assert_eq(th_runs((void *)(uintptr_t)p.sq_off.user_addr,
+				     (size_t)p.sq_entries * 64), 1);
+		cr_assert_eq(th_runs((void *)(uintptr_t)p.cq_off.user_addr,
+				     p.cq_off.cqes + 16UL * p.cq_entries), 1);
+	}
+	th_nops(&ring, 2 * p.cq_entries);
+	hugering_queue_exit(&ring);
+}
+
+static void on_6_5(const struct shape *s)
+{
+	struct hugering_ring_info info;
+	struct io_uring_params p;
+	struct io_uring ring;
+	int ret;
+
+	th_need_pool(SZ_2M, 2);
+	persona_install(PERSONA_6_5);
+	expect_probe(HUGERING_NOMMAP_SINGLE_PAGE);
+	ret = create(s, &ring, &p, &info);
+	cr_assert_eq(ret, 0, "%s: %s", strerror(-ret), hugering_last_error());
+	if (fits_one_page_on_6_5(s)) {
+		cr_assert_eq(info.mode, HUGERING_MODE_NOMMAP_HUGE, "%s", info.fallback_reason);
+		cr_assert_not(p.flags & IORING_SETUP_NO_SQARRAY, "6.5 has no NO_SQARRAY");
+	} else {
+		cr_assert_eq(info.mode, HUGERING_MODE_KERNEL);
+		cr_assert_eq(info.fallback_errno, EFAULT);
+		cr_assert(strstr(info.fallback_reason, "6.5"), "%s", info.fallback_reason);
+	}
+	th_nops(&ring, 2 * p.cq_entries);
+	hugering_queue_exit(&ring);
+}
+
+static void on_6_1(const struct shape *s)
+{
+	struct hugering_ring_info info;
+	struct io_uring_params p;
+	struct io_uring ring;
+	int ret;
+
+	persona_install(PERSONA_6_1);
+	expect_probe(HUGERING_NOMMAP_UNSUPPORTED);
+	ret = create(s, &ring, &p, &info);
+	cr_assert_eq(ret, 0, "%s: %s", strerror(-ret), hugering_last_error());
+	cr_assert_eq(info.mode, HUGERING_MODE_KERNEL);
+	cr_assert_eq(info.fallback_errno, EINVAL);
+	cr_assert(strstr(info.fallback_reason, "NO_MMAP"), "%s", info.fallback_reason);
+	th_nops(&ring, 2 * p.cq_entries);
+	hugering_queue_exit(&ring);
+}
+
+#define ON_6_6(name, e, c, f) \
+	Test(persona, linux_6_6_##name, .timeout = 60) { struct shape s = { e, c, f }; on_6_6(&s); }
+#define ON_6_5(name, e, c, f) \
+	Test(persona, linux_6_5_##name, .timeout = 60) { struct shape s = { e, c, f }; on_6_5(&s); }
+#define ON_6_1(name, e, c, f) \
+	Test(persona, linux_6_1_##name, .timeout = 60) { struct shape s = { e, c, f }; on_6_1(&s); }
+SHAPE_LIST(ON_6_6)
+SHAPE_LIST(ON_6_5)
+SHAPE_LIST(ON_6_1)
+
+Test(persona, disabled_is_eperm_nothing_leaked)
+{
+	struct hugering_kernel_caps caps;
+	struct io_uring_params p = { 0 };
+	long free0 = th_pool_field(SZ_2M, "free_hugepages");
+	struct io_uring ring;
+	int fds;
+
+	persona_install(PERSONA_DISABLED);
+	fds = th_fd_count();
+	cr_assert_eq(hugering_queue_init_params(64, &ring, &p), -EPERM);
+	cr_assert(strstr(hugering_last_error(), "disabled"), "%s", hugering_last_error());
+	cr_assert_eq(hugering_probe_kernel(&caps), 0);
+	cr_assert_eq(caps.io_uring, -EPERM);
+	cr_assert_eq(th_fd_count(), fds);
+	cr_assert_eq(th_pool_field(SZ_2M, "free_hugepages"), free0);
+}
+
+/* HUGERING_MODE=nommap: the kernel's own error, never a fallback. */
+Test(persona, nommap_policy_on_6_5_fails_with_kernel_error)
+{
+	struct io_uring_params p = { 0 };
+	struct hugering_ring_info info;
+	struct io_uring ring;
+	int fds;
+
+	th_need_pool(SZ_2M, 2);
+	persona_install(PERSONA_6_5);
+	setenv("HUGERING_MODE", "nommap", 1);
+	fds = th_fd_count();
+	cr_assert_eq(hugering_queue_init_params(256, &ring, &p), -EFAULT);
+	cr_assert_neq(hugering_last_error()[0], '\0');
+	cr_assert_eq(th_fd_count(), fds);
+	/* one page per region is fine on 6.5 */
+	p = (struct io_uring_params){ 0 };
+	cr_assert_eq(hugering_queue_init_params(8, &ring, &p), 0);
+	cr_assert_eq(hugering_ring_info(&ring, &info), 0);
+	cr_assert_eq(info.mode, HUGERING_MODE_NOMMAP_HUGE);
+	hugering_queue_exit(&ring);
+}
+
+Test(persona, nommap_policy_on_6_1_fails_with_einval)
+{
+	struct io_uring_params p = { 0 };
+	struct io_uring ring;
+
+	th_need_pool(SZ_2M, 2);
+	persona_install(PERSONA_6_1);
+	setenv("HUGERING_MODE", "nommap", 1);
+	cr_assert_eq(hugering_queue_init_params(8, &ring, &p), -EINVAL);
+}
+
+Test(persona, kernel_policy_on_6_6_maps_by_kernel)
+{
+	struct io_uring_params p = { 0 };
+	struct hugering_ring_info info;
+	struct io_uring ring;
+
+	persona_install(PERSONA_6_6);
+	setenv("HUGERING_MODE", "kernel", 1);
+	cr_assert_eq(hugering_queue_init_params(4096, &ring, &p), 0);
+	cr_assert_eq(hugering_ring_info(&ring, &info), 0);
+	cr_assert_eq(info.mode, HUGERING_MODE_KERNEL);
+	cr_assert_eq(info.fallback_errno, 0);
+	th_nops(&ring, 8192);
+	hugering_queue_exit(&ring);
+}
+
+/* The persona itself refuses what that kernel refused (a test of the test). */
+Test(persona, persona_6_6_refuses_discontiguous_memory)
+{
+	struct hugering_region_opts o = { .size = 3 * SZ_2M, .page_size = SZ_2M,
+					  .numa_node = -1 };
+	struct hugering_region *r;
+	struct io_uring_params p = { .flags = IORING_SETUP_NO_MMAP | IORING_SETUP_CQSIZE,
+				     .cq_entries = 65536 };
+	char *b;
+
+	th_need_pool(SZ_2M, 3);
+	persona_install(PERSONA_6_6);
+	cr_assert_eq(hugering_region_alloc(&o, &r), 0);
+	b = hugering_region_addr(r);
+	/* rings 1 MiB + 4 KiB straddling two hugepages: contiguous only by luck */
+	p.sq_off.user_addr = (uintptr_t)b;
+	p.cq_off.user_addr = (uintptr_t)(b + SZ_2M - 512 * 1024);
+	int fd = io_uring_setup(8, &p);
+	bool contiguous = th_pfn_visible() &&
+			  th_runs(b + SZ_2M - 512 * 1024, 1024 * 1024 + 4096) == 1;
+
+	if (fd >= 0)
+		close(fd);
+	cr_assert_eq(fd >= 0, contiguous, "setup %d, contiguous %d", fd, contiguous);
+	if (!contiguous)
+		cr_assert_eq(fd, -EINVAL);
+	hugering_region_free(r);
+}
