@@ -342,3 +342,98 @@ Test(ring, sixteen_rings_at_once)
 	for (int i = 0; i < 16; i++)
 		hugering_queue_exit(&ring[i]);
 }
+
+/* Every other setup flag and field reaches the kernel, in user memory. */
+static void flags_ring(unsigned entries, struct io_uring_params *p, struct io_uring *ring)
+{
+	struct hugering_ring_info info;
+	unsigned want = p->flags;
+	int ret = hugering_queue_init_params(entries, ring, p);
+
+	cr_assert_eq(ret, 0, "flags 0x%x: %s: %s", want, strerror(-ret), hugering_last_error());
+	cr_assert_eq(hugering_ring_info(ring, &info), 0);
+	cr_assert_eq(info.mode, HUGERING_MODE_NOMMAP_HUGE, "flags 0x%x: %s", want,
+		     info.fallback_reason);
+	cr_assert_eq(p->flags & want, want, "flags 0x%x lost: 0x%x", want, p->flags);
+}
+
+Test(ring, sqpoll_pinned_with_idle)
+{
+	struct io_uring_params p = { .flags = IORING_SETUP_SQPOLL | IORING_SETUP_SQ_AFF,
+				     .sq_thread_cpu = 0, .sq_thread_idle = 50 };
+	struct io_uring ring;
+
+	th_need_pool(SZ_2M, 2);
+	flags_ring(128, &p, &ring);
+	cr_assert_eq(p.sq_thread_cpu, 0);
+	cr_assert_eq(p.sq_thread_idle, 50);
+	th_nops(&ring, 1024);
+	hugering_queue_exit(&ring);
+}
+
+Test(ring, attach_wq_shares_the_first_rings_workers)
+{
+	struct io_uring_params p1 = { .flags = IORING_SETUP_SQPOLL };
+	struct io_uring_params p2 = { .flags = IORING_SETUP_SQPOLL | IORING_SETUP_ATTACH_WQ };
+	struct io_uring r1, r2;
+
+	th_need_pool(SZ_2M, 3);
+	flags_ring(64, &p1, &r1);
+	p2.wq_fd = (unsigned)r1.ring_fd;
+	flags_ring(64, &p2, &r2);
+	th_nops(&r1, 128);
+	th_nops(&r2, 128);
+	hugering_queue_exit(&r2);
+	hugering_queue_exit(&r1);
+}
+
+Test(ring, taskrun_submit_all_disabled_registered_fd)
+{
+	struct io_uring_params p = { .flags = IORING_SETUP_COOP_TASKRUN |
+				     IORING_SETUP_TASKRUN_FLAG | IORING_SETUP_SUBMIT_ALL };
+	struct io_uring ring;
+
+	th_need_pool(SZ_2M, 3);
+	flags_ring(64, &p, &ring);
+	th_nops(&ring, 256);
+	hugering_queue_exit(&ring);
+
+	p = (struct io_uring_params){ .flags = IORING_SETUP_R_DISABLED };
+	flags_ring(64, &p, &ring);
+	cr_assert_eq(io_uring_enable_rings(&ring), 0);
+	th_nops(&ring, 256);
+	hugering_queue_exit(&ring);
+
+	/* REGISTERED_FD_ONLY requires NO_MMAP: only possible in user memory. */
+	p = (struct io_uring_params){ .flags = IORING_SETUP_REGISTERED_FD_ONLY };
+	flags_ring(64, &p, &ring);
+	cr_assert_eq(ring.ring_fd, -1);
+	th_nops(&ring, 256);
+	hugering_queue_exit(&ring);
+}
+
+Test(ring, iopoll_flag_kept)
+{
+	struct io_uring_params p = { .flags = IORING_SETUP_IOPOLL };
+	struct io_uring ring;
+
+	th_need_pool(SZ_2M, 2);
+	flags_ring(64, &p, &ring);
+	hugering_queue_exit(&ring);
+}
+
+/* A ring struct copied elsewhere is still known (keyed by its memory). */
+Test(ring, info_survives_struct_copy)
+{
+	struct io_uring_params p = { 0 };
+	struct hugering_ring_info info;
+	struct io_uring ring, copy;
+
+	th_need_pool(SZ_2M, 2);
+	cr_assert_eq(hugering_queue_init_params(64, &ring, &p), 0);
+	copy = ring;
+	cr_assert_eq(hugering_ring_info(&copy, &info), 0);
+	cr_assert_eq(info.mode, HUGERING_MODE_NOMMAP_HUGE);
+	th_nops(&copy, 64);
+	hugering_queue_exit(&copy);
+}
