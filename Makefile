@@ -96,7 +96,7 @@ check: deps-ok
 
 demo: deps-ok
 	$(MAKE) lib examples
-	scripts/demo.sh $(BUILD)/examples/region-demo
+	scripts/demo.sh $(BUILD)/examples
 
 $(BUILD)/hugering.pc: hugering.pc.in
 	@mkdir -p $(BUILD)

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # The main job for now: allocate a physically contiguous region and print
-# what proves it.  As root, reserves 2 MiB hugepages for the run when the
-# pool has too few, and restores the pool after.
+# what proves it, then make an io_uring ring in hugepages and run NOPs on it.
+# As root, reserves 2 MiB hugepages for the run when the pool has too few,
+# and restores the pool after.
 set -euo pipefail
-bin=${1:?usage: demo.sh REGION_DEMO_BINARY}
+dir=${1:?usage: demo.sh EXAMPLES_DIR}
 pool=/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages
-shift
 
 if [ "$(id -u)" -eq 0 ] && [ -w "$pool" ]; then
 	prev=$(cat "$pool")
@@ -15,4 +15,5 @@ if [ "$(id -u)" -eq 0 ] && [ -w "$pool" ]; then
 		echo "demo: reserved $(cat "$pool") 2 MiB hugepages for this run (was $prev)"
 	fi
 fi
-"$bin" "$@"
+"$dir/region-demo"
+"$dir/ring-demo" 4096 65536

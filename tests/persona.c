@@ -102,6 +102,8 @@ static int setup_verdict(unsigned entries, const struct io_uring_params *p)
 	switch (active) {
 	case PERSONA_DISABLED:
 		return -EPERM;
+	case PERSONA_ENOSYS:
+		return -ENOSYS;
 	case PERSONA_6_1:
 		return p->flags & ~((1u << 14) - 1) ? -EINVAL : 0;
 	case PERSONA_6_5:
@@ -130,6 +132,8 @@ static int register_verdict(unsigned op)
 	/* Ring resize (33) and later opcodes arrived in 6.13+. */
 	if (active == PERSONA_DISABLED)
 		return 0;
+	if (active == PERSONA_ENOSYS)
+		return -ENOSYS;
 	return op >= 33 ? -EINVAL : 0;
 }
 

@@ -15,6 +15,7 @@ enum persona {
 	PERSONA_6_5,		/* NO_MMAP regions over one page: -EFAULT */
 	PERSONA_6_6,		/* 6.6.5-6.9: discontiguous regions: -EINVAL */
 	PERSONA_DISABLED,	/* kernel.io_uring_disabled=2: -EPERM */
+	PERSONA_ENOSYS,		/* kernel built without io_uring: -ENOSYS */
 };
 
 /* Install for the calling thread and the threads it creates later. */

@@ -6,6 +6,7 @@
  */
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -170,6 +171,50 @@ Test(persona, disabled_is_eperm_nothing_leaked)
 	cr_assert_eq(caps.io_uring, -EPERM);
 	cr_assert_eq(th_fd_count(), fds);
 	cr_assert_eq(th_pool_field(SZ_2M, "free_hugepages"), free0);
+}
+
+Test(persona, no_io_uring_is_enosys)
+{
+	struct hugering_kernel_caps caps;
+	struct io_uring_params p = { 0 };
+	struct io_uring ring;
+	int fds;
+
+	persona_install(PERSONA_ENOSYS);
+	fds = th_fd_count();
+	cr_assert_eq(hugering_queue_init_params(64, &ring, &p), -ENOSYS);
+	cr_assert(strstr(hugering_last_error(), "no io_uring"), "%s", hugering_last_error());
+	cr_assert_eq(hugering_probe_kernel(&caps), 0);
+	cr_assert_eq(caps.io_uring, -ENOSYS);
+	cr_assert_eq(caps.nommap, HUGERING_NOMMAP_UNSUPPORTED);
+	cr_assert_eq(th_fd_count(), fds);
+}
+
+/* Many threads ask at once: one probe, one answer. */
+static void *probe_thread(void *arg)
+{
+	hugering_probe_kernel(arg);
+	return NULL;
+}
+
+Test(persona, probe_once_and_thread_safe)
+{
+	struct hugering_kernel_caps caps[8];
+	pthread_t t[8];
+	unsigned setups;
+
+	persona_install(PERSONA_6_6);
+	for (int i = 0; i < 8; i++)
+		cr_assert_eq(pthread_create(&t[i], NULL, probe_thread, &caps[i]), 0);
+	for (int i = 0; i < 8; i++)
+		pthread_join(t[i], NULL);
+	setups = persona_passed() + persona_refused();
+	for (int i = 0; i < 8; i++)
+		cr_assert_eq(memcmp(&caps[i], &caps[0], sizeof(caps[0])), 0);
+	cr_assert_eq(caps[0].nommap, HUGERING_NOMMAP_CONTIG);
+	hugering_probe_kernel(&caps[0]);
+	cr_assert_eq(persona_passed() + persona_refused(), setups, "probed twice");
+	cr_assert_leq(setups, 8, "a probe should take a handful of syscalls, took %u", setups);
 }
 
 /* HUGERING_MODE=nommap: the kernel's own error, never a fallback. */
