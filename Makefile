@@ -19,6 +19,7 @@ DESTDIR    ?=
 
 BUILD      ?= build
 ASAN_BUILD ?= build-asan
+TSAN_BUILD ?= build-tsan
 SANITIZE   ?=
 
 CC         ?= cc
@@ -27,7 +28,10 @@ WARN       := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
               -Wmissing-prototypes -Wformat=2 -Wno-format-nonliteral
 ALL_CFLAGS := -std=gnu11 -D_GNU_SOURCE $(WARN) -fPIC -Iinclude $(CFLAGS)
 LIBS       := -luring -lhugetlbfs -lpthread
-ifneq ($(SANITIZE),)
+ifeq ($(SANITIZE),thread)
+ALL_CFLAGS += -fsanitize=thread -fno-omit-frame-pointer
+LDFLAGS    += -fsanitize=thread
+else ifneq ($(SANITIZE),)
 ALL_CFLAGS += -fsanitize=address,undefined -fno-omit-frame-pointer \
               -fno-sanitize-recover=all
 LDFLAGS    += -fsanitize=address,undefined
@@ -49,7 +53,7 @@ SONAME     := libhugering.so.$(SOVERSION)
 # Keep objects of single-file programs (examples) between runs.
 .SECONDARY:
 
-.PHONY: all lib examples tests check check-asan-build deps deps-ok demo \
+.PHONY: all lib examples tests check check-asan-build check-tsan check-long deps deps-ok demo \
         install uninstall clean
 
 all: lib examples tests
@@ -88,10 +92,27 @@ deps:
 check-asan-build:
 	$(MAKE) BUILD=$(ASAN_BUILD) SANITIZE=1 tests
 
+# ThreadSanitizer over the threaded paths: a plain program, since
+# Criterion's process arena does not start under TSan.
+STRESS_BIN := $(BUILD)/tests/stress-threads
+$(STRESS_BIN): tests/stress/threads.c $(STATIC)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< $(STATIC) $(LIBS)
+
+check-tsan: deps-ok
+	$(MAKE) BUILD=$(TSAN_BUILD) SANITIZE=thread $(TSAN_BUILD)/tests/stress-threads
+	TSAN_OPTIONS="halt_on_error=1 exitcode=66" scripts/with-pool.sh \
+	    $(TSAN_BUILD)/tests/stress-threads
+
+# The churn test at a million cycles, plus the whole suite.
+check-long: deps-ok all
+	HUGERING_LONG_CYCLES=1000000 scripts/run-tests.sh --filter 'arena/churn*' $(TEST_BIN)
+
 check: deps-ok
 	$(MAKE) all
 	$(MAKE) check-asan-build
 	scripts/check-install.sh
+	$(MAKE) check-tsan
 	scripts/run-tests.sh $(TEST_BIN) $(ASAN_BUILD)/tests/hugering-tests
 
 demo: deps-ok
@@ -117,4 +138,4 @@ uninstall:
 	      $(DESTDIR)$(PKGCONFIGDIR)/hugering.pc
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD)

@@ -249,6 +249,64 @@ int hugering_probe_kernel(struct hugering_kernel_caps *out);
 const char *hugering_nommap_name(int nommap);
 
 /* ------------------------------------------------------------------ */
+/* Arenas: many rings per hugepage, recycled safely                    */
+/* ------------------------------------------------------------------ */
+
+/*
+ * An arena carves ring memory out of hugepages: rings that fit in one page
+ * share pages (256 64-entry rings per 2 MiB page); larger rings get a region
+ * of their own.  The memory of a destroyed ring is never handed to another
+ * ring while the kernel may still write it (it does, 12-19 ms after close).
+ * hugering_queue_init* use a process-wide default arena unless given one.
+ *
+ * Thread-safe.  An arena belongs to the process that created it: after
+ * fork() a child uses the rings it inherited, but makes new rings from its
+ * own default arena; an inherited explicit arena gives -ECHILD.
+ */
+struct hugering_arena;
+
+#define HUGERING_ARENA_DONTFORK	 (1u << 0)	/* MADV_DONTFORK on every arena page */
+#define HUGERING_ARENA_NO_RESIZE (1u << 1)	/* never recycle by ring resize */
+#define HUGERING_ARENA_FLAGS_ALL (HUGERING_ARENA_DONTFORK | HUGERING_ARENA_NO_RESIZE)
+
+struct hugering_arena_opts {
+	size_t page_size;	/* 0 = default hugepage size */
+	int numa_node;		/* -1 = any */
+	size_t max_bytes;	/* hugepage memory the arena may hold; 0 = no limit */
+	int wait_ms;		/* wait this long for the pool to refill: 0 = default (250), -1 = never */
+	unsigned flags;		/* HUGERING_ARENA_* */
+	unsigned resv[4];	/* must be zero */
+};
+
+struct hugering_arena_stats {
+	size_t page_size;
+	unsigned pages_held;	/* hugepages the arena holds (shared pages + dedicated regions) */
+	unsigned rings_live;
+	size_t bytes_in_use;	/* memory of live rings */
+	size_t bytes_waiting;	/* memory of destroyed rings the kernel may still write */
+	size_t bytes_free;	/* never used, or recycled by resize: ready for rings */
+	uint64_t rings_created;
+	uint64_t pages_retired;	/* shared pages given back once all their rings were gone */
+	uint64_t resize_recycled; /* rings whose memory was freed at once by a resize */
+	uint64_t pool_waits;	/* allocations that waited for the pool */
+};
+
+int hugering_arena_create(const struct hugering_arena_opts *o, struct hugering_arena **out);
+/* -EBUSY while rings made from it are alive; then nothing is freed. */
+int hugering_arena_destroy(struct hugering_arena *a);
+int hugering_arena_stats(struct hugering_arena *a, struct hugering_arena_stats *out);
+/* The process-wide arena hugering_queue_init* use; created on first use. */
+struct hugering_arena *hugering_default_arena(void);
+
+/* How a ring's memory is recycled when it is destroyed. */
+enum hugering_recycle {
+	HUGERING_RECYCLE_NONE = 0,	/* kernel-mapped: the kernel's business */
+	HUGERING_RECYCLE_RESIZE,	/* resized into a throw-away region first: reusable at once */
+	HUGERING_RECYCLE_QUARANTINE,	/* never reused; its page is replaced when all its rings are gone */
+	HUGERING_RECYCLE_DEDICATED,	/* its own region, unmapped at exit */
+};
+
+/* ------------------------------------------------------------------ */
 /* Ring factory                                                        */
 /* ------------------------------------------------------------------ */
 
@@ -267,8 +325,9 @@ enum hugering_policy {
 
 struct hugering_init_opts {
 	int policy;		/* enum hugering_policy */
-	size_t page_size;	/* 0 = default hugepage size; 4096 = base pages */
-	int numa_node;		/* -1 = any */
+	struct hugering_arena *arena;	/* NULL = the default arena */
+	size_t page_size;	/* 0 = the arena's; 4096 = base pages (own region) */
+	int numa_node;		/* -1 = the arena's; else an own region on that node */
 	unsigned resv[4];	/* must be zero */
 };
 
@@ -286,6 +345,9 @@ struct hugering_ring_info {
 	int contiguous;		/* enum hugering_contig of the ring memory */
 	int proof;		/* enum hugering_proof */
 	int numa_node;
+	void *page_addr;	/* the hugepage (or own region) holding the ring */
+	size_t page_offset;	/* mem - page_addr */
+	int recycle;		/* enum hugering_recycle */
 };
 
 /*

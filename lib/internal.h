@@ -46,6 +46,36 @@ int hr_numa_nodes_of(void *const *addrs, size_t n, int *nodes);
  */
 size_t hr_vma_page_size(uintptr_t addr, int *backing, uintptr_t *vma_end);
 
+/* region.c */
+int hr_memfd_for(size_t page_size, const char *name);
+/*
+ * Map @len bytes of @fd at @off (at @fixed if not NULL), bind to @node and
+ * fault in; -ENOMEM (never SIGBUS) when the pool cannot supply it.
+ */
+int hr_map_populated(int fd, off_t off, size_t len, int node, void *fixed, void **out);
+
+/* arena.c: one ring's memory */
+struct hr_page;
+struct hr_slot {
+	struct hugering_arena *arena;	/* NULL: an own region outside any arena */
+	struct hr_page *page;		/* shared page, or NULL: own region */
+	struct hugering_region *region;	/* own region */
+	char *addr;
+	size_t len;
+	size_t held;			/* own region: hugepage bytes held */
+	char *page_addr;
+	size_t page_size;
+	bool reused;			/* a resize-recycled slot: not zero */
+};
+int hr_arena_alloc(struct hugering_arena *a, size_t len, bool contig, struct hr_slot *s);
+int hr_own_region(const struct hugering_region_opts *ro, int wait_ms, uint64_t *waits,
+		  struct hr_slot *s);
+void hr_arena_free(struct hr_slot *s, bool clean);
+int hr_arena_wait_ms(const struct hugering_arena *a);
+bool hr_arena_may_resize(const struct hugering_arena *a);
+size_t hr_arena_page_size(const struct hugering_arena *a);
+int hr_arena_node(const struct hugering_arena *a);
+
 /* layout.c */
 int hr_sys_io_uring_setup(unsigned entries, struct io_uring_params *p);
 int hr_sys_io_uring_register(int fd, unsigned op, void *arg, unsigned nr);

@@ -57,14 +57,14 @@ struct frame {
 	off_t off;
 };
 
-static int memfd_for(size_t page_size)
+int hr_memfd_for(size_t page_size, const char *name)
 {
 	unsigned flags = MFD_CLOEXEC;
 	int fd;
 
 	if (page_size > HR_BASE_PAGE)
 		flags |= MFD_HUGETLB | (hr_log2(page_size) << MFD_HUGE_SHIFT);
-	fd = memfd_create("hugering", flags);
+	fd = memfd_create(name, flags);
 	return fd < 0 ? -errno : fd;
 }
 
@@ -101,8 +101,8 @@ static int populate(void *addr, size_t len)
  * Map @len bytes of @fd at @off (at @fixed if not NULL), bind to @node and
  * fault in.  On error nothing stays mapped.
  */
-static int map_populated(int fd, off_t off, size_t len, int node, void *fixed,
-			 void **out)
+int hr_map_populated(int fd, off_t off, size_t len, int node, void *fixed,
+		     void **out)
 {
 	int flags = MAP_SHARED | (fixed ? MAP_FIXED : 0);
 	void *p = mmap(fixed, len, PROT_READ | PROT_WRITE, flags, fd, off);
@@ -137,7 +137,7 @@ static void set_reason(struct hugering_region *r, int err, const char *fmt, ...)
 /* Pages anywhere, mapped in file order: contiguity is whatever it is. */
 static int alloc_linear(struct hugering_region *r, size_t ps, size_t n, int node)
 {
-	int fd = memfd_for(ps), ret;
+	int fd = hr_memfd_for(ps, "hugering"), ret;
 
 	if (fd < 0)
 		return fd;
@@ -145,7 +145,7 @@ static int alloc_linear(struct hugering_region *r, size_t ps, size_t n, int node
 		ret = -errno;
 		goto err;
 	}
-	ret = map_populated(fd, 0, n * ps, node, NULL, &r->addr);
+	ret = hr_map_populated(fd, 0, n * ps, node, NULL, &r->addr);
 	if (ret)
 		goto err;
 	r->fd = fd;
@@ -193,7 +193,7 @@ static int grow_frames(int fd, size_t ps, int node, struct frame *f,
 
 	if (ftruncate(fd, (off_t)(want * ps)))
 		return -errno;
-	ret = map_populated(fd, (off_t)(have * ps), add * ps, node, NULL, &tmp);
+	ret = hr_map_populated(fd, (off_t)(have * ps), add * ps, node, NULL, &tmp);
 	if (ret)
 		return ret;
 	for (size_t i = 0; i < add && !ret; i++) {
@@ -228,7 +228,7 @@ static int map_run(int fd, size_t ps, const struct frame *run, size_t n,
 	for (size_t i = 0; i < n && !ret; i++) {
 		void *p;
 
-		ret = map_populated(fd, run[i].off, ps, node, base + i * ps, &p);
+		ret = hr_map_populated(fd, run[i].off, ps, node, base + i * ps, &p);
 	}
 	if (ret) {
 		munmap(base, len);
@@ -276,7 +276,7 @@ static int alloc_contig_run(struct hugering_region *r, size_t ps, size_t n,
 	long start = -1;
 	int fd, pm, ret = 0;
 
-	fd = memfd_for(ps);
+	fd = hr_memfd_for(ps, "hugering");
 	if (fd < 0)
 		return fd;
 	pm = hr_pagemap_open();

@@ -20,7 +20,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "internal.h"
 
@@ -50,7 +53,8 @@ const char *hugering_last_error(void)
 struct ring_rec {
 	struct ring_rec *next;
 	const void *key;
-	struct hugering_region *region;	/* NULL: kernel-mapped */
+	bool user_mem;			/* else kernel-mapped */
+	struct hr_slot slot;
 	struct hugering_ring_info info;
 };
 
@@ -270,58 +274,86 @@ static int kernel_would_refuse(int nommap, const struct hugering_layout *lay, si
 	}
 }
 
+/*
+ * Where the ring's memory comes from: the arena (given or default), or a
+ * region of its own when the caller asks for a page size or node the arena
+ * does not have (base pages always get their own region).
+ */
 static int alloc_ring_mem(const struct hugering_layout *lay, int nommap,
-			  const struct hugering_init_opts *o, struct hugering_region **r)
+			  const struct hugering_init_opts *o, struct hr_slot *s)
 {
-	struct hugering_region_opts ro = {
-		.size = lay->total_bytes,
-		.numa_node = o ? o->numa_node : -1,
-	};
+	struct hugering_arena *a = o && o->arena ? o->arena : hugering_default_arena();
 	size_t ps = o ? o->page_size : 0;
+	int node = o ? o->numa_node : -1;
+	bool contig = nommap == HUGERING_NOMMAP_CONTIG;
+	struct hugering_region_opts ro = { .size = lay->total_bytes, .numa_node = node };
 
-	if (nommap == HUGERING_NOMMAP_CONTIG && ps != HR_BASE_PAGE) {
-		/* Automatic size may prove contiguity with one larger page. */
+	if (a && (!ps || ps == hr_arena_page_size(a)) &&
+	    (node < 0 || node == hr_arena_node(a)))
+		return hr_arena_alloc(a, lay->total_bytes, contig, s);
+	if (!a && !ps)
+		ps = hugering_default_page_size();
+	if (!ps)
+		return -ENOMEM;
+	if (contig && ps != HR_BASE_PAGE)
 		ro.flags = HUGERING_REGION_CONTIG;
-		ro.page_size = ps;
-	} else {
-		ro.page_size = ps ? ps : hugering_default_page_size();
-		if (!ro.page_size)
-			ro.page_size = HR_BASE_PAGE;
-	}
-	return hugering_region_alloc(&ro, r);
+	ro.page_size = ps;
+	return hr_own_region(&ro, hr_arena_wait_ms(a), NULL, s);
 }
 
 static void pool_reason(char *buf, size_t len, const struct hugering_layout *lay,
 			const struct hugering_init_opts *o)
 {
-	size_t ps = o && o->page_size ? o->page_size : hugering_default_page_size();
+	struct hugering_arena *a = o && o->arena ? o->arena : hugering_default_arena();
+	size_t ps = o && o->page_size ? o->page_size :
+		    a ? hr_arena_page_size(a) : hugering_default_page_size();
 	struct hugering_pool pool;
 
 	if (ps > HR_BASE_PAGE && !hugering_pool_get(ps, -1, &pool))
-		snprintf(buf, len, "hugepage pool empty: %zu kB pool has %ld usable pages, "
-			 "ring needs %zu bytes", ps >> 10, pool.usable, lay->total_bytes);
+		snprintf(buf, len, "hugepage pool empty: %zu kB pool has %ld usable pages "
+			 "after waiting %d ms, ring needs %zu bytes", ps >> 10, pool.usable,
+			 hr_arena_wait_ms(a), lay->total_bytes);
 	else
 		snprintf(buf, len, "no memory for %zu bytes of ring memory", lay->total_bytes);
 }
 
-static void fill_user_info(const struct io_uring_params *q, const struct hugering_layout *lay,
-			   struct hugering_region *r, struct hugering_ring_info *info)
+static bool resize_recycles(const struct io_uring_params *q, const struct hr_slot *s)
 {
-	struct hugering_region_info ri;
+	return s->page && hr_caps()->resize && (q->flags & IORING_SETUP_DEFER_TASKRUN) &&
+	       hr_arena_may_resize(s->arena);
+}
 
-	hugering_region_info(r, &ri);
-	info->mode = ri.page_size > HR_BASE_PAGE ? HUGERING_MODE_NOMMAP_HUGE
+static void fill_user_info(const struct io_uring_params *q, const struct hugering_layout *lay,
+			   const struct hr_slot *s, struct hugering_ring_info *info)
+{
+	info->mode = s->page_size > HR_BASE_PAGE ? HUGERING_MODE_NOMMAP_HUGE
 						 : HUGERING_MODE_NOMMAP_BASE;
-	info->page_size = ri.page_size;
+	info->page_size = s->page_size;
 	info->mem_bytes = lay->total_bytes;
 	info->sq_entries = q->sq_entries;
 	info->cq_entries = q->cq_entries;
 	info->setup_flags = q->flags;
-	info->mem = ri.addr;
+	info->mem = s->addr;
 	info->rings_offset = lay->rings_offset;
-	info->contiguous = ri.contiguous;
-	info->proof = ri.proof;
-	info->numa_node = ri.numa_node;
+	info->page_addr = s->page_addr;
+	info->page_offset = (size_t)(s->addr - s->page_addr);
+	info->numa_node = -1;
+	if (s->page) {
+		/* A slot inside one hugetlb page: one frame, by construction. */
+		info->contiguous = HUGERING_CONTIG_YES;
+		info->proof = HUGERING_PROOF_CONSTRUCTION;
+		info->numa_node = hr_arena_node(s->arena);
+		info->recycle = resize_recycles(q, s) ? HUGERING_RECYCLE_RESIZE
+						      : HUGERING_RECYCLE_QUARANTINE;
+	} else {
+		struct hugering_region_info ri;
+
+		hugering_region_info(s->region, &ri);
+		info->contiguous = ri.contiguous;
+		info->proof = ri.proof;
+		info->numa_node = ri.numa_node;
+		info->recycle = HUGERING_RECYCLE_DEDICATED;
+	}
 }
 
 /*
@@ -329,12 +361,18 @@ static void fill_user_info(const struct io_uring_params *q, const struct hugerin
  * rings at rings_offset; a liburing that placed them elsewhere would have
  * the kernel pin memory the layout did not account for, so that is an error.
  */
-static int setup_in(unsigned entries, struct io_uring *ring, struct io_uring_params *q,
-		    const struct hugering_layout *lay, struct hugering_region *r)
+static int setup_in(unsigned entries, struct io_uring *ring, const struct io_uring_params *in,
+		    struct io_uring_params *q, const struct hugering_layout *lay,
+		    const struct hr_slot *s)
 {
-	char *buf = hugering_region_addr(r);
-	int ret = io_uring_queue_init_mem(entries, ring, q, buf, lay->total_bytes);
+	char *buf = s->addr;
+	int ret;
 
+	/* liburing and the kernel need zeroed memory; recycled slots are not. */
+	if (s->reused)
+		memset(buf, 0, lay->total_bytes);
+	*q = *in;
+	ret = io_uring_queue_init_mem(entries, ring, q, buf, lay->total_bytes);
 	if (ret < 0)
 		return ret;
 	if (q->sq_off.user_addr != (uintptr_t)buf ||
@@ -348,100 +386,131 @@ static int setup_in(unsigned entries, struct io_uring *ring, struct io_uring_par
 	return 0;
 }
 
+/* No user memory: fall back, or under the nommap policy, fail with @err. */
+static int no_user_memory(unsigned entries, struct io_uring *ring, struct io_uring_params *p,
+			  const struct io_uring_params *orig, int policy, int err,
+			  const char *reason)
+{
+	if (policy == HUGERING_POLICY_NOMMAP) {
+		hr_set_error("%s", reason);
+		return err;
+	}
+	return kernel_ring(entries, ring, p, orig, -err, reason);
+}
+
+/* The flags hugering adds, and the layout for them. */
+static int user_layout(unsigned entries, const struct io_uring_params *orig,
+		       struct io_uring_params *q, struct hugering_layout *lay)
+{
+	int ret;
+
+	*q = *orig;
+	q->flags |= IORING_SETUP_NO_MMAP;
+	/* Like liburing >= 2.6; 2.5 would write its SQ array over the header. */
+	if (hr_caps()->no_sqarray && hr_liburing_at_least(2, 6))
+		q->flags |= IORING_SETUP_NO_SQARRAY;
+	ret = hugering_ring_layout(entries, q, lay);
+	if (ret)
+		hr_set_error("invalid ring shape: %u entries, flags 0x%x, cq_entries %u",
+			     entries, q->flags, q->cq_entries);
+	return ret;
+}
+
+/*
+ * Set up in @s.  Unprivileged on 6.14+, a ring just destroyed still holds
+ * its RLIMIT_MEMLOCK charge for a few ms: wait for it like for the pool.
+ */
+static int setup_waiting(unsigned entries, struct io_uring *ring, const struct io_uring_params *in,
+			 struct io_uring_params *q, const struct hugering_layout *lay,
+			 struct hr_slot *s, int wait_ms)
+{
+	struct timespec t0, t;
+	struct rlimit rl;
+	int ret;
+
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (;;) {
+		ret = setup_in(entries, ring, in, q, lay, s);
+		if (ret != -ENOMEM || !memlock_explains(&rl))
+			return ret;
+		clock_gettime(CLOCK_MONOTONIC, &t);
+		if ((t.tv_sec - t0.tv_sec) * 1000 + (t.tv_nsec - t0.tv_nsec) / 1000000 >= wait_ms)
+			break;
+		s->reused = true;	/* the kernel may have touched it: zero again */
+		usleep(1000);
+	}
+	/* A kernel-mapped ring is charged the same: no fallback. */
+	hr_set_error("RLIMIT_MEMLOCK: the ring needs %zu bytes locked (charged per user, "
+		     "shared by all this user's rings; Linux 6.14+), limit is %llu: raise "
+		     "ulimit -l or grant CAP_IPC_LOCK", lay->sqes_bytes + lay->rings_bytes,
+		     (unsigned long long)rl.rlim_cur);
+	return -ENOMEM;
+}
+
 static int user_ring(unsigned entries, struct io_uring *ring, struct io_uring_params *p,
 		     const struct io_uring_params *orig, int policy,
 		     const struct hugering_init_opts *o)
 {
 	const struct hugering_kernel_caps *caps = hr_caps();
 	struct hugering_layout lay;
-	struct io_uring_params q = *orig;
-	struct hugering_region *r = NULL;
+	struct io_uring_params q, in;
 	struct ring_rec *rec;
 	char reason[192];
-	struct rlimit rl;
 	int ret, refuse;
-	size_t ps = o ? o->page_size : 0;
 
-	q.flags |= IORING_SETUP_NO_MMAP;
-	/* Like liburing >= 2.6; 2.5 would write its SQ array over the header. */
-	if (caps->no_sqarray && hr_liburing_at_least(2, 6))
-		q.flags |= IORING_SETUP_NO_SQARRAY;
-	ret = hugering_ring_layout(entries, &q, &lay);
-	if (ret) {
-		hr_set_error("invalid ring shape: %u entries, flags 0x%x, cq_entries %u",
-			     entries, q.flags, q.cq_entries);
+	ret = user_layout(entries, orig, &in, &lay);
+	if (ret)
 		return ret;
-	}
 	if (!lay.liburing_ok) {
 		snprintf(reason, sizeof(reason), "liburing %d.%d cannot place this ring in user "
 			 "memory (SQE128 needs 2.9, an SQ array 2.8)",
 			 io_uring_major_version(), io_uring_minor_version());
-		if (policy == HUGERING_POLICY_NOMMAP) {
-			hr_set_error("%s", reason);
-			return -ENOTSUP;
-		}
-		return kernel_ring(entries, ring, p, orig, ENOTSUP, reason);
+		return no_user_memory(entries, ring, p, orig, policy, -ENOTSUP, reason);
 	}
-	refuse = kernel_would_refuse(caps->nommap, &lay, ps);
+	refuse = kernel_would_refuse(caps->nommap, &lay, o ? o->page_size : 0);
 	if (refuse && policy == HUGERING_POLICY_AUTO)
 		return kernel_ring(entries, ring, p, orig, -refuse,
 				   class_reason(caps->nommap, refuse));
 
-	ret = alloc_ring_mem(&lay, caps->nommap, o, &r);
-	if (ret == -ENOMEM || ret == -EPERM) {
-		if (ret == -ENOMEM)
-			pool_reason(reason, sizeof(reason), &lay, o);
-		else
-			hr_copy_str(reason, sizeof(reason), class_reason(caps->nommap, ret));
-		if (policy == HUGERING_POLICY_NOMMAP) {
-			hr_set_error("%s", reason);
-			return ret;
-		}
-		return kernel_ring(entries, ring, p, orig, -ret, reason);
-	}
-	if (ret) {
-		hr_set_error("allocating %zu bytes of ring memory: %s", lay.total_bytes,
-			     strerror(-ret));
-		return ret;
-	}
-
-	ret = setup_in(entries, ring, &q, &lay, r);
-	if (ret == -EPROTO) {
-		hugering_region_free(r);
-		return ret;
-	}
-	if (ret) {
-		hugering_region_free(r);
-		if (ret == -ENOMEM && memlock_explains(&rl)) {
-			/* A kernel-mapped ring is charged the same: no fallback. */
-			hr_set_error("RLIMIT_MEMLOCK: the ring needs %zu bytes locked (charged per "
-				     "user, shared by all this user's rings; Linux 6.14+), limit "
-				     "is %llu: raise ulimit -l or grant CAP_IPC_LOCK",
-				     lay.sqes_bytes + lay.rings_bytes,
-				     (unsigned long long)rl.rlim_cur);
-			return ret;
-		}
-		if (policy == HUGERING_POLICY_NOMMAP) {
-			hr_set_error("io_uring_setup with user memory failed: %s (%s)",
-				     strerror(-ret), class_reason(caps->nommap, ret));
-			return ret;
-		}
-		/* If the kernel-mapped ring fails too, it was not the memory. */
-		snprintf(reason, sizeof(reason), "%s (io_uring_setup: %s)",
-			 class_reason(caps->nommap, ret), strerror(-ret));
-		return kernel_ring(entries, ring, p, orig, -ret, reason);
-	}
-
 	rec = calloc(1, sizeof(*rec));
 	if (!rec) {
-		io_uring_queue_exit(ring);
-		hugering_region_free(r);
 		hr_set_error("out of memory for the ring record");
 		return -ENOMEM;
 	}
+	ret = alloc_ring_mem(&lay, caps->nommap, o, &rec->slot);
+	if (ret == -ENOMEM || ret == -EPERM || ret == -ENOSPC) {
+		free(rec);
+		if (ret == -ENOMEM)
+			pool_reason(reason, sizeof(reason), &lay, o);
+		else if (ret == -ENOSPC)
+			snprintf(reason, sizeof(reason), "arena limit (max_bytes) reached");
+		else
+			hr_copy_str(reason, sizeof(reason), class_reason(caps->nommap, ret));
+		return no_user_memory(entries, ring, p, orig, policy, ret, reason);
+	}
+	if (ret) {
+		free(rec);
+		hr_set_error(ret == -ECHILD ? "this arena belongs to the parent process"
+			     : "allocating %zu bytes of ring memory failed", lay.total_bytes);
+		return ret;
+	}
+
+	ret = setup_waiting(entries, ring, &in, &q, &lay, &rec->slot,
+			    hr_arena_wait_ms(rec->slot.arena));
+	if (ret) {
+		/* The kernel never took this memory: it is clean. */
+		hr_arena_free(&rec->slot, true);
+		free(rec);
+		if (ret == -EPROTO || ret == -ENOMEM)
+			return ret;
+		snprintf(reason, sizeof(reason), "%s (io_uring_setup: %s)",
+			 class_reason(caps->nommap, ret), strerror(-ret));
+		/* If the kernel-mapped ring fails too, it was not the memory. */
+		return no_user_memory(entries, ring, p, orig, policy, ret, reason);
+	}
 	rec->key = ring->sq.sqes;
-	rec->region = r;
-	fill_user_info(&q, &lay, r, &rec->info);
+	rec->user_mem = true;
+	fill_user_info(&q, &lay, &rec->slot, &rec->info);
 	registry_add(rec);
 	*p = q;
 	return 0;
@@ -497,24 +566,58 @@ int hugering_queue_init(unsigned entries, struct io_uring *ring, unsigned flags)
 	return hugering_queue_init_params(entries, ring, &p);
 }
 
+/*
+ * Move a DEFER_TASKRUN ring into a tiny throw-away region (Linux 6.13+):
+ * the kernel unpins the old memory before returning, so the slot can take
+ * a new ring at once.  The throw-away pages stay pinned until the ring's
+ * teardown; unmapping our view of them is harmless.
+ */
+static bool resize_away(struct io_uring *ring)
+{
+	size_t len = 2 * HR_BASE_PAGE;
+	char *t = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	unsigned op = IORING_REGISTER_RESIZE_RINGS;
+	struct io_uring_params p;
+	int fd = ring->ring_fd, ret;
+
+	if (t == MAP_FAILED)
+		return false;
+	memset(&p, 0, sizeof(p));
+	p.sq_entries = 1;
+	p.cq_entries = 2;
+	p.flags = IORING_SETUP_CQSIZE;
+	p.cq_off.user_addr = (uintptr_t)t;
+	p.sq_off.user_addr = (uintptr_t)(t + HR_BASE_PAGE);
+	if (fd < 0) {
+		fd = ring->enter_ring_fd;
+		op |= IORING_REGISTER_USE_REGISTERED_RING;
+	}
+	/* -EOVERFLOW (completions pending) or -EEXIST (not the submitter): quarantine */
+	ret = hr_sys_io_uring_register(fd, op, &p, 1);
+	munmap(t, len);
+	return ret == 0;
+}
+
 void hugering_queue_exit(struct io_uring *ring)
 {
 	struct ring_rec *rec;
+	bool clean = false;
 
 	if (!ring)
 		return;
 	rec = registry_take(ring->sq.sqes);
+	if (rec && rec->info.recycle == HUGERING_RECYCLE_RESIZE)
+		clean = resize_away(ring);
 	/*
 	 * liburing closes the fd (and unregisters a registered ring fd); it
-	 * leaves application memory alone.  The kernel keeps the pages pinned
-	 * until its asynchronous teardown; unmapping our view of them is safe,
-	 * they are only reused once the kernel has let them go.
+	 * leaves application memory alone.  The kernel may write the ring
+	 * memory once more during its asynchronous teardown: the arena never
+	 * gives that memory to another ring (unless resized away above).
 	 */
 	io_uring_queue_exit(ring);
-	if (rec) {
-		hugering_region_free(rec->region);
-		free(rec);
-	}
+	if (rec && rec->user_mem)
+		hr_arena_free(&rec->slot, clean);
+	free(rec);
 }
 
 int hugering_ring_info(const struct io_uring *ring, struct hugering_ring_info *out)

@@ -10,29 +10,9 @@
 # pool on purpose, which concurrent tests would disturb.
 set -uo pipefail
 
-NEED_2M=${HUGERING_TEST_PAGES_2M:-128}
-NEED_1G=${HUGERING_TEST_PAGES_1G:-1}
-HP=/sys/kernel/mm/hugepages
-declare -A saved=()
+. "$(dirname "$0")/pool.sh"
 
 say() { printf 'run-tests: %s\n' "$*"; }
-
-reserve() {	# reserve DIR COUNT: raise the pool to COUNT, never lower it
-	local dir=$HP/$1 want=$2 cur got
-	[ -d "$dir" ] || { say "no $1 pool in this kernel"; return 0; }
-	cur=$(cat "$dir/nr_hugepages")
-	saved[$1]=$cur
-	[ "$cur" -ge "$want" ] && return 0
-	echo "$want" > "$dir/nr_hugepages" 2>/dev/null
-	got=$(cat "$dir/nr_hugepages")
-	say "$1: nr_hugepages $cur -> $got (wanted $want)"
-}
-
-restore() {
-	for k in "${!saved[@]}"; do
-		echo "${saved[$k]}" > "$HP/$k/nr_hugepages" 2>/dev/null || true
-	done
-}
 
 total_tested=0
 total_failed=0
@@ -44,7 +24,7 @@ run() {
 	shift 2
 	say "== $label"
 	out=$(mktemp)
-	HUGERING_TEST_EXPECT_PFN=$expect "$@" -j1 2>&1 | tee "$out"
+	HUGERING_TEST_EXPECT_PFN=$expect "$@" -j1 "${filter[@]}" 2>&1 | tee "$out"
 	rc=${PIPESTATUS[0]}
 	tested=$(sed -n 's/.*Synthesis: Tested: \([0-9]*\) | Passing: \([0-9]*\).*/\1/p' "$out" | tail -n1)
 	passing=$(sed -n 's/.*Synthesis: Tested: \([0-9]*\) | Passing: \([0-9]*\).*/\2/p' "$out" | tail -n1)
@@ -59,12 +39,15 @@ run() {
 	fi
 }
 
-[ $# -gt 0 ] || { echo "usage: $0 TEST_BINARY..." >&2; exit 2; }
+filter=()
+if [ "${1:-}" = --filter ]; then
+	filter=(--filter "$2")
+	shift 2
+fi
+[ $# -gt 0 ] || { echo "usage: $0 [--filter PATTERN] TEST_BINARY..." >&2; exit 2; }
 
 if [ "$(id -u)" -eq 0 ]; then
-	trap restore EXIT
-	reserve hugepages-2048kB "$NEED_2M"
-	reserve hugepages-1048576kB "$NEED_1G"
+	pool_reserve
 	unpriv_dir=$(mktemp -d /tmp/hugering-unpriv.XXXXXX)
 	chmod 755 "$unpriv_dir"
 	for bin in "$@"; do

@@ -12,7 +12,7 @@
 
 #include "helpers.h"
 
-TestSuite(hugepage, .init = th_init, .fini = th_fini);
+TestSuite(hugepage, .init = th_init, .fini = th_fini, .timeout = 300);
 
 /* Every hugepages-NkB directory in sysfs, as the truth. */
 static int sysfs_sizes(size_t *out, int max)

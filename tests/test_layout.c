@@ -13,7 +13,7 @@
 
 #include "helpers.h"
 
-TestSuite(layout, .init = th_init, .fini = th_fini);
+TestSuite(layout, .init = th_init, .fini = th_fini, .timeout = 300);
 
 #define PAGE 4096UL
 

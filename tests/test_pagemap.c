@@ -9,7 +9,7 @@
 
 #include "helpers.h"
 
-TestSuite(pagemap, .init = th_init, .fini = th_fini);
+TestSuite(pagemap, .init = th_init, .fini = th_fini, .timeout = 300);
 
 Test(pagemap, pfn_visibility_matches_independent_reading)
 {

@@ -15,7 +15,7 @@
 #include "persona.h"
 #include "shapes.h"
 
-TestSuite(persona, .init = th_init, .fini = th_fini);
+TestSuite(persona, .init = th_init, .fini = th_fini, .timeout = 300);
 
 #define PAGE 4096UL
 

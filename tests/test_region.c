@@ -13,7 +13,7 @@
 
 #include "helpers.h"
 
-TestSuite(region, .init = th_init, .fini = th_fini);
+TestSuite(region, .init = th_init, .fini = th_fini, .timeout = 300);
 
 static struct hugering_region_opts opts(size_t size, size_t ps, unsigned flags)
 {

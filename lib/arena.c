@@ -1,0 +1,633 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Arenas: ring memory carved out of hugepages, recycled safely.
+ *
+ * The hazard (DESIGN.md §5): closing a ring does not release its memory.
+ * The kernel tears the ring down asynchronously and writes its SQ head and
+ * CQ tail into that memory once more, 12-19 ms after close; a new ring
+ * placed there before that loses completions.  Dying rings also keep their
+ * pages pinned, so the pool is short for a while.
+ *
+ * What this arena does about it:
+ *  - rings that fit in one hugepage get a slot in a shared page, carved
+ *    from space no ring ever used (a bump pointer);
+ *  - a destroyed ring's slot is never reused (quarantine) unless the ring
+ *    was first resized into a throw-away region (ring.c does that for
+ *    DEFER_TASKRUN rings on kernels with IORING_REGISTER_RESIZE_RINGS: the
+ *    kernel then unpins the slot synchronously), in which case the slot is
+ *    clean and goes back on the page's free list;
+ *  - once every ring of a used-up page is gone, the page is retired: our
+ *    mapping is removed and the page punched out of the memfd.  The kernel
+ *    frees the old frame when the last dying ring unpins it; the file
+ *    offset, now a hole, later gets a fresh page;
+ *  - larger rings get a region of their own, unmapped when they die;
+ *  - when the pool is empty (dying rings still pin pages), allocation waits
+ *    a bounded time for the kernel to give pages back, then fails -ENOMEM;
+ *    faults go through MADV_POPULATE_WRITE, so never SIGBUS.
+ *
+ * Locking: one mutex per arena, never held across a syscall that can block
+ * (mmap, populate, punch, waits happen outside it).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+#define DEFAULT_WAIT_MS 250
+#define WAIT_STEP_US 1000
+/* Sparse size of the arena memfd: offsets are handed out, never truncated. */
+#define ARENA_FILE_SIZE (1ULL << 40)
+
+struct extent {
+	size_t off, len;
+};
+
+struct hr_page {
+	struct hr_page *next;
+	char *addr;
+	off_t off;		/* in the arena memfd */
+	size_t bump;		/* first byte no ring has used */
+	unsigned live, dead;
+	size_t live_bytes, dead_bytes;
+	struct extent *free;	/* clean slots (resize-recycled) */
+	unsigned nfree, capfree;
+};
+
+struct hugering_arena {
+	pthread_mutex_t lock;
+	pid_t owner;
+	size_t ps;
+	int node;
+	size_t max_bytes;
+	int wait_ms;
+	unsigned flags;
+	int fd;
+	off_t next_off;
+	off_t *holes;		/* punched offsets, ready for fresh pages */
+	unsigned nholes, capholes;
+	struct hr_page *pages;
+	unsigned npages;
+	unsigned own_regions;	/* rings with a region of their own */
+	size_t own_bytes, own_held;
+	struct hugering_arena_stats st;
+};
+
+/* ------------------------------------------------------------------ */
+
+static int check_arena_opts(const struct hugering_arena_opts *o)
+{
+	for (size_t i = 0; i < sizeof(o->resv) / sizeof(o->resv[0]); i++)
+		if (o->resv[i])
+			return -EINVAL;
+	if (o->flags & ~HUGERING_ARENA_FLAGS_ALL || o->wait_ms < -1)
+		return -EINVAL;
+	if (o->page_size && !hr_page_size_supported(o->page_size))
+		return -EINVAL;
+	if (o->numa_node < -1 || (o->numa_node >= 0 && !hr_numa_node_online(o->numa_node)))
+		return -EINVAL;
+	return 0;
+}
+
+int hugering_arena_create(const struct hugering_arena_opts *o, struct hugering_arena **out)
+{
+	struct hugering_arena *a;
+	int ret;
+
+	if (!o || !out)
+		return -EINVAL;
+	*out = NULL;
+	ret = check_arena_opts(o);
+	if (ret)
+		return ret;
+	a = calloc(1, sizeof(*a));
+	if (!a)
+		return -ENOMEM;
+	a->ps = o->page_size ? o->page_size : hugering_default_page_size();
+	if (!a->ps) {
+		free(a);
+		return -ENOSYS;	/* no hugetlb in this kernel */
+	}
+	a->node = o->numa_node;
+	a->max_bytes = o->max_bytes;
+	a->wait_ms = o->wait_ms ? o->wait_ms : DEFAULT_WAIT_MS;
+	a->flags = o->flags;
+	a->owner = getpid();
+	a->fd = hr_memfd_for(a->ps, "hugering-arena");
+	if (a->fd < 0) {
+		ret = a->fd;
+		free(a);
+		return ret;
+	}
+	if (ftruncate(a->fd, (off_t)ARENA_FILE_SIZE)) {
+		ret = -errno;
+		close(a->fd);
+		free(a);
+		return ret;
+	}
+	pthread_mutex_init(&a->lock, NULL);
+	a->st.page_size = a->ps;
+	*out = a;
+	return 0;
+}
+
+static void drop_page(struct hugering_arena *a, struct hr_page *pg)
+{
+	munmap(pg->addr, a->ps);
+	/* The frame goes back to the pool when the last dying ring unpins it. */
+	(void)fallocate(a->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, pg->off,
+			(off_t)a->ps);
+	free(pg->free);
+	free(pg);
+}
+
+int hugering_arena_destroy(struct hugering_arena *a)
+{
+	struct hr_page *pg, *next;
+
+	if (!a)
+		return 0;
+	if (a->owner != getpid())
+		return -ECHILD;
+	pthread_mutex_lock(&a->lock);
+	if (a->st.rings_live) {
+		pthread_mutex_unlock(&a->lock);
+		return -EBUSY;
+	}
+	pthread_mutex_unlock(&a->lock);
+	for (pg = a->pages; pg; pg = next) {
+		next = pg->next;
+		drop_page(a, pg);
+	}
+	close(a->fd);
+	free(a->holes);
+	pthread_mutex_destroy(&a->lock);
+	free(a);
+	return 0;
+}
+
+int hugering_arena_stats(struct hugering_arena *a, struct hugering_arena_stats *out)
+{
+	if (!a || !out)
+		return -EINVAL;
+	pthread_mutex_lock(&a->lock);
+	*out = a->st;
+	out->pool_waits = __atomic_load_n(&a->st.pool_waits, __ATOMIC_RELAXED);
+	out->pages_held = a->npages + (unsigned)(a->own_held / a->ps);
+	out->bytes_in_use = a->own_bytes;
+	out->bytes_waiting = 0;
+	out->bytes_free = 0;
+	for (struct hr_page *pg = a->pages; pg; pg = pg->next) {
+		out->bytes_in_use += pg->live_bytes;
+		out->bytes_waiting += pg->dead_bytes;
+		out->bytes_free += a->ps - pg->bump;
+		for (unsigned i = 0; i < pg->nfree; i++)
+			out->bytes_free += pg->free[i].len;
+	}
+	pthread_mutex_unlock(&a->lock);
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Waiting for the pool                                                */
+/* ------------------------------------------------------------------ */
+
+static long now_ms(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return t.tv_sec * 1000L + t.tv_nsec / 1000000L;
+}
+
+/*
+ * Run @try until it stops failing with -ENOMEM or @wait_ms passes; dying
+ * rings give their pages back within milliseconds.  Counts a wait in @st.
+ */
+static int with_pool_wait(int wait_ms, uint64_t *waits, int (*try)(void *), void *arg)
+{
+	long deadline = now_ms() + (wait_ms > 0 ? wait_ms : 0);
+	bool waited = false;
+	int ret;
+
+	while ((ret = try(arg)) == -ENOMEM && wait_ms > 0 && now_ms() < deadline) {
+		waited = true;
+		usleep(WAIT_STEP_US);
+	}
+	if (waited && waits)
+		__atomic_add_fetch(waits, 1, __ATOMIC_RELAXED);
+	return ret;
+}
+
+/* ------------------------------------------------------------------ */
+/* Shared pages                                                        */
+/* ------------------------------------------------------------------ */
+
+struct page_try {
+	struct hugering_arena *a;
+	off_t off;
+	char *addr;
+};
+
+static int try_map_page(void *arg)
+{
+	struct page_try *t = arg;
+
+	return hr_map_populated(t->a->fd, t->off, t->a->ps, t->a->node, NULL,
+				(void **)&t->addr);
+}
+
+static off_t take_offset(struct hugering_arena *a)
+{
+	if (a->nholes)
+		return a->holes[--a->nholes];
+	a->next_off += (off_t)a->ps;
+	return a->next_off - (off_t)a->ps;
+}
+
+static void give_offset(struct hugering_arena *a, off_t off)
+{
+	if (a->nholes == a->capholes) {
+		unsigned cap = a->capholes ? 2 * a->capholes : 16;
+		off_t *h = realloc(a->holes, cap * sizeof(*h));
+
+		if (!h)
+			return;	/* the offset is lost, the file is sparse: harmless */
+		a->holes = h;
+		a->capholes = cap;
+	}
+	a->holes[a->nholes++] = off;
+}
+
+/* A fresh page: fault in outside the lock, waiting for the pool if empty. */
+static int add_page(struct hugering_arena *a, struct hr_page **out)
+{
+	struct page_try t = { .a = a };
+	struct hr_page *pg;
+	int ret;
+
+	pthread_mutex_lock(&a->lock);
+	if (a->max_bytes && (a->npages + 1) * a->ps + a->own_held > a->max_bytes) {
+		pthread_mutex_unlock(&a->lock);
+		return -ENOSPC;
+	}
+	t.off = take_offset(a);
+	pthread_mutex_unlock(&a->lock);
+
+	pg = calloc(1, sizeof(*pg));
+	ret = pg ? with_pool_wait(a->wait_ms, &a->st.pool_waits, try_map_page, &t) : -ENOMEM;
+	if (!ret && (a->flags & HUGERING_ARENA_DONTFORK) &&
+	    madvise(t.addr, a->ps, MADV_DONTFORK)) {
+		ret = -errno;
+		munmap(t.addr, a->ps);
+	}
+	if (ret) {
+		free(pg);
+		pthread_mutex_lock(&a->lock);
+		give_offset(a, t.off);
+		pthread_mutex_unlock(&a->lock);
+		return ret;
+	}
+	pg->addr = t.addr;
+	pg->off = t.off;
+	*out = pg;
+	return 0;
+}
+
+/* Under the lock: a clean extent or never-used room of @len in @pg. */
+static bool carve(struct hr_page *pg, size_t ps, size_t len, size_t *off, bool *reused)
+{
+	for (unsigned i = 0; i < pg->nfree; i++) {
+		if (pg->free[i].len < len)
+			continue;
+		*reused = true;
+		*off = pg->free[i].off;
+		pg->free[i].off += len;
+		pg->free[i].len -= len;
+		if (!pg->free[i].len)
+			pg->free[i] = pg->free[--pg->nfree];
+		return true;
+	}
+	if (ps - pg->bump < len)
+		return false;
+	*off = pg->bump;
+	pg->bump += len;
+	return true;
+}
+
+static void take_slot(struct hugering_arena *a, struct hr_page *pg, size_t off, size_t len,
+		      struct hr_slot *s)
+{
+	pg->live++;
+	pg->live_bytes += len;
+	a->st.rings_live++;
+	a->st.rings_created++;
+	s->arena = a;
+	s->page = pg;
+	s->addr = pg->addr + off;
+	s->len = len;
+	s->page_addr = pg->addr;
+	s->page_size = a->ps;
+}
+
+static void retire(struct hugering_arena *a, struct hr_page *pg);
+static void unlink_page(struct hugering_arena *a, struct hr_page *pg);
+
+static int shared_slot(struct hugering_arena *a, size_t len, struct hr_slot *s)
+{
+	struct hr_page *pg, *idle = NULL;
+	size_t off = 0;
+	int ret;
+
+	pthread_mutex_lock(&a->lock);
+	for (pg = a->pages; pg; pg = pg->next) {
+		if (carve(pg, a->ps, len, &off, &s->reused)) {
+			take_slot(a, pg, off, len, s);
+			pthread_mutex_unlock(&a->lock);
+			return 0;
+		}
+		if (!pg->live && pg->dead && !idle)
+			idle = pg;
+	}
+	/* A page holding only dead rings and too little room: make it fresh. */
+	if (idle)
+		unlink_page(a, idle);
+	pthread_mutex_unlock(&a->lock);
+	if (idle)
+		retire(a, idle);
+
+	ret = add_page(a, &pg);
+	if (ret)
+		return ret;
+	pthread_mutex_lock(&a->lock);
+	pg->next = a->pages;
+	a->pages = pg;
+	a->npages++;
+	carve(pg, a->ps, len, &off, &s->reused);
+	take_slot(a, pg, off, len, s);
+	pthread_mutex_unlock(&a->lock);
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Rings with a region of their own                                    */
+/* ------------------------------------------------------------------ */
+
+struct region_try {
+	const struct hugering_region_opts *ro;
+	struct hugering_region *r;
+};
+
+static int try_region(void *arg)
+{
+	struct region_try *t = arg;
+
+	return hugering_region_alloc(t->ro, &t->r);
+}
+
+int hr_own_region(const struct hugering_region_opts *ro, int wait_ms, uint64_t *waits,
+		  struct hr_slot *s)
+{
+	struct region_try t = { .ro = ro };
+	struct hugering_region_info ri;
+	int ret = with_pool_wait(wait_ms, waits, try_region, &t);
+
+	if (ret)
+		return ret;
+	hugering_region_info(t.r, &ri);
+	memset(s, 0, sizeof(*s));
+	s->region = t.r;
+	s->addr = ri.addr;
+	s->len = ri.size;
+	s->page_addr = ri.addr;
+	s->page_size = ri.page_size;
+	return 0;
+}
+
+static int own_slot(struct hugering_arena *a, size_t len, bool contig, struct hr_slot *s)
+{
+	struct hugering_region_opts ro = {
+		.size = len,
+		.numa_node = a->node,
+		/* automatic size may prove contiguity with one larger page */
+		.page_size = contig ? 0 : a->ps,
+		.flags = contig ? HUGERING_REGION_CONTIG : 0,
+	};
+	size_t held = HR_ALIGN_UP(len, a->ps);
+	int ret;
+
+	if (a->flags & HUGERING_ARENA_DONTFORK)
+		ro.flags |= HUGERING_REGION_DONTFORK;
+	pthread_mutex_lock(&a->lock);
+	if (a->max_bytes && a->npages * a->ps + a->own_held + held > a->max_bytes) {
+		pthread_mutex_unlock(&a->lock);
+		return -ENOSPC;
+	}
+	a->own_held += held;	/* claimed before the syscalls, against races */
+	pthread_mutex_unlock(&a->lock);
+
+	ret = hr_own_region(&ro, a->wait_ms, &a->st.pool_waits, s);
+	pthread_mutex_lock(&a->lock);
+	if (ret) {
+		a->own_held -= held;
+	} else {
+		s->arena = a;
+		s->held = held;
+		a->own_regions++;
+		a->own_bytes += len;
+		a->st.rings_live++;
+		a->st.rings_created++;
+	}
+	pthread_mutex_unlock(&a->lock);
+	return ret;
+}
+
+/* ------------------------------------------------------------------ */
+/* The interface ring.c uses                                           */
+/* ------------------------------------------------------------------ */
+
+int hr_arena_alloc(struct hugering_arena *a, size_t len, bool contig, struct hr_slot *s)
+{
+	if (a->owner != getpid())
+		return -ECHILD;
+	memset(s, 0, sizeof(*s));
+	if (len > a->ps)
+		return own_slot(a, len, contig, s);
+	return shared_slot(a, len, s);
+}
+
+/* Under the lock: the slot goes back clean, or into quarantine. */
+static bool put_slot(struct hugering_arena *a, struct hr_page *pg, const struct hr_slot *s,
+		     bool clean)
+{
+	size_t off = (size_t)(s->addr - pg->addr);
+
+	pg->live--;
+	pg->live_bytes -= s->len;
+	if (clean) {
+		if (pg->nfree == pg->capfree) {
+			unsigned cap = pg->capfree ? 2 * pg->capfree : 4;
+			struct extent *e = realloc(pg->free, cap * sizeof(*e));
+
+			if (!e)
+				clean = false;	/* cannot track it: treat as dirty */
+			else {
+				pg->free = e;
+				pg->capfree = cap;
+			}
+		}
+		if (clean)
+			pg->free[pg->nfree++] = (struct extent){ off, s->len };
+	}
+	if (!clean) {
+		pg->dead++;
+		pg->dead_bytes += s->len;
+	}
+	if (!pg->live && !pg->dead) {
+		/* Every slot came back clean: the whole page is fresh again. */
+		pg->bump = 0;
+		pg->nfree = 0;
+		return false;
+	}
+	/*
+	 * All its rings gone, some dirty, and no room left for a ring like the
+	 * one just freed (rings come and go in the same shapes): retire it.
+	 */
+	return !pg->live && a->ps - pg->bump < s->len;
+}
+
+static void unlink_page(struct hugering_arena *a, struct hr_page *pg)
+{
+	for (struct hr_page **pp = &a->pages; *pp; pp = &(*pp)->next) {
+		if (*pp == pg) {
+			*pp = pg->next;
+			a->npages--;
+			return;
+		}
+	}
+}
+
+void hr_arena_free(struct hr_slot *s, bool clean)
+{
+	struct hugering_arena *a = s->arena;
+	struct hr_page *pg = s->page;
+
+	if (a && a->owner != getpid())
+		return;	/* inherited from the parent: its memory, not ours to recycle */
+	if (!pg) {
+		hugering_region_free(s->region);
+		if (a) {
+			pthread_mutex_lock(&a->lock);
+			a->own_regions--;
+			a->own_bytes -= s->len;
+			a->own_held -= s->held;
+			a->st.rings_live--;
+			pthread_mutex_unlock(&a->lock);
+		}
+		return;
+	}
+	pthread_mutex_lock(&a->lock);
+	a->st.rings_live--;
+	if (clean)
+		a->st.resize_recycled++;
+	if (!put_slot(a, pg, s, clean)) {
+		pthread_mutex_unlock(&a->lock);
+		return;
+	}
+	unlink_page(a, pg);
+	pthread_mutex_unlock(&a->lock);
+	retire(a, pg);
+}
+
+/* @pg is off the list: unmap and punch it (outside the lock), reuse its offset. */
+static void retire(struct hugering_arena *a, struct hr_page *pg)
+{
+	off_t off = pg->off;
+
+	drop_page(a, pg);
+	pthread_mutex_lock(&a->lock);
+	a->st.pages_retired++;
+	give_offset(a, off);
+	pthread_mutex_unlock(&a->lock);
+}
+
+int hr_arena_wait_ms(const struct hugering_arena *a)
+{
+	return a ? a->wait_ms : DEFAULT_WAIT_MS;
+}
+
+bool hr_arena_may_resize(const struct hugering_arena *a)
+{
+	return a && !(a->flags & HUGERING_ARENA_NO_RESIZE);
+}
+
+size_t hr_arena_page_size(const struct hugering_arena *a)
+{
+	return a->ps;
+}
+
+int hr_arena_node(const struct hugering_arena *a)
+{
+	return a->node;
+}
+
+/* ------------------------------------------------------------------ */
+/* The default arena                                                   */
+/* ------------------------------------------------------------------ */
+
+static pthread_mutex_t default_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct hugering_arena *default_arena;
+static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+
+static void atfork_prepare(void)
+{
+	pthread_mutex_lock(&default_lock);
+}
+
+static void atfork_parent(void)
+{
+	pthread_mutex_unlock(&default_lock);
+}
+
+/*
+ * The child shares the parent's pages (MAP_SHARED): allocating from them
+ * would hand out slots the parent hands out too.  It gets its own arena.
+ */
+static void atfork_child(void)
+{
+	default_arena = NULL;
+	pthread_mutex_unlock(&default_lock);
+}
+
+static void register_atfork(void)
+{
+	pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
+}
+
+struct hugering_arena *hugering_default_arena(void)
+{
+	struct hugering_arena_opts o = { .numa_node = -1 };
+	struct hugering_arena *a, *mine = NULL;
+
+	pthread_once(&atfork_once, register_atfork);
+	pthread_mutex_lock(&default_lock);
+	a = default_arena;
+	pthread_mutex_unlock(&default_lock);
+	if (a)
+		return a;
+	/* Created outside the lock; a racing thread's arena may win. */
+	if (hugering_arena_create(&o, &mine))
+		return NULL;
+	pthread_mutex_lock(&default_lock);
+	if (!default_arena)
+		default_arena = mine, mine = NULL;
+	a = default_arena;
+	pthread_mutex_unlock(&default_lock);
+	hugering_arena_destroy(mine);
+	return a;
+}
