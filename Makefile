@@ -44,6 +44,8 @@ EX_BIN     := $(EX_SRC:examples/%.c=$(BUILD)/examples/%)
 TEST_SRC   := $(wildcard tests/*.c)
 TEST_OBJ   := $(TEST_SRC:%.c=$(BUILD)/%.o)
 TEST_BIN   := $(BUILD)/tests/hugering-tests
+BENCH_SRC  := $(wildcard bench/*.c)
+BENCH_BIN  := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 TOOLS      :=
 
 STATIC     := $(BUILD)/libhugering.a
@@ -53,13 +55,16 @@ SONAME     := libhugering.so.$(SOVERSION)
 # Keep objects of single-file programs (examples) between runs.
 .SECONDARY:
 
+# Ring memory benchmarks
+.PHONY: bench bench-recycle
 .PHONY: all lib examples tests check check-asan-build check-tsan check-long deps deps-ok demo \
         install uninstall clean
 
-all: lib examples tests
+all: lib examples tests bench
 
 lib: $(STATIC) $(SHARED)
 examples: $(EX_BIN)
+bench: $(BENCH_BIN)
 tests: $(TEST_BIN)
 
 $(BUILD)/%.o: %.c $(wildcard include/*.h lib/*.h tests/*.h)
@@ -78,6 +83,14 @@ $(SHARED): $(LIB_OBJ)
 
 $(BUILD)/examples/%: $(BUILD)/examples/%.o $(STATIC)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+
+$(BUILD)/bench/%: $(BUILD)/bench/%.o $(STATIC)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+
+# Recycling cost per create+destroy cycle, ratios against the kernel peer.
+bench-recycle: deps-ok bench
+	scripts/with-pool.sh $(BUILD)/bench/recycle 5000 256 512
+	scripts/with-pool.sh $(BUILD)/bench/recycle 2000 4096 65536
 
 $(TEST_BIN): $(TEST_OBJ) $(STATIC)
 	$(CC) $(LDFLAGS) -o $@ $^ -lcriterion $(LIBS)

@@ -317,10 +317,18 @@ static void pool_reason(char *buf, size_t len, const struct hugering_layout *lay
 		snprintf(buf, len, "no memory for %zu bytes of ring memory", lay->total_bytes);
 }
 
+/*
+ * Resize-to-throw-away costs a fixed ~30 us per ring; quarantine costs a
+ * page retirement (~350 us: punch, fault and zero a fresh 2 MiB page)
+ * shared by the rings of that page.  Measured (bench/recycle, README) they
+ * break even at rings of about 1/16 of a page: resize from there up.
+ */
+#define RESIZE_MIN_FRACTION 16
+
 static bool resize_recycles(const struct io_uring_params *q, const struct hr_slot *s)
 {
 	return s->page && hr_caps()->resize && (q->flags & IORING_SETUP_DEFER_TASKRUN) &&
-	       hr_arena_may_resize(s->arena);
+	       hr_arena_may_resize(s->arena) && s->len * RESIZE_MIN_FRACTION >= s->page_size;
 }
 
 static void fill_user_info(const struct io_uring_params *q, const struct hugering_layout *lay,

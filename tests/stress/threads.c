@@ -59,7 +59,7 @@ static void *ring_worker(void *arg)
 {
 	static const unsigned shapes[][3] = {
 		{ 8, 0, 0 }, { 64, 0, 0 }, { 256, 512, 0 }, { 1024, 4096, 0 },
-		{ 128, 256, IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN },
+		{ 2048, 8192, IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN },
 	};
 	struct worker *w = arg;
 	unsigned seed = (unsigned)w->id * 2654435761u;
