@@ -264,3 +264,21 @@ int th_setup_retry(unsigned entries, const struct io_uring_params *p, struct io_
 		usleep(5000);
 	}
 }
+
+struct hugering_ring_info th_ring_in_mode(unsigned entries, struct io_uring_params *p,
+					  const struct hugering_init_opts *o, int mode,
+					  unsigned nops)
+{
+	struct hugering_ring_info info;
+	struct io_uring ring;
+	int ret = hugering_queue_init_opts(entries, &ring, p, o);
+
+	cr_assert_eq(ret, 0, "init: %s: %s", strerror(-ret), hugering_last_error());
+	cr_assert_eq(hugering_ring_info(&ring, &info), 0);
+	cr_assert_eq(info.mode, mode, "mode %s, wanted %s: %s", hugering_mode_name(info.mode),
+		     hugering_mode_name(mode), info.fallback_reason);
+	if (nops)
+		th_nops(&ring, nops);
+	hugering_queue_exit(&ring);
+	return info;
+}

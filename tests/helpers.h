@@ -90,6 +90,14 @@ struct io_uring_params;
 int th_setup_retry(unsigned entries, const struct io_uring_params *p,
 		   struct io_uring_params *out);
 
+/*
+ * Make a ring with hugering_queue_init_opts(@entries, @p, @o), assert it
+ * succeeded in @mode, run @nops NOPs on it, destroy it; returns its info.
+ */
+struct hugering_ring_info th_ring_in_mode(unsigned entries, struct io_uring_params *p,
+					  const struct hugering_init_opts *o, int mode,
+					  unsigned nops);
+
 /* Open file descriptors of this process. */
 int th_fd_count(void);
 

@@ -41,16 +41,15 @@ static bool fits_one_page_on_6_5(const struct shape *s)
 	return r <= PAGE && sqes <= PAGE;
 }
 
-static int create(const struct shape *s, struct io_uring *ring, struct io_uring_params *p,
-		  struct hugering_ring_info *info)
+static void create(const struct shape *s, struct io_uring *ring, struct io_uring_params *p,
+		   struct hugering_ring_info *info)
 {
 	int ret;
 
 	*p = shape_params(s);
 	ret = hugering_queue_init_params(s->entries, ring, p);
-	if (!ret)
-		cr_assert_eq(hugering_ring_info(ring, info), 0);
-	return ret;
+	cr_assert_eq(ret, 0, "%s: %s", strerror(-ret), hugering_last_error());
+	cr_assert_eq(hugering_ring_info(ring, info), 0);
 }
 
 static void expect_probe(int nommap)
@@ -83,13 +82,11 @@ static void on_6_6(const struct shape *s)
 	struct hugering_ring_info info;
 	struct io_uring_params p;
 	struct io_uring ring;
-	int ret;
 
 	need_memory(s);
 	persona_install(PERSONA_6_6);
 	expect_probe(HUGERING_NOMMAP_CONTIG);
-	ret = create(s, &ring, &p, &info);
-	cr_assert_eq(ret, 0, "%s: %s", strerror(-ret), hugering_last_error());
+	create(s, &ring, &p, &info);
 	cr_assert_eq(info.mode, HUGERING_MODE_NOMMAP_HUGE, "%s", info.fallback_reason);
 	cr_assert_eq(info.contiguous, HUGERING_CONTIG_YES);
 	cr_assert_neq(info.proof, HUGERING_PROOF_NONE);
@@ -108,13 +105,11 @@ static void on_6_5(const struct shape *s)
 	struct hugering_ring_info info;
 	struct io_uring_params p;
 	struct io_uring ring;
-	int ret;
 
 	th_need_pool(SZ_2M, 2);
 	persona_install(PERSONA_6_5);
 	expect_probe(HUGERING_NOMMAP_SINGLE_PAGE);
-	ret = create(s, &ring, &p, &info);
-	cr_assert_eq(ret, 0, "%s: %s", strerror(-ret), hugering_last_error());
+	create(s, &ring, &p, &info);
 	if (fits_one_page_on_6_5(s)) {
 		cr_assert_eq(info.mode, HUGERING_MODE_NOMMAP_HUGE, "%s", info.fallback_reason);
 		cr_assert_not(p.flags & IORING_SETUP_NO_SQARRAY, "6.5 has no NO_SQARRAY");
@@ -132,12 +127,10 @@ static void on_6_1(const struct shape *s)
 	struct hugering_ring_info info;
 	struct io_uring_params p;
 	struct io_uring ring;
-	int ret;
 
 	persona_install(PERSONA_6_1);
 	expect_probe(HUGERING_NOMMAP_UNSUPPORTED);
-	ret = create(s, &ring, &p, &info);
-	cr_assert_eq(ret, 0, "%s: %s", strerror(-ret), hugering_last_error());
+	create(s, &ring, &p, &info);
 	cr_assert_eq(info.mode, HUGERING_MODE_KERNEL);
 	cr_assert_eq(info.fallback_errno, EINVAL);
 	cr_assert(strstr(info.fallback_reason, "NO_MMAP"), "%s", info.fallback_reason);
@@ -254,17 +247,10 @@ Test(persona, nommap_policy_on_6_1_fails_with_einval)
 Test(persona, kernel_policy_on_6_6_maps_by_kernel)
 {
 	struct io_uring_params p = { 0 };
-	struct hugering_ring_info info;
-	struct io_uring ring;
 
 	persona_install(PERSONA_6_6);
 	setenv("HUGERING_MODE", "kernel", 1);
-	cr_assert_eq(hugering_queue_init_params(4096, &ring, &p), 0);
-	cr_assert_eq(hugering_ring_info(&ring, &info), 0);
-	cr_assert_eq(info.mode, HUGERING_MODE_KERNEL);
-	cr_assert_eq(info.fallback_errno, 0);
-	th_nops(&ring, 8192);
-	hugering_queue_exit(&ring);
+	cr_assert_eq(th_ring_in_mode(4096, &p, NULL, HUGERING_MODE_KERNEL, 8192).fallback_errno, 0);
 }
 
 /* The persona itself refuses what that kernel refused (a test of the test). */

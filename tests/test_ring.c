@@ -173,16 +173,11 @@ Test(ring, env_kernel_policy_always_kernel_mapped)
 {
 	struct io_uring_params p = { 0 };
 	struct hugering_ring_info info;
-	struct io_uring ring;
 
 	setenv("HUGERING_MODE", "kernel", 1);
-	cr_assert_eq(hugering_queue_init_params(64, &ring, &p), 0);
-	cr_assert_eq(hugering_ring_info(&ring, &info), 0);
-	cr_assert_eq(info.mode, HUGERING_MODE_KERNEL);
+	info = th_ring_in_mode(64, &p, NULL, HUGERING_MODE_KERNEL, 256);
 	cr_assert_eq(info.fallback_errno, 0, "policy, not a failure");
 	cr_assert_not(p.flags & IORING_SETUP_NO_MMAP);
-	th_nops(&ring, 256);
-	hugering_queue_exit(&ring);
 }
 
 Test(ring, env_unknown_value_is_an_error)
@@ -200,15 +195,10 @@ Test(ring, api_policy_overrides_env)
 {
 	struct io_uring_params p = { 0 };
 	struct hugering_init_opts o = { .policy = HUGERING_POLICY_NOMMAP, .numa_node = -1 };
-	struct hugering_ring_info info;
-	struct io_uring ring;
 
 	th_need_pool(SZ_2M, 2);
 	setenv("HUGERING_MODE", "kernel", 1);
-	cr_assert_eq(hugering_queue_init_opts(64, &ring, &p, &o), 0);
-	cr_assert_eq(hugering_ring_info(&ring, &info), 0);
-	cr_assert_eq(info.mode, HUGERING_MODE_NOMMAP_HUGE);
-	hugering_queue_exit(&ring);
+	th_ring_in_mode(64, &p, &o, HUGERING_MODE_NOMMAP_HUGE, 64);
 }
 
 /* Base pages on request: NO_MMAP, not hugepages. */
@@ -217,14 +207,9 @@ Test(ring, base_pages_on_request)
 	struct io_uring_params p = { 0 };
 	struct hugering_init_opts o = { .page_size = 4096, .numa_node = -1 };
 	struct hugering_ring_info info;
-	struct io_uring ring;
 
-	cr_assert_eq(hugering_queue_init_opts(256, &ring, &p, &o), 0);
-	cr_assert_eq(hugering_ring_info(&ring, &info), 0);
-	cr_assert_eq(info.mode, HUGERING_MODE_NOMMAP_BASE);
+	info = th_ring_in_mode(256, &p, &o, HUGERING_MODE_NOMMAP_BASE, 1024);
 	cr_assert_eq(info.page_size, 4096);
-	th_nops(&ring, 1024);
-	hugering_queue_exit(&ring);
 }
 
 /* Empty pool: auto falls back and says so; nommap fails with -ENOMEM. */
