@@ -108,7 +108,7 @@ int hugering_arena_create(const struct hugering_arena_opts *o, struct hugering_a
 	a = calloc(1, sizeof(*a));
 	if (!a)
 		return -ENOMEM;
-	a->ps = o->page_size ? o->page_size : hugering_default_page_size();
+	a->ps = o->page_size ? o->page_size : hr_default_page_size_at("");
 	if (!a->ps) {
 		free(a);
 		return -ENOSYS;	/* no hugetlb in this kernel */

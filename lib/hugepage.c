@@ -2,7 +2,13 @@
 /*
  * Hugepage discovery: which sizes the kernel offers (via libhugetlbfs), the
  * pool counters per size and per NUMA node (sysfs), hugetlbfs mounts.
+ *
+ * Every reader takes a root: "" for the live system, or the tree named by
+ * HUGERING_SYSROOT (a captured or fake /sys and /proc, for hugering-diag and
+ * its tests).  The public functions honour HUGERING_SYSROOT; the allocator
+ * always reads the live system.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <stddef.h>
 #include <hugetlbfs.h>
@@ -20,21 +26,49 @@ static int cmp_size(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-int hugering_page_sizes(size_t *sizes, int max)
+/* libhugetlbfs knows only the live system; another root is read directly. */
+static int raw_sizes(const char *root, size_t *all)
 {
 	long raw[HUGERING_MAX_PAGE_SIZES];
-	int n, i, kept = 0;
+	int n, kept = 0;
+
+	if (!*root) {
+		n = gethugepagesizes(raw, HUGERING_MAX_PAGE_SIZES);
+		if (n < 0)
+			return -ENOSYS;	/* no hugetlb support in this kernel */
+		for (int i = 0; i < n; i++)
+			if (raw[i] > 0)
+				all[kept++] = (size_t)raw[i];
+		return kept;
+	}
+	char path[512];
+	DIR *d;
+	struct dirent *e;
+
+	hr_path(root, "/sys/kernel/mm/hugepages", path, sizeof(path));
+	d = opendir(path);
+	if (!d)
+		return -ENOSYS;
+	while ((e = readdir(d)) && kept < HUGERING_MAX_PAGE_SIZES) {
+		size_t kb;
+
+		if (sscanf(e->d_name, "hugepages-%zukB", &kb) == 1)
+			all[kept++] = kb * 1024;
+	}
+	closedir(d);
+	return kept;
+}
+
+int hr_page_sizes_at(const char *root, size_t *sizes, int max)
+{
+	size_t all[HUGERING_MAX_PAGE_SIZES];
+	int kept;
 
 	if (!sizes || max < 0)
 		return -EINVAL;
-	n = gethugepagesizes(raw, HUGERING_MAX_PAGE_SIZES);
-	if (n < 0)
-		return -ENOSYS;	/* no hugetlb support in this kernel */
-	size_t all[HUGERING_MAX_PAGE_SIZES];
-
-	for (i = 0; i < n; i++)
-		if (raw[i] > 0)
-			all[kept++] = (size_t)raw[i];
+	kept = raw_sizes(root, all);
+	if (kept < 0)
+		return kept;
 	qsort(all, kept, sizeof(all[0]), cmp_size);
 	if (kept > max)
 		kept = max;
@@ -42,17 +76,37 @@ int hugering_page_sizes(size_t *sizes, int max)
 	return kept;
 }
 
+int hugering_page_sizes(size_t *sizes, int max)
+{
+	return hr_page_sizes_at(hr_sysroot(), sizes, max);
+}
+
+size_t hr_default_page_size_at(const char *root)
+{
+	char path[512], buf[8192], *s;
+	size_t kb;
+
+	if (!*root) {
+		long sz = gethugepagesize();
+
+		return sz > 0 ? (size_t)sz : 0;
+	}
+	hr_path(root, "/proc/meminfo", path, sizeof(path));
+	if (hr_read_text(path, buf, sizeof(buf)) < 0)
+		return 0;
+	s = strstr(buf, "Hugepagesize:");
+	return s && sscanf(s, "Hugepagesize: %zu kB", &kb) == 1 ? kb * 1024 : 0;
+}
+
 size_t hugering_default_page_size(void)
 {
-	long sz = gethugepagesize();
-
-	return sz > 0 ? (size_t)sz : 0;
+	return hr_default_page_size_at(hr_sysroot());
 }
 
 bool hr_page_size_supported(size_t page_size)
 {
 	size_t sizes[HUGERING_MAX_PAGE_SIZES];
-	int n = hugering_page_sizes(sizes, HUGERING_MAX_PAGE_SIZES);
+	int n = hr_page_sizes_at("", sizes, HUGERING_MAX_PAGE_SIZES);
 
 	for (int i = 0; i < n; i++)
 		if (sizes[i] == page_size)
@@ -63,7 +117,7 @@ bool hr_page_size_supported(size_t page_size)
 bool hr_numa_node_online(int node)
 {
 	int nodes[1024];
-	int n = hugering_numa_nodes(nodes, 1024);
+	int n = hr_numa_nodes_at("", nodes, 1024);
 
 	for (int i = 0; i < n; i++)
 		if (nodes[i] == node)
@@ -95,14 +149,15 @@ static int parse_list(const char *s, int *out, int max)
 	return n < max ? n : max;
 }
 
-int hugering_numa_nodes(int *nodes, int max)
+int hr_numa_nodes_at(const char *root, int *nodes, int max)
 {
-	char buf[4096];
+	char buf[4096], path[512];
 	int ret;
 
 	if (!nodes || max < 0)
 		return -EINVAL;
-	ret = hr_read_text("/sys/devices/system/node/online", buf, sizeof(buf));
+	hr_path(root, "/sys/devices/system/node/online", path, sizeof(path));
+	ret = hr_read_text(path, buf, sizeof(buf));
 	if (ret == -ENOENT) {
 		/* Kernel without NUMA: everything is node 0. */
 		if (max > 0)
@@ -114,23 +169,28 @@ int hugering_numa_nodes(int *nodes, int max)
 	return parse_list(buf, nodes, max);
 }
 
-static int pool_dir(size_t page_size, int node, char *buf, size_t len)
+int hugering_numa_nodes(int *nodes, int max)
+{
+	return hr_numa_nodes_at(hr_sysroot(), nodes, max);
+}
+
+static int pool_dir(const char *root, size_t page_size, int node, char *buf, size_t len)
 {
 	int n;
 
 	if (node < 0)
-		n = snprintf(buf, len, "/sys/kernel/mm/hugepages/hugepages-%zukB",
+		n = snprintf(buf, len, "%s/sys/kernel/mm/hugepages/hugepages-%zukB", root,
 			     page_size / 1024);
 	else
 		n = snprintf(buf, len,
-			     "/sys/devices/system/node/node%d/hugepages/hugepages-%zukB",
-			     node, page_size / 1024);
+			     "%s/sys/devices/system/node/node%d/hugepages/hugepages-%zukB",
+			     root, node, page_size / 1024);
 	return n < (int)len ? 0 : -ENAMETOOLONG;
 }
 
 static long pool_field(const char *dir, const char *name, int *err)
 {
-	char path[512];
+	char path[1200];
 	long v = -1;
 	int ret;
 
@@ -141,23 +201,46 @@ static long pool_field(const char *dir, const char *name, int *err)
 	return ret < 0 ? -1 : v;
 }
 
-int hugering_pool_get(size_t page_size, int numa_node, struct hugering_pool *out)
+static bool size_at(const char *root, size_t page_size)
 {
-	char dir[256];
+	size_t sizes[HUGERING_MAX_PAGE_SIZES];
+	int n = hr_page_sizes_at(root, sizes, HUGERING_MAX_PAGE_SIZES);
+
+	for (int i = 0; i < n; i++)
+		if (sizes[i] == page_size)
+			return true;
+	return false;
+}
+
+static bool node_at(const char *root, int node)
+{
+	int nodes[1024];
+	int n = hr_numa_nodes_at(root, nodes, 1024);
+
+	for (int i = 0; i < n; i++)
+		if (nodes[i] == node)
+			return true;
+	return false;
+}
+
+int hr_pool_get_at(const char *root, size_t page_size, int numa_node,
+		   struct hugering_pool *out)
+{
+	char dir[1024];
 	int err = 0;
 
 	if (!out || !page_size || numa_node < -1)
 		return -EINVAL;
-	if (!hr_page_size_supported(page_size))
+	if (!size_at(root, page_size))
 		return -EINVAL;
-	if (numa_node >= 0 && !hr_numa_node_online(numa_node))
+	if (numa_node >= 0 && !node_at(root, numa_node))
 		return -ENODEV;
-	if (pool_dir(page_size, numa_node, dir, sizeof(dir)))
+	if (pool_dir(root, page_size, numa_node, dir, sizeof(dir)))
 		return -EINVAL;
 	memset(out, 0, sizeof(*out));
 	out->page_size = page_size;
 	out->numa_node = numa_node;
-	out->is_default = page_size == hugering_default_page_size();
+	out->is_default = page_size == hr_default_page_size_at(root);
 	out->total = pool_field(dir, "nr_hugepages", &err);
 	out->free = pool_field(dir, "free_hugepages", &err);
 	out->surplus = pool_field(dir, "surplus_hugepages", &err);
@@ -176,17 +259,22 @@ int hugering_pool_get(size_t page_size, int numa_node, struct hugering_pool *out
 	return err;
 }
 
+int hugering_pool_get(size_t page_size, int numa_node, struct hugering_pool *out)
+{
+	return hr_pool_get_at(hr_sysroot(), page_size, numa_node, out);
+}
+
 int hr_pool_usable(size_t page_size, int numa_node, long *usable)
 {
 	struct hugering_pool p;
-	int ret = hugering_pool_get(page_size, numa_node, &p);
+	int ret = hr_pool_get_at("", page_size, numa_node, &p);
 
 	if (ret < 0)
 		return ret;
 	*usable = p.usable;
 	if (numa_node >= 0) {
 		/* A node cannot give more than the system has unreserved. */
-		ret = hugering_pool_get(page_size, -1, &p);
+		ret = hr_pool_get_at("", page_size, -1, &p);
 		if (ret < 0)
 			return ret;
 		if (p.usable < *usable)
@@ -196,14 +284,14 @@ int hr_pool_usable(size_t page_size, int numa_node, long *usable)
 }
 
 /* "pagesize=1G" / "pagesize=2M" / "pagesize=2097152" */
-static size_t parse_pagesize_opt(const char *opts)
+static size_t parse_pagesize_opt(const char *root, const char *opts)
 {
 	const char *p = strstr(opts, "pagesize=");
 	char *end;
 	unsigned long long v;
 
 	if (!p)
-		return hugering_default_page_size();
+		return hr_default_page_size_at(root);
 	v = strtoull(p + 9, &end, 10);
 	switch (*end) {
 	case 'k': case 'K': v <<= 10; break;
@@ -214,7 +302,7 @@ static size_t parse_pagesize_opt(const char *opts)
 	return (size_t)v;
 }
 
-int hugering_mounts(struct hugering_mount *out, int max)
+int hr_mounts_at(const char *root, struct hugering_mount *out, int max)
 {
 	/*
 	 * libhugetlbfs's hugetlbfs_find_path_for_size() names one mount per
@@ -222,12 +310,13 @@ int hugering_mounts(struct hugering_mount *out, int max)
 	 */
 	FILE *f;
 	struct mntent ent;
-	char buf[4096];
+	char buf[4096], path[512];
 	int n = 0;
 
 	if (!out || max < 0)
 		return -EINVAL;
-	f = setmntent("/proc/self/mounts", "re");
+	hr_path(root, "/proc/self/mounts", path, sizeof(path));
+	f = setmntent(path, "re");
 	if (!f)
 		return -errno;
 	while (getmntent_r(f, &ent, buf, sizeof(buf))) {
@@ -235,10 +324,15 @@ int hugering_mounts(struct hugering_mount *out, int max)
 			continue;
 		if (n < max) {
 			hr_copy_str(out[n].path, sizeof(out[n].path), ent.mnt_dir);
-			out[n].page_size = parse_pagesize_opt(ent.mnt_opts);
+			out[n].page_size = parse_pagesize_opt(root, ent.mnt_opts);
 			n++;
 		}
 	}
 	endmntent(f);
 	return n;
+}
+
+int hugering_mounts(struct hugering_mount *out, int max)
+{
+	return hr_mounts_at(hr_sysroot(), out, max);
 }

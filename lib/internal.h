@@ -28,8 +28,17 @@ int hr_read_text(const char *path, char *buf, size_t len);
 unsigned hr_log2(size_t x);
 void hr_copy_str(char *dst, size_t len, const char *src);
 bool hr_liburing_at_least(int major, int minor);
+/* HUGERING_SYSROOT, or "" for the live system. */
+const char *hr_sysroot(void);
+void hr_path(const char *root, const char *abs, char *buf, size_t len);
 
-/* hugepage.c */
+/* hugepage.c: @root "" is the live system */
+int hr_page_sizes_at(const char *root, size_t *sizes, int max);
+size_t hr_default_page_size_at(const char *root);
+int hr_numa_nodes_at(const char *root, int *nodes, int max);
+int hr_pool_get_at(const char *root, size_t page_size, int numa_node,
+		   struct hugering_pool *out);
+int hr_mounts_at(const char *root, struct hugering_mount *out, int max);
 bool hr_page_size_supported(size_t page_size);
 int hr_pool_usable(size_t page_size, int numa_node, long *usable);
 bool hr_numa_node_online(int node);

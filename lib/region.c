@@ -367,7 +367,7 @@ static int alloc_any_huge(struct hugering_region *r, const struct hugering_regio
 		sizes[0] = o->page_size;
 		n = 1;
 	} else {
-		n = hugering_page_sizes(sizes, HUGERING_MAX_PAGE_SIZES);
+		n = hr_page_sizes_at("", sizes, HUGERING_MAX_PAGE_SIZES);
 		if (n < 0)
 			return n;
 	}

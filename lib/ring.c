@@ -292,7 +292,7 @@ static int alloc_ring_mem(const struct hugering_layout *lay, int nommap,
 	    (node < 0 || node == hr_arena_node(a)))
 		return hr_arena_alloc(a, lay->total_bytes, contig, s);
 	if (!a && !ps)
-		ps = hugering_default_page_size();
+		ps = hr_default_page_size_at("");
 	if (!ps)
 		return -ENOMEM;
 	if (contig && ps != HR_BASE_PAGE)
@@ -306,10 +306,10 @@ static void pool_reason(char *buf, size_t len, const struct hugering_layout *lay
 {
 	struct hugering_arena *a = o && o->arena ? o->arena : hugering_default_arena();
 	size_t ps = o && o->page_size ? o->page_size :
-		    a ? hr_arena_page_size(a) : hugering_default_page_size();
+		    a ? hr_arena_page_size(a) : hr_default_page_size_at("");
 	struct hugering_pool pool;
 
-	if (ps > HR_BASE_PAGE && !hugering_pool_get(ps, -1, &pool))
+	if (ps > HR_BASE_PAGE && !hr_pool_get_at("", ps, -1, &pool))
 		snprintf(buf, len, "hugepage pool empty: %zu kB pool has %ld usable pages "
 			 "after waiting %d ms, ring needs %zu bytes", ps >> 10, pool.usable,
 			 hr_arena_wait_ms(a), lay->total_bytes);

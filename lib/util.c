@@ -2,6 +2,7 @@
 /* Small helpers: reading sysfs/procfs values, strings, integer math. */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -59,4 +60,16 @@ bool hr_liburing_at_least(int major, int minor)
 {
 	/* io_uring_check_version() is true when the library is OLDER. */
 	return !io_uring_check_version(major, minor);
+}
+
+const char *hr_sysroot(void)
+{
+	const char *r = getenv("HUGERING_SYSROOT");
+
+	return r ? r : "";
+}
+
+void hr_path(const char *root, const char *abs, char *buf, size_t len)
+{
+	snprintf(buf, len, "%s%s", root, abs);
 }
