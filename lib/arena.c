@@ -73,6 +73,9 @@ struct hugering_arena {
 	unsigned nholes, capholes;
 	struct hr_page *pages;
 	unsigned npages;
+	unsigned pending_pages;	/* being faulted in, counted against max_bytes */
+	unsigned retiring;	/* pages being unmapped and punched */
+	uint64_t pool_waits;	/* atomic: bumped outside the lock */
 	unsigned own_regions;	/* rings with a region of their own */
 	size_t own_bytes, own_held;
 	struct hugering_arena_stats st;
@@ -136,14 +139,22 @@ int hugering_arena_create(const struct hugering_arena_opts *o, struct hugering_a
 	return 0;
 }
 
-static void drop_page(struct hugering_arena *a, struct hr_page *pg)
+/* The frame goes back to the pool when the last dying ring unpins it. */
+static bool punch(struct hugering_arena *a, off_t off)
 {
+	return !fallocate(a->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, off, (off_t)a->ps);
+}
+
+/* Returns whether the offset is a hole again (safe to give a fresh page). */
+static bool drop_page(struct hugering_arena *a, struct hr_page *pg)
+{
+	bool holed;
+
 	munmap(pg->addr, a->ps);
-	/* The frame goes back to the pool when the last dying ring unpins it. */
-	(void)fallocate(a->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, pg->off,
-			(off_t)a->ps);
+	holed = punch(a, pg->off);
 	free(pg->free);
 	free(pg);
+	return holed;
 }
 
 int hugering_arena_destroy(struct hugering_arena *a)
@@ -155,7 +166,7 @@ int hugering_arena_destroy(struct hugering_arena *a)
 	if (a->owner != getpid())
 		return -ECHILD;
 	pthread_mutex_lock(&a->lock);
-	if (a->st.rings_live) {
+	if (a->st.rings_live || a->retiring || a->pending_pages) {
 		pthread_mutex_unlock(&a->lock);
 		return -EBUSY;
 	}
@@ -177,7 +188,7 @@ int hugering_arena_stats(struct hugering_arena *a, struct hugering_arena_stats *
 		return -EINVAL;
 	pthread_mutex_lock(&a->lock);
 	*out = a->st;
-	out->pool_waits = __atomic_load_n(&a->st.pool_waits, __ATOMIC_RELAXED);
+	out->pool_waits = __atomic_load_n(&a->pool_waits, __ATOMIC_RELAXED);
 	out->pages_held = a->npages + (unsigned)(a->own_held / a->ps);
 	out->bytes_in_use = a->own_bytes;
 	out->bytes_waiting = 0;
@@ -272,24 +283,31 @@ static int add_page(struct hugering_arena *a, struct hr_page **out)
 	int ret;
 
 	pthread_mutex_lock(&a->lock);
-	if (a->max_bytes && (a->npages + 1) * a->ps + a->own_held > a->max_bytes) {
+	if (a->max_bytes &&
+	    (a->npages + a->pending_pages + 1) * a->ps + a->own_held > a->max_bytes) {
 		pthread_mutex_unlock(&a->lock);
 		return -ENOSPC;
 	}
+	a->pending_pages++;
 	t.off = take_offset(a);
 	pthread_mutex_unlock(&a->lock);
 
 	pg = calloc(1, sizeof(*pg));
-	ret = pg ? with_pool_wait(a->wait_ms, &a->st.pool_waits, try_map_page, &t) : -ENOMEM;
+	ret = pg ? with_pool_wait(a->wait_ms, &a->pool_waits, try_map_page, &t) : -ENOMEM;
 	if (!ret && (a->flags & HUGERING_ARENA_DONTFORK) &&
 	    madvise(t.addr, a->ps, MADV_DONTFORK)) {
 		ret = -errno;
 		munmap(t.addr, a->ps);
 	}
 	if (ret) {
+		/* Whatever reached the file goes back to the pool. */
+		bool holed = punch(a, t.off);
+
 		free(pg);
 		pthread_mutex_lock(&a->lock);
-		give_offset(a, t.off);
+		a->pending_pages--;
+		if (holed)
+			give_offset(a, t.off);
 		pthread_mutex_unlock(&a->lock);
 		return ret;
 	}
@@ -355,8 +373,10 @@ static int shared_slot(struct hugering_arena *a, size_t len, struct hr_slot *s)
 			idle = pg;
 	}
 	/* A page holding only dead rings and too little room: make it fresh. */
-	if (idle)
+	if (idle) {
 		unlink_page(a, idle);
+		a->retiring++;
+	}
 	pthread_mutex_unlock(&a->lock);
 	if (idle)
 		retire(a, idle);
@@ -365,6 +385,7 @@ static int shared_slot(struct hugering_arena *a, size_t len, struct hr_slot *s)
 	if (ret)
 		return ret;
 	pthread_mutex_lock(&a->lock);
+	a->pending_pages--;
 	pg->next = a->pages;
 	a->pages = pg;
 	a->npages++;
@@ -431,7 +452,7 @@ static int own_slot(struct hugering_arena *a, size_t len, bool contig, struct hr
 	a->own_held += held;	/* claimed before the syscalls, against races */
 	pthread_mutex_unlock(&a->lock);
 
-	ret = hr_own_region(&ro, a->wait_ms, &a->st.pool_waits, s);
+	ret = hr_own_region(&ro, a->wait_ms, &a->pool_waits, s);
 	pthread_mutex_lock(&a->lock);
 	if (ret) {
 		a->own_held -= held;
@@ -488,10 +509,13 @@ static bool put_slot(struct hugering_arena *a, struct hr_page *pg, const struct 
 		pg->dead++;
 		pg->dead_bytes += s->len;
 	}
-	if (!pg->live && !pg->dead) {
-		/* Every slot came back clean: the whole page is fresh again. */
-		pg->bump = 0;
-		pg->nfree = 0;
+	if (!pg->live && !pg->dead && pg->nfree) {
+		/*
+		 * Every slot came back clean: the used part of the page is one
+		 * clean extent (reused memory, zeroed before the next ring).
+		 */
+		pg->free[0] = (struct extent){ 0, pg->bump };
+		pg->nfree = 1;
 		return false;
 	}
 	/*
@@ -540,19 +564,27 @@ void hr_arena_free(struct hr_slot *s, bool clean)
 		return;
 	}
 	unlink_page(a, pg);
+	a->retiring++;
 	pthread_mutex_unlock(&a->lock);
 	retire(a, pg);
 }
 
-/* @pg is off the list: unmap and punch it (outside the lock), reuse its offset. */
+/*
+ * @pg is off the list (and counted in a->retiring, which keeps destroy
+ * away): unmap and punch it outside the lock.  Its offset is reused only if
+ * the punch worked: otherwise the old frame, which dying rings may still
+ * write, would come back.
+ */
 static void retire(struct hugering_arena *a, struct hr_page *pg)
 {
 	off_t off = pg->off;
+	bool holed = drop_page(a, pg);
 
-	drop_page(a, pg);
 	pthread_mutex_lock(&a->lock);
 	a->st.pages_retired++;
-	give_offset(a, off);
+	if (holed)
+		give_offset(a, off);
+	a->retiring--;
 	pthread_mutex_unlock(&a->lock);
 }
 
@@ -582,15 +614,16 @@ int hr_arena_node(const struct hugering_arena *a)
 
 static pthread_mutex_t default_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct hugering_arena *default_arena;
-static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
 
 static void atfork_prepare(void)
 {
 	pthread_mutex_lock(&default_lock);
+	hr_registry_lock();
 }
 
 static void atfork_parent(void)
 {
+	hr_registry_unlock();
 	pthread_mutex_unlock(&default_lock);
 }
 
@@ -601,10 +634,12 @@ static void atfork_parent(void)
 static void atfork_child(void)
 {
 	default_arena = NULL;
+	hr_registry_unlock();
 	pthread_mutex_unlock(&default_lock);
 }
 
-static void register_atfork(void)
+/* At load time, so no fork can come before it. */
+__attribute__((constructor)) static void register_atfork(void)
 {
 	pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
 }
@@ -614,7 +649,6 @@ struct hugering_arena *hugering_default_arena(void)
 	struct hugering_arena_opts o = { .numa_node = -1 };
 	struct hugering_arena *a, *mine = NULL;
 
-	pthread_once(&atfork_once, register_atfork);
 	pthread_mutex_lock(&default_lock);
 	a = default_arena;
 	pthread_mutex_unlock(&default_lock);

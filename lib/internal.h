@@ -96,6 +96,8 @@ int hr_ring_entries(unsigned entries, const struct io_uring_params *p,
 const struct hugering_kernel_caps *hr_caps(void);
 
 /* ring.c */
+void hr_registry_lock(void);
+void hr_registry_unlock(void);
 void hr_set_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 #endif

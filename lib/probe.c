@@ -4,8 +4,8 @@
  * judged by behaviour, never by version string (distributions backport).
  *
  *   tiny NO_MMAP ring, one page per region      -EINVAL  -> unsupported (< 6.5)
- *   rings region of two virtual pages that map
- *   the SAME physical page (so never contiguous) -EFAULT  -> single page (6.5 bug)
+ *   rings region of three virtual pages over
+ *   frames A, A, B (never contiguous)             -EFAULT  -> single page (6.5 bug)
  *                                                -EINVAL  -> contiguous only (6.6-6.9)
  *                                                success  -> any memory (6.10+, 6.6.84+)
  *
@@ -41,8 +41,11 @@ static int try_setup(unsigned entries, struct io_uring_params *p)
 }
 
 /*
- * Scratch memory: one shmem page mapped @npages times back to back (so
- * every virtual page is the same physical page), then one page of SQEs.
+ * Scratch memory for the rings region: @npages virtual pages over shmem
+ * frames A, A, B (the first two the same frame), then one page of SQEs.
+ * 6.5 checks first page == last page (A != B: -EFAULT); 6.6.5-6.9 check
+ * that each page follows the previous one (A after A: -EINVAL); 6.10+ map
+ * any pages.  One page: just A.
  */
 struct scratch {
 	char *base;
@@ -56,18 +59,19 @@ static int scratch_map(struct scratch *s, unsigned npages)
 	s->fd = memfd_create("hugering-probe", MFD_CLOEXEC);
 	if (s->fd < 0)
 		return -errno;
-	if (ftruncate(s->fd, 2 * HR_BASE_PAGE))
+	if (ftruncate(s->fd, 3 * HR_BASE_PAGE))
 		goto err;
 	s->base = mmap(NULL, s->len, PROT_READ | PROT_WRITE, MAP_SHARED, s->fd, 0);
 	if (s->base == MAP_FAILED)
 		goto err;
-	for (unsigned i = 0; i < npages; i++)
+	for (unsigned i = 0; i <= npages; i++) {
+		/* frame A for the first two pages, B for the last, SQEs after */
+		off_t frame = i == npages ? 2 : (npages > 2 && i == npages - 1) ? 1 : 0;
+
 		if (mmap(s->base + i * HR_BASE_PAGE, HR_BASE_PAGE, PROT_READ | PROT_WRITE,
-			 MAP_SHARED | MAP_FIXED, s->fd, 0) == MAP_FAILED)
+			 MAP_SHARED | MAP_FIXED, s->fd, frame * (off_t)HR_BASE_PAGE) == MAP_FAILED)
 			goto err_unmap;
-	if (mmap(s->base + npages * HR_BASE_PAGE, HR_BASE_PAGE, PROT_READ | PROT_WRITE,
-		 MAP_SHARED | MAP_FIXED, s->fd, HR_BASE_PAGE) == MAP_FAILED)
-		goto err_unmap;
+	}
 	return 0;
 err_unmap:
 	munmap(s->base, s->len);
@@ -111,7 +115,7 @@ static int probe_nommap(void)
 		return HUGERING_NOMMAP_UNSUPPORTED;
 	if (ret)
 		return HUGERING_NOMMAP_UNSUPPORTED;
-	/* cq = 512: 8 KiB + header, three pages, all the same frame. */
+	/* cq = 512: 8 KiB + header, three pages: frames A, A, B. */
 	ret = try_nommap(3, 512);
 	if (!ret)
 		return HUGERING_NOMMAP_ANY;

@@ -61,6 +61,17 @@ struct ring_rec {
 static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct ring_rec *registry[REGISTRY_BUCKETS];
 
+/* For the fork handlers: the child must not inherit a held lock. */
+void hr_registry_lock(void)
+{
+	pthread_mutex_lock(&registry_lock);
+}
+
+void hr_registry_unlock(void)
+{
+	pthread_mutex_unlock(&registry_lock);
+}
+
 static struct ring_rec **bucket(const void *key)
 {
 	uintptr_t k = (uintptr_t)key >> 12;
@@ -506,8 +517,12 @@ static int user_ring(unsigned entries, struct io_uring *ring, struct io_uring_pa
 	ret = setup_waiting(entries, ring, &in, &q, &lay, &rec->slot,
 			    hr_arena_wait_ms(rec->slot.arena));
 	if (ret) {
-		/* The kernel never took this memory: it is clean. */
-		hr_arena_free(&rec->slot, true);
+		/*
+		 * The kernel may have pinned the memory before failing (or the
+		 * ring existed, -EPROTO) and tears it down asynchronously, writing
+		 * into it: quarantine, never reuse.
+		 */
+		hr_arena_free(&rec->slot, false);
 		free(rec);
 		if (ret == -EPROTO || ret == -ENOMEM)
 			return ret;

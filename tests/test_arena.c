@@ -132,6 +132,57 @@ Test(arena, resize_recycles_the_same_slot)
 	cr_assert_eq(hugering_arena_destroy(a), 0);
 }
 
+/* A page whose rings all came back clean is reused, zeroed again. */
+Test(arena, clean_page_reuse_is_zeroed)
+{
+	unsigned flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN;
+	struct hugering_arena *a = new_arena();
+	struct hugering_ring_info i1, i2;
+	struct io_uring ring;
+	const unsigned char *sqes;
+	size_t bytes;
+
+	th_need_pool(SZ_2M, 2);
+	cr_assert_eq(ring_in(a, 2048, 8192, flags, &ring), 0);
+	cr_assert_eq(hugering_ring_info(&ring, &i1), 0);
+	cr_assert_eq(i1.recycle, HUGERING_RECYCLE_RESIZE);
+	th_nops(&ring, 4096);
+	hugering_queue_exit(&ring);
+	cr_assert_eq(ring_in(a, 2048, 8192, flags, &ring), 0);
+	cr_assert_eq(hugering_ring_info(&ring, &i2), 0);
+	cr_assert_eq(i2.mem, i1.mem);
+	sqes = (const unsigned char *)ring.sq.sqes;
+	bytes = (size_t)ring.sq.ring_entries * 64;
+	for (size_t b = 0; b < bytes; b++)
+		cr_assert_eq(sqes[b], 0, "stale SQE byte at %zu", b);
+	cr_assert_eq(*ring.cq.ktail, 0);
+	th_nops(&ring, 3 * 2048);
+	hugering_queue_exit(&ring);
+	cr_assert_eq(hugering_arena_destroy(a), 0);
+}
+
+/* A setup the kernel refused after pinning: that slot is never reused either. */
+Test(arena, failed_setup_slot_is_quarantined)
+{
+	struct hugering_arena *a = new_arena();
+	struct io_uring_params bad = { .flags = IORING_SETUP_SQPOLL | IORING_SETUP_SQ_AFF,
+				       .sq_thread_cpu = 1000 };
+	struct hugering_init_opts o = { .arena = a, .numa_node = -1,
+					.policy = HUGERING_POLICY_NOMMAP };
+	struct hugering_arena_stats st;
+	struct io_uring ring;
+
+	th_need_pool(SZ_2M, 2);
+	cr_assert_eq(hugering_queue_init_opts(64, &ring, &bad, &o), -EINVAL);
+	cr_assert_eq(hugering_arena_stats(a, &st), 0);
+	cr_assert_gt(st.bytes_waiting, 0);
+	cr_assert_eq(ring_in(a, 64, 0, 0, &ring), 0);
+	sleep_ms(40);
+	th_nops(&ring, 3 * 64);
+	hugering_queue_exit(&ring);
+	cr_assert_eq(hugering_arena_destroy(a), 0);
+}
+
 /* Without resize, the slot waits in quarantine and is not handed out again. */
 Test(arena, quarantine_never_reuses_a_dirty_slot)
 {
