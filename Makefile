@@ -15,6 +15,7 @@ BINDIR     ?= $(PREFIX)/bin
 LIBDIR     ?= $(PREFIX)/lib
 INCLUDEDIR ?= $(PREFIX)/include
 PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
+MANDIR     ?= $(PREFIX)/share/man
 DESTDIR    ?=
 
 BUILD      ?= build
@@ -46,7 +47,8 @@ TEST_OBJ   := $(TEST_SRC:%.c=$(BUILD)/%.o)
 TEST_BIN   := $(BUILD)/tests/hugering-tests
 BENCH_SRC  := $(wildcard bench/*.c)
 BENCH_BIN  := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
-TOOLS      :=
+TOOL_SRC   := $(wildcard tools/*.c)
+TOOLS      := $(TOOL_SRC:tools/%.c=$(BUILD)/tools/%)
 
 STATIC     := $(BUILD)/libhugering.a
 SHARED     := $(BUILD)/libhugering.so.$(VERSION)
@@ -57,13 +59,14 @@ SONAME     := libhugering.so.$(SOVERSION)
 
 # Ring memory benchmarks
 .PHONY: bench bench-recycle
-.PHONY: all lib examples tests check check-asan-build check-tsan check-long deps deps-ok demo \
+.PHONY: all lib tools examples tests check check-asan-build check-tsan check-long deps deps-ok demo \
         install uninstall clean
 
-all: lib examples tests bench
+all: lib tools examples tests bench
 
 lib: $(STATIC) $(SHARED)
 examples: $(EX_BIN)
+tools: $(TOOLS)
 bench: $(BENCH_BIN)
 tests: $(TEST_BIN)
 
@@ -82,6 +85,9 @@ $(SHARED): $(LIB_OBJ)
 	ln -sf $(SONAME) $(BUILD)/libhugering.so
 
 $(BUILD)/examples/%: $(BUILD)/examples/%.o $(STATIC)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+
+$(BUILD)/tools/%: $(BUILD)/tools/%.o $(STATIC)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
 $(BUILD)/bench/%: $(BUILD)/bench/%.o $(STATIC)
@@ -129,14 +135,14 @@ check: deps-ok
 	scripts/run-tests.sh $(TEST_BIN) $(ASAN_BUILD)/tests/hugering-tests
 
 demo: deps-ok
-	$(MAKE) lib examples
-	scripts/demo.sh $(BUILD)/examples
+	$(MAKE) lib tools examples
+	scripts/demo.sh $(BUILD)
 
 $(BUILD)/hugering.pc: hugering.pc.in
 	@mkdir -p $(BUILD)
 	sed -e 's|@PREFIX@|$(PREFIX)|; s|@LIBDIR@|$(LIBDIR)|; s|@INCLUDEDIR@|$(INCLUDEDIR)|; s|@VERSION@|$(VERSION)|' $< > $@
 
-install: lib $(BUILD)/hugering.pc
+install: lib tools $(BUILD)/hugering.pc
 	install -d $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(LIBDIR) $(DESTDIR)$(PKGCONFIGDIR) $(DESTDIR)$(BINDIR)
 	install -m 644 include/hugering.h $(DESTDIR)$(INCLUDEDIR)/
 	install -m 644 $(STATIC) $(DESTDIR)$(LIBDIR)/
@@ -144,11 +150,14 @@ install: lib $(BUILD)/hugering.pc
 	ln -sf libhugering.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(SONAME)
 	ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/libhugering.so
 	install -m 644 $(BUILD)/hugering.pc $(DESTDIR)$(PKGCONFIGDIR)/
-	$(if $(TOOLS),install -m 755 $(TOOLS) $(DESTDIR)$(BINDIR)/)
+	install -m 755 $(TOOLS) $(DESTDIR)$(BINDIR)/
+	install -d $(DESTDIR)$(MANDIR)/man1
+	install -m 644 man/*.1 $(DESTDIR)$(MANDIR)/man1/
 
 uninstall:
 	rm -f $(DESTDIR)$(INCLUDEDIR)/hugering.h $(DESTDIR)$(LIBDIR)/libhugering.* \
-	      $(DESTDIR)$(PKGCONFIGDIR)/hugering.pc
+	      $(DESTDIR)$(PKGCONFIGDIR)/hugering.pc $(DESTDIR)$(BINDIR)/hugering-diag \
+	      $(DESTDIR)$(MANDIR)/man1/hugering-diag.1
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD)

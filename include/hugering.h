@@ -373,6 +373,86 @@ const char *hugering_mode_name(int mode);
 /* Why this thread's last failed hugering call failed ("" if none). */
 const char *hugering_last_error(void);
 
+/* ------------------------------------------------------------------ */
+/* Diagnosis (what hugering-diag prints)                               */
+/* ------------------------------------------------------------------ */
+
+#define HUGERING_DIAG_TRIAL	(1u << 0)	/* also allocate and create rings for real */
+#define HUGERING_DIAG_MAX_NODES	16
+#define HUGERING_DIAG_MAX_CHECKS 24
+
+enum hugering_check_status {
+	HUGERING_CHECK_OK = 0,
+	HUGERING_CHECK_WARN,
+	HUGERING_CHECK_FAIL,
+};
+
+struct hugering_diag_size {
+	struct hugering_pool pool;
+	int nnodes;
+	struct hugering_pool nodes[HUGERING_DIAG_MAX_NODES];
+	int nmounts;
+	char mounts[4][256];
+	long long cgroup_max;		/* bytes; -1: no limit, or no hugetlb controller */
+	long long cgroup_rsvd_max;	/* bytes; -1 likewise (cgroup v2 only) */
+	long reservable;		/* pages buddyinfo says could still be reserved; -1 unknown */
+};
+
+struct hugering_diag_ring {
+	unsigned sq, cq;
+	int err;			/* 0, or -errno from hugering_queue_init_opts */
+	int mode;			/* enum hugering_mode */
+	int fallback_errno;
+	char reason[192];
+};
+
+struct hugering_diag_trial {
+	size_t page_size;
+	int region_err;			/* 0: a contiguous region of one page was allocated */
+	int contiguous;			/* enum hugering_contig */
+	int proof;			/* enum hugering_proof */
+	struct hugering_diag_ring rings[2];	/* 256/512 and 4096/65536 */
+};
+
+struct hugering_diag_check {
+	char id[32];
+	int status;			/* enum hugering_check_status */
+	char message[256];
+	char fix[192];			/* a command or action to copy; "" if none */
+};
+
+struct hugering_diag {
+	struct hugering_kernel_caps caps;
+	char release[65];
+	int io_uring_disabled;		/* kernel.io_uring_disabled; -1 unknown */
+	int sqpoll;			/* this user can create SQPOLL rings */
+	int iopoll;			/* IOPOLL rings can be created (per file: see README) */
+	int preemptible;		/* 1 yes, 0 PREEMPT_NONE/VOLUNTARY, -1 unknown */
+	int busy_poll;			/* net.core.busy_poll (us); -1 unknown */
+	char thp_enabled[16];		/* always / madvise / never */
+	unsigned long long memlock_soft, memlock_hard;	/* bytes; ~0ULL = unlimited */
+	int cap_ipc_lock;
+	int pfn_visible;
+	int nnodes;
+	int nodes[HUGERING_DIAG_MAX_NODES];
+	int nsizes;
+	struct hugering_diag_size sizes[HUGERING_MAX_PAGE_SIZES];
+	int ntrials;
+	struct hugering_diag_trial trials[HUGERING_MAX_PAGE_SIZES];
+	int nchecks;
+	struct hugering_diag_check checks[HUGERING_DIAG_MAX_CHECKS];
+};
+
+/*
+ * Everything hugering-diag reports, and the checks with their fixes.  Files
+ * are read below HUGERING_SYSROOT when it is set; the kernel probe and the
+ * trial are always live.  Returns 0, or -errno if nothing could be read.
+ */
+int hugering_diag_collect(struct hugering_diag *d, unsigned flags);
+const char *hugering_check_status_name(int status);
+/* Does any check fail? */
+int hugering_diag_failed(const struct hugering_diag *d);
+
 /* Human-readable names for the enums above (static strings). */
 const char *hugering_contig_name(int contig);
 const char *hugering_proof_name(int proof);

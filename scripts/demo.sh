@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# The main job for now: allocate a physically contiguous region and print
-# what proves it, then make an io_uring ring in hugepages and run NOPs on it.
+# The main job: hugering-diag (what this machine can do, what is wrong, the
+# fix), then a contiguous region with its proof and a ring in hugepages.
 # As root, reserves 2 MiB hugepages for the run when the pool has too few,
 # and restores the pool after.
 set -euo pipefail
-dir=${1:?usage: demo.sh EXAMPLES_DIR}
+dir=${1:?usage: demo.sh BUILD_DIR}
 pool=/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages
 
 if [ "$(id -u)" -eq 0 ] && [ -w "$pool" ]; then
@@ -15,5 +15,7 @@ if [ "$(id -u)" -eq 0 ] && [ -w "$pool" ]; then
 		echo "demo: reserved $(cat "$pool") 2 MiB hugepages for this run (was $prev)"
 	fi
 fi
-"$dir/region-demo"
-"$dir/ring-demo" 4096 65536
+"$dir/tools/hugering-diag" || true	# a failed check is reported, not fatal here
+echo
+"$dir/examples/region-demo"
+"$dir/examples/ring-demo" 4096 65536

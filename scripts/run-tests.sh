@@ -39,6 +39,11 @@ run() {
 	fi
 }
 
+top=$(cd "$(dirname "$0")/.." && pwd)
+# The diag tests run the tool and read fake /sys trees.
+export HUGERING_DIAG_BIN=${HUGERING_DIAG_BIN:-$top/build/tools/hugering-diag}
+export HUGERING_TEST_DATA=${HUGERING_TEST_DATA:-$top/tests/data}
+
 filter=()
 if [ "${1:-}" = --filter ]; then
 	filter=(--filter "$2")
@@ -53,13 +58,18 @@ if [ "$(id -u)" -eq 0 ]; then
 	for bin in "$@"; do
 		run "$bin (root)" 1 "$bin"
 	done
-	# The binaries are static in libhugering; copy them where nobody can
-	# read them (the clone may sit under a private home directory).
+	# The binaries are static in libhugering; copy them, the tool and the
+	# test data where nobody can read them (the clone may sit under a
+	# private home directory).
+	install -m 755 "$HUGERING_DIAG_BIN" "$unpriv_dir/hugering-diag"
+	cp -r "$HUGERING_TEST_DATA" "$unpriv_dir/data"
+	chmod -R a+rX "$unpriv_dir/data"
 	for bin in "$@"; do
 		copy=$unpriv_dir/$(echo "$bin" | tr / _)
 		install -m 755 "$bin" "$copy"
 		pushd "$unpriv_dir" >/dev/null
-		run "$bin (unprivileged)" 0 \
+		HUGERING_DIAG_BIN=$unpriv_dir/hugering-diag HUGERING_TEST_DATA=$unpriv_dir/data \
+			run "$bin (unprivileged)" 0 \
 			setpriv --reuid=65534 --regid=65534 --clear-groups "$copy"
 		popd >/dev/null
 	done

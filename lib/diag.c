@@ -1,0 +1,498 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Diagnosis: what this machine's hugepages and io_uring can do, what is
+ * wrong, and the command that fixes it.  hugering-diag only formats this.
+ *
+ * Files come from HUGERING_SYSROOT when set (a captured or fake tree), so the
+ * report can be tested against known inputs; the kernel probe and the live
+ * trial always ask the running kernel.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/utsname.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+#define BUDDY_ORDERS 11
+
+/* ------------------------------------------------------------------ */
+/* Small readers                                                       */
+/* ------------------------------------------------------------------ */
+
+static int read_at(const char *root, const char *abs, char *buf, size_t len)
+{
+	char path[1024];
+
+	hr_path(root, abs, path, sizeof(path));
+	return hr_read_text(path, buf, len);
+}
+
+static long long long_at(const char *root, const char *abs, long long dflt)
+{
+	char buf[64], *end;
+	long long v;
+
+	if (read_at(root, abs, buf, sizeof(buf)) < 0)
+		return dflt;
+	if (!strncmp(buf, "max", 3))
+		return -1;
+	v = strtoll(buf, &end, 10);
+	return end == buf ? dflt : v;
+}
+
+/* "always [madvise] never" -> "madvise" */
+static void bracketed(const char *s, char *out, size_t len)
+{
+	const char *a = strchr(s, '['), *b = a ? strchr(a, ']') : NULL;
+
+	if (a && b && (size_t)(b - a - 1) < len) {
+		memcpy(out, a + 1, b - a - 1);
+		out[b - a - 1] = '\0';
+	} else {
+		hr_copy_str(out, len, "unknown");
+	}
+}
+
+/* The cgroup file name of a hugepage size: 2MB, 1GB, 64KB. */
+static void cg_size_name(size_t ps, char *buf, size_t len)
+{
+	if (ps >= (1UL << 30))
+		snprintf(buf, len, "%zuGB", ps >> 30);
+	else if (ps >= (1UL << 20))
+		snprintf(buf, len, "%zuMB", ps >> 20);
+	else
+		snprintf(buf, len, "%zuKB", ps >> 10);
+}
+
+/* ------------------------------------------------------------------ */
+/* Collection                                                          */
+/* ------------------------------------------------------------------ */
+
+/* This process's hugetlb cgroup limits: v2 unified, else v1 hugetlb. */
+static void cgroup_limits(const char *root, struct hugering_diag_size *s)
+{
+	char cg[4096], path[1200], name[16], *line;
+	char *save = NULL;
+
+	s->cgroup_max = s->cgroup_rsvd_max = -1;
+	if (read_at(root, "/proc/self/cgroup", cg, sizeof(cg)) < 0)
+		return;
+	cg_size_name(s->pool.page_size, name, sizeof(name));
+	for (line = strtok_r(cg, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+		char *p = strrchr(line, ':');
+
+		if (!p)
+			continue;
+		if (!strncmp(line, "0::", 3)) {
+			snprintf(path, sizeof(path), "/sys/fs/cgroup%s/hugetlb.%s.max", p + 1, name);
+			s->cgroup_max = long_at(root, path, -1);
+			snprintf(path, sizeof(path), "/sys/fs/cgroup%s/hugetlb.%s.rsvd.max", p + 1, name);
+			s->cgroup_rsvd_max = long_at(root, path, -1);
+		} else if (strstr(line, ":hugetlb:")) {
+			snprintf(path, sizeof(path), "/sys/fs/cgroup/hugetlb%s/hugetlb.%s.limit_in_bytes",
+				 p + 1, name);
+			s->cgroup_max = long_at(root, path, -1);
+			/* v1 "no limit" is a huge number */
+			if (s->cgroup_max >= LLONG_MAX / 2)
+				s->cgroup_max = -1;
+			return;
+		}
+	}
+}
+
+/*
+ * How many more pages of @ps the buddy allocator could hand over now: free
+ * blocks of at least that order, all zones.  Sizes above the largest buddy
+ * order (1 GiB) are allocated by contiguous-range search: unknown.
+ */
+static long buddy_reservable(const char *root, size_t ps)
+{
+	char buf[16384], *line, *save = NULL;
+	unsigned order = hr_log2(ps / HR_BASE_PAGE);
+	long total = 0;
+	bool seen = false;
+
+	if (order >= BUDDY_ORDERS || read_at(root, "/proc/buddyinfo", buf, sizeof(buf)) < 0)
+		return -1;
+	for (line = strtok_r(buf, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+		char *p = strstr(line, "zone");
+		long cnt[BUDDY_ORDERS] = { 0 };
+		int n;
+
+		if (!p)
+			continue;
+		p += 4;
+		while (*p == ' ')
+			p++;
+		while (*p && *p != ' ')
+			p++;	/* zone name */
+		n = sscanf(p, "%ld %ld %ld %ld %ld %ld %ld %ld %ld %ld %ld", &cnt[0], &cnt[1],
+			   &cnt[2], &cnt[3], &cnt[4], &cnt[5], &cnt[6], &cnt[7], &cnt[8],
+			   &cnt[9], &cnt[10]);
+		for (int k = (int)order; k < n; k++)
+			total += cnt[k] << (k - order);
+		seen = true;
+	}
+	return seen ? total : -1;
+}
+
+static void collect_sizes(const char *root, struct hugering_diag *d)
+{
+	size_t sizes[HUGERING_MAX_PAGE_SIZES];
+	struct hugering_mount m[16];
+	int n = hr_page_sizes_at(root, sizes, HUGERING_MAX_PAGE_SIZES);
+	int nm = hr_mounts_at(root, m, 16);
+
+	d->nsizes = 0;
+	for (int i = 0; i < n; i++) {
+		struct hugering_diag_size *s = &d->sizes[d->nsizes];
+
+		memset(s, 0, sizeof(*s));
+		if (hr_pool_get_at(root, sizes[i], -1, &s->pool) < 0)
+			continue;
+		for (int k = 0; k < d->nnodes && s->nnodes < HUGERING_DIAG_MAX_NODES; k++)
+			if (!hr_pool_get_at(root, sizes[i], d->nodes[k], &s->nodes[s->nnodes]))
+				s->nnodes++;
+		for (int k = 0; k < nm; k++)
+			if (m[k].page_size == sizes[i] && s->nmounts < 4)
+				hr_copy_str(s->mounts[s->nmounts++], sizeof(s->mounts[0]), m[k].path);
+		cgroup_limits(root, s);
+		s->reservable = buddy_reservable(root, sizes[i]);
+		d->nsizes++;
+	}
+}
+
+/* "Max locked memory  8388608  8388608  bytes" from a (fake) /proc/self/limits. */
+static void memlock_limits(const char *root, struct hugering_diag *d)
+{
+	char buf[4096], soft[32], hard[32], *p;
+	struct rlimit rl;
+
+	d->memlock_soft = d->memlock_hard = ~0ULL;
+	if (!*root) {
+		if (!getrlimit(RLIMIT_MEMLOCK, &rl)) {
+			d->memlock_soft = rl.rlim_cur == RLIM_INFINITY ? ~0ULL : rl.rlim_cur;
+			d->memlock_hard = rl.rlim_max == RLIM_INFINITY ? ~0ULL : rl.rlim_max;
+		}
+		return;
+	}
+	if (read_at(root, "/proc/self/limits", buf, sizeof(buf)) < 0 ||
+	    !(p = strstr(buf, "Max locked memory")) ||
+	    sscanf(p + 17, "%31s %31s", soft, hard) != 2)
+		return;
+	if (strcmp(soft, "unlimited"))
+		d->memlock_soft = strtoull(soft, NULL, 10);
+	if (strcmp(hard, "unlimited"))
+		d->memlock_hard = strtoull(hard, NULL, 10);
+}
+
+static bool cap_eff(const char *root, int cap)
+{
+	char buf[4096], *s;
+	unsigned long long eff;
+
+	if (read_at(root, "/proc/self/status", buf, sizeof(buf)) < 0 ||
+	    !(s = strstr(buf, "CapEff:")) || sscanf(s, "CapEff: %llx", &eff) != 1)
+		return false;
+	return eff & (1ULL << cap);
+}
+
+/* PREEMPT_NONE / VOLUNTARY kernels never preempt a busy kernel thread. */
+static int preemptible(const char *root)
+{
+	char ver[256] = "", cmdline[4096] = "";
+	struct utsname u;
+
+	if (read_at(root, "/proc/sys/kernel/version", ver, sizeof(ver)) < 0 && !uname(&u))
+		hr_copy_str(ver, sizeof(ver), u.version);
+	if (!*ver)
+		return -1;
+	read_at(root, "/proc/cmdline", cmdline, sizeof(cmdline));
+	if (strstr(ver, "PREEMPT_DYNAMIC"))
+		return !strstr(cmdline, "preempt=none") && !strstr(cmdline, "preempt=voluntary");
+	return strstr(ver, "PREEMPT") != NULL;
+}
+
+/* Can this user create a tiny ring with these flags? */
+static int can_create(unsigned flags)
+{
+	struct io_uring_params p = { .flags = flags };
+	int fd = hr_sys_io_uring_setup(1, &p);
+
+	if (fd < 0)
+		return 0;
+	close(fd);
+	return 1;
+}
+
+static void collect_trial(struct hugering_diag *d)
+{
+	static const unsigned shapes[2][2] = { { 256, 512 }, { 4096, 65536 } };
+
+	d->ntrials = 0;
+	for (int i = 0; i < d->nsizes; i++) {
+		struct hugering_diag_trial *t = &d->trials[d->ntrials++];
+		size_t ps = d->sizes[i].pool.page_size;
+		struct hugering_region_opts ro = { .size = ps, .page_size = ps, .numa_node = -1,
+						   .flags = HUGERING_REGION_CONTIG };
+		struct hugering_arena_opts ao = { .page_size = ps, .numa_node = -1, .wait_ms = -1 };
+		struct hugering_region *r;
+		struct hugering_arena *a = NULL;
+
+		memset(t, 0, sizeof(*t));
+		t->page_size = ps;
+		t->region_err = hugering_region_alloc(&ro, &r);
+		if (!t->region_err) {
+			struct hugering_region_info ri;
+
+			hugering_region_info(r, &ri);
+			t->contiguous = ri.contiguous;
+			t->proof = ri.proof;
+			hugering_region_free(r);
+		}
+		hugering_arena_create(&ao, &a);
+		for (int k = 0; k < 2; k++) {
+			struct hugering_diag_ring *dr = &t->rings[k];
+			struct io_uring_params p = { .flags = IORING_SETUP_CQSIZE,
+						     .cq_entries = shapes[k][1] };
+			struct hugering_init_opts io = { .policy = HUGERING_POLICY_AUTO,
+							 .arena = a, .numa_node = -1 };
+			struct hugering_ring_info info;
+			struct io_uring ring;
+
+			dr->sq = shapes[k][0];
+			dr->cq = shapes[k][1];
+			dr->err = a ? hugering_queue_init_opts(dr->sq, &ring, &p, &io) : -ENOMEM;
+			if (dr->err) {
+				hr_copy_str(dr->reason, sizeof(dr->reason), hugering_last_error());
+				continue;
+			}
+			hugering_ring_info(&ring, &info);
+			dr->mode = info.mode;
+			dr->fallback_errno = info.fallback_errno;
+			hr_copy_str(dr->reason, sizeof(dr->reason), info.fallback_reason);
+			hugering_queue_exit(&ring);
+		}
+		hugering_arena_destroy(a);
+	}
+}
+
+/* ------------------------------------------------------------------ */
+/* Checks                                                              */
+/* ------------------------------------------------------------------ */
+
+static void add_check(struct hugering_diag *d, const char *id, int status, const char *fix,
+		      const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+
+static void add_check(struct hugering_diag *d, const char *id, int status, const char *fix,
+		      const char *fmt, ...)
+{
+	struct hugering_diag_check *c;
+	va_list ap;
+
+	if (d->nchecks >= HUGERING_DIAG_MAX_CHECKS)
+		return;
+	c = &d->checks[d->nchecks++];
+	hr_copy_str(c->id, sizeof(c->id), id);
+	c->status = status;
+	hr_copy_str(c->fix, sizeof(c->fix), fix ? fix : "");
+	va_start(ap, fmt);
+	vsnprintf(c->message, sizeof(c->message), fmt, ap);
+	va_end(ap);
+}
+
+static void check_io_uring(struct hugering_diag *d)
+{
+	if (d->caps.io_uring == -EPERM)
+		add_check(d, "io_uring", HUGERING_CHECK_FAIL, "sudo sysctl -w kernel.io_uring_disabled=0",
+			  "io_uring is disabled for this process (kernel.io_uring_disabled = %d)",
+			  d->io_uring_disabled);
+	else if (d->caps.io_uring < 0)
+		add_check(d, "io_uring", HUGERING_CHECK_FAIL, "use a kernel built with CONFIG_IO_URING=y",
+			  "this kernel has no io_uring");
+	else
+		add_check(d, "io_uring", HUGERING_CHECK_OK, NULL, "io_uring is available");
+}
+
+static void check_nommap(struct hugering_diag *d)
+{
+	switch (d->caps.nommap) {
+	case HUGERING_NOMMAP_ANY:
+		add_check(d, "nommap", HUGERING_CHECK_OK, NULL,
+			  "rings can live in any hugepage memory (Linux 6.10+ / 6.6.84+ behaviour)");
+		break;
+	case HUGERING_NOMMAP_CONTIG:
+		add_check(d, "nommap", HUGERING_CHECK_WARN,
+			  "upgrade to Linux 6.10+ (or 6.6.84+) to lift the contiguity rule",
+			  "ring memory must be physically contiguous (Linux 6.6.5-6.9): large rings "
+			  "need adjacent hugepages (root) or one 1 GiB page");
+		break;
+	case HUGERING_NOMMAP_SINGLE_PAGE:
+		add_check(d, "nommap", HUGERING_CHECK_WARN,
+			  "upgrade the kernel: 6.5.x was never fixed; 6.6.5+ or 6.10+ work",
+			  "Linux 6.5 NO_MMAP bug: ring memory regions over one 4 KiB page fail with "
+			  "EFAULT, so most rings fall back to kernel-mapped memory");
+		break;
+	default:
+		if (d->caps.io_uring == 0)
+			add_check(d, "nommap", HUGERING_CHECK_WARN, "upgrade to Linux 6.10+",
+				  "kernel has no IORING_SETUP_NO_MMAP (< 6.5): rings are kernel-mapped");
+	}
+}
+
+static void check_pools(struct hugering_diag *d)
+{
+	for (int i = 0; i < d->nsizes; i++) {
+		const struct hugering_diag_size *s = &d->sizes[i];
+		size_t kb = s->pool.page_size >> 10;
+		char id[32], fix[192];
+
+		snprintf(id, sizeof(id), "hugepages_%zukB", kb);
+		snprintf(fix, sizeof(fix),
+			 "echo %d | sudo tee /sys/kernel/mm/hugepages/hugepages-%zukB/nr_hugepages",
+			 s->pool.page_size >= (1UL << 30) ? 2 : 64, kb);
+		if (s->cgroup_max == 0)
+			add_check(d, id, HUGERING_CHECK_FAIL, "raise this cgroup's hugetlb limit",
+				  "the cgroup hugetlb limit for %zu kB pages is 0", kb);
+		if (!s->pool.is_default && s->pool.total == 0)
+			continue;	/* an unused optional size is not a problem */
+		if (s->pool.usable == 0)
+			add_check(d, id, s->pool.is_default ? HUGERING_CHECK_FAIL : HUGERING_CHECK_WARN,
+				  fix, "no usable %zu kB hugepages (total %ld, free %ld, reserved %ld): "
+				  "rings fall back to kernel-mapped memory", kb, s->pool.total,
+				  s->pool.free, s->pool.reserved);
+		else if (s->pool.usable < 8 && s->pool.is_default)
+			add_check(d, id, HUGERING_CHECK_WARN, fix,
+				  "only %ld usable %zu kB hugepages", s->pool.usable, kb);
+		else
+			add_check(d, id, HUGERING_CHECK_OK, NULL, "%ld usable %zu kB hugepages",
+				  s->pool.usable, kb);
+	}
+	if (!d->nsizes)
+		add_check(d, "hugepages", HUGERING_CHECK_FAIL,
+			  "use a kernel built with CONFIG_HUGETLBFS=y",
+			  "this kernel offers no hugepages");
+}
+
+static void check_memlock(struct hugering_diag *d)
+{
+	/* A 4096-entry ring needs ~400 KiB; 6.14+ charges every ring per user. */
+	if (d->cap_ipc_lock || d->memlock_soft == ~0ULL || d->memlock_soft >= (64ULL << 20))
+		add_check(d, "memlock", HUGERING_CHECK_OK, NULL, "RLIMIT_MEMLOCK is no constraint");
+	else
+		add_check(d, "memlock", HUGERING_CHECK_WARN,
+			  "ulimit -l unlimited (or LimitMEMLOCK=infinity in the service unit)",
+			  "RLIMIT_MEMLOCK is %llu kB: Linux 6.14+ charges ring memory to it, per "
+			  "user (a 4096-entry ring takes ~400 kB)", d->memlock_soft >> 10);
+}
+
+static void check_pfn(struct hugering_diag *d)
+{
+	if (d->pfn_visible)
+		add_check(d, "pagemap", HUGERING_CHECK_OK, NULL, "PFNs visible: contiguity is proven");
+	else
+		add_check(d, "pagemap",
+			  d->caps.nommap == HUGERING_NOMMAP_CONTIG ? HUGERING_CHECK_WARN
+								  : HUGERING_CHECK_OK,
+			  "run as root (CAP_SYS_ADMIN) to prove contiguity across hugepages",
+			  "PFNs hidden: contiguity is proven only inside one hugepage");
+}
+
+static void check_sqpoll_napi(struct hugering_diag *d)
+{
+	if (d->preemptible == 0 && d->busy_poll > 0)
+		add_check(d, "sqpoll_napi", HUGERING_CHECK_WARN,
+			  "pin SQPOLL threads (IORING_SETUP_SQ_AFF) away from busy-polling CPUs, or "
+			  "boot with preempt=full",
+			  "non-preemptible kernel with NAPI busy polling (net.core.busy_poll = %d): "
+			  "an SQPOLL thread on a busy-polling CPU can starve other rings and softirqs",
+			  d->busy_poll);
+}
+
+static void check_trials(struct hugering_diag *d)
+{
+	for (int i = 0; i < d->ntrials; i++) {
+		const struct hugering_diag_trial *t = &d->trials[i];
+		size_t kb = t->page_size >> 10;
+		char id[32];
+
+		snprintf(id, sizeof(id), "trial_%zukB", kb);
+		for (int k = 0; k < 2; k++) {
+			const struct hugering_diag_ring *r = &t->rings[k];
+
+			if (r->err)
+				add_check(d, id, HUGERING_CHECK_FAIL, NULL, "%u/%u ring failed: %s",
+					  r->sq, r->cq, r->reason);
+			else if (r->mode == HUGERING_MODE_KERNEL)
+				add_check(d, id, HUGERING_CHECK_WARN, NULL,
+					  "%u/%u ring fell back to kernel-mapped memory: %s", r->sq,
+					  r->cq, r->reason);
+		}
+	}
+}
+
+int hugering_diag_collect(struct hugering_diag *d, unsigned flags)
+{
+	const char *root = hr_sysroot();
+	char buf[256];
+	struct utsname u;
+
+	if (!d || flags & ~HUGERING_DIAG_TRIAL)
+		return -EINVAL;
+	memset(d, 0, sizeof(*d));
+	hugering_probe_kernel(&d->caps);
+	if (read_at(root, "/proc/sys/kernel/osrelease", buf, sizeof(buf)) > 0)
+		hr_copy_str(d->release, sizeof(d->release), strtok(buf, "\n"));
+	else if (!uname(&u))
+		hr_copy_str(d->release, sizeof(d->release), u.release);
+	d->io_uring_disabled = (int)long_at(root, "/proc/sys/kernel/io_uring_disabled", -1);
+	d->busy_poll = (int)long_at(root, "/proc/sys/net/core/busy_poll", -1);
+	d->preemptible = preemptible(root);
+	if (read_at(root, "/sys/kernel/mm/transparent_hugepage/enabled", buf, sizeof(buf)) > 0)
+		bracketed(buf, d->thp_enabled, sizeof(d->thp_enabled));
+	else
+		hr_copy_str(d->thp_enabled, sizeof(d->thp_enabled), "unavailable");
+	memlock_limits(root, d);
+	d->cap_ipc_lock = cap_eff(root, 14);
+	d->pfn_visible = hugering_pfn_visible() > 0;
+	d->sqpoll = d->caps.io_uring ? 0 : can_create(IORING_SETUP_SQPOLL);
+	d->iopoll = d->caps.io_uring ? 0 : can_create(IORING_SETUP_IOPOLL);
+	d->nnodes = hr_numa_nodes_at(root, d->nodes, HUGERING_DIAG_MAX_NODES);
+	if (d->nnodes < 0)
+		d->nnodes = 0;
+	collect_sizes(root, d);
+	if ((flags & HUGERING_DIAG_TRIAL) && !d->caps.io_uring)
+		collect_trial(d);
+
+	check_io_uring(d);
+	check_nommap(d);
+	check_pools(d);
+	check_memlock(d);
+	check_pfn(d);
+	check_sqpoll_napi(d);
+	check_trials(d);
+	return 0;
+}
+
+int hugering_diag_failed(const struct hugering_diag *d)
+{
+	for (int i = 0; i < d->nchecks; i++)
+		if (d->checks[i].status == HUGERING_CHECK_FAIL)
+			return 1;
+	return 0;
+}
+
+const char *hugering_check_status_name(int status)
+{
+	switch (status) {
+	case HUGERING_CHECK_OK: return "ok";
+	case HUGERING_CHECK_WARN: return "warn";
+	default: return "fail";
+	}
+}

@@ -1,0 +1,352 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * hugering-diag: what this machine's hugepages and io_uring can do, what is
+ * wrong, and the exact command that fixes it.  The library collects
+ * (hugering_diag_collect); this file only formats.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <hugering.h>
+
+#define VERSION "0.1.0"
+
+static const char usage_text[] =
+	"usage: hugering-diag [--json] [--trial | --no-trial] [--help] [--version]\n"
+	"  What this machine's hugepages and io_uring can do, what is wrong, and the\n"
+	"  command that fixes it.  Exit 0: no check failed; 1: a check failed; 2: usage.\n"
+	"  --no-trial skips allocating a region and creating rings for real.\n"
+	"  HUGERING_SYSROOT=DIR reads /sys and /proc below DIR (the probe stays live).\n";
+
+/* ------------------------------------------------------------------ */
+/* Human output                                                        */
+/* ------------------------------------------------------------------ */
+
+static const char *nommap_text(int c)
+{
+	switch (c) {
+	case HUGERING_NOMMAP_ANY:
+		return "any: rings can live in any hugepage memory";
+	case HUGERING_NOMMAP_CONTIG:
+		return "contiguous: each ring region must be physically contiguous (6.6-6.9)";
+	case HUGERING_NOMMAP_SINGLE_PAGE:
+		return "single_page: regions over 4 KiB fail with EFAULT (6.5 bug)";
+	default:
+		return "unsupported: no IORING_SETUP_NO_MMAP (< 6.5), rings are kernel-mapped";
+	}
+}
+
+static void limit_text(char *buf, size_t len, unsigned long long v)
+{
+	if (v == ~0ULL)
+		snprintf(buf, len, "unlimited");
+	else
+		snprintf(buf, len, "%llu kB", v >> 10);
+}
+
+static void print_kernel(const struct hugering_diag *d)
+{
+	printf("Kernel\n");
+	printf("  %-17s %s\n", "release", d->release);
+	printf("  %-17s %s (kernel.io_uring_disabled = %d)\n", "io_uring",
+	       d->caps.io_uring == 0 ? "available" :
+	       d->caps.io_uring == -EPERM ? "disabled" : "absent", d->io_uring_disabled);
+	printf("  %-17s %s\n", "NO_MMAP", nommap_text(d->caps.nommap));
+	printf("  %-17s %s\n", "ring resize", d->caps.resize ? "yes (6.13+)" : "no");
+	printf("  %-17s %s / %s\n", "SQPOLL / IOPOLL", d->sqpoll ? "yes" : "no",
+	       d->iopoll ? "yes" : "no");
+	printf("  %-17s %s\n", "preemptible",
+	       d->preemptible < 0 ? "unknown" : d->preemptible ? "yes" : "no");
+}
+
+static void print_size_row(const struct hugering_diag_size *s)
+{
+	char size[24], resv[24];
+
+	snprintf(size, sizeof(size), "%zu kB%s", s->pool.page_size >> 10,
+		 s->pool.is_default ? " *" : "");
+	if (s->reservable < 0)
+		snprintf(resv, sizeof(resv), "?");
+	else
+		snprintf(resv, sizeof(resv), "%ld", s->reservable);
+	printf("  %-13s %6ld %6ld %6ld %6ld %6ld %6ld %10s  ", size, s->pool.total,
+	       s->pool.free, s->pool.reserved, s->pool.surplus, s->pool.overcommit,
+	       s->pool.usable, resv);
+	for (int k = 0; k < s->nmounts; k++)
+		printf("%s%s", k ? "," : "", s->mounts[k]);
+	printf("%s\n", s->nmounts ? "" : "-");
+	for (int k = 0; k < s->nnodes; k++)
+		printf("    node %-6d %6ld %6ld %6s %6ld\n", s->nodes[k].numa_node,
+		       s->nodes[k].total, s->nodes[k].free, "", s->nodes[k].surplus);
+	if (s->cgroup_max >= 0)
+		printf("    cgroup limit %lld kB\n", s->cgroup_max >> 10);
+}
+
+static void print_hugepages(const struct hugering_diag *d)
+{
+	printf("Hugepages\n");
+	if (!d->nsizes) {
+		printf("  none: this kernel offers no hugepages\n");
+		return;
+	}
+	printf("  %-13s %6s %6s %6s %6s %6s %6s %10s  %s\n", "size", "total", "free", "rsvd",
+	       "surp", "overc", "usable", "reservable", "mounts");
+	for (int i = 0; i < d->nsizes; i++)
+		print_size_row(&d->sizes[i]);
+	printf("  * default size; reservable: free buddy blocks big enough (? = unknown)\n");
+}
+
+static void print_process(const struct hugering_diag *d)
+{
+	char soft[32], hard[32];
+
+	limit_text(soft, sizeof(soft), d->memlock_soft);
+	limit_text(hard, sizeof(hard), d->memlock_hard);
+	printf("Process\n");
+	printf("  %-17s %s soft, %s hard%s\n", "RLIMIT_MEMLOCK", soft, hard,
+	       d->cap_ipc_lock ? " (CAP_IPC_LOCK: not charged)" : "");
+	printf("  %-17s %s\n", "pagemap PFNs", d->pfn_visible ? "visible" : "hidden (no CAP_SYS_ADMIN)");
+	printf("  %-17s", "NUMA nodes");
+	for (int i = 0; i < d->nnodes; i++)
+		printf(" %d", d->nodes[i]);
+	printf("\n  %-17s %s\n", "THP", d->thp_enabled);
+}
+
+static void print_trial(const struct hugering_diag *d)
+{
+	printf("Trial\n");
+	for (int i = 0; i < d->ntrials; i++) {
+		const struct hugering_diag_trial *t = &d->trials[i];
+
+		printf("  %zu kB: region ", t->page_size >> 10);
+		if (t->region_err)
+			printf("failed (%s)\n", strerror(-t->region_err));
+		else
+			printf("ok, contiguous %s (%s)\n", hugering_contig_name(t->contiguous),
+			       hugering_proof_name(t->proof));
+		for (int k = 0; k < 2; k++) {
+			const struct hugering_diag_ring *r = &t->rings[k];
+
+			printf("    ring %u/%u: ", r->sq, r->cq);
+			if (r->err)
+				printf("failed: %s\n", r->reason);
+			else if (r->reason[0])
+				printf("%s (%s)\n", hugering_mode_name(r->mode), r->reason);
+			else
+				printf("%s\n", hugering_mode_name(r->mode));
+		}
+	}
+}
+
+static void print_checks(const struct hugering_diag *d)
+{
+	printf("Checks\n");
+	for (int i = 0; i < d->nchecks; i++) {
+		const struct hugering_diag_check *c = &d->checks[i];
+
+		printf("  %-4s  %-20s %s\n", hugering_check_status_name(c->status), c->id,
+		       c->message);
+		if (c->fix[0] && c->status != HUGERING_CHECK_OK)
+			printf("  %-4s  %-20s fix: %s\n", "", "", c->fix);
+	}
+}
+
+/* ------------------------------------------------------------------ */
+/* JSON                                                                */
+/* ------------------------------------------------------------------ */
+
+static void json_str(const char *s)
+{
+	putchar('"');
+	for (; *s; s++) {
+		unsigned char c = (unsigned char)*s;
+
+		if (c == '"' || c == '\\')
+			printf("\\%c", c);
+		else if (c < 0x20)
+			printf("\\u%04x", c);
+		else
+			putchar(c);
+	}
+	putchar('"');
+}
+
+static long long json_limit(unsigned long long v)
+{
+	return v == ~0ULL ? -1 : (long long)v;
+}
+
+static void json_kernel(const struct hugering_diag *d)
+{
+	printf("\"kernel\":{\"release\":");
+	json_str(d->release);
+	printf(",\"io_uring_disabled\":%d,\"io_uring\":%s,\"nommap\":\"%s\","
+	       "\"resize_rings\":%s,\"sqpoll\":%s,\"iopoll\":%s,\"preemptible\":%d,"
+	       "\"ring_header\":%u},", d->io_uring_disabled,
+	       d->caps.io_uring == 0 ? "\"available\"" :
+	       d->caps.io_uring == -EPERM ? "\"disabled\"" : "\"absent\"",
+	       hugering_nommap_name(d->caps.nommap), d->caps.resize ? "true" : "false",
+	       d->sqpoll ? "true" : "false", d->iopoll ? "true" : "false", d->preemptible,
+	       d->caps.ring_header);
+	printf("\"pagemap\":{\"pfn_visible\":%s},", d->pfn_visible ? "true" : "false");
+}
+
+static void json_hugepages(const struct hugering_diag *d)
+{
+	printf("\"hugepages\":[");
+	for (int i = 0; i < d->nsizes; i++) {
+		const struct hugering_diag_size *s = &d->sizes[i];
+
+		printf("%s{\"size_kb\":%zu,\"default\":%s,\"total\":%ld,\"free\":%ld,"
+		       "\"reserved\":%ld,\"surplus\":%ld,\"overcommit\":%ld,\"usable\":%ld,"
+		       "\"reservable\":%ld,\"cgroup_max\":%lld,\"cgroup_rsvd_max\":%lld,\"mounts\":[",
+		       i ? "," : "", s->pool.page_size >> 10, s->pool.is_default ? "true" : "false",
+		       s->pool.total, s->pool.free, s->pool.reserved, s->pool.surplus,
+		       s->pool.overcommit, s->pool.usable, s->reservable, s->cgroup_max,
+		       s->cgroup_rsvd_max);
+		for (int k = 0; k < s->nmounts; k++) {
+			printf(k ? "," : "");
+			json_str(s->mounts[k]);
+		}
+		printf("],\"nodes\":[");
+		for (int k = 0; k < s->nnodes; k++)
+			printf("%s{\"node\":%d,\"total\":%ld,\"free\":%ld,\"surplus\":%ld}",
+			       k ? "," : "", s->nodes[k].numa_node, s->nodes[k].total,
+			       s->nodes[k].free, s->nodes[k].surplus);
+		printf("]}");
+	}
+	printf("],");
+}
+
+static void json_process(const struct hugering_diag *d)
+{
+	printf("\"numa\":{\"nodes\":[");
+	for (int i = 0; i < d->nnodes; i++)
+		printf("%s%d", i ? "," : "", d->nodes[i]);
+	printf("]},\"thp\":{\"enabled\":");
+	json_str(d->thp_enabled);
+	printf("},\"limits\":{\"memlock_soft\":%lld,\"memlock_hard\":%lld,\"cap_ipc_lock\":%s},",
+	       json_limit(d->memlock_soft), json_limit(d->memlock_hard),
+	       d->cap_ipc_lock ? "true" : "false");
+}
+
+static void json_trial(const struct hugering_diag *d)
+{
+	printf("\"trial\":[");
+	for (int i = 0; i < d->ntrials; i++) {
+		const struct hugering_diag_trial *t = &d->trials[i];
+		const struct hugering_diag_ring *r0 = &t->rings[0];
+		const char *err = t->region_err ? strerror(-t->region_err) :
+				  r0->err ? r0->reason : NULL;
+
+		printf("%s{\"size_kb\":%zu,\"region_ok\":%s,\"contiguous\":\"%s\",\"proof\":\"%s\","
+		       "\"ring_mode\":\"%s\",\"error\":", i ? "," : "", t->page_size >> 10,
+		       t->region_err ? "false" : "true", hugering_contig_name(t->contiguous),
+		       hugering_proof_name(t->proof), r0->err ? "none" : hugering_mode_name(r0->mode));
+		if (err)
+			json_str(err);
+		else
+			printf("null");
+		printf(",\"rings\":[");
+		for (int k = 0; k < 2; k++) {
+			const struct hugering_diag_ring *r = &t->rings[k];
+
+			printf("%s{\"sq\":%u,\"cq\":%u,\"mode\":\"%s\",\"error\":%d,"
+			       "\"fallback_errno\":%d,\"reason\":", k ? "," : "", r->sq, r->cq,
+			       r->err ? "none" : hugering_mode_name(r->mode), r->err,
+			       r->fallback_errno);
+			json_str(r->reason);
+			printf("}");
+		}
+		printf("]}");
+	}
+	printf("],");
+}
+
+static void json_checks(const struct hugering_diag *d)
+{
+	printf("\"checks\":[");
+	for (int i = 0; i < d->nchecks; i++) {
+		const struct hugering_diag_check *c = &d->checks[i];
+
+		printf("%s{\"id\":", i ? "," : "");
+		json_str(c->id);
+		printf(",\"status\":\"%s\",\"message\":", hugering_check_status_name(c->status));
+		json_str(c->message);
+		printf(",\"fix\":");
+		json_str(c->fix);
+		printf("}");
+	}
+	printf("]");
+}
+
+static void print_json(const struct hugering_diag *d)
+{
+	printf("{");
+	json_kernel(d);
+	json_hugepages(d);
+	json_process(d);
+	json_trial(d);
+	json_checks(d);
+	printf("}\n");
+}
+
+/* ------------------------------------------------------------------ */
+
+int main(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "json", no_argument, NULL, 'j' },
+		{ "trial", no_argument, NULL, 't' },
+		{ "no-trial", no_argument, NULL, 'n' },
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct hugering_diag *d;
+	bool json = false, trial = true;
+	int c, ret;
+
+	while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'j': json = true; break;
+		case 't': trial = true; break;
+		case 'n': trial = false; break;
+		case 'h': fputs(usage_text, stdout); return 0;
+		case 'V': printf("hugering-diag " VERSION "\n"); return 0;
+		default: fputs(usage_text, stderr); return 2;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "hugering-diag: unexpected argument '%s'; see --help\n", argv[optind]);
+		return 2;
+	}
+	d = malloc(sizeof(*d));
+	if (!d) {
+		fprintf(stderr, "hugering-diag: out of memory; nothing to fix here but the machine\n");
+		return 1;
+	}
+	ret = hugering_diag_collect(d, trial ? HUGERING_DIAG_TRIAL : 0);
+	if (ret) {
+		fprintf(stderr, "hugering-diag: collecting failed: %s; check that /sys and /proc "
+			"are mounted (or HUGERING_SYSROOT)\n", strerror(-ret));
+		free(d);
+		return 1;
+	}
+	if (json) {
+		print_json(d);
+	} else {
+		print_kernel(d);
+		print_hugepages(d);
+		print_process(d);
+		if (trial)
+			print_trial(d);
+		print_checks(d);
+	}
+	ret = hugering_diag_failed(d);
+	free(d);
+	return ret;
+}
