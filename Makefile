@@ -59,7 +59,7 @@ SONAME     := libhugering.so.$(SOVERSION)
 
 # Ring memory benchmarks
 .PHONY: bench bench-recycle
-.PHONY: all lib tools examples tests check check-asan-build check-tsan check-long deps deps-ok demo \
+.PHONY: all lib tools examples tests check check-asan-build check-tsan check-long check-kernels deps deps-ok demo \
         install uninstall clean
 
 all: lib tools examples tests bench
@@ -123,7 +123,11 @@ check-tsan: deps-ok
 	TSAN_OPTIONS="halt_on_error=1 exitcode=66" scripts/with-pool.sh \
 	    $(TSAN_BUILD)/tests/stress-threads
 
-# The churn test at a million cycles, plus the whole suite.
+# Real 6.1 and 6.12 kernels under QEMU (scripts/check-kernels.sh).
+check-kernels: deps-ok lib
+	scripts/check-kernels.sh $(BUILD)
+
+# The churn test at a million cycles.
 check-long: deps-ok all
 	HUGERING_LONG_CYCLES=1000000 scripts/run-tests.sh --filter 'arena/churn*' $(TEST_BIN)
 

@@ -89,7 +89,12 @@ size_t hr_default_page_size_at(const char *root)
 	if (!*root) {
 		long sz = gethugepagesize();
 
-		return sz > 0 ? (size_t)sz : 0;
+		/*
+		 * libhugetlbfs reads this once, at load: a program that mounts
+		 * /proc itself (an init) gets -1, so ask /proc/meminfo now.
+		 */
+		if (sz > 0)
+			return (size_t)sz;
 	}
 	hr_path(root, "/proc/meminfo", path, sizeof(path));
 	if (hr_read_text(path, buf, sizeof(buf)) < 0)

@@ -1,0 +1,118 @@
+#!/usr/bin/env bash
+# Boot real older Debian kernels under QEMU with tests/kernels/kinit.c as
+# /init, and check that hugering chose what each kernel allows:
+#   6.1  (no NO_MMAP):       probe "unsupported", every ring kernel-mapped with a reason
+#   6.12 (vmap'ed user mem): probe "any", every ring NO_MMAP in hugepages
+# Usage: check-kernels.sh BUILD_DIR   (needs BUILD_DIR/libhugering.a)
+# Serial logs stay in BUILD_DIR/kernels/*.log.
+set -uo pipefail
+build=${1:?usage: check-kernels.sh BUILD_DIR}
+top=$(cd "$(dirname "$0")/.." && pwd)
+work=$build/kernels
+mkdir -p "$work"
+work=$(cd "$work" && pwd)
+
+say() { printf 'check-kernels: %s\n' "$*"; }
+die() { printf 'check-kernels: error: %s\n' "$*" >&2; exit 1; }
+
+# Expectations, one line per kernel series: suite-regex version-regex expect mode
+KERNELS=(
+	"bookworm-security|bookworm/main 6.1 unsupported kernel"
+	"bookworm-backports 6.12 any nommap_huge"
+)
+# Overridable to prove the check can fail: HUGERING_KERNEL_EXPECT_6_12=contiguous
+export DEBIAN_FRONTEND=noninteractive
+
+install_qemu() {
+	command -v qemu-system-x86_64 >/dev/null && command -v cpio >/dev/null && return 0
+	[ "$(id -u)" -eq 0 ] || die "qemu-system-x86 and cpio are missing; run as root or: sudo apt-get install --no-install-recommends qemu-system-x86 cpio"
+	say "installing qemu-system-x86 and cpio (no recommends)"
+	if apt-get -s install --no-install-recommends qemu-system-x86 cpio |
+		grep -qE '^(Inst|Remv) (libc6|libc-bin|libc6-dev) '; then
+		die "refusing: installing QEMU would change libc"
+	fi
+	apt-get install -y -q --no-install-recommends qemu-system-x86 cpio >/dev/null ||
+		die "apt-get install qemu-system-x86 cpio failed"
+}
+
+# The newest cloud kernel of a series from the configured suites: vmlinuz only.
+newest() {	# SUITES SERIES
+	apt-cache madison linux-image-cloud-amd64 |
+		awk -F'|' -v s="$1" -v r="^ *$2\\." '$3 ~ s && $2 ~ r {gsub(/ /,"",$2); print $2}' |
+		sort -V | tail -n1
+}
+
+fetch_kernel() {	# SUITES SERIES -> prints the vmlinuz path
+	local suites=$1 series=$2 v dep deb
+	v=$(newest "$suites" "$series")
+	if [ -z "$v" ] && [ "$(id -u)" -eq 0 ]; then
+		apt-get update -q >/dev/null 2>&1
+		v=$(newest "$suites" "$series")
+	fi
+	[ -n "$v" ] || { say "no linux-image-cloud-amd64 $series in apt (apt-get update? suites $suites)" >&2; return 1; }
+	dep=$(apt-cache show "linux-image-cloud-amd64=$v" | awk '/^Depends:/ {gsub(/,/,"",$2); print $2; exit}')
+	if ! ls "$work"/vmlinuz-"$series"-* >/dev/null 2>&1; then
+		(cd "$work" && apt-get download -q "$dep" >/dev/null 2>&1) ||
+			{ say "apt-get download $dep failed" >&2; return 1; }
+		deb=$(ls "$work"/"$dep"_*.deb | head -n1)
+		dpkg-deb --fsys-tarfile "$deb" | tar -x -C "$work" --wildcards './boot/vmlinuz-*' ||
+			{ say "no vmlinuz in $deb" >&2; return 1; }
+		mv "$work"/boot/vmlinuz-* "$work/vmlinuz-$series-${dep#linux-image-}"
+		rm -rf "$work/boot" "$deb"
+	fi
+	ls "$work"/vmlinuz-"$series"-* | head -n1
+}
+
+build_initramfs() {
+	local root=$work/initramfs
+	rm -rf "$root" && mkdir -p "$root/dev" "$root/proc" "$root/sys"
+	cc -std=gnu11 -O2 -static -I"$top/include" -o "$root/init" "$top/tests/kernels/kinit.c" \
+		"$build/libhugering.a" -luring -lhugetlbfs -lpthread 2>"$work/cc.log" ||
+		die "building the static /init failed: $(head -n3 "$work/cc.log")"
+	(cd "$root" && find . | cpio -o -H newc --quiet | gzip -1) > "$work/initramfs.gz"
+}
+
+# KVM only when the CPU advertises it: a /dev/kvm alone is not enough here.
+accel() {
+	if [ -w /dev/kvm ] && grep -qE '\b(vmx|svm)\b' /proc/cpuinfo; then
+		echo "-accel kvm -cpu host"
+	else
+		echo "-accel tcg -cpu max"
+	fi
+}
+
+boot() {	# VMLINUZ EXPECT MODE LOG -> QEMU's exit status
+	local kernel=$1 expect=$2 mode=$3 log=$4
+	# shellcheck disable=SC2046
+	timeout -k 10 240 qemu-system-x86_64 $(accel) -m 1G -smp 1 -nographic -no-reboot \
+		-kernel "$kernel" -initrd "$work/initramfs.gz" \
+		-append "console=ttyS0 hugepages=16 panic=-1 quiet hugering.expect=$expect hugering.mode=$mode" \
+		-device isa-debug-exit,iobase=0xf4,iosize=0x04 -monitor none -serial stdio \
+		</dev/null >"$log" 2>&1
+}
+
+install_qemu
+build_initramfs
+failed=0
+passed=0
+for k in "${KERNELS[@]}"; do
+	read -r suites series expect mode <<<"$k"
+	var=HUGERING_KERNEL_EXPECT_${series//./_}
+	expect=${!var:-$expect}
+	kernel=$(fetch_kernel "$suites" "$series") || { failed=$((failed + 1)); continue; }
+	log=$work/linux-$series.log
+	start=$(date +%s)
+	boot "$kernel" "$expect" "$mode" "$log"
+	rc=$?
+	grep -aoE '(kernel [0-9].*|region: .*|case .*|VERDICT .*)' "$log" | tr -d '\r' | sed 's/^/  /'
+	# isa-debug-exit: /init wrote 0 (pass) -> 1, wrote 1 (fail) -> 3
+	if [ "$rc" -eq 1 ] && grep -q 'VERDICT PASS' "$log"; then
+		say "linux $series ($(basename "$kernel")): pass in $(( $(date +%s) - start )) s"
+		passed=$((passed + 1))
+	else
+		say "linux $series: FAIL (qemu exit $rc, expected probe '$expect' and mode '$mode'); serial log: $log"
+		failed=$((failed + 1))
+	fi
+done
+echo "check-kernels: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
