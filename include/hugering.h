@@ -374,6 +374,22 @@ const char *hugering_mode_name(int mode);
 const char *hugering_last_error(void);
 
 /* ------------------------------------------------------------------ */
+/* Polled I/O                                                          */
+/* ------------------------------------------------------------------ */
+
+struct hugering_iopoll_verdict {
+	int supported;		/* 1 yes, 0 no, -1 unknown */
+	char reason[128];
+};
+
+/*
+ * Can @fd do polled I/O on an IORING_SETUP_IOPOLL ring here?  From the file
+ * type, O_DIRECT, the disk's queue/io_poll (partitions resolved), and on the
+ * live system a one-block polled read.  -EBADF for a bad fd.
+ */
+int hugering_iopoll_probe(int fd, struct hugering_iopoll_verdict *out);
+
+/* ------------------------------------------------------------------ */
 /* Diagnosis (what hugering-diag prints)                               */
 /* ------------------------------------------------------------------ */
 

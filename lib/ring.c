@@ -16,6 +16,7 @@
  */
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -543,6 +544,29 @@ static int user_ring(unsigned entries, struct io_uring *ring, struct io_uring_pa
 /* Public entry points                                                 */
 /* ------------------------------------------------------------------ */
 
+/*
+ * SQ_AFF with a CPU outside the process's cpuset is a bare -EINVAL from the
+ * kernel; say which CPU and which set instead.
+ */
+static int check_sq_cpu(const struct io_uring_params *p)
+{
+	char set[256] = "";
+	cpu_set_t cpus;
+	size_t n = 0;
+
+	if (!(p->flags & IORING_SETUP_SQPOLL) || !(p->flags & IORING_SETUP_SQ_AFF) ||
+	    sched_getaffinity(0, sizeof(cpus), &cpus))
+		return 0;
+	if (p->sq_thread_cpu < CPU_SETSIZE && CPU_ISSET(p->sq_thread_cpu, &cpus))
+		return 0;
+	for (int c = 0; c < CPU_SETSIZE && n + 8 < sizeof(set); c++)
+		if (CPU_ISSET(c, &cpus))
+			n += snprintf(set + n, sizeof(set) - n, "%s%d", n ? "," : "", c);
+	hr_set_error("sq_thread_cpu %u is outside this process's allowed CPUs {%s}",
+		     p->sq_thread_cpu, set);
+	return -EINVAL;
+}
+
 int hugering_queue_init_opts(unsigned entries, struct io_uring *ring,
 			     struct io_uring_params *p, const struct hugering_init_opts *o)
 {
@@ -555,6 +579,8 @@ int hugering_queue_init_opts(unsigned entries, struct io_uring *ring,
 		return -EINVAL;
 	}
 	ret = check_init_opts(o);
+	if (!ret)
+		ret = check_sq_cpu(p);
 	if (!ret)
 		ret = resolve_policy(o, &policy);
 	if (ret)

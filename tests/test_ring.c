@@ -430,3 +430,15 @@ Test(ring, info_survives_struct_copy)
 	th_nops(&copy, 64);
 	hugering_queue_exit(&copy);
 }
+
+/* A CPU outside the allowed set: a clear error naming the CPU and the set. */
+Test(ring, sq_thread_cpu_outside_cpuset_named)
+{
+	struct io_uring_params p = { .flags = IORING_SETUP_SQPOLL | IORING_SETUP_SQ_AFF,
+				     .sq_thread_cpu = 1000 };
+	struct io_uring ring;
+
+	cr_assert_eq(hugering_queue_init_params(64, &ring, &p), -EINVAL);
+	cr_assert(strstr(hugering_last_error(), "sq_thread_cpu 1000"), "%s", hugering_last_error());
+	cr_assert(strstr(hugering_last_error(), "{0"), "%s", hugering_last_error());
+}

@@ -1,0 +1,139 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Can this file do polled I/O (IORING_SETUP_IOPOLL)?  The same program works
+ * on one disk and gets -EOPNOTSUPP from every read on another: the file must
+ * be O_DIRECT, on a block device whose queue has poll queues (io_poll = 1),
+ * and since 6.11 the block layer refuses polled I/O instead of silently
+ * using interrupts.  Answer from the queue's io_poll (partitions resolved to
+ * their disk), the open flags and file type, then, on the live system, a
+ * one-block read on a throw-away IOPOLL ring.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+static int verdict(struct hugering_iopoll_verdict *out, int supported, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static int verdict(struct hugering_iopoll_verdict *out, int supported, const char *fmt, ...)
+{
+	va_list ap;
+
+	out->supported = supported;
+	va_start(ap, fmt);
+	vsnprintf(out->reason, sizeof(out->reason), fmt, ap);
+	va_end(ap);
+	return 0;
+}
+
+/* DEVNAME from the device's uevent, for the reason text. */
+static void dev_name(const char *dir, char *buf, size_t len)
+{
+	char path[600], text[1024], *p;
+
+	snprintf(path, sizeof(path), "%s/uevent", dir);
+	hr_copy_str(buf, len, "?");
+	if (hr_read_text(path, text, sizeof(text)) < 0 || !(p = strstr(text, "DEVNAME=")))
+		return;
+	p += 8;
+	p[strcspn(p, "\n")] = '\0';
+	hr_copy_str(buf, len, p);
+}
+
+/* The disk's queue/io_poll for device @dev; -ENOENT if not a block device. */
+static int queue_io_poll(const char *root, dev_t dev, char *name, size_t len, long *io_poll)
+{
+	char dir[512], path[600];
+
+	snprintf(dir, sizeof(dir), "%s/sys/dev/block/%u:%u", root, major(dev), minor(dev));
+	if (access(dir, F_OK))
+		return -ENOENT;
+	dev_name(dir, name, len);
+	/* A partition's queue is its disk's. */
+	snprintf(path, sizeof(path), "%s/partition", dir);
+	snprintf(path, sizeof(path), access(path, F_OK) ? "%s/queue/io_poll" : "%s/../queue/io_poll",
+		 dir);
+	return hr_read_long(path, io_poll);
+}
+
+/* One block read on a throw-away IOPOLL ring: what 6.11+ really says. */
+static int probe_read(int fd, int *res)
+{
+	struct io_uring ring;
+	struct io_uring_cqe *cqe;
+	struct io_uring_sqe *sqe;
+	void *buf;
+	int ret;
+
+	if (posix_memalign(&buf, 4096, 4096))
+		return -ENOMEM;
+	ret = io_uring_queue_init(2, &ring, IORING_SETUP_IOPOLL);
+	if (ret) {
+		free(buf);
+		return ret;
+	}
+	sqe = io_uring_get_sqe(&ring);
+	io_uring_prep_read(sqe, fd, buf, 4096, 0);
+	ret = io_uring_submit_and_wait(&ring, 1);
+	if (ret == 1)
+		ret = io_uring_wait_cqe(&ring, &cqe);
+	if (!ret) {
+		*res = cqe->res;
+		io_uring_cqe_seen(&ring, cqe);
+	}
+	io_uring_queue_exit(&ring);
+	free(buf);
+	return ret < 0 ? ret : 0;
+}
+
+int hugering_iopoll_probe(int fd, struct hugering_iopoll_verdict *out)
+{
+	const char *root = hr_sysroot();
+	char name[64];
+	struct stat st;
+	long io_poll;
+	int flags, ret, res = 0;
+	dev_t dev;
+
+	if (!out)
+		return -EINVAL;
+	memset(out, 0, sizeof(*out));
+	if (fd < 0 || fstat(fd, &st))
+		return -EBADF;
+	if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode))
+		return verdict(out, 0, "not a regular file or block device");
+	flags = fcntl(fd, F_GETFL);
+	if (!(flags & O_DIRECT))
+		return verdict(out, 0, "not opened with O_DIRECT: buffered I/O cannot be polled");
+	dev = S_ISBLK(st.st_mode) ? st.st_rdev : st.st_dev;
+	ret = queue_io_poll(root, dev, name, sizeof(name), &io_poll);
+	if (ret == -ENOENT)
+		return verdict(out, 0, "file system not on a block device (%u:%u): no poll queues",
+			       major(dev), minor(dev));
+	if (ret)
+		return verdict(out, -1, "cannot read io_poll of %s: %s", name, strerror(-ret));
+	if (!io_poll)
+		return verdict(out, 0, "%s has no poll queues (queue/io_poll = 0; NVMe: "
+			       "nvme.poll_queues=N)", name);
+	/* A captured tree has no device behind it: its sysfs answer stands. */
+	if (*root || (flags & O_ACCMODE) == O_WRONLY)
+		return verdict(out, 1, "%s has poll queues (queue/io_poll = 1)", name);
+	ret = probe_read(fd, &res);
+	if (ret)
+		return verdict(out, -1, "%s reports poll queues, probe ring failed: %s", name,
+			       strerror(-ret));
+	if (res == -EOPNOTSUPP)
+		return verdict(out, 0, "%s reports poll queues but a polled read got EOPNOTSUPP",
+			       name);
+	if (res < 0)
+		return verdict(out, -1, "%s: polled probe read failed: %s", name, strerror(-res));
+	return verdict(out, 1, "%s has poll queues and a polled read worked", name);
+}
