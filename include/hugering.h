@@ -389,6 +389,22 @@ struct hugering_iopoll_verdict {
  */
 int hugering_iopoll_probe(int fd, struct hugering_iopoll_verdict *out);
 
+/*
+ * @n rings sharing one SQPOLL kernel thread: the first is created with
+ * IORING_SETUP_SQPOLL and @p's other flags and fields (sq_thread_cpu with
+ * SQ_AFF, sq_thread_idle), the others attach to it (IORING_SETUP_ATTACH_WQ),
+ * all through hugering_queue_init_opts (ring memory in hugepages).  The
+ * thread is shared only within this process (a kernel rule).  On failure no
+ * ring is left.  Destroy each with hugering_queue_exit().
+ *
+ * Submitting: io_uring_submit() on each ring, from one thread per ring.
+ * liburing publishes the SQEs, then the SQ tail with a store-release, then a
+ * full barrier, and only then reads IORING_SQ_NEED_WAKEUP to wake a sleeping
+ * thread; checking the flag before the barrier loses wakeups.
+ */
+int hugering_sqpoll_group(struct io_uring *rings, unsigned n, unsigned entries,
+			  const struct io_uring_params *p, const struct hugering_init_opts *o);
+
 /* ------------------------------------------------------------------ */
 /* Diagnosis (what hugering-diag prints)                               */
 /* ------------------------------------------------------------------ */

@@ -685,3 +685,31 @@ const char *hugering_mode_name(int mode)
 	default: return "unknown";
 	}
 }
+
+int hugering_sqpoll_group(struct io_uring *rings, unsigned n, unsigned entries,
+			  const struct io_uring_params *p, const struct hugering_init_opts *o)
+{
+	int ret = 0;
+
+	if (!rings || !n || !p) {
+		hr_set_error("sqpoll group: NULL rings/params or n = 0");
+		return -EINVAL;
+	}
+	for (unsigned i = 0; i < n; i++) {
+		struct io_uring_params q = *p;
+
+		q.flags |= IORING_SETUP_SQPOLL;
+		if (i) {
+			/* ATTACH_WQ shares the first ring's SQ thread. */
+			q.flags |= IORING_SETUP_ATTACH_WQ;
+			q.wq_fd = (unsigned)rings[0].ring_fd;
+		}
+		ret = hugering_queue_init_opts(entries, &rings[i], &q, o);
+		if (ret) {
+			while (i--)
+				hugering_queue_exit(&rings[i]);
+			return ret;
+		}
+	}
+	return 0;
+}

@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /* The ring factory on the real kernel: every shape, policies, errors, fork. */
 #include <criterion/criterion.h>
+#include <dirent.h>
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <linux/capability.h>
 #include <stdlib.h>
@@ -441,4 +443,104 @@ Test(ring, sq_thread_cpu_outside_cpuset_named)
 	cr_assert_eq(hugering_queue_init_params(64, &ring, &p), -EINVAL);
 	cr_assert(strstr(hugering_last_error(), "sq_thread_cpu 1000"), "%s", hugering_last_error());
 	cr_assert(strstr(hugering_last_error(), "{0"), "%s", hugering_last_error());
+}
+
+/*
+ * 4 rings sharing one SQPOLL thread, each driven by its own thread: 10^6
+ * NOPs in all, in bursts with sleeps longer than the 1 ms idle so the SQ
+ * thread keeps going to sleep: every completion exact, no lost wakeup.
+ */
+#define GROUP 4
+#define GROUP_NOPS (1000000 / GROUP)
+
+struct driver {
+	struct io_uring *ring;
+	int id;
+	long bad;
+};
+
+static void *drive(void *arg)
+{
+	struct driver *d = arg;
+	unsigned long long next = 0;
+
+	while (next < GROUP_NOPS) {
+		unsigned burst = 64;
+
+		for (unsigned i = 0; i < burst; i++) {
+			struct io_uring_sqe *sqe = io_uring_get_sqe(d->ring);
+
+			io_uring_prep_nop(sqe);
+			sqe->user_data = next + i;
+		}
+		/* with SQPOLL this counts what the thread has not consumed yet */
+		if (io_uring_submit(d->ring) < 0)
+			d->bad++;
+		for (unsigned i = 0; i < burst; i++) {
+			struct io_uring_cqe *cqe;
+
+			if (io_uring_wait_cqe(d->ring, &cqe) || cqe->user_data != next + i ||
+			    cqe->res) {
+				d->bad++;
+				return NULL;
+			}
+			io_uring_cqe_seen(d->ring, cqe);
+		}
+		next += burst;
+		if ((next / burst) % 256 == 0)
+			usleep(2000);	/* > sq_thread_idle: the thread sleeps */
+	}
+	return NULL;
+}
+
+static int sqpoll_threads(void)
+{
+	DIR *d = opendir("/proc/self/task");
+	struct dirent *e;
+	int n = 0;
+
+	cr_assert_not_null(d);
+	while ((e = readdir(d))) {
+		char path[300], comm[64] = "";
+		FILE *f;
+
+		snprintf(path, sizeof(path), "/proc/self/task/%s/comm", e->d_name);
+		f = fopen(path, "r");
+		if (!f)
+			continue;
+		if (fgets(comm, sizeof(comm), f) && !strncmp(comm, "iou-sqp-", 8))
+			n++;
+		fclose(f);
+	}
+	closedir(d);
+	return n;
+}
+
+Test(ring, sqpoll_group_shares_one_thread, .timeout = 300)
+{
+	struct io_uring_params p = { .sq_thread_idle = 1 };
+	struct hugering_ring_info info;
+	struct io_uring rings[GROUP];
+	struct driver d[GROUP];
+	pthread_t t[GROUP];
+
+	th_need_pool(SZ_2M, 2);
+	cr_assert_eq(hugering_sqpoll_group(rings, GROUP, 256, &p, NULL), 0, "%s",
+		     hugering_last_error());
+	for (int i = 0; i < GROUP; i++) {
+		cr_assert_eq(hugering_ring_info(&rings[i], &info), 0);
+		cr_assert_eq(info.mode, HUGERING_MODE_NOMMAP_HUGE);
+		cr_assert(info.setup_flags & IORING_SETUP_SQPOLL);
+	}
+	cr_assert_eq(sqpoll_threads(), 1, "one shared SQ thread");
+	for (int i = 0; i < GROUP; i++) {
+		d[i] = (struct driver){ .ring = &rings[i], .id = i };
+		cr_assert_eq(pthread_create(&t[i], NULL, drive, &d[i]), 0);
+	}
+	for (int i = 0; i < GROUP; i++) {
+		pthread_join(t[i], NULL);
+		cr_assert_eq(d[i].bad, 0, "ring %d: lost or wrong completions", i);
+	}
+	for (int i = 0; i < GROUP; i++)
+		hugering_queue_exit(&rings[i]);
 }
