@@ -328,8 +328,19 @@ struct hugering_init_opts {
 	struct hugering_arena *arena;	/* NULL = the default arena */
 	size_t page_size;	/* 0 = the arena's; 4096 = base pages (own region) */
 	int numa_node;		/* -1 = the arena's; else an own region on that node */
+	/*
+	 * With IORING_SETUP_IOPOLL: the files the ring will do I/O on.  If one
+	 * cannot be polled (hugering_iopoll_probe), the ring is made without
+	 * IOPOLL and hugering_ring_info() says so (iopoll_degraded, reason),
+	 * or with HUGERING_INIT_IOPOLL_STRICT the call fails -EOPNOTSUPP.
+	 */
+	const int *iopoll_fds;
+	unsigned n_iopoll_fds;
+	unsigned flags;		/* HUGERING_INIT_* */
 	unsigned resv[4];	/* must be zero */
 };
+
+#define HUGERING_INIT_IOPOLL_STRICT (1u << 0)
 
 struct hugering_ring_info {
 	int mode;		/* enum hugering_mode */
@@ -348,6 +359,8 @@ struct hugering_ring_info {
 	void *page_addr;	/* the hugepage (or own region) holding the ring */
 	size_t page_offset;	/* mem - page_addr */
 	int recycle;		/* enum hugering_recycle */
+	int iopoll_degraded;	/* IOPOLL was asked for and dropped: see iopoll_reason */
+	char iopoll_reason[160];
 };
 
 /*
@@ -388,6 +401,13 @@ struct hugering_iopoll_verdict {
  * live system a one-block polled read.  -EBADF for a bad fd.
  */
 int hugering_iopoll_probe(int fd, struct hugering_iopoll_verdict *out);
+
+/*
+ * A completion came back -EOPNOTSUPP from an IOPOLL ring: was it polled I/O
+ * that @fd cannot do?  Returns 1 and the reason in @buf (switch that file to
+ * a ring without IOPOLL and resubmit), 0 if not, -errno on bad input.
+ */
+int hugering_iopoll_explain(const struct io_uring_cqe *cqe, int fd, char *buf, size_t len);
 
 /*
  * @n rings sharing one SQPOLL kernel thread: the first is created with

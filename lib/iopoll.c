@@ -137,3 +137,22 @@ int hugering_iopoll_probe(int fd, struct hugering_iopoll_verdict *out)
 		return verdict(out, -1, "%s: polled probe read failed: %s", name, strerror(-res));
 	return verdict(out, 1, "%s has poll queues and a polled read worked", name);
 }
+
+int hugering_iopoll_explain(const struct io_uring_cqe *cqe, int fd, char *buf, size_t len)
+{
+	struct hugering_iopoll_verdict v;
+	int ret;
+
+	if (!cqe || !buf || !len)
+		return -EINVAL;
+	buf[0] = '\0';
+	if (cqe->res != -EOPNOTSUPP)
+		return 0;
+	ret = hugering_iopoll_probe(fd, &v);
+	if (ret)
+		return ret;
+	if (v.supported == 1)
+		return 0;	/* the file polls: something else refused it */
+	snprintf(buf, len, "fd %d cannot do polled I/O: %s", fd, v.reason);
+	return 1;
+}

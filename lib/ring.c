@@ -106,6 +106,19 @@ static struct ring_rec *registry_take(const void *key)
 	return rec;
 }
 
+static void registry_note_iopoll(const void *key, const char *why)
+{
+	pthread_mutex_lock(&registry_lock);
+	for (struct ring_rec *r = *bucket(key); r; r = r->next) {
+		if (r->key == key) {
+			r->info.iopoll_degraded = 1;
+			hr_copy_str(r->info.iopoll_reason, sizeof(r->info.iopoll_reason), why);
+			break;
+		}
+	}
+	pthread_mutex_unlock(&registry_lock);
+}
+
 static int registry_info(const void *key, struct hugering_ring_info *out)
 {
 	int ret = -ENOENT;
@@ -156,6 +169,8 @@ static int check_init_opts(const struct hugering_init_opts *o)
 {
 	if (!o)
 		return 0;
+	if (o->flags & ~HUGERING_INIT_IOPOLL_STRICT || (o->n_iopoll_fds && !o->iopoll_fds))
+		goto bad;
 	for (size_t i = 0; i < sizeof(o->resv) / sizeof(o->resv[0]); i++)
 		if (o->resv[i])
 			goto bad;
@@ -166,7 +181,7 @@ static int check_init_opts(const struct hugering_init_opts *o)
 		goto bad;
 	return 0;
 bad:
-	hr_set_error("bad hugering_init_opts (page size, NUMA node or reserved fields)");
+	hr_set_error("bad hugering_init_opts (page size, NUMA node, flags, iopoll_fds or reserved fields)");
 	return -EINVAL;
 }
 
@@ -545,6 +560,36 @@ static int user_ring(unsigned entries, struct io_uring *ring, struct io_uring_pa
 /* ------------------------------------------------------------------ */
 
 /*
+ * IOPOLL asked for, with the files it is for: keep it only if every file
+ * can be polled; otherwise drop it (said in ring_info) or, strict, fail.
+ */
+static int iopoll_policy(struct io_uring_params *q, const struct hugering_init_opts *o,
+			 char *why, size_t len)
+{
+	if (!(q->flags & IORING_SETUP_IOPOLL) || !o || !o->n_iopoll_fds)
+		return 0;
+	for (unsigned i = 0; i < o->n_iopoll_fds; i++) {
+		struct hugering_iopoll_verdict v;
+		int ret = hugering_iopoll_probe(o->iopoll_fds[i], &v);
+
+		if (ret) {
+			hr_set_error("iopoll_fds[%u] = %d: %s", i, o->iopoll_fds[i], strerror(-ret));
+			return ret;
+		}
+		if (v.supported == 1)
+			continue;
+		snprintf(why, len, "fd %d: %s", o->iopoll_fds[i], v.reason);
+		if (o->flags & HUGERING_INIT_IOPOLL_STRICT) {
+			hr_set_error("IOPOLL refused (strict): %s", why);
+			return -EOPNOTSUPP;
+		}
+		q->flags &= ~IORING_SETUP_IOPOLL;
+		return 0;
+	}
+	return 0;
+}
+
+/*
  * SQ_AFF with a CPU outside the process's cpuset is a bare -EINVAL from the
  * kernel; say which CPU and which set instead.
  */
@@ -572,6 +617,7 @@ int hugering_queue_init_opts(unsigned entries, struct io_uring *ring,
 {
 	const struct hugering_kernel_caps *caps;
 	struct io_uring_params orig;
+	char degraded[160] = "";
 	int policy, ret;
 
 	if (!ring || !p) {
@@ -595,9 +641,16 @@ int hugering_queue_init_opts(unsigned entries, struct io_uring *ring,
 	orig = *p;
 	/* Where the ring's memory lives is hugering's choice. */
 	orig.flags &= ~IORING_SETUP_NO_MMAP;
+	ret = iopoll_policy(&orig, o, degraded, sizeof(degraded));
+	if (ret)
+		return ret;
 	if (policy == HUGERING_POLICY_KERNEL)
-		return kernel_ring(entries, ring, p, &orig, 0, "");
-	return user_ring(entries, ring, p, &orig, policy, o);
+		ret = kernel_ring(entries, ring, p, &orig, 0, "");
+	else
+		ret = user_ring(entries, ring, p, &orig, policy, o);
+	if (!ret && degraded[0])
+		registry_note_iopoll(ring->sq.sqes, degraded);
+	return ret;
 }
 
 int hugering_queue_init_params(unsigned entries, struct io_uring *ring,

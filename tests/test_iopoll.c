@@ -140,3 +140,90 @@ static void fake(bool partition)
 
 Test(iopoll, fake_sysfs_disk)       { fake(false); }
 Test(iopoll, fake_sysfs_partition)  { fake(true); }
+
+static int read_once(struct io_uring *ring, int fd, void *buf, int *res)
+{
+	struct io_uring_sqe *sqe = io_uring_get_sqe(ring);
+	struct io_uring_cqe *cqe;
+	int ret;
+
+	io_uring_prep_read(sqe, fd, buf, 4096, 0);
+	sqe->user_data = 7;
+	ret = io_uring_submit_and_wait(ring, 1);
+	if (ret != 1)
+		return ret < 0 ? ret : -EIO;
+	ret = io_uring_wait_cqe(ring, &cqe);
+	if (ret)
+		return ret;
+	*res = cqe->res;
+	io_uring_cqe_seen(ring, cqe);
+	return 0;
+}
+
+/* IOPOLL for a file that cannot poll: a normal ring, and ring_info says why. */
+Test(iopoll, factory_degrades_and_reports)
+{
+	struct io_uring_params p = { .flags = IORING_SETUP_IOPOLL };
+	struct hugering_init_opts o = { .numa_node = -1 };
+	struct hugering_ring_info info;
+	struct io_uring ring;
+	struct hugering_iopoll_verdict v;
+	int fd = data_file(O_DIRECT), res = 0;
+	void *buf = NULL;
+
+	th_need_pool(SZ_2M, 2);
+	cr_assert_eq(hugering_iopoll_probe(fd, &v), 0);
+	cr_assert_eq(v.supported, 0, "this machine's disk has no poll queues: %s", v.reason);
+	o.iopoll_fds = &fd;
+	o.n_iopoll_fds = 1;
+	cr_assert_eq(hugering_queue_init_opts(8, &ring, &p, &o), 0, "%s", hugering_last_error());
+	cr_assert_not(p.flags & IORING_SETUP_IOPOLL);
+	cr_assert_eq(hugering_ring_info(&ring, &info), 0);
+	cr_assert_eq(info.iopoll_degraded, 1);
+	cr_assert(strstr(info.iopoll_reason, v.reason), "%s", info.iopoll_reason);
+	cr_assert_eq(posix_memalign(&buf, 4096, 4096), 0);
+	cr_assert_eq(read_once(&ring, fd, buf, &res), 0);
+	cr_assert_eq(res, 4096, "read on the degraded ring: %d", res);
+	cr_assert_eq(((unsigned char *)buf)[0], 0x5a);
+	hugering_queue_exit(&ring);
+
+	o.flags = HUGERING_INIT_IOPOLL_STRICT;
+	p = (struct io_uring_params){ .flags = IORING_SETUP_IOPOLL };
+	cr_assert_eq(hugering_queue_init_opts(8, &ring, &p, &o), -EOPNOTSUPP);
+	cr_assert(strstr(hugering_last_error(), "IOPOLL"), "%s", hugering_last_error());
+	free(buf);
+	close(fd);
+}
+
+/*
+ * An IOPOLL ring used anyway: the read completes -EOPNOTSUPP (6.11+); the
+ * helper names the file and why, and the request is redone on a plain ring.
+ */
+Test(iopoll, eopnotsupp_explained_request_not_lost)
+{
+	struct io_uring_params p = { .flags = IORING_SETUP_IOPOLL };
+	struct io_uring poll_ring, plain;
+	struct io_uring_cqe cqe = { 0 };
+	int fd = data_file(O_DIRECT), res = 0;
+	char why[256];
+	void *buf;
+
+	th_need_pool(SZ_2M, 2);
+	cr_assert_eq(posix_memalign(&buf, 4096, 4096), 0);
+	cr_assert_eq(hugering_queue_init_params(8, &poll_ring, &p), 0);
+	cr_assert_eq(read_once(&poll_ring, fd, buf, &res), 0);
+	hugering_queue_exit(&poll_ring);
+	cr_assert_eq(res, -EOPNOTSUPP, "polled read on a disk without poll queues: %d", res);
+	cqe.res = res;
+	cr_assert_eq(hugering_iopoll_explain(&cqe, fd, why, sizeof(why)), 1);
+	cr_assert(strstr(why, "cannot do polled I/O"), "%s", why);
+	cr_assert_eq(hugering_queue_init(8, &plain, 0), 0);
+	cr_assert_eq(read_once(&plain, fd, buf, &res), 0);
+	cr_assert_eq(res, 4096);
+	hugering_queue_exit(&plain);
+	cqe.res = 0;
+	cr_assert_eq(hugering_iopoll_explain(&cqe, fd, why, sizeof(why)), 0);
+	cr_assert_eq(hugering_iopoll_explain(NULL, fd, why, sizeof(why)), -EINVAL);
+	free(buf);
+	close(fd);
+}
