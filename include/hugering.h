@@ -466,6 +466,12 @@ struct hugering_diag_trial {
 	struct hugering_diag_ring rings[2];	/* 256/512 and 4096/65536 */
 };
 
+struct hugering_diag_block {
+	char name[32];
+	int io_poll;			/* queue/io_poll: 1, 0, -1 unknown */
+	int poll_queues;		/* NVMe: nvme.poll_queues; -1 not NVMe or unknown */
+};
+
 struct hugering_diag_check {
 	char id[32];
 	int status;			/* enum hugering_check_status */
@@ -491,6 +497,8 @@ struct hugering_diag {
 	struct hugering_diag_size sizes[HUGERING_MAX_PAGE_SIZES];
 	int ntrials;
 	struct hugering_diag_trial trials[HUGERING_MAX_PAGE_SIZES];
+	int nblocks;			/* disks (loop, ram and zram devices left out) */
+	struct hugering_diag_block blocks[16];
 	int nchecks;
 	struct hugering_diag_check checks[HUGERING_DIAG_MAX_CHECKS];
 };

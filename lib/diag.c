@@ -7,6 +7,7 @@
  * report can be tested against known inputs; the kernel probe and the live
  * trial always ask the running kernel.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdarg.h>
@@ -166,6 +167,36 @@ static void collect_sizes(const char *root, struct hugering_diag *d)
 		s->reservable = buddy_reservable(root, sizes[i]);
 		d->nsizes++;
 	}
+}
+
+/* Disks and whether their queues can poll (IOPOLL needs io_poll = 1). */
+static void collect_blocks(const char *root, struct hugering_diag *d)
+{
+	char path[1024];
+	struct dirent **names;
+	int n, nvme_pq;
+
+	hr_path(root, "/sys/block", path, sizeof(path));
+	n = scandir(path, &names, NULL, alphasort);
+	if (n < 0)
+		return;
+	nvme_pq = (int)long_at(root, "/sys/module/nvme/parameters/poll_queues", -1);
+	for (int i = 0; i < n; i++) {
+		const char *name = names[i]->d_name;
+
+		if (name[0] != '.' && strncmp(name, "loop", 4) && strncmp(name, "ram", 3) &&
+		    strncmp(name, "zram", 4) && d->nblocks < 16) {
+			struct hugering_diag_block *b = &d->blocks[d->nblocks++];
+			char abs[300];
+
+			hr_copy_str(b->name, sizeof(b->name), name);
+			snprintf(abs, sizeof(abs), "/sys/block/%s/queue/io_poll", name);
+			b->io_poll = (int)long_at(root, abs, -1);
+			b->poll_queues = strncmp(name, "nvme", 4) ? -1 : nvme_pq;
+		}
+		free(names[i]);
+	}
+	free(names);
 }
 
 /* "Max locked memory  8388608  8388608  bytes" from a (fake) /proc/self/limits. */
@@ -467,6 +498,7 @@ int hugering_diag_collect(struct hugering_diag *d, unsigned flags)
 	if (d->nnodes < 0)
 		d->nnodes = 0;
 	collect_sizes(root, d);
+	collect_blocks(root, d);
 	if ((flags & HUGERING_DIAG_TRIAL) && !d->caps.io_uring)
 		collect_trial(d);
 

@@ -118,7 +118,7 @@ Test(diag, json_has_every_key)
 		"\"thp\":", "\"enabled\":", "\"limits\":", "\"memlock_soft\":",
 		"\"memlock_hard\":", "\"trial\":", "\"region_ok\":", "\"contiguous\":",
 		"\"ring_mode\":", "\"error\":", "\"checks\":", "\"id\":", "\"status\":",
-		"\"message\":", "\"fix\":",
+		"\"message\":", "\"fix\":", "\"block\":", "\"io_poll\":",
 	};
 	static char out[65536];
 	char want[64];

@@ -115,6 +115,22 @@ static void print_process(const struct hugering_diag *d)
 	printf("\n  %-17s %s\n", "THP", d->thp_enabled);
 }
 
+static void print_blocks(const struct hugering_diag *d)
+{
+	printf("Block devices (polled I/O, IOPOLL)\n");
+	if (!d->nblocks)
+		printf("  none\n");
+	for (int i = 0; i < d->nblocks; i++) {
+		const struct hugering_diag_block *b = &d->blocks[i];
+
+		printf("  %-17s io_poll %s", b->name,
+		       b->io_poll < 0 ? "unknown" : b->io_poll ? "yes" : "no");
+		if (b->poll_queues >= 0)
+			printf(", nvme.poll_queues = %d", b->poll_queues);
+		printf("\n");
+	}
+}
+
 static void print_trial(const struct hugering_diag *d)
 {
 	printf("Trial\n");
@@ -231,6 +247,14 @@ static void json_process(const struct hugering_diag *d)
 	printf("},\"limits\":{\"memlock_soft\":%lld,\"memlock_hard\":%lld,\"cap_ipc_lock\":%s},",
 	       json_limit(d->memlock_soft), json_limit(d->memlock_hard),
 	       d->cap_ipc_lock ? "true" : "false");
+	printf("\"block\":[");
+	for (int i = 0; i < d->nblocks; i++) {
+		printf("%s{\"name\":", i ? "," : "");
+		json_str(d->blocks[i].name);
+		printf(",\"io_poll\":%d,\"poll_queues\":%d}", d->blocks[i].io_poll,
+		       d->blocks[i].poll_queues);
+	}
+	printf("],");
 }
 
 static void json_trial(const struct hugering_diag *d)
@@ -342,6 +366,7 @@ int main(int argc, char **argv)
 		print_kernel(d);
 		print_hugepages(d);
 		print_process(d);
+		print_blocks(d);
 		if (trial)
 			print_trial(d);
 		print_checks(d);
