@@ -107,21 +107,26 @@ void th_fini(void)
 #endif
 }
 
-long th_pool_field(size_t page_size, const char *field)
+long th_read_long(const char *path)
 {
-	char path[256];
+	FILE *f = fopen(path, "r");
 	long v = -1;
-	FILE *f;
 
-	snprintf(path, sizeof(path), "/sys/kernel/mm/hugepages/hugepages-%zukB/%s",
-		 page_size / 1024, field);
-	f = fopen(path, "r");
 	if (!f)
 		return -1;
 	if (fscanf(f, "%ld", &v) != 1)
 		v = -1;
 	fclose(f);
 	return v;
+}
+
+long th_pool_field(size_t page_size, const char *field)
+{
+	char path[256];
+
+	snprintf(path, sizeof(path), "/sys/kernel/mm/hugepages/hugepages-%zukB/%s",
+		 page_size / 1024, field);
+	return th_read_long(path);
 }
 
 void th_need_pool(size_t page_size, long n)

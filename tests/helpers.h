@@ -47,6 +47,9 @@ void th_check_privilege_expectation(void);
 void th_init(void);
 void th_fini(void);
 
+/* A number from a sysfs/procfs file, read independently of the library; -1 if unreadable. */
+long th_read_long(const char *path);
+
 /* One field of /sys/kernel/mm/hugepages/hugepages-NkB/. */
 long th_pool_field(size_t page_size, const char *field);
 

@@ -52,19 +52,6 @@ static int run_tool(const char *sysroot, const char *args, char *buf, size_t len
 	return WEXITSTATUS(st);
 }
 
-static long sysfs(const char *path)
-{
-	FILE *f = fopen(path, "r");
-	long v = -1;
-
-	if (f) {
-		if (fscanf(f, "%ld", &v) != 1)
-			v = -1;
-		fclose(f);
-	}
-	return v;
-}
-
 /* Acceptance 1: every figure equals the kernel's own, per size and node. */
 Test(diag, figures_equal_sysfs)
 {
@@ -89,20 +76,20 @@ Test(diag, figures_equal_sysfs)
 			snprintf(path, sizeof(path), "/sys/kernel/mm/hugepages/hugepages-%zukB/%s",
 				 kb, fields[k].f);
 			cr_assert_eq(*(const long *)((const char *)&s->pool + fields[k].off),
-				     sysfs(path), "%zu kB %s", kb, fields[k].f);
+				     th_read_long(path), "%zu kB %s", kb, fields[k].f);
 		}
 		for (int n = 0; n < s->nnodes; n++) {
 			snprintf(path, sizeof(path),
 				 "/sys/devices/system/node/node%d/hugepages/hugepages-%zukB/nr_hugepages",
 				 s->nodes[n].numa_node, kb);
-			cr_assert_eq(s->nodes[n].total, sysfs(path));
+			cr_assert_eq(s->nodes[n].total, th_read_long(path));
 			snprintf(path, sizeof(path),
 				 "/sys/devices/system/node/node%d/hugepages/hugepages-%zukB/free_hugepages",
 				 s->nodes[n].numa_node, kb);
-			cr_assert_eq(s->nodes[n].free, sysfs(path));
+			cr_assert_eq(s->nodes[n].free, th_read_long(path));
 		}
 	}
-	cr_assert_eq(d->io_uring_disabled, sysfs("/proc/sys/kernel/io_uring_disabled"));
+	cr_assert_eq(d->io_uring_disabled, th_read_long("/proc/sys/kernel/io_uring_disabled"));
 	cr_assert_eq(d->pfn_visible, th_pfn_visible());
 	free(d);
 }

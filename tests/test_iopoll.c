@@ -35,17 +35,9 @@ static int data_file(int flags)
 static long own_io_poll(dev_t dev)
 {
 	char path[128];
-	FILE *f;
-	long v = -1;
 
 	snprintf(path, sizeof(path), "/sys/dev/block/%u:%u/queue/io_poll", major(dev), minor(dev));
-	f = fopen(path, "r");
-	if (f) {
-		if (fscanf(f, "%ld", &v) != 1)
-			v = -1;
-		fclose(f);
-	}
-	return v;
+	return th_read_long(path);
 }
 
 /* This machine: a virtio disk without poll queues. */
