@@ -223,17 +223,6 @@ static void memlock_limits(const char *root, struct hugering_diag *d)
 		d->memlock_hard = strtoull(hard, NULL, 10);
 }
 
-static bool cap_eff(const char *root, int cap)
-{
-	char buf[4096], *s;
-	unsigned long long eff;
-
-	if (read_at(root, "/proc/self/status", buf, sizeof(buf)) < 0 ||
-	    !(s = strstr(buf, "CapEff:")) || sscanf(s, "CapEff: %llx", &eff) != 1)
-		return false;
-	return eff & (1ULL << cap);
-}
-
 /* PREEMPT_NONE / VOLUNTARY kernels never preempt a busy kernel thread. */
 static int preemptible(const char *root)
 {
@@ -490,7 +479,7 @@ int hugering_diag_collect(struct hugering_diag *d, unsigned flags)
 	else
 		hr_copy_str(d->thp_enabled, sizeof(d->thp_enabled), "unavailable");
 	memlock_limits(root, d);
-	d->cap_ipc_lock = cap_eff(root, 14);
+	d->cap_ipc_lock = hr_cap_effective(root, HR_CAP_IPC_LOCK);
 	d->pfn_visible = hugering_pfn_visible() > 0;
 	d->sqpoll = d->caps.io_uring ? 0 : can_create(IORING_SETUP_SQPOLL);
 	d->iopoll = d->caps.io_uring ? 0 : can_create(IORING_SETUP_IOPOLL);

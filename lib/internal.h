@@ -31,6 +31,9 @@ bool hr_liburing_at_least(int major, int minor);
 /* HUGERING_SYSROOT, or "" for the live system. */
 const char *hr_sysroot(void);
 void hr_path(const char *root, const char *abs, char *buf, size_t len);
+#define HR_CAP_IPC_LOCK 14
+/* Is @cap in this process's effective set (CapEff in @root/proc/self/status)? */
+bool hr_cap_effective(const char *root, int cap);
 
 /* hugepage.c: @root "" is the live system */
 int hr_page_sizes_at(const char *root, size_t *sizes, int max);

@@ -28,7 +28,6 @@
 
 #include "internal.h"
 
-#define CAP_IPC_LOCK_BIT 14
 #define REGISTRY_BUCKETS 256
 
 static __thread char last_error[256];
@@ -240,23 +239,10 @@ static int kernel_ring(unsigned entries, struct io_uring *ring, struct io_uring_
 /* User-memory rings                                                   */
 /* ------------------------------------------------------------------ */
 
-static bool has_cap(int cap)
-{
-	char buf[4096], *s;
-	unsigned long long eff;
-
-	if (hr_read_text("/proc/self/status", buf, sizeof(buf)) < 0)
-		return false;
-	s = strstr(buf, "CapEff:");
-	if (!s || sscanf(s, "CapEff: %llx", &eff) != 1)
-		return false;
-	return eff & (1ULL << cap);
-}
-
 /* Would RLIMIT_MEMLOCK explain an -ENOMEM from io_uring_setup (6.14+)? */
 static bool memlock_explains(struct rlimit *rl)
 {
-	if (has_cap(CAP_IPC_LOCK_BIT) || getrlimit(RLIMIT_MEMLOCK, rl))
+	if (hr_cap_effective("", HR_CAP_IPC_LOCK) || getrlimit(RLIMIT_MEMLOCK, rl))
 		return false;
 	return rl->rlim_cur != RLIM_INFINITY;
 }

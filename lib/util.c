@@ -73,3 +73,15 @@ void hr_path(const char *root, const char *abs, char *buf, size_t len)
 {
 	snprintf(buf, len, "%s%s", root, abs);
 }
+
+bool hr_cap_effective(const char *root, int cap)
+{
+	char path[512], buf[4096], *s;
+	unsigned long long eff;
+
+	hr_path(root, "/proc/self/status", path, sizeof(path));
+	if (hr_read_text(path, buf, sizeof(buf)) < 0 || !(s = strstr(buf, "CapEff:")) ||
+	    sscanf(s, "CapEff: %llx", &eff) != 1)
+		return false;
+	return eff & (1ULL << cap);
+}
