@@ -40,12 +40,21 @@
 #include "internal.h"
 
 #define DEFAULT_WAIT_MS 250
+/* Clean dedicated regions kept for the next ring of the same size. */
+#define SPARE_MAX 4
 #define WAIT_STEP_US 1000
 /* Sparse size of the arena memfd: offsets are handed out, never truncated. */
 #define ARENA_FILE_SIZE (1ULL << 40)
 
 struct extent {
 	size_t off, len;
+};
+
+/* A dedicated region whose ring was resized away: no kernel reference left. */
+struct spare {
+	struct hugering_region *region;
+	size_t held;
+	bool contig;
 };
 
 struct hr_page {
@@ -77,7 +86,9 @@ struct hugering_arena {
 	unsigned retiring;	/* pages being unmapped and punched */
 	uint64_t pool_waits;	/* atomic: bumped outside the lock */
 	unsigned own_regions;	/* rings with a region of their own */
-	size_t own_bytes, own_held;
+	size_t own_bytes, own_held;	/* own_held includes the spares */
+	struct spare spares[SPARE_MAX];
+	unsigned nspares;
 	struct hugering_arena_stats st;
 };
 
@@ -175,6 +186,8 @@ int hugering_arena_destroy(struct hugering_arena *a)
 		next = pg->next;
 		drop_page(a, pg);
 	}
+	while (a->nspares)
+		hugering_region_free(a->spares[--a->nspares].region);
 	close(a->fd);
 	free(a->holes);
 	pthread_mutex_destroy(&a->lock);
@@ -200,6 +213,8 @@ int hugering_arena_stats(struct hugering_arena *a, struct hugering_arena_stats *
 		for (unsigned i = 0; i < pg->nfree; i++)
 			out->bytes_free += pg->free[i].len;
 	}
+	for (unsigned i = 0; i < a->nspares; i++)
+		out->bytes_free += a->spares[i].held;
 	pthread_mutex_unlock(&a->lock);
 	return 0;
 }
@@ -430,6 +445,40 @@ int hr_own_region(const struct hugering_region_opts *ro, int wait_ms, uint64_t *
 	return 0;
 }
 
+static void count_own(struct hugering_arena *a, struct hr_slot *s, size_t held)
+{
+	s->arena = a;
+	s->held = held;
+	a->own_regions++;
+	a->own_bytes += s->len;
+	a->st.rings_live++;
+	a->st.rings_created++;
+}
+
+/* Under the lock: a spare region of the same size, ready for a ring. */
+static bool take_spare(struct hugering_arena *a, size_t held, bool contig, struct hr_slot *s)
+{
+	struct hugering_region_info ri;
+
+	for (unsigned i = 0; i < a->nspares; i++) {
+		struct spare sp = a->spares[i];
+
+		if (sp.held != held || sp.contig != contig)
+			continue;
+		a->spares[i] = a->spares[--a->nspares];
+		hugering_region_info(sp.region, &ri);
+		s->region = sp.region;
+		s->addr = ri.addr;
+		s->len = ri.size;
+		s->page_addr = ri.addr;
+		s->page_size = ri.page_size;
+		s->reused = true;
+		count_own(a, s, held);
+		return true;
+	}
+	return false;
+}
+
 static int own_slot(struct hugering_arena *a, size_t len, bool contig, struct hr_slot *s)
 {
 	struct hugering_region_opts ro = {
@@ -445,6 +494,10 @@ static int own_slot(struct hugering_arena *a, size_t len, bool contig, struct hr
 	if (a->flags & HUGERING_ARENA_DONTFORK)
 		ro.flags |= HUGERING_REGION_DONTFORK;
 	pthread_mutex_lock(&a->lock);
+	if (take_spare(a, held, contig, s)) {
+		pthread_mutex_unlock(&a->lock);
+		return 0;
+	}
 	if (a->max_bytes && a->npages * a->ps + a->own_held + held > a->max_bytes) {
 		pthread_mutex_unlock(&a->lock);
 		return -ENOSPC;
@@ -453,17 +506,12 @@ static int own_slot(struct hugering_arena *a, size_t len, bool contig, struct hr
 	pthread_mutex_unlock(&a->lock);
 
 	ret = hr_own_region(&ro, a->wait_ms, &a->pool_waits, s);
+	s->contig = contig;
 	pthread_mutex_lock(&a->lock);
-	if (ret) {
+	if (ret)
 		a->own_held -= held;
-	} else {
-		s->arena = a;
-		s->held = held;
-		a->own_regions++;
-		a->own_bytes += len;
-		a->st.rings_live++;
-		a->st.rings_created++;
-	}
+	else
+		count_own(a, s, held);
 	pthread_mutex_unlock(&a->lock);
 	return ret;
 }
@@ -536,6 +584,35 @@ static void unlink_page(struct hugering_arena *a, struct hr_page *pg)
 	}
 }
 
+/*
+ * A dedicated region goes back to the pool, or, when its ring was resized
+ * away (nothing in the kernel refers to it), is kept as a spare.
+ */
+static void free_own(struct hugering_arena *a, struct hr_slot *s, bool clean)
+{
+	bool keep = false;
+
+	if (!a) {
+		hugering_region_free(s->region);
+		return;
+	}
+	pthread_mutex_lock(&a->lock);
+	a->own_regions--;
+	a->own_bytes -= s->len;
+	a->st.rings_live--;
+	if (clean) {
+		a->st.resize_recycled++;
+		keep = a->nspares < SPARE_MAX;
+	}
+	if (keep)
+		a->spares[a->nspares++] = (struct spare){ s->region, s->held, s->contig };
+	else
+		a->own_held -= s->held;
+	pthread_mutex_unlock(&a->lock);
+	if (!keep)
+		hugering_region_free(s->region);
+}
+
 void hr_arena_free(struct hr_slot *s, bool clean)
 {
 	struct hugering_arena *a = s->arena;
@@ -544,15 +621,7 @@ void hr_arena_free(struct hr_slot *s, bool clean)
 	if (a && a->owner != getpid())
 		return;	/* inherited from the parent: its memory, not ours to recycle */
 	if (!pg) {
-		hugering_region_free(s->region);
-		if (a) {
-			pthread_mutex_lock(&a->lock);
-			a->own_regions--;
-			a->own_bytes -= s->len;
-			a->own_held -= s->held;
-			a->st.rings_live--;
-			pthread_mutex_unlock(&a->lock);
-		}
+		free_own(a, s, clean);
 		return;
 	}
 	pthread_mutex_lock(&a->lock);
@@ -596,6 +665,11 @@ int hr_arena_wait_ms(const struct hugering_arena *a)
 bool hr_arena_may_resize(const struct hugering_arena *a)
 {
 	return a && !(a->flags & HUGERING_ARENA_NO_RESIZE);
+}
+
+bool hr_arena_zero_recycled(const struct hugering_arena *a)
+{
+	return a && (a->flags & HUGERING_ARENA_ZERO_RECYCLED);
 }
 
 size_t hr_arena_page_size(const struct hugering_arena *a)

@@ -78,6 +78,7 @@ struct hr_slot {
 	char *page_addr;
 	size_t page_size;
 	bool reused;			/* a resize-recycled slot: not zero */
+	bool contig;			/* own region: physically contiguous */
 };
 int hr_arena_alloc(struct hugering_arena *a, size_t len, bool contig, struct hr_slot *s);
 int hr_own_region(const struct hugering_region_opts *ro, int wait_ms, uint64_t *waits,
@@ -85,6 +86,7 @@ int hr_own_region(const struct hugering_region_opts *ro, int wait_ms, uint64_t *
 void hr_arena_free(struct hr_slot *s, bool clean);
 int hr_arena_wait_ms(const struct hugering_arena *a);
 bool hr_arena_may_resize(const struct hugering_arena *a);
+bool hr_arena_zero_recycled(const struct hugering_arena *a);
 size_t hr_arena_page_size(const struct hugering_arena *a);
 int hr_arena_node(const struct hugering_arena *a);
 

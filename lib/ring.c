@@ -334,14 +334,18 @@ static void pool_reason(char *buf, size_t len, const struct hugering_layout *lay
  * Resize-to-throw-away costs a fixed ~30 us per ring; quarantine costs a
  * page retirement (~350 us: punch, fault and zero a fresh 2 MiB page)
  * shared by the rings of that page.  Measured (bench/recycle, README) they
- * break even at rings of about 1/16 of a page: resize from there up.
+ * break even at rings of about 1/16 of a page: resize from there up.  An
+ * arena's dedicated region (a ring larger than a page) is always worth it:
+ * it is kept as a spare instead of being faulted in again.
  */
 #define RESIZE_MIN_FRACTION 16
 
 static bool resize_recycles(const struct io_uring_params *q, const struct hr_slot *s)
 {
-	return s->page && hr_caps()->resize && (q->flags & IORING_SETUP_DEFER_TASKRUN) &&
-	       hr_arena_may_resize(s->arena) && s->len * RESIZE_MIN_FRACTION >= s->page_size;
+	if (!s->arena || !hr_caps()->resize || !(q->flags & IORING_SETUP_DEFER_TASKRUN) ||
+	    !hr_arena_may_resize(s->arena))
+		return false;
+	return !s->page || s->len * RESIZE_MIN_FRACTION >= s->page_size;
 }
 
 static void fill_user_info(const struct io_uring_params *q, const struct hugering_layout *lay,
@@ -373,8 +377,15 @@ static void fill_user_info(const struct io_uring_params *q, const struct hugerin
 		info->contiguous = ri.contiguous;
 		info->proof = ri.proof;
 		info->numa_node = ri.numa_node;
-		info->recycle = HUGERING_RECYCLE_DEDICATED;
+		info->recycle = resize_recycles(q, s) ? HUGERING_RECYCLE_RESIZE
+						      : HUGERING_RECYCLE_DEDICATED;
 	}
+}
+
+/* The rings' header, and the SQ index array when there is one. */
+static size_t ring_header_bytes(const struct hugering_layout *lay)
+{
+	return lay->sq_array_off ? lay->rings_raw : lay->header;
 }
 
 /*
@@ -389,9 +400,17 @@ static int setup_in(unsigned entries, struct io_uring *ring, const struct io_uri
 	char *buf = s->addr;
 	int ret;
 
-	/* liburing and the kernel need zeroed memory; recycled slots are not. */
-	if (s->reused)
+	/*
+	 * The kernel sets the masks and sizes of user ring memory but not the
+	 * heads, tails and flags: a recycled slot gets a zeroed header.  Its
+	 * SQE and CQE slots keep an earlier ring's bytes, as any ring's slots
+	 * do after the first lap: SQEs are written whole before submission,
+	 * CQEs before the tail moves past them.  The arena may ask for all.
+	 */
+	if (s->reused && hr_arena_zero_recycled(s->arena))
 		memset(buf, 0, lay->total_bytes);
+	else if (s->reused)
+		memset(buf + lay->rings_offset, 0, ring_header_bytes(lay));
 	*q = *in;
 	ret = io_uring_queue_init_mem(entries, ring, q, buf, lay->total_bytes);
 	if (ret < 0)

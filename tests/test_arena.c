@@ -132,31 +132,94 @@ Test(arena, resize_recycles_the_same_slot)
 	cr_assert_eq(hugering_arena_destroy(a), 0);
 }
 
-/* A page whose rings all came back clean is reused, zeroed again. */
-Test(arena, clean_page_reuse_is_zeroed)
+static struct hugering_arena *arena_with(unsigned flags)
+{
+	struct hugering_arena_opts o = { .numa_node = -1, .flags = flags };
+	struct hugering_arena *a;
+
+	cr_assert_eq(hugering_arena_create(&o, &a), 0);
+	return a;
+}
+
+static bool all_zero(const void *p, size_t len)
+{
+	const unsigned char *b = p;
+
+	for (size_t i = 0; i < len; i++)
+		if (b[i])
+			return false;
+	return true;
+}
+
+/*
+ * A ring reused in clean memory (resize-recycled) starts with a zeroed
+ * header: heads, tails and flags of the earlier ring are gone.  With
+ * HUGERING_ARENA_ZERO_RECYCLED its SQEs are zero too.  Returns whether the
+ * reused SQEs were all zero.
+ */
+static bool reuse_clean(unsigned entries, unsigned cq, unsigned arena_flags)
+{
+	unsigned flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN;
+	struct hugering_arena *a = arena_with(arena_flags);
+	struct hugering_ring_info i1, i2;
+	struct io_uring ring;
+	bool zero;
+
+	th_need_pool(SZ_2M, 4);
+	cr_assert_eq(ring_in(a, entries, cq, flags, &ring), 0, "%s", hugering_last_error());
+	cr_assert_eq(hugering_ring_info(&ring, &i1), 0);
+	cr_assert_eq(i1.recycle, HUGERING_RECYCLE_RESIZE);
+	th_nops(&ring, cq + entries / 2);	/* tails well past zero, wrapped */
+	hugering_queue_exit(&ring);
+	cr_assert_eq(ring_in(a, entries, cq, flags, &ring), 0);
+	cr_assert_eq(hugering_ring_info(&ring, &i2), 0);
+	cr_assert_eq(i2.mem, i1.mem, "the clean memory is reused");
+	cr_assert_eq(*ring.sq.khead, 0);
+	cr_assert_eq(*ring.sq.ktail, 0);
+	cr_assert_eq(*ring.cq.khead, 0);
+	cr_assert_eq(*ring.cq.ktail, 0);
+	cr_assert_eq(*ring.sq.kflags, 0);
+	cr_assert_eq(*ring.cq.koverflow, 0);
+	zero = all_zero(ring.sq.sqes, (size_t)ring.sq.ring_entries * 64);
+	th_nops(&ring, 3 * entries);
+	hugering_queue_exit(&ring);
+	cr_assert_eq(hugering_arena_destroy(a), 0);
+	return zero;
+}
+
+Test(arena, clean_reuse_zeroes_the_header)
+{
+	cr_assert_not(reuse_clean(2048, 8192, 0),
+		      "SQEs of the earlier ring were expected to stay (no full memset)");
+}
+
+Test(arena, clean_reuse_zero_recycled_zeroes_everything)
+{
+	cr_assert(reuse_clean(2048, 8192, HUGERING_ARENA_ZERO_RECYCLED), "stale SQE bytes");
+}
+
+/* A ring larger than a page, resized away: its region is kept and reused. */
+Test(arena, clean_dedicated_region_is_a_spare)
 {
 	unsigned flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN;
 	struct hugering_arena *a = new_arena();
-	struct hugering_ring_info i1, i2;
+	struct hugering_arena_stats st;
 	struct io_uring ring;
-	const unsigned char *sqes;
-	size_t bytes;
 
-	th_need_pool(SZ_2M, 2);
-	cr_assert_eq(ring_in(a, 2048, 8192, flags, &ring), 0);
-	cr_assert_eq(hugering_ring_info(&ring, &i1), 0);
-	cr_assert_eq(i1.recycle, HUGERING_RECYCLE_RESIZE);
-	th_nops(&ring, 4096);
+	cr_assert_not(reuse_clean(32768, 65536, 0));
+	th_need_pool(SZ_2M, 6);
+	cr_assert_eq(ring_in(a, 32768, 65536, flags, &ring), 0);
 	hugering_queue_exit(&ring);
-	cr_assert_eq(ring_in(a, 2048, 8192, flags, &ring), 0);
-	cr_assert_eq(hugering_ring_info(&ring, &i2), 0);
-	cr_assert_eq(i2.mem, i1.mem);
-	sqes = (const unsigned char *)ring.sq.sqes;
-	bytes = (size_t)ring.sq.ring_entries * 64;
-	for (size_t b = 0; b < bytes; b++)
-		cr_assert_eq(sqes[b], 0, "stale SQE byte at %zu", b);
-	cr_assert_eq(*ring.cq.ktail, 0);
-	th_nops(&ring, 3 * 2048);
+	cr_assert_eq(hugering_arena_stats(a, &st), 0);
+	cr_assert_eq(st.resize_recycled, 1);
+	cr_assert_eq(st.rings_live, 0);
+	cr_assert_eq(st.bytes_in_use, 0);
+	cr_assert_gt(st.pages_held, 1, "the spare region is held");
+	cr_assert_eq(st.bytes_free, (size_t)st.pages_held * SZ_2M);
+	/* A different shape cannot use the spare: a new region. */
+	cr_assert_eq(ring_in(a, 16384, 65536, flags, &ring), 0);
+	cr_assert_eq(hugering_arena_stats(a, &st), 0);
+	cr_assert_gt(st.bytes_in_use, 0);
 	hugering_queue_exit(&ring);
 	cr_assert_eq(hugering_arena_destroy(a), 0);
 }
