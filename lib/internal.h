@@ -3,6 +3,7 @@
 #ifndef HUGERING_INTERNAL_H
 #define HUGERING_INTERNAL_H
 
+#include <sched.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -34,6 +35,7 @@ void hr_path(const char *root, const char *abs, char *buf, size_t len);
 #define HR_CAP_IPC_LOCK 14
 /* Is @cap in this process's effective set (CapEff in @root/proc/self/status)? */
 bool hr_cap_effective(const char *root, int cap);
+int hr_cpuset_cpus(cpu_set_t *out, char *list, size_t len);
 
 /* hugepage.c: @root "" is the live system */
 int hr_page_sizes_at(const char *root, size_t *sizes, int max);

@@ -5,9 +5,11 @@
  * be O_DIRECT, on a block device whose queue has poll queues (io_poll = 1),
  * and since 6.11 the block layer refuses polled I/O instead of silently
  * using interrupts.  Answer from the queue's io_poll (partitions resolved to
- * their disk), the open flags and file type, then, on the live system, a
- * one-block read on a throw-away IOPOLL ring.
+ * their disk; stacked devices, dm and md, answer for themselves and we name
+ * the member that cannot poll), the open flags and file type, then, on the
+ * live system, a one-block read on a throw-away IOPOLL ring.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
@@ -48,20 +50,81 @@ static void dev_name(const char *dir, char *buf, size_t len)
 	hr_copy_str(buf, len, p);
 }
 
-/* The disk's queue/io_poll for device @dev; -ENOENT if not a block device. */
-static int queue_io_poll(const char *root, dev_t dev, char *name, size_t len, long *io_poll)
+/* queue/io_poll of the block device whose sysfs directory is @dir. */
+static int dir_io_poll(const char *dir, long *io_poll)
 {
-	char dir[512], path[600];
+	char path[700];
 
-	snprintf(dir, sizeof(dir), "%s/sys/dev/block/%u:%u", root, major(dev), minor(dev));
-	if (access(dir, F_OK))
-		return -ENOENT;
-	dev_name(dir, name, len);
 	/* A partition's queue is its disk's. */
 	snprintf(path, sizeof(path), "%s/partition", dir);
 	snprintf(path, sizeof(path), access(path, F_OK) ? "%s/queue/io_poll" : "%s/../queue/io_poll",
 		 dir);
 	return hr_read_long(path, io_poll);
+}
+
+/* The disk's queue/io_poll for device @dev; -ENOENT if not a block device. */
+static int queue_io_poll(const char *root, dev_t dev, char *dir, size_t dirlen, char *name,
+			 size_t len, long *io_poll)
+{
+	snprintf(dir, dirlen, "%s/sys/dev/block/%u:%u", root, major(dev), minor(dev));
+	if (access(dir, F_OK))
+		return -ENOENT;
+	dev_name(dir, name, len);
+	return dir_io_poll(dir, io_poll);
+}
+
+/*
+ * A stacked device (dm, md) polls only if its members do.  The first member
+ * (slaves/) without poll queues, looked for two levels down; "" if none.
+ */
+static void member_without_poll(const char *dir, int depth, char *name, size_t len)
+{
+	char sub[600], member[700];
+	struct dirent *e;
+	DIR *d;
+
+	name[0] = '\0';
+	snprintf(sub, sizeof(sub), "%s/slaves", dir);
+	d = depth < 2 ? opendir(sub) : NULL;
+	while (d && !name[0] && (e = readdir(d))) {
+		long io_poll;
+
+		if (e->d_name[0] == '.')
+			continue;
+		if (snprintf(member, sizeof(member), "%s/%s", sub, e->d_name) >= (int)sizeof(member))
+			continue;
+		if (!dir_io_poll(member, &io_poll) && !io_poll)
+			hr_copy_str(name, len, e->d_name);
+		else
+			member_without_poll(member, depth + 1, name, len);
+	}
+	if (d)
+		closedir(d);
+}
+
+/* "dm-0 (vg-data)": the device-mapper name too, where there is one. */
+static void friendly_name(const char *dir, char *name, size_t len)
+{
+	char path[600], dm[64];
+
+	snprintf(path, sizeof(path), "%s/dm/name", dir);
+	if (hr_read_text(path, dm, sizeof(dm)) <= 0)
+		return;
+	dm[strcspn(dm, "\n")] = '\0';
+	if (snprintf(path, sizeof(path), "%s (%s)", name, dm) < (int)sizeof(path))
+		hr_copy_str(name, len, path);
+}
+
+static int no_poll_queues(struct hugering_iopoll_verdict *out, const char *dir, const char *name)
+{
+	char member[64];
+
+	member_without_poll(dir, 0, member, sizeof(member));
+	if (member[0])
+		return verdict(out, 0, "%s cannot poll: its member %s has no poll queues "
+			       "(queue/io_poll = 0)", name, member);
+	return verdict(out, 0, "%s has no poll queues (queue/io_poll = 0; NVMe: "
+		       "nvme.poll_queues=N)", name);
 }
 
 /* One block read on a throw-away IOPOLL ring: what 6.11+ really says. */
@@ -97,7 +160,7 @@ static int probe_read(int fd, int *res)
 int hugering_iopoll_probe(int fd, struct hugering_iopoll_verdict *out)
 {
 	const char *root = hr_sysroot();
-	char name[64];
+	char name[96], dir[512];
 	struct stat st;
 	long io_poll;
 	int flags, ret, res = 0;
@@ -114,15 +177,15 @@ int hugering_iopoll_probe(int fd, struct hugering_iopoll_verdict *out)
 	if (!(flags & O_DIRECT))
 		return verdict(out, 0, "not opened with O_DIRECT: buffered I/O cannot be polled");
 	dev = S_ISBLK(st.st_mode) ? st.st_rdev : st.st_dev;
-	ret = queue_io_poll(root, dev, name, sizeof(name), &io_poll);
+	ret = queue_io_poll(root, dev, dir, sizeof(dir), name, sizeof(name), &io_poll);
 	if (ret == -ENOENT)
 		return verdict(out, 0, "file system not on a block device (%u:%u): no poll queues",
 			       major(dev), minor(dev));
+	friendly_name(dir, name, sizeof(name));
 	if (ret)
 		return verdict(out, -1, "cannot read io_poll of %s: %s", name, strerror(-ret));
 	if (!io_poll)
-		return verdict(out, 0, "%s has no poll queues (queue/io_poll = 0; NVMe: "
-			       "nvme.poll_queues=N)", name);
+		return no_poll_queues(out, dir, name);
 	/* A captured tree has no device behind it: its sysfs answer stands. */
 	if (*root || (flags & O_ACCMODE) == O_WRONLY)
 		return verdict(out, 1, "%s has poll queues (queue/io_poll = 1)", name);

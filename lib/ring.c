@@ -600,19 +600,15 @@ static int iopoll_policy(struct io_uring_params *q, const struct hugering_init_o
  */
 static int check_sq_cpu(const struct io_uring_params *p)
 {
-	char set[256] = "";
+	char set[256];
 	cpu_set_t cpus;
-	size_t n = 0;
 
 	if (!(p->flags & IORING_SETUP_SQPOLL) || !(p->flags & IORING_SETUP_SQ_AFF) ||
-	    sched_getaffinity(0, sizeof(cpus), &cpus))
+	    hr_cpuset_cpus(&cpus, set, sizeof(set)))
 		return 0;
 	if (p->sq_thread_cpu < CPU_SETSIZE && CPU_ISSET(p->sq_thread_cpu, &cpus))
 		return 0;
-	for (int c = 0; c < CPU_SETSIZE && n + 8 < sizeof(set); c++)
-		if (CPU_ISSET(c, &cpus))
-			n += snprintf(set + n, sizeof(set) - n, "%s%d", n ? "," : "", c);
-	hr_set_error("sq_thread_cpu %u is outside this process's allowed CPUs {%s}",
+	hr_set_error("sq_thread_cpu %u is outside the CPUs this process's cpuset allows {%s}",
 		     p->sq_thread_cpu, set);
 	return -EINVAL;
 }

@@ -85,3 +85,67 @@ bool hr_cap_effective(const char *root, int cap)
 		return false;
 	return eff & (1ULL << cap);
 }
+
+/* "0-3,8" into @out; false on anything else. */
+static bool parse_cpulist(const char *list, cpu_set_t *out)
+{
+	const char *p = list;
+
+	CPU_ZERO(out);
+	while (*p && *p != '\n') {
+		char *end;
+		long a = strtol(p, &end, 10), b = a;
+
+		if (end == p || a < 0)
+			return false;
+		p = end;
+		if (*p == '-') {
+			b = strtol(p + 1, &end, 10);
+			if (end == p + 1 || b < a)
+				return false;
+			p = end;
+		}
+		for (long c = a; c <= b && c < CPU_SETSIZE; c++)
+			CPU_SET((int)c, out);
+		if (*p == ',')
+			p++;
+	}
+	return true;
+}
+
+/*
+ * The CPUs the kernel lets an SQPOLL thread be pinned to: those of this
+ * task's cpuset (cgroup v2 or v1), which sched_setaffinity does not narrow;
+ * the online CPUs where no cpuset is mounted.  The list text goes in @list.
+ */
+int hr_cpuset_cpus(cpu_set_t *out, char *list, size_t len)
+{
+	static const char *const files[] = {
+		"/sys/fs/cgroup%s/cpuset.cpus.effective",
+		"/sys/fs/cgroup/cpuset%s/cpuset.effective_cpus",
+	};
+	char rel[256] = "", path[512], abs[512];
+	const char *root = hr_sysroot();
+
+	hr_path(root, "/proc/self/cpuset", path, sizeof(path));
+	if (hr_read_text(path, rel, sizeof(rel)) > 0)
+		rel[strcspn(rel, "\n")] = '\0';
+	if (!strcmp(rel, "/"))
+		rel[0] = '\0';
+	for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+		if (snprintf(abs, sizeof(abs), files[i], rel) >= (int)sizeof(abs))
+			continue;
+		hr_path(root, abs, path, sizeof(path));
+		if (hr_read_text(path, list, len) > 0 && list[0] != '\n' &&
+		    parse_cpulist(list, out)) {
+			list[strcspn(list, "\n")] = '\0';
+			return 0;
+		}
+	}
+	hr_path(root, "/sys/devices/system/cpu/online", path, sizeof(path));
+	if (hr_read_text(path, list, len) > 0 && parse_cpulist(list, out)) {
+		list[strcspn(list, "\n")] = '\0';
+		return 0;
+	}
+	return -ENOENT;
+}

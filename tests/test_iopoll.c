@@ -133,6 +133,69 @@ static void fake(bool partition)
 Test(iopoll, fake_sysfs_disk)       { fake(false); }
 Test(iopoll, fake_sysfs_partition)  { fake(true); }
 
+static void put(const char *root, const char *rel, const char *text)
+{
+	char path[512], cmd[1200];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/%s", root, rel);
+	snprintf(cmd, sizeof(cmd), "mkdir -p \"$(dirname '%s')\"", path);
+	cr_assert_eq(system(cmd), 0);
+	f = fopen(path, "w");
+	cr_assert_not_null(f, "%s", path);
+	fputs(text, f);
+	fclose(f);
+}
+
+/*
+ * An LVM volume (dm-0, "vg-data") on a partition of a disk without poll
+ * queues and a whole disk with them: the verdict names the member that
+ * cannot poll.  Members are symlinks into the device tree, as in sysfs.
+ */
+Test(iopoll, fake_sysfs_stacked_dm_names_the_member)
+{
+	char root[] = "/tmp/hugering-sysroot-XXXXXX", dm[64], cmd[1600];
+	struct hugering_iopoll_verdict v;
+	struct stat st;
+	int fd = data_file(O_DIRECT);
+
+	cr_assert_not_null(mkdtemp(root));
+	cr_assert_eq(fstat(fd, &st), 0);
+	snprintf(dm, sizeof(dm), "sys/dev/block/%u:%u", major(st.st_dev), minor(st.st_dev));
+	put(root, "sys/devices/fakea/queue/io_poll", "0\n");
+	put(root, "sys/devices/fakea/fakea2/partition", "2\n");
+	put(root, "sys/devices/fakea/fakea2/uevent", "DEVNAME=fakea2\n");
+	put(root, "sys/devices/fakeb/queue/io_poll", "1\n");
+	snprintf(cmd, sizeof(cmd), "%s/uevent", dm);
+	put(root, cmd, "DEVNAME=dm-0\n");
+	snprintf(cmd, sizeof(cmd), "%s/dm/name", dm);
+	put(root, cmd, "vg-data\n");
+	snprintf(cmd, sizeof(cmd), "%s/queue/io_poll", dm);
+	put(root, cmd, "0\n");
+	snprintf(cmd, sizeof(cmd), "mkdir -p '%s/%s/slaves' && ln -s '%s/sys/devices/fakeb' "
+		 "'%s/%s/slaves/fakeb' && ln -s '%s/sys/devices/fakea/fakea2' '%s/%s/slaves/fakea2'",
+		 root, dm, root, root, dm, root, root, dm);
+	cr_assert_eq(system(cmd), 0);
+	setenv("HUGERING_SYSROOT", root, 1);
+	cr_assert_eq(hugering_iopoll_probe(fd, &v), 0);
+	cr_assert_eq(v.supported, 0, "%s", v.reason);
+	cr_assert(strstr(v.reason, "dm-0 (vg-data)"), "%s", v.reason);
+	cr_assert(strstr(v.reason, "member fakea2 has no poll queues"), "%s", v.reason);
+	/* Every member polls but the target cannot: the device's own answer. */
+	put(root, "sys/devices/fakea/queue/io_poll", "1\n");
+	cr_assert_eq(hugering_iopoll_probe(fd, &v), 0);
+	cr_assert_eq(v.supported, 0, "%s", v.reason);
+	cr_assert(strstr(v.reason, "dm-0 (vg-data) has no poll queues"), "%s", v.reason);
+	snprintf(cmd, sizeof(cmd), "%s/queue/io_poll", dm);
+	put(root, cmd, "1\n");
+	cr_assert_eq(hugering_iopoll_probe(fd, &v), 0);
+	cr_assert_eq(v.supported, 1, "%s", v.reason);
+	unsetenv("HUGERING_SYSROOT");
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", root);
+	cr_assert_eq(system(cmd), 0);
+	close(fd);
+}
+
 static int read_once(struct io_uring *ring, int fd, void *buf, int *res)
 {
 	struct io_uring_sqe *sqe = io_uring_get_sqe(ring);

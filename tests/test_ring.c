@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* The ring factory on the real kernel: every shape, policies, errors, fork. */
 #include <criterion/criterion.h>
+#include <sched.h>
 #include <dirent.h>
 #include <errno.h>
 #include <pthread.h>
@@ -443,6 +444,41 @@ Test(ring, sq_thread_cpu_outside_cpuset_named)
 	cr_assert_eq(hugering_queue_init_params(64, &ring, &p), -EINVAL);
 	cr_assert(strstr(hugering_last_error(), "sq_thread_cpu 1000"), "%s", hugering_last_error());
 	cr_assert(strstr(hugering_last_error(), "{0"), "%s", hugering_last_error());
+}
+
+/*
+ * The kernel checks sq_thread_cpu against the task's cpuset, not its
+ * sched_setaffinity mask: a process pinned to one CPU may put its SQ thread
+ * on another (hugering-bench --cpu does).  hugering must not refuse it.
+ */
+Test(ring, sq_thread_cpu_outside_affinity_but_in_cpuset)
+{
+	struct io_uring_params p = { .flags = IORING_SETUP_SQPOLL | IORING_SETUP_SQ_AFF,
+				     .sq_thread_idle = 10 };
+	struct io_uring_params q;
+	struct io_uring ring, lring;
+	cpu_set_t all, one;
+
+	cr_assert_eq(sched_getaffinity(0, sizeof(all), &all), 0);
+	if (CPU_COUNT(&all) < 2)
+		cr_skip_test("needs two CPUs");
+	th_need_pool(SZ_2M, 2);
+	/* This thread on the first allowed CPU, the SQ thread on the last. */
+	CPU_ZERO(&one);
+	for (int c = 0; c < CPU_SETSIZE; c++) {
+		if (CPU_ISSET(c, &all) && !CPU_COUNT(&one))
+			CPU_SET(c, &one);
+		else if (CPU_ISSET(c, &all))
+			p.sq_thread_cpu = (unsigned)c;
+	}
+	cr_assert_eq(sched_setaffinity(0, sizeof(one), &one), 0);
+	q = p;
+	cr_assert_eq(io_uring_queue_init_params(64, &lring, &q), 0, "the kernel accepts it");
+	io_uring_queue_exit(&lring);
+	cr_assert_eq(hugering_queue_init_params(64, &ring, &p), 0, "%s", hugering_last_error());
+	th_nops(&ring, 256);
+	hugering_queue_exit(&ring);
+	sched_setaffinity(0, sizeof(all), &all);
 }
 
 /*
