@@ -45,8 +45,7 @@ EX_BIN     := $(EX_SRC:examples/%.c=$(BUILD)/examples/%)
 TEST_SRC   := $(wildcard tests/*.c)
 TEST_OBJ   := $(TEST_SRC:%.c=$(BUILD)/%.o)
 TEST_BIN   := $(BUILD)/tests/hugering-tests
-BENCH_SRC  := $(wildcard bench/*.c)
-BENCH_BIN  := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
+BENCH_BIN  := $(BUILD)/bench/hugering-bench $(BUILD)/bench/recycle
 TOOL_SRC   := $(wildcard tools/*.c)
 TOOLS      := $(TOOL_SRC:tools/%.c=$(BUILD)/tools/%)
 
@@ -70,7 +69,7 @@ tools: $(TOOLS)
 bench: $(BENCH_BIN)
 tests: $(TEST_BIN)
 
-$(BUILD)/%.o: %.c $(wildcard include/*.h lib/*.h tests/*.h)
+$(BUILD)/%.o: %.c $(wildcard include/*.h lib/*.h tests/*.h bench/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -c $< -o $@
 
@@ -93,6 +92,9 @@ $(BUILD)/tools/%: $(BUILD)/tools/%.o $(STATIC)
 $(BUILD)/bench/%: $(BUILD)/bench/%.o $(STATIC)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
+$(BUILD)/bench/hugering-bench: $(BUILD)/bench/hugering-bench.o $(BUILD)/bench/report.o $(STATIC)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+
 # Recycling cost per create+destroy cycle, ratios against the kernel peer.
 bench-recycle: deps-ok bench
 	scripts/with-pool.sh $(BUILD)/bench/recycle 5000 256 512
@@ -109,7 +111,7 @@ deps:
 	scripts/install-deps.sh
 
 check-asan-build:
-	$(MAKE) BUILD=$(ASAN_BUILD) SANITIZE=1 tests
+	$(MAKE) BUILD=$(ASAN_BUILD) SANITIZE=1 tests tools bench
 
 # ThreadSanitizer over the threaded paths: a plain program, since
 # Criterion's process arena does not start under TSan.
@@ -139,14 +141,14 @@ check: deps-ok
 	scripts/run-tests.sh $(TEST_BIN) $(ASAN_BUILD)/tests/hugering-tests
 
 demo: deps-ok
-	$(MAKE) lib tools examples
+	$(MAKE) lib tools examples bench
 	scripts/demo.sh $(BUILD)
 
 $(BUILD)/hugering.pc: hugering.pc.in
 	@mkdir -p $(BUILD)
 	sed -e 's|@PREFIX@|$(PREFIX)|; s|@LIBDIR@|$(LIBDIR)|; s|@INCLUDEDIR@|$(INCLUDEDIR)|; s|@VERSION@|$(VERSION)|' $< > $@
 
-install: lib tools $(BUILD)/hugering.pc
+install: lib tools $(BUILD)/bench/hugering-bench $(BUILD)/hugering.pc
 	install -d $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(LIBDIR) $(DESTDIR)$(PKGCONFIGDIR) $(DESTDIR)$(BINDIR)
 	install -m 644 include/hugering.h $(DESTDIR)$(INCLUDEDIR)/
 	install -m 644 $(STATIC) $(DESTDIR)$(LIBDIR)/
@@ -154,14 +156,15 @@ install: lib tools $(BUILD)/hugering.pc
 	ln -sf libhugering.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(SONAME)
 	ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/libhugering.so
 	install -m 644 $(BUILD)/hugering.pc $(DESTDIR)$(PKGCONFIGDIR)/
-	install -m 755 $(TOOLS) $(DESTDIR)$(BINDIR)/
+	install -m 755 $(TOOLS) $(BUILD)/bench/hugering-bench $(DESTDIR)$(BINDIR)/
 	install -d $(DESTDIR)$(MANDIR)/man1
 	install -m 644 man/*.1 $(DESTDIR)$(MANDIR)/man1/
 
 uninstall:
 	rm -f $(DESTDIR)$(INCLUDEDIR)/hugering.h $(DESTDIR)$(LIBDIR)/libhugering.* \
 	      $(DESTDIR)$(PKGCONFIGDIR)/hugering.pc $(DESTDIR)$(BINDIR)/hugering-diag \
-	      $(DESTDIR)$(MANDIR)/man1/hugering-diag.1
+	      $(DESTDIR)$(BINDIR)/hugering-bench \
+	      $(DESTDIR)$(MANDIR)/man1/hugering-diag.1 $(DESTDIR)$(MANDIR)/man1/hugering-bench.1
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD)

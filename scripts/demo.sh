@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The main job: hugering-diag (what this machine can do, what is wrong, the
-# fix), then a contiguous region with its proof and a ring in hugepages.
+# fix), then a contiguous region with its proof, a ring in hugepages, and
+# hugering-bench --quick (ring memory modes side by side, ~20 s).
 # As root, reserves 2 MiB hugepages for the run when the pool has too few,
 # and restores the pool after.
 set -euo pipefail
@@ -19,3 +20,5 @@ fi
 echo
 "$dir/examples/region-demo"
 "$dir/examples/ring-demo" 4096 65536
+echo
+"$dir/bench/hugering-bench" --quick

@@ -15,8 +15,9 @@ say()  { printf 'install-deps: %s\n' "$*"; }
 die()  { printf 'install-deps: error: %s\n' "$*" >&2; exit 1; }
 
 MIN_LIBURING=2.5
+# gnuplot-nox: hugering-bench --plot (and its test) draws with it.
 COMMON_PKGS=(build-essential pkg-config make gcc libcriterion-dev libhugetlbfs-dev
-             util-linux)
+             util-linux gnuplot-nox)
 SOURCES_FILE=/etc/apt/sources.list.d/hugering-liburing.sources
 PIN_FILE=/etc/apt/preferences.d/hugering-liburing
 

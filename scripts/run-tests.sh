@@ -42,7 +42,18 @@ run() {
 top=$(cd "$(dirname "$0")/.." && pwd)
 # The diag tests run the tool and read fake /sys trees.
 export HUGERING_DIAG_BIN=${HUGERING_DIAG_BIN:-$top/build/tools/hugering-diag}
+export HUGERING_BENCH_BIN=${HUGERING_BENCH_BIN:-$top/build/bench/hugering-bench}
 export HUGERING_TEST_DATA=${HUGERING_TEST_DATA:-$top/tests/data}
+
+# The tools built alongside a test binary (build/ or build-asan/), so the
+# sanitizer run checks them too.
+tools_for() {
+	local root
+	root=$(dirname "$(dirname "$1")")
+	[ -x "$root/tools/hugering-diag" ] && export HUGERING_DIAG_BIN=$root/tools/hugering-diag
+	[ -x "$root/bench/hugering-bench" ] && export HUGERING_BENCH_BIN=$root/bench/hugering-bench
+	return 0
+}
 
 filter=()
 if [ "${1:-}" = --filter ]; then
@@ -56,19 +67,23 @@ if [ "$(id -u)" -eq 0 ]; then
 	unpriv_dir=$(mktemp -d /tmp/hugering-unpriv.XXXXXX)
 	chmod 755 "$unpriv_dir"
 	for bin in "$@"; do
+		tools_for "$bin"
 		run "$bin (root)" 1 "$bin"
 	done
 	# The binaries are static in libhugering; copy them, the tool and the
 	# test data where nobody can read them (the clone may sit under a
 	# private home directory).
-	install -m 755 "$HUGERING_DIAG_BIN" "$unpriv_dir/hugering-diag"
 	cp -r "$HUGERING_TEST_DATA" "$unpriv_dir/data"
 	chmod -R a+rX "$unpriv_dir/data"
 	for bin in "$@"; do
 		copy=$unpriv_dir/$(echo "$bin" | tr / _)
 		install -m 755 "$bin" "$copy"
+		tools_for "$bin"
+		install -m 755 "$HUGERING_DIAG_BIN" "$copy-diag"
+		install -m 755 "$HUGERING_BENCH_BIN" "$copy-bench"
 		pushd "$unpriv_dir" >/dev/null
-		HUGERING_DIAG_BIN=$unpriv_dir/hugering-diag HUGERING_TEST_DATA=$unpriv_dir/data \
+		HUGERING_DIAG_BIN=$copy-diag HUGERING_TEST_DATA=$unpriv_dir/data \
+			HUGERING_BENCH_BIN=$copy-bench \
 			run "$bin (unprivileged)" 0 \
 			setpriv --reuid=65534 --regid=65534 --clear-groups "$copy"
 		popd >/dev/null
@@ -77,6 +92,7 @@ if [ "$(id -u)" -eq 0 ]; then
 else
 	say "not root: running unprivileged only (no hugepage reservation, no pagemap PFNs)"
 	for bin in "$@"; do
+		tools_for "$bin"
 		run "$bin" 0 "$bin"
 	done
 fi

@@ -3,6 +3,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <sys/wait.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -286,4 +287,19 @@ struct hugering_ring_info th_ring_in_mode(unsigned entries, struct io_uring_para
 		th_nops(&ring, nops);
 	hugering_queue_exit(&ring);
 	return info;
+}
+
+int th_run(const char *cmd, char *buf, size_t len)
+{
+	size_t n = 0;
+	FILE *p = popen(cmd, "r");
+	int st;
+
+	cr_assert_not_null(p, "popen %s", cmd);
+	while (n + 1 < len && (n += fread(buf + n, 1, len - 1 - n, p)) && !feof(p))
+		;
+	buf[n] = '\0';
+	st = pclose(p);
+	cr_assert(WIFEXITED(st), "%s did not exit", cmd);
+	return WEXITSTATUS(st);
 }

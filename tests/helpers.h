@@ -47,6 +47,9 @@ void th_check_privilege_expectation(void);
 void th_init(void);
 void th_fini(void);
 
+/* Run @cmd through the shell; its stdout into @buf; returns the exit status. */
+int th_run(const char *cmd, char *buf, size_t len);
+
 /* A number from a sysfs/procfs file, read independently of the library; -1 if unreadable. */
 long th_read_long(const char *path);
 

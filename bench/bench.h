@@ -1,0 +1,65 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * hugering-bench: what one measurement cell is, shared by the runner
+ * (hugering-bench.c) and the reports (report.h).
+ */
+#ifndef HUGERING_BENCH_H
+#define HUGERING_BENCH_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+enum mode_kind {
+	KIND_KERNEL,		/* io_uring_queue_init_params, kernel-mapped */
+	KIND_LIBURING_NOMMAP,	/* NO_MMAP, liburing allocates */
+	KIND_USER_4K,		/* io_uring_queue_init_mem on fresh base pages */
+	KIND_HUGERING,		/* the factory, default arena */
+	KIND_HUGERING_1G,	/* the factory, an arena of 1 GiB pages */
+	KIND_FLOOR,		/* io_uring_setup(1) + close */
+};
+
+struct mode_def {
+	const char *name;
+	enum mode_kind kind;
+	bool sqpoll;		/* add IORING_SETUP_SQPOLL (drops DEFER_TASKRUN) */
+	bool by_default;
+};
+
+struct shape_def {
+	const char *name;
+	unsigned sq, cq;
+	unsigned flags;		/* SQE128 / CQE32 on top of the run's flags */
+};
+
+#define NBATCH 3
+#define MAX_ROUNDS 32
+static const unsigned batches[NBATCH] = { 1, 32, 256 };
+
+/* One mode on one shape.  Plain data: it crosses a pipe from the child. */
+struct cell {
+	int mode, shape;	/* indexes into the tables */
+	unsigned sq, cq, flags;	/* as set up */
+	long cycles;		/* create+destroy cycles that completed */
+	long cap;		/* cycles asked for (churn cap) */
+	double cd_median_us, cd_p99_us, cycles_per_s;
+	double nop_mops[NBATCH];	/* < 0: not measured */
+	double sweep_mops;		/* < 0: not measured */
+	/*
+	 * Against the kernel-mapped ring: median over rounds of this ring's
+	 * slice / the kernel ring's slice of the same round; [NBATCH] = sweep.
+	 */
+	double nop_x[NBATCH + 1];
+	/*
+	 * create+destroy runs in rounds that take turns with the other modes;
+	 * the median of each round, and kernel's / this mode's over rounds.
+	 */
+	double cd_rounds[MAX_ROUNDS];
+	int nrounds;
+	double cd_x;		/* < 0: not paired (run alone) */
+	double dtlb_per_op;		/* < 0: no PMU */
+	size_t ring_bytes;
+	long hugepages_used;	/* pool pages taken during the churn, still held after it */
+	char error[200];	/* empty: none */
+};
+
+#endif

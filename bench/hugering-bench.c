@@ -1,0 +1,1090 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * hugering-bench: io_uring ring memory modes compared side by side, in one
+ * run on one machine, as ratios against the kernel-mapped ring.
+ *
+ * Each mode on each shape runs in a child process of its own (a "cell"):
+ * liburing's own NO_MMAP allocation never unmaps its hugepages, so it would
+ * drain the pool for every mode after it; between cells the runner waits for
+ * the pool to refill (rings die asynchronously).  A cell measures, in order:
+ *   - NOP throughput on one warm ring at batch 1, 32, 256, and a sweep that
+ *     fills the whole SQ each round (every SQE and CQE slot is touched);
+ *   - create+destroy cycles up to the churn cap, each timed: median, p99,
+ *     cycles per second, and how many completed before the first failure.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <linux/perf_event.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <sys/utsname.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <hugering.h>
+
+#include "bench.h"
+#include "report.h"
+
+#define SZ_1G (1UL << 30)
+#define DEFER (IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN)
+
+static const struct mode_def modes[] = {
+	{ "kernel", KIND_KERNEL, false, true },
+	{ "liburing-nommap", KIND_LIBURING_NOMMAP, false, true },
+	{ "user-4k", KIND_USER_4K, false, true },
+	{ "hugering", KIND_HUGERING, false, true },
+	{ "hugering-1g", KIND_HUGERING_1G, false, true },
+	{ "floor", KIND_FLOOR, false, true },
+	{ "kernel-sqpoll", KIND_KERNEL, true, false },
+	{ "hugering-sqpoll", KIND_HUGERING, true, false },
+};
+#define NMODES (sizeof(modes) / sizeof(modes[0]))
+
+static const struct shape_def shapes[] = {
+	{ "small", 64, 128, 0 },
+	{ "medium", 256, 512, 0 },
+	{ "large", 4096, 65536, 0 },
+	{ "max", 32768, 65536, 0 },
+	{ "max-sqe128", 32768, 65536, IORING_SETUP_SQE128 },
+	{ "max-cqe32", 32768, 65536, IORING_SETUP_CQE32 },
+};
+#define NSHAPES (sizeof(shapes) / sizeof(shapes[0]))
+
+struct options {
+	bool mode_on[NMODES], shape_on[NSHAPES];
+	long iterations;
+	double nop_seconds;
+	int cpu;
+	unsigned flags;		/* DEFER or 0 */
+	bool json, csv, quick;
+	const char *plot;
+};
+
+/* ------------------------------------------------------------------ */
+/* Rings of each mode                                                  */
+/* ------------------------------------------------------------------ */
+
+/* What a cell keeps between creating a ring and destroying it. */
+struct maker {
+	const struct mode_def *m;
+	struct hugering_arena *arena;	/* hugering-1g */
+	void *buf;			/* user-4k */
+	size_t buf_len;
+};
+
+static double now_us(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return t.tv_sec * 1e6 + t.tv_nsec / 1e3;
+}
+
+/*
+ * With --cpu the SQ threads of SQPOLL modes would share the submitter's CPU
+ * (they inherit its affinity): they get another CPU of the original set.
+ * Set once before any measurement.
+ */
+static int sqpoll_cpu = -1;
+
+static unsigned cell_flags(const struct mode_def *m, const struct shape_def *s, unsigned flags)
+{
+	flags |= s->flags;
+	if (m->sqpoll)	/* the kernel refuses SQPOLL with DEFER_TASKRUN */
+		flags = (flags & ~IORING_SETUP_DEFER_TASKRUN) | IORING_SETUP_SQPOLL;
+	return flags;
+}
+
+/* Bytes of ring memory a shape needs (the same in every mode). */
+static size_t ring_bytes(unsigned sq, const struct io_uring_params *p)
+{
+	struct io_uring_params q = *p;
+	struct hugering_layout lay;
+
+	q.flags |= IORING_SETUP_NO_MMAP | IORING_SETUP_NO_SQARRAY;
+	if (hugering_ring_layout(sq, &q, &lay))
+		return 0;
+	return lay.total_bytes;
+}
+
+static int user_4k_ring(struct maker *mk, unsigned sq, struct io_uring *ring,
+			struct io_uring_params *p)
+{
+	size_t len = ring_bytes(sq, p);
+	int ret;
+
+	if (!len)
+		return -EINVAL;
+	/* Fresh base pages each time: the dying ring keeps the old ones pinned. */
+	mk->buf = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (mk->buf == MAP_FAILED)
+		return -errno;
+	mk->buf_len = len;
+	ret = io_uring_queue_init_mem(sq, ring, p, mk->buf, len);
+	if (ret < 0) {
+		munmap(mk->buf, len);
+		return ret;
+	}
+	return 0;
+}
+
+static int floor_ring(struct io_uring *ring)
+{
+	struct io_uring_params p = { 0 };
+	int fd = io_uring_setup(1, &p);
+
+	if (fd < 0)
+		return fd;
+	ring->ring_fd = fd;
+	return 0;
+}
+
+static int make_ring(struct maker *mk, unsigned sq, unsigned cq, unsigned flags,
+		     struct io_uring *ring)
+{
+	struct io_uring_params p = { .flags = flags | IORING_SETUP_CQSIZE, .cq_entries = cq };
+	struct hugering_init_opts o = { .arena = mk->arena, .numa_node = -1,
+					.policy = HUGERING_POLICY_NOMMAP };
+
+	if (flags & IORING_SETUP_SQPOLL) {
+		p.sq_thread_idle = 1;	/* ms: idle rings of the other modes sleep */
+		if (sqpoll_cpu >= 0) {
+			p.flags |= IORING_SETUP_SQ_AFF;
+			p.sq_thread_cpu = (unsigned)sqpoll_cpu;
+		}
+	}
+	switch (mk->m->kind) {
+	case KIND_KERNEL:
+		return io_uring_queue_init_params(sq, ring, &p);
+	case KIND_LIBURING_NOMMAP:
+		p.flags |= IORING_SETUP_NO_MMAP;
+		return io_uring_queue_init_params(sq, ring, &p);
+	case KIND_USER_4K:
+		return user_4k_ring(mk, sq, ring, &p);
+	case KIND_HUGERING:
+	case KIND_HUGERING_1G:
+		return hugering_queue_init_opts(sq, ring, &p, &o);
+	case KIND_FLOOR:
+		return floor_ring(ring);
+	}
+	return -EINVAL;
+}
+
+static void drop_ring(struct maker *mk, struct io_uring *ring)
+{
+	switch (mk->m->kind) {
+	case KIND_HUGERING:
+	case KIND_HUGERING_1G:
+		hugering_queue_exit(ring);
+		break;
+	case KIND_FLOOR:
+		close(ring->ring_fd);
+		break;
+	default:
+		io_uring_queue_exit(ring);
+	}
+	if (mk->buf) {
+		munmap(mk->buf, mk->buf_len);
+		mk->buf = NULL;
+	}
+}
+
+/* ------------------------------------------------------------------ */
+/* Measurements                                                        */
+/* ------------------------------------------------------------------ */
+
+/* Submit @batch NOPs and reap them, for @secs; NOPs per second / 1e6. */
+static double nop_mops(struct io_uring *ring, unsigned batch, double secs)
+{
+	double t0 = now_us(), end = t0 + secs * 1e6, t;
+	long ops = 0;
+
+	do {
+		for (unsigned i = 0; i < batch; i++) {
+			struct io_uring_sqe *sqe = io_uring_get_sqe(ring);
+
+			if (!sqe)
+				return -1;
+			io_uring_prep_nop(sqe);
+		}
+		if (io_uring_submit_and_wait(ring, batch) < 0)
+			return -1;
+		while (io_uring_cq_ready(ring) < batch) {
+			struct io_uring_cqe *cqe;
+
+			if (io_uring_wait_cqe_nr(ring, &cqe, batch))
+				return -1;
+		}
+		io_uring_cq_advance(ring, batch);
+		ops += batch;
+		t = now_us();
+	} while (t < end);
+	return ops / (t - t0);
+}
+
+/* A dTLB read-miss counter for this thread, user and kernel; -1 without a PMU. */
+static int dtlb_counter(void)
+{
+	struct perf_event_attr a = {
+		.type = PERF_TYPE_HW_CACHE,
+		.size = sizeof(a),
+		.config = PERF_COUNT_HW_CACHE_DTLB | (PERF_COUNT_HW_CACHE_OP_READ << 8) |
+			  (PERF_COUNT_HW_CACHE_RESULT_MISS << 16),
+		.disabled = 1,
+	};
+
+	return (int)syscall(SYS_perf_event_open, &a, 0, -1, -1, 0);
+}
+
+static bool pmu_available(void)
+{
+	int fd = dtlb_counter();
+
+	if (fd < 0)
+		return false;
+	close(fd);
+	return true;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+static double median_of(double *v, int n)
+{
+	qsort(v, (size_t)n, sizeof(*v), cmp_double);
+	return n ? v[n / 2] : -1;
+}
+
+static long pool_in_use(size_t ps)
+{
+	struct hugering_pool p;
+
+	if (!ps || hugering_pool_get(ps, -1, &p))
+		return 0;
+	return p.total - p.free;
+}
+
+static void set_error(struct cell *c, const struct mode_def *m, const char *what, int err)
+{
+	const char *why = m->kind == KIND_HUGERING || m->kind == KIND_HUGERING_1G
+			  ? hugering_last_error() : strerror(-err);
+
+	snprintf(c->error, sizeof(c->error), "%s: %s", what, why && *why ? why : strerror(-err));
+}
+
+static int open_maker(struct maker *mk, struct cell *c)
+{
+	struct hugering_arena_opts ao = { .page_size = SZ_1G, .numa_node = -1 };
+	struct hugering_pool p;
+	int ret;
+
+	if (mk->m->kind != KIND_HUGERING_1G)
+		return 0;
+	if (hugering_pool_get(SZ_1G, -1, &p) || p.total <= 0) {
+		snprintf(c->error, sizeof(c->error), "no 1 GiB hugepages reserved (echo 1 | sudo "
+			 "tee /sys/kernel/mm/hugepages/hugepages-1048576kB/nr_hugepages)");
+		return -ENOMEM;
+	}
+	ret = hugering_arena_create(&ao, &mk->arena);
+	if (ret)
+		set_error(c, mk->m, "1 GiB arena", ret);
+	return ret;
+}
+
+/* ------------------------------------------------------------------ */
+/* create+destroy                                                      */
+/* ------------------------------------------------------------------ */
+
+struct churn {
+	struct maker mk;
+	const struct shape_def *s;
+	struct cell *c;
+	double *t;		/* each completed cycle, in us */
+	double busy_us;		/* time spent in cycles (not waiting for a turn) */
+	long before;		/* pool pages in use at the start */
+	size_t ps;
+	bool failed;
+};
+
+/*
+ * One untimed cycle first: what a process pays once (hugering's arena and
+ * its first page, a whole 1 GiB page for hugering-1g) is not recycling.
+ */
+static int warm_up(struct churn *ch)
+{
+	struct io_uring ring;
+	int ret = make_ring(&ch->mk, ch->s->sq, ch->s->cq, ch->c->flags, &ring);
+
+	if (ret) {
+		set_error(ch->c, ch->mk.m, "create failed after 0 cycles", ret);
+		ch->failed = true;
+		return 0;	/* the churn reports 0 cycles */
+	}
+	drop_ring(&ch->mk, &ring);
+	return 0;
+}
+
+static int churn_open(struct churn *ch, struct cell *c)
+{
+	const struct mode_def *m = &modes[c->mode];
+
+	memset(ch, 0, sizeof(*ch));
+	ch->c = c;
+	ch->mk.m = m;
+	ch->s = &shapes[c->shape < 0 ? 0 : c->shape];
+	ch->ps = m->kind == KIND_HUGERING_1G ? SZ_1G : hugering_default_page_size();
+	ch->t = calloc((size_t)c->cap, sizeof(*ch->t));
+	if (!ch->t) {
+		snprintf(c->error, sizeof(c->error), "out of memory for %ld samples", c->cap);
+		return -ENOMEM;
+	}
+	if (open_maker(&ch->mk, c)) {
+		free(ch->t);
+		return -1;
+	}
+	ch->before = pool_in_use(ch->ps);
+	return warm_up(ch);
+}
+
+/* Up to @k more cycles, stopping at the first failure; false once failed. */
+static bool churn_slice(struct churn *ch, long k)
+{
+	struct cell *c = ch->c;
+	long first = c->cycles;
+	double start = now_us();
+
+	for (long i = 0; i < k && c->cycles < c->cap && !ch->failed; i++) {
+		struct io_uring ring;
+		double t0 = now_us();
+		int ret = make_ring(&ch->mk, ch->s->sq, ch->s->cq, c->flags, &ring);
+
+		if (ret) {
+			char what[64];
+
+			snprintf(what, sizeof(what), "create failed after %ld cycles", c->cycles);
+			set_error(c, ch->mk.m, what, ret);
+			ch->failed = true;
+			break;
+		}
+		drop_ring(&ch->mk, &ring);
+		ch->t[c->cycles++] = now_us() - t0;
+	}
+	ch->busy_us += now_us() - start;
+	if (c->cycles > first && c->nrounds < MAX_ROUNDS) {
+		long n = c->cycles - first;
+		double *r = malloc((size_t)n * sizeof(*r));
+
+		if (r) {
+			memcpy(r, ch->t + first, (size_t)n * sizeof(*r));
+			c->cd_rounds[c->nrounds++] = median_of(r, (int)n);
+			free(r);
+		}
+	}
+	return !ch->failed;
+}
+
+/*
+ * Hugepages the mode holds after its churn.  Modes take turns, so the pool
+ * counters mix them: hugering's come from its arena; liburing's own
+ * allocation runs alone, its pool delta is its own; the rest use none.
+ */
+static long pages_used(struct churn *ch)
+{
+	struct hugering_arena_stats st;
+	struct hugering_arena *a;
+
+	switch (ch->mk.m->kind) {
+	case KIND_HUGERING:
+	case KIND_HUGERING_1G:
+		a = ch->mk.arena ? ch->mk.arena : hugering_default_arena();
+		return a && !hugering_arena_stats(a, &st) ? st.pages_held : 0;
+	case KIND_LIBURING_NOMMAP:
+		return pool_in_use(ch->ps) - ch->before;
+	default:
+		return 0;
+	}
+}
+
+static void churn_close(struct churn *ch)
+{
+	struct cell *c = ch->c;
+
+	c->hugepages_used = pages_used(ch);
+	if (c->cycles) {
+		c->cycles_per_s = c->cycles / (ch->busy_us / 1e6);
+		qsort(ch->t, (size_t)c->cycles, sizeof(*ch->t), cmp_double);
+		c->cd_median_us = ch->t[c->cycles / 2];
+		c->cd_p99_us = ch->t[c->cycles * 99 / 100];
+	}
+	free(ch->t);
+	hugering_arena_destroy(ch->mk.arena);
+}
+
+/* A mode alone: all its cycles in one go. */
+static void churn_alone(const struct options *o, struct cell **cs, int n)
+{
+	struct churn ch;
+
+	(void)o;
+	for (int i = 0; i < n; i++) {
+		if (churn_open(&ch, cs[i]))
+			continue;
+		churn_slice(&ch, cs[i]->cap);
+		churn_close(&ch);
+	}
+}
+
+/*
+ * A worker process for one mode: runs a slice of cycles each time it is
+ * told how many (0: stop), answers 0 (fine) or 1 (failed), and at the end
+ * sends its cell.
+ */
+static void churn_worker(struct cell *c, int cmd, int res)
+{
+	struct churn ch;
+	bool ok = !churn_open(&ch, c), opened = ok;
+	long k;
+
+	while (read(cmd, &k, sizeof(k)) == sizeof(k) && k > 0) {
+		char st;
+
+		ok = ok && churn_slice(&ch, k);
+		st = ok ? 0 : 1;
+		if (write(res, &st, 1) != 1)
+			break;
+	}
+	if (opened)
+		churn_close(&ch);
+	_exit(write(res, c, sizeof(*c)) != sizeof(*c));
+}
+
+/*
+ * NOP throughput of every mode on one shape, in one process: one warm ring
+ * per mode, measured in short slices that take turns (the order rotates
+ * each round), so that drift of a shared machine hits every mode alike.
+ * Each figure is the median of its slices.
+ */
+#define MAX_RINGS 16
+#define NTESTS (NBATCH + 1)	/* the batches, then the sweep */
+/*
+ * Rings per mode, used in turn: where a ring's memory lands physically
+ * (cache colouring) moves a sweep by up to 10% run to run, in every mode.
+ */
+#define COPIES 3
+
+struct nop_run {
+	struct maker mk[MAX_RINGS][COPIES];
+	struct io_uring ring[MAX_RINGS][COPIES];
+	int copies[MAX_RINGS];	/* rings made for the mode; 0: none */
+	double slice[NTESTS][MAX_RINGS][MAX_ROUNDS];
+	long long misses[MAX_RINGS];
+	double sweep_us[MAX_RINGS];
+};
+
+/* The kernel-mapped ring this one is compared with, in the group. */
+static int peer_of(struct cell **cs, int n, int i)
+{
+	for (int k = 0; k < n; k++)
+		if (modes[cs[k]->mode].kind == KIND_KERNEL &&
+		    modes[cs[k]->mode].sqpoll == modes[cs[i]->mode].sqpoll)
+			return k;
+	return -1;
+}
+
+/* Before the medians sort the slices: ratios of slices of the same round. */
+static void paired_ratios(struct nop_run *nr, struct cell **cs, int n, int test, int rounds)
+{
+	for (int i = 0; i < n; i++) {
+		int k = peer_of(cs, n, i);
+		double x[MAX_ROUNDS];
+		int nx = 0;
+
+		for (int r = 0; k >= 0 && r < rounds; r++)
+			if (nr->slice[test][i][r] > 0 && nr->slice[test][k][r] > 0)
+				x[nx++] = nr->slice[test][i][r] / nr->slice[test][k][r];
+		cs[i]->nop_x[test] = nx == rounds ? median_of(x, nx) : -1;
+	}
+}
+
+static void nop_slices(const struct options *o, struct nop_run *nr, struct cell **cs, int n,
+		       int test, int rounds)
+{
+	double secs = o->nop_seconds / rounds;
+
+	for (int r = 0; r < rounds; r++) {
+		for (int k = 0; k < n; k++) {
+			int i = (k + r) % n;
+			struct io_uring *ring = &nr->ring[i][nr->copies[i] ? r % nr->copies[i] : 0];
+			unsigned sq = ring->sq.ring_entries;
+			unsigned batch = test < NBATCH ? batches[test] : sq;
+			int fd;
+			long long m = 0;
+			double t0 = now_us();
+
+			if (!nr->copies[i] || batch > sq) {
+				nr->slice[test][i][r] = -1;
+				continue;
+			}
+			fd = test == NBATCH ? dtlb_counter() : -1;
+			if (fd >= 0)
+				ioctl(fd, PERF_EVENT_IOC_ENABLE, 0);
+			nr->slice[test][i][r] = nop_mops(ring, batch, secs);
+			if (fd >= 0 && read(fd, &m, sizeof(m)) == sizeof(m)) {
+				nr->misses[i] += m;
+				nr->sweep_us[i] += now_us() - t0;
+			}
+			if (fd >= 0)
+				close(fd);
+		}
+	}
+	paired_ratios(nr, cs, n, test, rounds);
+	for (int i = 0; i < n; i++) {
+		double v = nr->slice[test][i][0] < 0 ? -1 : median_of(nr->slice[test][i], rounds);
+
+		if (test < NBATCH)
+			cs[i]->nop_mops[test] = v;
+		else
+			cs[i]->sweep_mops = v;
+		if (test == NBATCH && nr->sweep_us[i] > 0 && v > 0)
+			cs[i]->dtlb_per_op = nr->misses[i] / (v * nr->sweep_us[i]);
+	}
+}
+
+/*
+ * Ring @k of every mode, the first rings of all modes before any second
+ * one: where memory is short (RLIMIT_MEMLOCK unprivileged) the spare copies
+ * are what is missing.  Only a failure of a mode's first ring is its error.
+ */
+static void make_copies(struct nop_run *nr, struct cell **cs, int n, int k)
+{
+	for (int i = 0; i < n && i < MAX_RINGS; i++) {
+		struct cell *c = cs[i];
+		int ret;
+
+		if (!k) {
+			nr->mk[i][0].m = &modes[c->mode];
+			if (open_maker(&nr->mk[i][0], c))
+				continue;
+		} else if (nr->copies[i] < k) {
+			continue;	/* an earlier one failed */
+		}
+		nr->mk[i][k] = nr->mk[i][0];	/* the same arena, a buffer of its own */
+		nr->mk[i][k].buf = NULL;
+		ret = make_ring(&nr->mk[i][k], c->sq, c->cq, c->flags, &nr->ring[i][k]);
+		if (!ret)
+			nr->copies[i]++;
+		else if (!k)
+			set_error(c, nr->mk[i][0].m, "create failed", ret);
+	}
+}
+
+static void run_nops(const struct options *o, struct cell **cs, int n)
+{
+	struct nop_run *nr = calloc(1, sizeof(*nr));
+	int rounds = o->quick ? 9 : 30;
+
+	if (!nr)
+		return;
+	for (int k = 0; k < COPIES; k++)
+		make_copies(nr, cs, n, k);
+	for (int t = 0; t < NTESTS; t++)
+		nop_slices(o, nr, cs, n, t, rounds);
+	for (int i = 0; i < n && i < MAX_RINGS; i++) {
+		for (int k = 0; k < nr->copies[i]; k++)
+			drop_ring(&nr->mk[i][k], &nr->ring[i][k]);
+		hugering_arena_destroy(nr->mk[i][0].arena);
+	}
+	free(nr);
+}
+
+/* ------------------------------------------------------------------ */
+/* Running cells in children                                           */
+/* ------------------------------------------------------------------ */
+
+/* Dying rings of the last cell give their hugepages back within ms. */
+static void settle_pool(void)
+{
+	size_t sizes[] = { hugering_default_page_size(), SZ_1G };
+
+	for (int i = 0; i < 300; i++) {
+		bool full = true;
+
+		for (size_t k = 0; k < 2; k++) {
+			struct hugering_pool p;
+
+			if (sizes[k] && !hugering_pool_get(sizes[k], -1, &p) && p.free < p.total)
+				full = false;
+		}
+		if (full)
+			return;
+		usleep(10000);
+	}
+}
+
+typedef void (*cell_fn)(const struct options *o, struct cell **cs, int n);
+
+/* @fn on @cs in a child process; the cells come back through a pipe. */
+static void run_isolated(const struct options *o, struct cell **cs, int n, cell_fn fn)
+{
+	int fds[2], got = 0;
+	pid_t pid;
+
+	if (pipe(fds)) {
+		for (int i = 0; i < n; i++)
+			snprintf(cs[i]->error, sizeof(cs[i]->error), "pipe: %s", strerror(errno));
+		return;
+	}
+	fflush(NULL);
+	pid = fork();
+	if (pid == 0) {
+		bool ok = true;
+
+		close(fds[0]);
+		fn(o, cs, n);
+		for (int i = 0; i < n; i++)
+			ok &= write(fds[1], cs[i], sizeof(*cs[i])) == sizeof(*cs[i]);
+		_exit(!ok);
+	}
+	close(fds[1]);
+	for (; pid > 0 && got < n; got++) {
+		struct cell r;
+
+		if (read(fds[0], &r, sizeof(r)) != sizeof(r))
+			break;
+		*cs[got] = r;
+	}
+	for (int i = got; i < n; i++)
+		snprintf(cs[i]->error, sizeof(cs[i]->error), "the measuring process failed (%s)",
+			 pid < 0 ? strerror(errno) : "died");
+	close(fds[0]);
+	if (pid > 0)
+		waitpid(pid, NULL, 0);
+	settle_pool();
+}
+
+static long churn_cap(const struct options *o)
+{
+	struct hugering_pool p;
+
+	/* Past the whole 2 MiB pool, so a mode that leaks a page per ring shows it. */
+	if (!hugering_pool_get(hugering_default_page_size(), -1, &p) &&
+	    p.total + 64 > o->iterations)
+		return p.total + 64;
+	return o->iterations;
+}
+
+static void init_cell(const struct options *o, int m, int s, long cap, struct cell *c)
+{
+	memset(c, 0, sizeof(*c));
+	c->mode = m;
+	c->shape = s;
+	c->cap = modes[m].kind == KIND_FLOOR ? o->iterations : cap;
+	c->sq = modes[m].kind == KIND_FLOOR ? 1 : shapes[s].sq;
+	c->cq = modes[m].kind == KIND_FLOOR ? 2 : shapes[s].cq;
+	c->flags = modes[m].kind == KIND_FLOOR ? 0 : cell_flags(&modes[m], &shapes[s], o->flags);
+	for (int b = 0; b < NBATCH; b++)
+		c->nop_mops[b] = -1;
+	for (int b = 0; b <= NBATCH; b++)
+		c->nop_x[b] = -1;
+	c->cd_x = -1;
+	c->sweep_mops = -1;
+	c->dtlb_per_op = -1;
+	if (modes[m].kind != KIND_FLOOR) {
+		struct io_uring_params p = { .flags = c->flags | IORING_SETUP_CQSIZE,
+					     .cq_entries = c->cq };
+
+		c->ring_bytes = ring_bytes(c->sq, &p);
+	}
+}
+
+/* The floor runs once (shape index -1); every other mode on every shape. */
+static int plan(const struct options *o, struct cell **out)
+{
+	long cap = churn_cap(o);
+	struct cell *cells = calloc(NMODES * NSHAPES + 1, sizeof(*cells));
+	int n = 0;
+
+	if (!cells)
+		return -ENOMEM;
+	for (size_t m = 0; m < NMODES; m++)
+		if (o->mode_on[m] && modes[m].kind == KIND_FLOOR)
+			init_cell(o, (int)m, -1, cap, &cells[n++]);
+	for (size_t s = 0; s < NSHAPES; s++)
+		for (size_t m = 0; m < NMODES; m++)
+			if (o->shape_on[s] && o->mode_on[m] && modes[m].kind != KIND_FLOOR)
+				init_cell(o, (int)m, (int)s, cap, &cells[n++]);
+	*out = cells;
+	return n;
+}
+
+struct worker {
+	pid_t pid;
+	int cmd, res;
+	bool alive;
+};
+
+static int start_worker(struct cell *c, struct worker *w)
+{
+	int cmd[2], res[2];
+
+	if (pipe(cmd))
+		return -errno;
+	if (pipe(res)) {
+		close(cmd[0]);
+		close(cmd[1]);
+		return -errno;
+	}
+	fflush(NULL);
+	w->pid = fork();
+	if (w->pid == 0) {
+		close(cmd[1]);
+		close(res[0]);
+		churn_worker(c, cmd[0], res[1]);
+	}
+	close(cmd[0]);
+	close(res[1]);
+	w->cmd = cmd[1];
+	w->res = res[0];
+	w->alive = w->pid > 0;
+	return w->pid > 0 ? 0 : -errno;
+}
+
+/* Tell @w to run @k cycles; false once it failed or died. */
+static bool turn(struct worker *w, long k)
+{
+	char st = 1;
+
+	if (write(w->cmd, &k, sizeof(k)) != sizeof(k) || read(w->res, &st, 1) != 1)
+		return false;
+	return st == 0;
+}
+
+static void finish_worker(struct worker *w, struct cell *c)
+{
+	long stop = 0;
+	struct cell r;
+
+	if (w->pid <= 0) {
+		snprintf(c->error, sizeof(c->error), "fork: %s", strerror(errno));
+		return;
+	}
+	if (write(w->cmd, &stop, sizeof(stop)) == sizeof(stop) &&
+	    read(w->res, &r, sizeof(r)) == sizeof(r))
+		*c = r;
+	else
+		snprintf(c->error, sizeof(c->error), "the measuring process died");
+	close(w->cmd);
+	close(w->res);
+	waitpid(w->pid, NULL, 0);
+}
+
+/* kernel's round median / this mode's, median over the rounds both ran. */
+static void paired_cd(struct cell **cs, int n)
+{
+	for (int i = 0; i < n; i++) {
+		int k = peer_of(cs, n, i);
+		double x[MAX_ROUNDS];
+		int nx = 0;
+
+		for (int r = 0; k >= 0 && r < cs[i]->nrounds && r < cs[k]->nrounds; r++)
+			if (cs[i]->cd_rounds[r] > 0)
+				x[nx++] = cs[k]->cd_rounds[r] / cs[i]->cd_rounds[r];
+		cs[i]->cd_x = nx ? median_of(x, nx) : -1;
+	}
+}
+
+/*
+ * create+destroy of several modes, one process each, taking turns in
+ * rounds (the order rotates): a slow phase of the machine hits them alike.
+ */
+static void churn_interleaved(const struct options *o, struct cell **cs, int n)
+{
+	struct worker w[MAX_RINGS];
+	int rounds = o->quick ? 12 : 32;
+	long k = (cs[0]->cap + rounds - 1) / rounds;
+
+	for (int i = 0; i < n; i++)
+		start_worker(cs[i], &w[i]);
+	for (int r = 0; r < rounds; r++)
+		for (int j = 0; j < n; j++) {
+			struct worker *x = &w[(j + r) % n];
+
+			if (x->alive)
+				x->alive = turn(x, k);
+		}
+	for (int i = 0; i < n; i++)
+		finish_worker(&w[i], cs[i]);
+	paired_cd(cs, n);
+	settle_pool();
+}
+
+static void progress(int done, int total, const char *what, const char *shape)
+{
+	fprintf(stderr, "hugering-bench: [%d/%d] %s %s\n", done, total, what, shape);
+}
+
+/*
+ * Per shape: NOPs of all its modes in one process, then create+destroy of
+ * the modes taking turns, then liburing's own NO_MMAP alone: it keeps a
+ * hugepage per ring it ever made, which would starve the others.
+ */
+static void run_all(const struct options *o, struct cell *cells, int n)
+{
+	int steps = 0, done = 0;
+
+	for (int i = 0; i < n; i++)
+		steps += i == 0 || cells[i].shape != cells[i - 1].shape ? 3 : 0;
+	for (int i = 0; i < n;) {
+		struct cell *turns[MAX_RINGS], *alone[MAX_RINGS], *all[MAX_RINGS];
+		int nt = 0, na = 0, g = 0, first = i;
+		const char *sh = cells[first].shape < 0 ? "" : shapes[cells[first].shape].name;
+
+		for (; i < n && cells[i].shape == cells[first].shape && g < MAX_RINGS; i++) {
+			bool leaks = modes[cells[i].mode].kind == KIND_LIBURING_NOMMAP;
+
+			all[g++] = &cells[i];
+			if (leaks || cells[i].shape < 0)
+				alone[na++] = &cells[i];
+			else
+				turns[nt++] = &cells[i];
+		}
+		progress(++done, steps, "NOP throughput", sh);
+		if (cells[first].shape >= 0)
+			run_isolated(o, all, g, run_nops);
+		progress(++done, steps, "create+destroy, modes taking turns", sh);
+		if (nt)
+			churn_interleaved(o, turns, nt);
+		progress(++done, steps, "create+destroy alone (floor, liburing-nommap)", sh);
+		for (int k = 0; k < na; k++)
+			run_isolated(o, &alone[k], 1, churn_alone);
+	}
+}
+
+/* ------------------------------------------------------------------ */
+/* Options                                                             */
+/* ------------------------------------------------------------------ */
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: hugering-bench [--quick] [--modes LIST|all] [--shapes LIST] [--iterations N]\n"
+		"                      [--seconds S] [--flags defer|plain] [--cpu N]\n"
+		"                      [--json | --csv] [--plot FILE.png|FILE.svg]\n"
+		"modes:  kernel liburing-nommap user-4k hugering hugering-1g floor (default),\n"
+		"        kernel-sqpoll hugering-sqpoll\n"
+		"shapes: small (64) medium (256/512) large (4096/65536) max (32768/65536)\n"
+		"        max-sqe128 max-cqe32\n");
+}
+
+static int die_usage(const char *fmt, const char *arg)
+{
+	fprintf(stderr, "hugering-bench: ");
+	fprintf(stderr, fmt, arg);
+	fprintf(stderr, "; see hugering-bench --help\n");
+	return 2;
+}
+
+/* Turn on the names in the comma-separated @list; -1 on an unknown name. */
+static int pick(const char *list, const char *const *names, size_t n, size_t stride,
+		bool *on, const char **bad)
+{
+	char *copy = strdup(list), *save = NULL;
+
+	memset(on, 0, n);
+	for (char *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+		size_t i;
+
+		for (i = 0; i < n; i++)
+			if (!strcmp(tok, *(const char *const *)((const char *)names + i * stride)))
+				break;
+		if (i == n && strcmp(tok, "all")) {
+			*bad = list + (tok - copy);
+			free(copy);
+			return -1;
+		}
+		for (size_t k = 0; k < n; k++)
+			if (i == n || k == i)
+				on[k] = true;
+	}
+	free(copy);
+	return 0;
+}
+
+static int parse_long(const char *s, long lo, long hi, long *out)
+{
+	char *end;
+	long v;
+
+	errno = 0;
+	v = strtol(s, &end, 10);
+	if (errno || end == s || *end || v < lo || v > hi)
+		return -1;
+	*out = v;
+	return 0;
+}
+
+static int pin_cpu(int cpu)
+{
+	cpu_set_t set;
+
+	if (sched_getaffinity(0, sizeof(set), &set) || cpu >= CPU_SETSIZE || !CPU_ISSET(cpu, &set)) {
+		fprintf(stderr, "hugering-bench: --cpu %d: not a CPU this process may run on "
+			"(see taskset -p $$); pick one of those\n", cpu);
+		return -1;
+	}
+	for (int c = 0; c < CPU_SETSIZE && sqpoll_cpu < 0; c++)
+		if (c != cpu && CPU_ISSET(c, &set))
+			sqpoll_cpu = c;
+	CPU_ZERO(&set);
+	CPU_SET(cpu, &set);
+	return sched_setaffinity(0, sizeof(set), &set);
+}
+
+static int parse_args(int argc, char **argv, struct options *o)
+{
+	static const struct option longs[] = {
+		{ "quick", no_argument, NULL, 'q' }, { "modes", required_argument, NULL, 'm' },
+		{ "shapes", required_argument, NULL, 's' },
+		{ "iterations", required_argument, NULL, 'i' },
+		{ "seconds", required_argument, NULL, 'S' }, { "cpu", required_argument, NULL, 'c' },
+		{ "flags", required_argument, NULL, 'f' }, { "json", no_argument, NULL, 'j' },
+		{ "csv", no_argument, NULL, 'v' }, { "plot", required_argument, NULL, 'p' },
+		{ "help", no_argument, NULL, 'h' }, { 0 }
+	};
+	const char *modes_arg = NULL, *bad = NULL;
+	long v;
+	int c;
+
+	*o = (struct options){ .cpu = -1, .flags = DEFER, .iterations = 0 };
+	while ((c = getopt_long(argc, argv, "h", longs, NULL)) != -1) {
+		switch (c) {
+		case 'q': o->quick = true; break;
+		case 'm': modes_arg = optarg; break;
+		case 's':
+			if (pick(optarg, &shapes[0].name, NSHAPES, sizeof(shapes[0]), o->shape_on, &bad))
+				return die_usage("unknown shape in '%s'", bad);
+			break;
+		case 'i':
+			if (parse_long(optarg, 1, 10000000, &o->iterations))
+				return die_usage("--iterations '%s': want 1..10000000", optarg);
+			break;
+		case 'S':
+			o->nop_seconds = atof(optarg);
+			if (!(o->nop_seconds > 0 && o->nop_seconds <= 60))
+				return die_usage("--seconds '%s': want a number in (0, 60]", optarg);
+			break;
+		case 'c':
+			if (parse_long(optarg, 0, CPU_SETSIZE - 1, &v))
+				return die_usage("--cpu '%s': want a CPU number", optarg);
+			o->cpu = (int)v;
+			break;
+		case 'f':
+			if (strcmp(optarg, "defer") && strcmp(optarg, "plain"))
+				return die_usage("--flags '%s': want defer or plain", optarg);
+			o->flags = strcmp(optarg, "defer") ? 0 : DEFER;
+			break;
+		case 'j': o->json = true; break;
+		case 'v': o->csv = true; break;
+		case 'p': o->plot = optarg; break;
+		case 'h': usage(stdout); exit(0);
+		default: usage(stderr); return 2;
+		}
+	}
+	if (optind < argc)
+		return die_usage("unexpected argument '%s'", argv[optind]);
+	if (o->json && o->csv)
+		return die_usage("%s", "--json and --csv are exclusive");
+	if (modes_arg) {
+		if (pick(modes_arg, &modes[0].name, NMODES, sizeof(modes[0]), o->mode_on, &bad))
+			return die_usage("unknown mode in '%s'", bad);
+	} else {
+		for (size_t m = 0; m < NMODES; m++)
+			o->mode_on[m] = modes[m].by_default;
+	}
+	bool any_shape = false;
+
+	for (size_t s = 0; s < NSHAPES; s++)
+		any_shape |= o->shape_on[s];
+	if (!any_shape)
+		memset(o->shape_on, 1, sizeof(o->shape_on));
+	if (!o->iterations)
+		o->iterations = o->quick ? 150 : 1000;
+	if (!o->nop_seconds)
+		o->nop_seconds = o->quick ? 0.1 : 0.5;
+	if (o->plot && report_plot_check(o->plot))
+		return 1;
+	if (o->cpu >= 0 && pin_cpu(o->cpu))
+		return 1;
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+
+static void machine_info(struct machine *mc)
+{
+	struct utsname u;
+	char line[256];
+	FILE *f = fopen("/proc/cpuinfo", "r");
+
+	memset(mc, 0, sizeof(*mc));
+	if (!uname(&u))
+		snprintf(mc->kernel, sizeof(mc->kernel), "%s", u.release);
+	mc->cpus = (int)sysconf(_SC_NPROCESSORS_ONLN);
+	while (f && fgets(line, sizeof(line), f)) {
+		char *colon = strchr(line, ':');
+
+		if (!strncmp(line, "model name", 10) && colon) {
+			snprintf(mc->cpu_model, sizeof(mc->cpu_model), "%s", colon + 2);
+			mc->cpu_model[strcspn(mc->cpu_model, "\n")] = 0;
+			break;
+		}
+	}
+	if (f)
+		fclose(f);
+	mc->pmu = pmu_available();
+	mc->liburing_major = io_uring_major_version();
+	mc->liburing_minor = io_uring_minor_version();
+}
+
+int main(int argc, char **argv)
+{
+	struct options o;
+	struct machine mc;
+	struct report rp;
+	struct cell *cells;
+	int n, ret = parse_args(argc, argv, &o);
+
+	if (ret)
+		return ret;
+	n = plan(&o, &cells);
+	if (n <= 0) {
+		fprintf(stderr, "hugering-bench: nothing to run (no mode or shape selected)\n");
+		return 2;
+	}
+	machine_info(&mc);
+	settle_pool();
+	run_all(&o, cells, n);
+	rp = (struct report){ .mc = &mc, .cells = cells, .n = n, .modes = modes,
+			      .shapes = shapes, .flags = o.flags, .iterations = o.iterations,
+			      .nop_seconds = o.nop_seconds, .quick = o.quick, .argv = argv, .argc = argc };
+	if (o.json)
+		report_json(stdout, &rp);
+	else if (o.csv)
+		report_csv(stdout, &rp);
+	else
+		report_table(stdout, &rp);
+	ret = o.plot ? report_plot(o.plot, &rp) : 0;
+	free(cells);
+	return ret ? 1 : 0;
+}

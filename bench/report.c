@@ -1,0 +1,447 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * hugering-bench reports.  Ratios are always against a peer measured in the
+ * same run: "x kernel" compares with the kernel-mapped ring of the same
+ * shape (kernel-sqpoll for SQPOLL modes), "x floor" with io_uring_setup(1)
+ * + close.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <hugering.h>
+
+#include "report.h"
+
+static const char *shape_name(const struct report *r, const struct cell *c)
+{
+	return c->shape < 0 ? "floor" : r->shapes[c->shape].name;
+}
+
+/* The kernel-mapped cell this one is compared with. */
+static const struct cell *peer(const struct report *r, const struct cell *c)
+{
+	const struct mode_def *m = &r->modes[c->mode];
+
+	for (int i = 0; i < r->n; i++) {
+		const struct mode_def *k = &r->modes[r->cells[i].mode];
+
+		if (r->cells[i].shape == c->shape && k->kind == KIND_KERNEL &&
+		    k->sqpoll == m->sqpoll)
+			return &r->cells[i];
+	}
+	return NULL;
+}
+
+static const struct cell *floor_cell(const struct report *r)
+{
+	for (int i = 0; i < r->n; i++)
+		if (r->modes[r->cells[i].mode].kind == KIND_FLOOR)
+			return &r->cells[i];
+	return NULL;
+}
+
+static double ratio(double num, double den)
+{
+	return num > 0 && den > 0 ? num / den : -1;
+}
+
+static void flag_names(unsigned flags, char *buf, size_t len)
+{
+	static const struct { unsigned bit; const char *name; } names[] = {
+		{ IORING_SETUP_SQPOLL, "SQPOLL" },
+		{ IORING_SETUP_SINGLE_ISSUER, "SINGLE_ISSUER" },
+		{ IORING_SETUP_DEFER_TASKRUN, "DEFER_TASKRUN" },
+		{ IORING_SETUP_SQE128, "SQE128" },
+		{ IORING_SETUP_CQE32, "CQE32" },
+	};
+	size_t used = 0;
+
+	buf[0] = 0;
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		if (flags & names[i].bit)
+			used += (size_t)snprintf(buf + used, used < len ? len - used : 0, "%s%s",
+						 used ? "|" : "", names[i].name);
+	if (!used)
+		snprintf(buf, len, "0");
+}
+
+/* ------------------------------------------------------------------ */
+/* Table                                                               */
+/* ------------------------------------------------------------------ */
+
+/* "%*.Nf" or "-" for a value not measured. */
+static void num(FILE *f, int width, int prec, double v, const char *suffix)
+{
+	char b[32];
+
+	if (v < 0)
+		snprintf(b, sizeof(b), "-");
+	else
+		snprintf(b, sizeof(b), "%.*f%s", prec, v, suffix);
+	fprintf(f, " %*s", width, b);
+}
+
+static void table_head(FILE *f, const struct report *r)
+{
+	char flags[128];
+
+	flag_names(r->flags, flags, sizeof(flags));
+	fprintf(f, "hugering-bench: kernel %s, %d CPUs (%s), liburing %d.%d\n", r->mc->kernel,
+		r->mc->cpus, r->mc->cpu_model, r->mc->liburing_major, r->mc->liburing_minor);
+	fprintf(f, "flags %s on every ring; %ld create+destroy cycles per cell at least; "
+		"NOPs %.2f s per batch; dTLB misses: %s\n\n", flags, r->iterations,
+		r->nop_seconds, r->mc->pmu ? "perf_event_open" : "unavailable (no PMU)");
+}
+
+static void table_create(FILE *f, const struct report *r)
+{
+	const struct cell *fl = floor_cell(r);
+	size_t ps = hugering_default_page_size();
+
+	fprintf(f, "create+destroy, us per cycle; x kernel = median over rounds of kernel's round "
+		"median / this mode's (> 1: faster;\n* = run alone: kernel median / mode median); "
+		"x floor = mode median / floor median\n");
+	fprintf(f, "%-11s %-16s %9s %9s %10s %8s %7s %8s %12s %10s %6s %7s  %s\n", "shape",
+		"mode", "median", "p99", "cycles/s", "x kernel", "x rate", "x floor", "churn ok/cap",
+		"ring bytes", "pages", "per 2M", "error");
+	for (int i = 0; i < r->n; i++) {
+		const struct cell *c = &r->cells[i], *k = peer(r, c);
+		char churn[32];
+
+		snprintf(churn, sizeof(churn), "%ld/%ld", c->cycles, c->cap);
+		fprintf(f, "%-11s %-16s", shape_name(r, c), r->modes[c->mode].name);
+		num(f, 9, 1, c->cycles ? c->cd_median_us : -1, "");
+		num(f, 9, 1, c->cycles ? c->cd_p99_us : -1, "");
+		num(f, 10, 0, c->cycles ? c->cycles_per_s : -1, "");
+		num(f, 8, 2, c->cd_x >= 0 ? c->cd_x : k ? ratio(k->cd_median_us, c->cd_median_us)
+			     : -1, c->cd_x >= 0 ? "" : "*");
+		num(f, 7, 2, k && c->cycles ? ratio(c->cycles_per_s, k->cycles_per_s) : -1, "");
+		num(f, 8, 2, fl && c->cycles ? ratio(c->cd_median_us, fl->cd_median_us) : -1, "");
+		fprintf(f, " %12s", churn);
+		num(f, 10, 0, c->ring_bytes ? (double)c->ring_bytes : -1, "");
+		fprintf(f, " %6ld", c->hugepages_used);
+		num(f, 7, 0, c->ring_bytes && ps ? (double)(ps / c->ring_bytes) : -1, "");
+		fprintf(f, "  %s\n", c->error[0] ? c->error : "-");
+	}
+	fprintf(f, "pages: pool pages taken during the churn and still held after it; "
+		"per 2M: rings of this shape one 2 MiB page holds\n\n");
+}
+
+static void table_nops(FILE *f, const struct report *r)
+{
+	fprintf(f, "NOP throughput, M ops/s on 3 warm rings per mode used in turn (median of %s "
+		"slices); sweep = the whole SQ per batch;\nx = median of (this mode / kernel) over "
+		"rounds of adjacent slices\n", r->quick ? "9" : "30");
+	fprintf(f, "%-11s %-16s %7s %7s %7s %7s %7s %7s %7s %7s %9s\n", "shape", "mode", "b1",
+		"b32", "b256", "sweep", "x b1", "x b32", "x b256", "x sweep", "dTLB/op");
+	for (int i = 0; i < r->n; i++) {
+		const struct cell *c = &r->cells[i];
+
+		if (c->shape < 0)
+			continue;
+		fprintf(f, "%-11s %-16s", shape_name(r, c), r->modes[c->mode].name);
+		for (int b = 0; b < NBATCH; b++)
+			num(f, 7, 2, c->nop_mops[b], "");
+		num(f, 7, 2, c->sweep_mops, "");
+		for (int b = 0; b <= NBATCH; b++)
+			num(f, 7, 3, c->nop_x[b], "");
+		num(f, 9, 4, c->dtlb_per_op, "");
+		fputc('\n', f);
+	}
+}
+
+void report_table(FILE *f, const struct report *r)
+{
+	table_head(f, r);
+	table_create(f, r);
+	table_nops(f, r);
+}
+
+/* ------------------------------------------------------------------ */
+/* JSON and CSV                                                        */
+/* ------------------------------------------------------------------ */
+
+static void json_str(FILE *f, const char *s)
+{
+	fputc('"', f);
+	for (; *s; s++) {
+		if (*s == '"' || *s == '\\')
+			fprintf(f, "\\%c", *s);
+		else if ((unsigned char)*s < 0x20)
+			fprintf(f, "\\u%04x", *s);
+		else
+			fputc(*s, f);
+	}
+	fputc('"', f);
+}
+
+/* A number, or @none (null in JSON, empty in CSV) when not measured. */
+static void json_num(FILE *f, double v, int prec, const char *none)
+{
+	if (v < 0)
+		fputs(none, f);
+	else
+		fprintf(f, "%.*f", prec, v);
+}
+
+static void json_cell(FILE *f, const struct report *r, const struct cell *c)
+{
+	char flags[128];
+
+	flag_names(c->flags, flags, sizeof(flags));
+	fprintf(f, "    {\"mode\": ");
+	json_str(f, r->modes[c->mode].name);
+	fprintf(f, ", \"shape\": ");
+	json_str(f, shape_name(r, c));
+	fprintf(f, ", \"sq\": %u, \"cq\": %u, \"flags\": ", c->sq, c->cq);
+	json_str(f, flags);
+	fprintf(f, ",\n     \"create_destroy_us_median\": ");
+	json_num(f, c->cycles ? c->cd_median_us : -1, 2, "null");
+	fprintf(f, ", \"create_destroy_us_p99\": ");
+	json_num(f, c->cycles ? c->cd_p99_us : -1, 2, "null");
+	fprintf(f, ", \"cycles_per_s\": ");
+	json_num(f, c->cycles ? c->cycles_per_s : -1, 1, "null");
+	fprintf(f, ", \"create_destroy_vs_kernel\": ");
+	json_num(f, c->cd_x, 3, "null");
+	fprintf(f, ",\n     \"churn_cycles_ok\": %ld, \"churn_cap\": %ld, \"nop_mops\": {", c->cycles,
+		c->cap);
+	for (int b = 0; b < NBATCH; b++) {
+		fprintf(f, "%s\"b%u\": ", b ? ", " : "", batches[b]);
+		json_num(f, c->nop_mops[b], 4, "null");
+	}
+	fprintf(f, "}, \"sweep_mops\": ");
+	json_num(f, c->sweep_mops, 4, "null");
+	fprintf(f, ", \"nop_vs_kernel\": {");
+	for (int b = 0; b <= NBATCH; b++) {
+		if (b < NBATCH)
+			fprintf(f, "%s\"b%u\": ", b ? ", " : "", batches[b]);
+		else
+			fprintf(f, ", \"sweep\": ");
+		json_num(f, c->nop_x[b], 4, "null");
+	}
+	fputc('}', f);
+	fprintf(f, ", \"dtlb_misses_per_op\": ");
+	json_num(f, c->dtlb_per_op, 5, "null");
+	fprintf(f, ",\n     \"ring_bytes\": %zu, \"hugepages_used\": %ld, \"error\": ", c->ring_bytes,
+		c->hugepages_used);
+	if (c->error[0])
+		json_str(f, c->error);
+	else
+		fputs("null", f);
+	fputc('}', f);
+}
+
+void report_json(FILE *f, const struct report *r)
+{
+	fprintf(f, "{\n  \"machine\": {\"kernel\": ");
+	json_str(f, r->mc->kernel);
+	fprintf(f, ", \"cpus\": %d, \"cpu_model\": ", r->mc->cpus);
+	json_str(f, r->mc->cpu_model);
+	fprintf(f, ", \"pmu\": %s, \"liburing\": \"%d.%d\"},\n  \"results\": [\n",
+		r->mc->pmu ? "true" : "false", r->mc->liburing_major, r->mc->liburing_minor);
+	for (int i = 0; i < r->n; i++) {
+		json_cell(f, r, &r->cells[i]);
+		fputs(i + 1 < r->n ? ",\n" : "\n", f);
+	}
+	fprintf(f, "  ]\n}\n");
+}
+
+/* A CSV field: quoted when it holds a comma or a quote. */
+static void csv_str(FILE *f, const char *s)
+{
+	if (!strpbrk(s, ",\"\n")) {
+		fputs(s, f);
+		return;
+	}
+	fputc('"', f);
+	for (; *s; s++) {
+		if (*s == '"')
+			fputc('"', f);
+		fputc(*s, f);
+	}
+	fputc('"', f);
+}
+
+void report_csv(FILE *f, const struct report *r)
+{
+	fprintf(f, "mode,shape,sq,cq,flags,create_destroy_us_median,create_destroy_us_p99,"
+		"cycles_per_s,create_destroy_vs_kernel,churn_cycles_ok,churn_cap,nop_mops_b1,nop_mops_b32,nop_mops_b256,"
+		"sweep_mops,nop_vs_kernel_b1,nop_vs_kernel_b32,nop_vs_kernel_b256,"
+		"nop_vs_kernel_sweep,dtlb_misses_per_op,ring_bytes,hugepages_used,error\n");
+	for (int i = 0; i < r->n; i++) {
+		const struct cell *c = &r->cells[i];
+		char flags[128];
+
+		flag_names(c->flags, flags, sizeof(flags));
+		fprintf(f, "%s,%s,%u,%u,%s,", r->modes[c->mode].name, shape_name(r, c), c->sq,
+			c->cq, flags);
+		json_num(f, c->cycles ? c->cd_median_us : -1, 2, "");
+		fputc(',', f);
+		json_num(f, c->cycles ? c->cd_p99_us : -1, 2, "");
+		fputc(',', f);
+		json_num(f, c->cycles ? c->cycles_per_s : -1, 1, "");
+		fputc(',', f);
+		json_num(f, c->cd_x, 3, "");
+		fprintf(f, ",%ld,%ld", c->cycles, c->cap);
+		for (int b = 0; b < NBATCH; b++) {
+			fputc(',', f);
+			json_num(f, c->nop_mops[b], 4, "");
+		}
+		fputc(',', f);
+		json_num(f, c->sweep_mops, 4, "");
+		for (int b = 0; b <= NBATCH; b++) {
+			fputc(',', f);
+			json_num(f, c->nop_x[b], 4, "");
+		}
+		fputc(',', f);
+		json_num(f, c->dtlb_per_op, 5, "");
+		fprintf(f, ",%zu,%ld,", c->ring_bytes, c->hugepages_used);
+		csv_str(f, c->error);
+		fputc('\n', f);
+	}
+}
+
+/* ------------------------------------------------------------------ */
+/* Plot (gnuplot)                                                      */
+/* ------------------------------------------------------------------ */
+
+static const char *plot_ext(const char *path)
+{
+	const char *dot = strrchr(path, '.');
+
+	return dot && (!strcmp(dot, ".png") || !strcmp(dot, ".svg")) ? dot + 1 : NULL;
+}
+
+int report_plot_check(const char *path)
+{
+	if (!plot_ext(path)) {
+		fprintf(stderr, "hugering-bench: --plot %s: the file must end in .png or .svg\n",
+			path);
+		return -EINVAL;
+	}
+	if (system("command -v gnuplot >/dev/null 2>&1")) {
+		fprintf(stderr, "hugering-bench: --plot needs gnuplot, which is not installed: "
+			"apt-get install gnuplot-nox (or run make bench as root)\n");
+		return -ENOENT;
+	}
+	return 0;
+}
+
+/* Distinct non-floor modes in the run, in table order. */
+static int plot_modes(const struct report *r, int *out)
+{
+	int n = 0;
+
+	for (int i = 0; i < r->n; i++) {
+		int m = r->cells[i].mode, k;
+
+		if (r->cells[i].shape < 0)
+			continue;
+		for (k = 0; k < n && out[k] != m; k++)
+			;
+		if (k == n)
+			out[n++] = m;
+	}
+	return n;
+}
+
+static const struct cell *cell_at(const struct report *r, int shape, int mode)
+{
+	for (int i = 0; i < r->n; i++)
+		if (r->cells[i].shape == shape && r->cells[i].mode == mode)
+			return &r->cells[i];
+	return NULL;
+}
+
+/* Rows: shapes; columns: create+destroy median per mode, then NOP b32 per mode. */
+static void plot_data(FILE *f, const struct report *r, const int *pm, int npm)
+{
+	int last = -2;
+
+	for (int i = 0; i < r->n; i++) {
+		int s = r->cells[i].shape;
+
+		if (s < 0 || s == last)
+			continue;
+		last = s;
+		fprintf(f, "%s", r->shapes[s].name);
+		for (int k = 0; k < npm; k++) {
+			const struct cell *c = cell_at(r, s, pm[k]);
+
+			fputc(' ', f);
+			json_num(f, c && c->cycles ? c->cd_median_us : -1, 2, "?");
+		}
+		for (int k = 0; k < npm; k++) {
+			const struct cell *c = cell_at(r, s, pm[k]);
+
+			fputc(' ', f);
+			json_num(f, c ? c->nop_mops[1] : -1, 4, "?");
+		}
+		fputc('\n', f);
+	}
+}
+
+static void plot_script(FILE *f, const char *path, const char *data, const struct report *r,
+			const int *pm, int npm, bool cairo)
+{
+	bool svg = !strcmp(plot_ext(path), "svg");
+
+	fprintf(f, "set terminal %s size 1400,560%s\n", svg ? "svg" : cairo ? "pngcairo" : "png",
+		svg || !cairo ? "" : " font 'sans,10'");
+	fprintf(f, "set output '%s'\nset datafile missing '?'\n", path);
+	fprintf(f, "set style data histograms\nset style histogram clustered gap 1\n"
+		"set style fill solid 0.85 border -1\nset key top left\nset grid ytics\n"
+		"set xtics rotate by -20\nset multiplot layout 1,2 title "
+		"'hugering-bench: kernel %s, %d CPUs'\n", r->mc->kernel, r->mc->cpus);
+	fprintf(f, "set title 'create+destroy, median us per cycle (log, lower is faster)'\n"
+		"set logscale y\nplot ");
+	for (int k = 0; k < npm; k++)
+		fprintf(f, "%s'%s' using %d:xtic(1) title '%s'", k ? ", " : "", data, k + 2,
+			r->modes[pm[k]].name);
+	fprintf(f, "\nunset logscale y\nset yrange [0:*]\n"
+		"set title 'NOP throughput at batch 32, M ops/s (higher is better)'\nplot ");
+	for (int k = 0; k < npm; k++)
+		fprintf(f, "%s'%s' using %d:xtic(1) title '%s'", k ? ", " : "", data, npm + k + 2,
+			r->modes[pm[k]].name);
+	fprintf(f, "\nunset multiplot\n");
+}
+
+static int run_gnuplot(const char *path, const char *data, const struct report *r,
+		       const int *pm, int npm, bool cairo)
+{
+	FILE *g = popen("gnuplot 2>/dev/null", "w");
+	int st;
+
+	if (!g)
+		return -errno;
+	plot_script(g, path, data, r, pm, npm, cairo);
+	st = pclose(g);
+	return st == 0 ? 0 : -EIO;
+}
+
+int report_plot(const char *path, const struct report *r)
+{
+	char data[] = "/tmp/hugering-bench-XXXXXX";
+	int pm[64], npm = plot_modes(r, pm), fd = mkstemp(data), ret;
+	FILE *f;
+
+	if (fd < 0 || !(f = fdopen(fd, "w"))) {
+		fprintf(stderr, "hugering-bench: --plot: cannot write a temporary file in /tmp: "
+			"%s\n", strerror(errno));
+		return -EIO;
+	}
+	plot_data(f, r, pm, npm);
+	fclose(f);
+	/* pngcairo looks better; plain png (libgd) where cairo is not built in */
+	ret = run_gnuplot(path, data, r, pm, npm, true);
+	if (ret)
+		ret = run_gnuplot(path, data, r, pm, npm, false);
+	unlink(data);
+	if (ret)
+		fprintf(stderr, "hugering-bench: --plot %s: gnuplot failed (can %s be written?)\n",
+			path, path);
+	return ret;
+}

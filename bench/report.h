@@ -1,0 +1,39 @@
+/* SPDX-License-Identifier: MIT */
+/* hugering-bench reports: table, JSON, CSV, gnuplot. */
+#ifndef HUGERING_BENCH_REPORT_H
+#define HUGERING_BENCH_REPORT_H
+
+#include <stdio.h>
+
+#include "bench.h"
+
+struct machine {
+	char kernel[65];
+	int cpus;
+	char cpu_model[128];
+	bool pmu;
+	int liburing_major, liburing_minor;
+};
+
+struct report {
+	const struct machine *mc;
+	const struct cell *cells;
+	int n;
+	const struct mode_def *modes;
+	const struct shape_def *shapes;
+	unsigned flags;		/* the run's setup flags before shape and mode */
+	long iterations;
+	double nop_seconds;
+	bool quick;
+	char **argv;
+	int argc;
+};
+
+void report_table(FILE *f, const struct report *r);
+void report_json(FILE *f, const struct report *r);
+void report_csv(FILE *f, const struct report *r);
+/* 0 if @path can be plotted here (extension, gnuplot); else says why on stderr. */
+int report_plot_check(const char *path);
+int report_plot(const char *path, const struct report *r);
+
+#endif

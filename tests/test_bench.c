@@ -1,0 +1,171 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * hugering-bench as a user runs it: --json carries every documented key for
+ * every result, churn shows liburing's own NO_MMAP allocation running out
+ * where hugering survives the whole cap, --csv has one row per result, the
+ * plot is drawn with every mode in it, and bad input is one clear line with
+ * a non-zero exit.  No timing is asserted: speed is the benchmark's output.
+ */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "helpers.h"
+
+TestSuite(bench, .init = th_init, .fini = th_fini, .timeout = 600);
+
+#define OUT_LEN (256 * 1024)
+/* Static: a failed assertion ends the test without a leak to report. */
+static char out[OUT_LEN];
+#define SMALL_RUN "--modes kernel,liburing-nommap,user-4k,hugering,floor " \
+		  "--shapes small,large --iterations 20 --seconds 0.02"
+
+static const char *bench(void)
+{
+	const char *b = getenv("HUGERING_BENCH_BIN");
+
+	return b ? b : "build/bench/hugering-bench";
+}
+
+static int run_bench(const char *args, char *buf)
+{
+	char cmd[1024];
+
+	snprintf(cmd, sizeof(cmd), "'%s' %s 2>/dev/null", bench(), args);
+	return th_run(cmd, buf, OUT_LEN);
+}
+
+static int count(const char *hay, const char *needle)
+{
+	int n = 0;
+
+	for (const char *p = hay; (p = strstr(p, needle)); p += strlen(needle))
+		n++;
+	return n;
+}
+
+/* The result object of @mode on @shape, up to its closing brace, in @obj. */
+static void result_of(const char *json, const char *mode, const char *shape, char *obj,
+		      size_t len)
+{
+	char key[128];
+	const char *p, *end;
+
+	snprintf(key, sizeof(key), "{\"mode\": \"%s\", \"shape\": \"%s\"", mode, shape);
+	p = strstr(json, key);
+	cr_assert_not_null(p, "no result for %s on %s", mode, shape);
+	end = strstr(p, "\"error\": ");
+	cr_assert_not_null(end);
+	end = strchr(end, '}');
+	cr_assert_not_null(end);
+	cr_assert_lt((size_t)(end - p), len);
+	memcpy(obj, p, (size_t)(end - p));
+	obj[end - p] = 0;
+}
+
+static long field_long(const char *obj, const char *key)
+{
+	char k[64];
+	const char *p;
+
+	snprintf(k, sizeof(k), "\"%s\": ", key);
+	p = strstr(obj, k);
+	cr_assert_not_null(p, "no %s in %s", key, obj);
+	return strtol(p + strlen(k), NULL, 10);
+}
+
+Test(bench, json_has_every_key_and_churn_tells_the_modes_apart)
+{
+	static const char *const result_keys[] = {
+		"\"mode\": ", "\"shape\": ", "\"sq\": ", "\"cq\": ", "\"flags\": ",
+		"\"create_destroy_us_median\": ", "\"create_destroy_us_p99\": ",
+		"\"cycles_per_s\": ", "\"churn_cycles_ok\": ", "\"nop_mops\": {\"b1\": ",
+		"\"sweep_mops\": ", "\"ring_bytes\": ", "\"hugepages_used\": ", "\"error\": ",
+		"\"nop_vs_kernel\": {\"b1\": ", "\"create_destroy_vs_kernel\": ",
+	};
+	static const char *const machine_keys[] = {
+		"\"machine\": {\"kernel\": \"", "\"cpus\": ", "\"cpu_model\": ", "\"pmu\": ",
+		"\"results\": [",
+	};
+	char obj[2048];
+	int results;
+
+	th_need_pool(SZ_2M, 8);
+	cr_assert_eq(run_bench("--quick --json " SMALL_RUN, out), 0);
+	for (size_t i = 0; i < sizeof(machine_keys) / sizeof(machine_keys[0]); i++)
+		cr_assert_eq(count(out, machine_keys[i]), 1, "%s", machine_keys[i]);
+	results = count(out, "{\"mode\": ");
+	cr_assert_eq(results, 1 + 2 * 4, "floor + 2 shapes x 4 modes:\n%s", out);
+	for (size_t i = 0; i < sizeof(result_keys) / sizeof(result_keys[0]); i++)
+		cr_assert_eq(count(out, result_keys[i]), results, "%s", result_keys[i]);
+	/* in nop_mops and in nop_vs_kernel */
+	cr_assert_eq(count(out, "\"b32\": "), 2 * results);
+	cr_assert_eq(count(out, "\"b256\": "), 2 * results);
+
+	/* Acceptance 3: hugering survives the whole cap, liburing's own does not. */
+	result_of(out, "hugering", "large", obj, sizeof(obj));
+	cr_assert_eq(field_long(obj, "churn_cycles_ok"), field_long(obj, "churn_cap"), "%s", obj);
+	cr_assert(strstr(obj, "\"error\": null"), "%s", obj);
+	result_of(out, "liburing-nommap", "large", obj, sizeof(obj));
+	cr_assert_lt(field_long(obj, "churn_cycles_ok"), field_long(obj, "churn_cap"), "%s", obj);
+	cr_assert(strstr(obj, "create failed after"), "%s", obj);
+	/* Same ring memory in every mode. */
+	result_of(out, "kernel", "large", obj, sizeof(obj));
+	cr_assert_eq(field_long(obj, "ring_bytes"), 1314816);
+}
+
+Test(bench, csv_has_a_row_per_result)
+{
+
+	cr_assert_eq(run_bench("--quick --csv --modes kernel,hugering --shapes small "
+			       "--iterations 10 --seconds 0.01", out), 0);
+	cr_assert_eq(strncmp(out, "mode,shape,sq,cq,flags,", 23), 0, "%s", out);
+	cr_assert_eq(count(out, "\n"), 3, "header + 2 rows:\n%s", out);
+	cr_assert(strstr(out, "\nhugering,small,64,128,SINGLE_ISSUER|DEFER_TASKRUN,"), "%s", out);
+}
+
+Test(bench, plot_shows_every_mode)
+{
+	char path[] = "/tmp/hugering-bench-test-XXXXXX.svg", cmd[256];
+	int fd = mkstemps(path, 4);
+
+	cr_assert_geq(fd, 0);
+	close(fd);
+	th_need_pool(SZ_2M, 8);
+	snprintf(cmd, sizeof(cmd), "--quick --plot %s " SMALL_RUN, path);
+	cr_assert_eq(run_bench(cmd, out), 0);
+	snprintf(cmd, sizeof(cmd), "cat %s", path);
+	cr_assert_eq(th_run(cmd, out, OUT_LEN), 0);
+	cr_assert(strstr(out, "<svg"), "not an SVG");
+	cr_assert(strstr(out, "create+destroy"));
+	for (const char *m = "kernel\0liburing-nommap\0user-4k\0hugering\0"; *m; m += strlen(m) + 1)
+		cr_assert(strstr(out, m), "%s missing from the plot", m);
+	unlink(path);
+}
+
+/* One line on stderr saying what is wrong, exit status 2 (1 for --plot). */
+static void refused(const char *args, int status, const char *says)
+{
+	char cmd[512];
+
+	snprintf(cmd, sizeof(cmd), "'%s' %s 2>&1 >/dev/null", bench(), args);
+	cr_assert_eq(th_run(cmd, out, OUT_LEN), status, "%s: %s", args, out);
+	cr_assert_eq(count(out, "\n"), 1, "%s: one line, got:\n%s", args, out);
+	cr_assert(strstr(out, says), "%s: %s", args, out);
+}
+
+Test(bench, bad_input_is_one_clear_line)
+{
+	refused("--iterations 0", 2, "--iterations '0'");
+	refused("--iterations 12x", 2, "--iterations '12x'");
+	refused("--modes kernel,bogus", 2, "unknown mode in 'bogus'");
+	refused("--shapes huge", 2, "unknown shape in 'huge'");
+	refused("--flags sqpoll", 2, "want defer or plain");
+	refused("--json --csv", 2, "exclusive");
+	refused("--cpu 4096", 2, "--cpu '4096'");
+	refused("--cpu 1000", 1, "not a CPU this process may run on");
+	refused("--plot out.gif", 1, "must end in .png or .svg");
+	refused("extra", 2, "unexpected argument 'extra'");
+}
