@@ -331,21 +331,22 @@ static void pool_reason(char *buf, size_t len, const struct hugering_layout *lay
 }
 
 /*
- * Resize-to-throw-away costs a fixed ~30 us per ring; quarantine costs a
- * page retirement (~350 us: punch, fault and zero a fresh 2 MiB page)
- * shared by the rings of that page.  Measured (bench/recycle, README) they
- * break even at rings of about 1/16 of a page: resize from there up.  An
- * arena's dedicated region (a ring larger than a page) is always worth it:
- * it is kept as a spare instead of being faulted in again.
+ * Resize-to-throw-away costs a fixed ~30 us per ring.  Quarantine costs the
+ * ring's share of a fresh page, which the kernel zeroes: about 175 us per
+ * MiB of ring, whatever the page size (350 us per 2 MiB page; a 1 GiB page
+ * stalls ~0.2 s once per page).  They break even near 128 KiB (measured on
+ * 2 MiB pages: bench/recycle, README): resize from there up.  An arena's
+ * dedicated region (a ring larger than a page) is always worth it: it is
+ * kept as a spare instead of being faulted in again.
  */
-#define RESIZE_MIN_FRACTION 16
+#define RESIZE_MIN_BYTES (128u << 10)
 
 static bool resize_recycles(const struct io_uring_params *q, const struct hr_slot *s)
 {
 	if (!s->arena || !hr_caps()->resize || !(q->flags & IORING_SETUP_DEFER_TASKRUN) ||
 	    !hr_arena_may_resize(s->arena))
 		return false;
-	return !s->page || s->len * RESIZE_MIN_FRACTION >= s->page_size;
+	return !s->page || s->len >= RESIZE_MIN_BYTES;
 }
 
 static void fill_user_info(const struct io_uring_params *q, const struct hugering_layout *lay,
@@ -459,25 +460,35 @@ static int user_layout(unsigned entries, const struct io_uring_params *orig,
 /*
  * Set up in @s.  Unprivileged on 6.14+, a ring just destroyed still holds
  * its RLIMIT_MEMLOCK charge for a few ms: wait for it like for the pool.
+ * A setup that fails after the kernel set the rings up (6.18 frees them at
+ * once when only the SQE region fails, but not on later failures) leaves a
+ * half-made ring torn down asynchronously, writing its header; which one it
+ * was cannot be told from -ENOMEM, so every retry gets fresh memory and the
+ * old goes to quarantine.  On failure @s has been given back (quarantined);
+ * on success it holds the ring.
  */
 static int setup_waiting(unsigned entries, struct io_uring *ring, const struct io_uring_params *in,
-			 struct io_uring_params *q, const struct hugering_layout *lay,
-			 struct hr_slot *s, int wait_ms)
+			 struct io_uring_params *q, const struct hugering_layout *lay, int nommap,
+			 const struct hugering_init_opts *o, struct hr_slot *s)
 {
-	struct timespec t0, t;
+	int wait_ms = hr_arena_wait_ms(s->arena), waited = 0, step = 1;
 	struct rlimit rl;
 	int ret;
 
-	clock_gettime(CLOCK_MONOTONIC, &t0);
 	for (;;) {
 		ret = setup_in(entries, ring, in, q, lay, s);
+		if (!ret)
+			return 0;
+		hr_arena_free(s, false);
 		if (ret != -ENOMEM || !memlock_explains(&rl))
 			return ret;
-		clock_gettime(CLOCK_MONOTONIC, &t);
-		if ((t.tv_sec - t0.tv_sec) * 1000 + (t.tv_nsec - t0.tv_nsec) / 1000000 >= wait_ms)
+		if (waited >= wait_ms)
 			break;
-		s->reused = true;	/* the kernel may have touched it: zero again */
-		usleep(1000);
+		usleep((useconds_t)step * 1000);
+		waited += step;
+		step = step < 32 ? 2 * step : step;	/* few retries, few quarantined slots */
+		if (alloc_ring_mem(lay, nommap, o, s))
+			break;
 	}
 	/* A kernel-mapped ring is charged the same: no fallback. */
 	hr_set_error("RLIMIT_MEMLOCK: the ring needs %zu bytes locked (charged per user, "
@@ -535,15 +546,13 @@ static int user_ring(unsigned entries, struct io_uring *ring, struct io_uring_pa
 		return ret;
 	}
 
-	ret = setup_waiting(entries, ring, &in, &q, &lay, &rec->slot,
-			    hr_arena_wait_ms(rec->slot.arena));
+	/*
+	 * On failure the kernel may have pinned the memory (or the ring existed,
+	 * -EPROTO) and tears it down asynchronously, writing into it: the slot
+	 * went to quarantine, never to be reused.
+	 */
+	ret = setup_waiting(entries, ring, &in, &q, &lay, caps->nommap, o, &rec->slot);
 	if (ret) {
-		/*
-		 * The kernel may have pinned the memory before failing (or the
-		 * ring existed, -EPROTO) and tears it down asynchronously, writing
-		 * into it: quarantine, never reuse.
-		 */
-		hr_arena_free(&rec->slot, false);
 		free(rec);
 		if (ret == -EPROTO || ret == -ENOMEM)
 			return ret;

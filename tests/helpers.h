@@ -19,6 +19,7 @@
 #define MFD_HUGE_2MB (21U << 26)
 #endif
 #define SZ_2M (2 * MiB)
+#define SZ_1G (1024 * MiB)
 
 /* PFN of the 4 KiB page at @addr; 0 if hidden or absent. */
 uint64_t th_pfn(const void *addr);

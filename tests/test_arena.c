@@ -108,7 +108,7 @@ Test(arena, resize_recycles_the_same_slot)
 	size_t waiting;
 
 	th_need_pool(SZ_2M, 2);
-	/* small rings: quarantine is cheaper (README), resize from 1/16 page up */
+	/* small rings: quarantine is cheaper (README), resize from 128 KiB up */
 	cr_assert_eq(ring_in(a, 64, 128, flags, &ring), 0);
 	cr_assert_eq(hugering_ring_info(&ring, &i1), 0);
 	cr_assert_eq(i1.recycle, HUGERING_RECYCLE_QUARANTINE);
@@ -563,6 +563,34 @@ Test(arena, fork_child_gets_its_own_arena)
 	cr_assert_eq(WEXITSTATUS(st), 0, "child step %d failed", WEXITSTATUS(st));
 	/* the child's NOP went through the shared ring memory */
 	cr_assert_eq(*ring.cq.khead, 1);
+	hugering_queue_exit(&ring);
+	cr_assert_eq(hugering_arena_destroy(a), 0);
+}
+
+/*
+ * The resize threshold is a ring size, not a fraction of the page: on a
+ * 1 GiB page a 1.3 MiB DEFER_TASKRUN ring is resized away and its slot
+ * reused, not quarantined until ~780 rings later a whole 1 GiB page stalls.
+ */
+Test(arena, resize_threshold_is_bytes_on_1g_pages)
+{
+	unsigned flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN;
+	struct hugering_arena_opts o = { .page_size = SZ_1G, .numa_node = -1 };
+	struct hugering_ring_info i1, i2;
+	struct hugering_arena *a;
+	struct io_uring ring;
+
+	th_need_pool(SZ_1G, 1);
+	cr_assert_eq(hugering_arena_create(&o, &a), 0);
+	cr_assert_eq(ring_in(a, 4096, 65536, flags, &ring), 0, "%s", hugering_last_error());
+	cr_assert_eq(hugering_ring_info(&ring, &i1), 0);
+	cr_assert_eq(i1.page_size, SZ_1G);
+	cr_assert_eq(i1.recycle, HUGERING_RECYCLE_RESIZE);
+	hugering_queue_exit(&ring);
+	cr_assert_eq(ring_in(a, 4096, 65536, flags, &ring), 0);
+	cr_assert_eq(hugering_ring_info(&ring, &i2), 0);
+	cr_assert_eq(i2.mem, i1.mem, "the clean slot is reused");
+	th_nops(&ring, 3 * 4096);
 	hugering_queue_exit(&ring);
 	cr_assert_eq(hugering_arena_destroy(a), 0);
 }

@@ -278,6 +278,47 @@ Test(ring, memlock_enomem_reported_as_memlock)
 		  hugering_last_error());
 }
 
+/*
+ * The limit here leaves room for a ring's rings but not its SQEs while the
+ * ring just destroyed still holds its charge: the next setup is refused,
+ * then succeeds once the charge is gone.  Each retry must take fresh memory
+ * (a setup that fails after the kernel set the rings up leaves a half-made
+ * ring whose teardown writes the header later; -ENOMEM does not say which),
+ * and the ring that finally succeeds must complete exactly.
+ */
+Test(ring, memlock_retry_never_reuses_a_failed_setups_memory, .timeout = 120)
+{
+	struct io_uring_params lp = { .flags = IORING_SETUP_NO_MMAP | IORING_SETUP_NO_SQARRAY };
+	struct hugering_layout l;
+	struct rlimit rl;
+	int retried = 0;
+
+	th_need_pool(SZ_2M, 8);
+	cr_assert_eq(hugering_ring_layout(4096, &lp, &l), 0);
+	rl.rlim_cur = rl.rlim_max = l.sqes_bytes + 2 * l.rings_bytes + 4096;
+	drop_cap_ipc_lock();
+	cr_assert_eq(setrlimit(RLIMIT_MEMLOCK, &rl), 0);
+	for (int i = 0; i < 20; i++) {
+		struct hugering_arena_stats st0, st;
+		struct io_uring_params p = { 0 };
+		struct io_uring ring;
+
+		cr_assert_eq(hugering_queue_init_params(4096, &ring, &p), 0, "%s",
+			     hugering_last_error());
+		th_nops(&ring, 4096);
+		hugering_queue_exit(&ring);
+		cr_assert_eq(hugering_arena_stats(hugering_default_arena(), &st0), 0);
+		cr_assert_eq(hugering_queue_init_params(4096, &ring, &p), 0, "%s",
+			     hugering_last_error());
+		cr_assert_eq(hugering_arena_stats(hugering_default_arena(), &st), 0);
+		retried += st.rings_created - st0.rings_created > 1;
+		usleep(40000);	/* past the half-made ring's teardown */
+		th_nops(&ring, 3 * 4096);
+		hugering_queue_exit(&ring);
+	}
+	cr_assert_gt(retried, 0, "the limit never made a setup retry: the test tests nothing");
+}
+
 /* A forked child uses the parent's ring: the memory must be shared. */
 Test(ring, forked_child_uses_ring)
 {
