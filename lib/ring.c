@@ -460,35 +460,28 @@ static int user_layout(unsigned entries, const struct io_uring_params *orig,
 /*
  * Set up in @s.  Unprivileged on 6.14+, a ring just destroyed still holds
  * its RLIMIT_MEMLOCK charge for a few ms: wait for it like for the pool.
- * A setup that fails after the kernel set the rings up (6.18 frees them at
- * once when only the SQE region fails, but not on later failures) leaves a
- * half-made ring torn down asynchronously, writing its header; which one it
- * was cannot be told from -ENOMEM, so every retry gets fresh memory and the
- * old goes to quarantine.  On failure @s has been given back (quarantined);
- * on success it holds the ring.
+ * Retrying in the same memory is safe: the charge is taken while the
+ * regions are created (io_allocate_scq_urings), which frees the rings before
+ * it returns the error, so no half-made ring is left to write them.
  */
 static int setup_waiting(unsigned entries, struct io_uring *ring, const struct io_uring_params *in,
-			 struct io_uring_params *q, const struct hugering_layout *lay, int nommap,
-			 const struct hugering_init_opts *o, struct hr_slot *s)
+			 struct io_uring_params *q, const struct hugering_layout *lay,
+			 struct hr_slot *s, int wait_ms)
 {
-	int wait_ms = hr_arena_wait_ms(s->arena), waited = 0, step = 1;
+	struct timespec t0, t;
 	struct rlimit rl;
 	int ret;
 
+	clock_gettime(CLOCK_MONOTONIC, &t0);
 	for (;;) {
 		ret = setup_in(entries, ring, in, q, lay, s);
-		if (!ret)
-			return 0;
-		hr_arena_free(s, false);
 		if (ret != -ENOMEM || !memlock_explains(&rl))
 			return ret;
-		if (waited >= wait_ms)
+		clock_gettime(CLOCK_MONOTONIC, &t);
+		if ((t.tv_sec - t0.tv_sec) * 1000 + (t.tv_nsec - t0.tv_nsec) / 1000000 >= wait_ms)
 			break;
-		usleep((useconds_t)step * 1000);
-		waited += step;
-		step = step < 32 ? 2 * step : step;	/* few retries, few quarantined slots */
-		if (alloc_ring_mem(lay, nommap, o, s))
-			break;
+		s->reused = true;	/* the kernel may have touched it: zero again */
+		usleep(1000);
 	}
 	/* A kernel-mapped ring is charged the same: no fallback. */
 	hr_set_error("RLIMIT_MEMLOCK: the ring needs %zu bytes locked (charged per user, "
@@ -546,13 +539,15 @@ static int user_ring(unsigned entries, struct io_uring *ring, struct io_uring_pa
 		return ret;
 	}
 
-	/*
-	 * On failure the kernel may have pinned the memory (or the ring existed,
-	 * -EPROTO) and tears it down asynchronously, writing into it: the slot
-	 * went to quarantine, never to be reused.
-	 */
-	ret = setup_waiting(entries, ring, &in, &q, &lay, caps->nommap, o, &rec->slot);
+	ret = setup_waiting(entries, ring, &in, &q, &lay, &rec->slot,
+			    hr_arena_wait_ms(rec->slot.arena));
 	if (ret) {
+		/*
+		 * The kernel may have pinned the memory before failing (or the
+		 * ring existed, -EPROTO) and tears it down asynchronously, writing
+		 * into it: quarantine, never reuse.
+		 */
+		hr_arena_free(&rec->slot, false);
 		free(rec);
 		if (ret == -EPROTO || ret == -ENOMEM)
 			return ret;
