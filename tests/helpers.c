@@ -235,6 +235,10 @@ void th_nops(struct io_uring *ring, unsigned n)
 		for (unsigned i = 0; i < batch; i++) {
 			struct io_uring_sqe *sqe = io_uring_get_sqe(ring);
 
+			/* An SQ thread posts CQEs before it moves the SQ head. */
+			if (!sqe && (ring->flags & IORING_SETUP_SQPOLL) &&
+			    io_uring_sqring_wait(ring) >= 0)
+				sqe = io_uring_get_sqe(ring);
 			cr_assert_not_null(sqe, "no SQE at %u", done + i);
 			io_uring_prep_nop(sqe);
 			sqe->user_data = tail0 + done + i + 1;
