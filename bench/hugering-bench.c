@@ -210,6 +210,13 @@ static double nop_mops(struct io_uring *ring, unsigned batch, double secs)
 		for (unsigned i = 0; i < batch; i++) {
 			struct io_uring_sqe *sqe = io_uring_get_sqe(ring);
 
+			/*
+			 * An SQ thread posts a batch's CQEs before it moves the
+			 * SQ head past it: wait for the room.
+			 */
+			if (!sqe && (ring->flags & IORING_SETUP_SQPOLL) &&
+			    io_uring_sqring_wait(ring) >= 0)
+				sqe = io_uring_get_sqe(ring);
 			if (!sqe)
 				return -1;
 			io_uring_prep_nop(sqe);
@@ -844,7 +851,8 @@ static void run_all(const struct options *o, struct cell *cells, int n)
 	int steps = 0, done = 0;
 
 	for (int i = 0; i < n; i++)
-		steps += i == 0 || cells[i].shape != cells[i - 1].shape ? 3 : 0;
+		if (i == 0 || cells[i].shape != cells[i - 1].shape)
+			steps += cells[i].shape < 0 ? 1 : 3;
 	for (int i = 0; i < n;) {
 		struct cell *turns[MAX_RINGS], *alone[MAX_RINGS], *all[MAX_RINGS];
 		int nt = 0, na = 0, g = 0, first = i;
@@ -859,15 +867,21 @@ static void run_all(const struct options *o, struct cell *cells, int n)
 			else
 				turns[nt++] = &cells[i];
 		}
+		if (cells[first].shape < 0) {
+			progress(++done, steps, "create+destroy", "floor");
+			run_isolated(o, alone, na, churn_alone);
+			continue;
+		}
 		progress(++done, steps, "NOP throughput", sh);
-		if (cells[first].shape >= 0)
-			run_isolated(o, all, g, run_nops);
+		run_isolated(o, all, g, run_nops);
 		progress(++done, steps, "create+destroy, modes taking turns", sh);
 		if (nt)
 			churn_interleaved(o, turns, nt);
-		progress(++done, steps, "create+destroy alone (floor, liburing-nommap)", sh);
-		for (int k = 0; k < na; k++)
+		++done;
+		for (int k = 0; k < na; k++) {
+			progress(done, steps, "create+destroy alone (liburing-nommap)", sh);
 			run_isolated(o, &alone[k], 1, churn_alone);
+		}
 	}
 }
 

@@ -91,8 +91,9 @@ static void table_head(FILE *f, const struct report *r)
 	flag_names(r->flags, flags, sizeof(flags));
 	fprintf(f, "hugering-bench: kernel %s, %d CPUs (%s), liburing %d.%d\n", r->mc->kernel,
 		r->mc->cpus, r->mc->cpu_model, r->mc->liburing_major, r->mc->liburing_minor);
-	fprintf(f, "flags %s on every ring; %ld create+destroy cycles per cell at least; "
-		"NOPs %.2f s per batch; dTLB misses: %s\n\n", flags, r->iterations,
+	fprintf(f, "flags %s on every ring (SQPOLL modes: SQPOLL, without DEFER_TASKRUN); %ld "
+		"create+destroy cycles per cell at least;\nNOPs %.2f s per batch; dTLB misses: %s\n\n",
+		flags, r->iterations,
 		r->nop_seconds, r->mc->pmu ? "perf_event_open" : "unavailable (no PMU)");
 }
 
