@@ -17,6 +17,7 @@
 #include <getopt.h>
 #include <linux/perf_event.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -268,10 +269,18 @@ static int cmp_double(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
+/* The median of the @n values >= 0 in @v (sorted in place); -1 if none. */
 static double median_of(double *v, int n)
 {
+	int first = 0, k;
+
 	qsort(v, (size_t)n, sizeof(*v), cmp_double);
-	return n ? v[n / 2] : -1;
+	while (first < n && v[first] < 0)
+		first++;	/* failed slices */
+	k = n - first;
+	if (!k)
+		return -1;
+	return k % 2 ? v[first + k / 2] : (v[first + k / 2 - 1] + v[first + k / 2]) / 2;
 }
 
 static long pool_in_use(size_t ps)
@@ -746,6 +755,7 @@ static int start_worker(struct cell *c, struct worker *w)
 {
 	int cmd[2], res[2];
 
+	*w = (struct worker){ .pid = -1, .cmd = -1, .res = -1 };
 	if (pipe(cmd))
 		return -errno;
 	if (pipe(res)) {
@@ -762,10 +772,17 @@ static int start_worker(struct cell *c, struct worker *w)
 	}
 	close(cmd[0]);
 	close(res[1]);
+	if (w->pid < 0) {
+		int err = -errno;
+
+		close(cmd[1]);
+		close(res[0]);
+		return err;
+	}
 	w->cmd = cmd[1];
 	w->res = res[0];
-	w->alive = w->pid > 0;
-	return w->pid > 0 ? 0 : -errno;
+	w->alive = true;
+	return 0;
 }
 
 /* Tell @w to run @k cycles; false once it failed or died. */
@@ -784,7 +801,7 @@ static void finish_worker(struct worker *w, struct cell *c)
 	struct cell r;
 
 	if (w->pid <= 0) {
-		snprintf(c->error, sizeof(c->error), "fork: %s", strerror(errno));
+		snprintf(c->error, sizeof(c->error), "could not start the measuring process");
 		return;
 	}
 	if (write(w->cmd, &stop, sizeof(stop)) == sizeof(stop) &&
@@ -1103,6 +1120,8 @@ int main(int argc, char **argv)
 
 	if (ret)
 		return ret;
+	/* A worker that dies must not take the run with it: its pipe says so. */
+	signal(SIGPIPE, SIG_IGN);
 	n = plan(&o, &cells);
 	if (n <= 0) {
 		fprintf(stderr, "hugering-bench: nothing to run (no mode or shape selected)\n");

@@ -253,7 +253,7 @@ void report_json(FILE *f, const struct report *r)
 /* A CSV field: quoted when it holds a comma or a quote. */
 static void csv_str(FILE *f, const char *s)
 {
-	if (!strpbrk(s, ",\"\n")) {
+	if (!strpbrk(s, ",\"\r\n")) {
 		fputs(s, f);
 		return;
 	}
@@ -321,6 +321,11 @@ int report_plot_check(const char *path)
 	if (!plot_ext(path)) {
 		fprintf(stderr, "hugering-bench: --plot %s: the file must end in .png or .svg\n",
 			path);
+		return -EINVAL;
+	}
+	if (strpbrk(path, "'\\\n")) {
+		fprintf(stderr, "hugering-bench: --plot %s: quotes, backslashes and newlines in the "
+			"file name are not supported; pick another name\n", path);
 		return -EINVAL;
 	}
 	if (system("command -v gnuplot >/dev/null 2>&1")) {

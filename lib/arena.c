@@ -290,6 +290,34 @@ static void give_offset(struct hugering_arena *a, off_t off)
 	a->holes[a->nholes++] = off;
 }
 
+/*
+ * Spare regions go back to the pool when memory is short (max_bytes, or an
+ * empty pool): they are a cache, never a reason to fail.  Returns how many.
+ */
+static unsigned drop_spares(struct hugering_arena *a)
+{
+	struct spare sp[SPARE_MAX];
+	unsigned n;
+
+	pthread_mutex_lock(&a->lock);
+	n = a->nspares;
+	memcpy(sp, a->spares, n * sizeof(sp[0]));
+	for (unsigned i = 0; i < n; i++)
+		a->own_held -= sp[i].held;
+	a->nspares = 0;
+	pthread_mutex_unlock(&a->lock);
+	for (unsigned i = 0; i < n; i++)
+		hugering_region_free(sp[i].region);
+	return n;
+}
+
+/* Under the lock: would @bytes more go past max_bytes? */
+static bool over_limit(const struct hugering_arena *a, size_t bytes)
+{
+	return a->max_bytes &&
+	       (a->npages + a->pending_pages) * a->ps + a->own_held + bytes > a->max_bytes;
+}
+
 /* A fresh page: fault in outside the lock, waiting for the pool if empty. */
 static int add_page(struct hugering_arena *a, struct hr_page **out)
 {
@@ -298,17 +326,22 @@ static int add_page(struct hugering_arena *a, struct hr_page **out)
 	int ret;
 
 	pthread_mutex_lock(&a->lock);
-	if (a->max_bytes &&
-	    (a->npages + a->pending_pages + 1) * a->ps + a->own_held > a->max_bytes) {
+	while (over_limit(a, a->ps)) {
 		pthread_mutex_unlock(&a->lock);
-		return -ENOSPC;
+		if (!drop_spares(a))
+			return -ENOSPC;
+		pthread_mutex_lock(&a->lock);
 	}
 	a->pending_pages++;
 	t.off = take_offset(a);
 	pthread_mutex_unlock(&a->lock);
 
 	pg = calloc(1, sizeof(*pg));
-	ret = pg ? with_pool_wait(a->wait_ms, &a->pool_waits, try_map_page, &t) : -ENOMEM;
+	ret = pg ? try_map_page(&t) : -ENOMEM;
+	if (pg && ret == -ENOMEM) {
+		drop_spares(a);
+		ret = with_pool_wait(a->wait_ms, &a->pool_waits, try_map_page, &t);
+	}
 	if (!ret && (a->flags & HUGERING_ARENA_DONTFORK) &&
 	    madvise(t.addr, a->ps, MADV_DONTFORK)) {
 		ret = -errno;
@@ -472,6 +505,7 @@ static bool take_spare(struct hugering_arena *a, size_t held, bool contig, struc
 		s->len = ri.size;
 		s->page_addr = ri.addr;
 		s->page_size = ri.page_size;
+		s->contig = sp.contig;
 		s->reused = true;
 		count_own(a, s, held);
 		return true;
@@ -498,14 +532,20 @@ static int own_slot(struct hugering_arena *a, size_t len, bool contig, struct hr
 		pthread_mutex_unlock(&a->lock);
 		return 0;
 	}
-	if (a->max_bytes && a->npages * a->ps + a->own_held + held > a->max_bytes) {
+	while (over_limit(a, held)) {
 		pthread_mutex_unlock(&a->lock);
-		return -ENOSPC;
+		if (!drop_spares(a))
+			return -ENOSPC;
+		pthread_mutex_lock(&a->lock);
 	}
 	a->own_held += held;	/* claimed before the syscalls, against races */
 	pthread_mutex_unlock(&a->lock);
 
-	ret = hr_own_region(&ro, a->wait_ms, &a->pool_waits, s);
+	ret = hr_own_region(&ro, -1, NULL, s);
+	if (ret == -ENOMEM) {
+		drop_spares(a);
+		ret = hr_own_region(&ro, a->wait_ms, &a->pool_waits, s);
+	}
 	s->contig = contig;
 	pthread_mutex_lock(&a->lock);
 	if (ret)

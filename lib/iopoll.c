@@ -74,8 +74,10 @@ static int queue_io_poll(const char *root, dev_t dev, char *dir, size_t dirlen, 
 }
 
 /*
- * A stacked device (dm, md) polls only if its members do.  The first member
- * (slaves/) without poll queues, looked for two levels down; "" if none.
+ * A stacked device (dm, md) polls only if its members do.  The member
+ * without poll queues, followed down (LVM on LUKS on a disk: the disk),
+ * at most three levels; "" if every member polls.  A partition's members
+ * are its disk's.
  */
 static void member_without_poll(const char *dir, int depth, char *name, size_t len)
 {
@@ -84,8 +86,9 @@ static void member_without_poll(const char *dir, int depth, char *name, size_t l
 	DIR *d;
 
 	name[0] = '\0';
-	snprintf(sub, sizeof(sub), "%s/slaves", dir);
-	d = depth < 2 ? opendir(sub) : NULL;
+	snprintf(sub, sizeof(sub), "%s/partition", dir);
+	snprintf(sub, sizeof(sub), access(sub, F_OK) ? "%s/slaves" : "%s/../slaves", dir);
+	d = depth < 3 ? opendir(sub) : NULL;
 	while (d && !name[0] && (e = readdir(d))) {
 		long io_poll;
 
@@ -93,10 +96,12 @@ static void member_without_poll(const char *dir, int depth, char *name, size_t l
 			continue;
 		if (snprintf(member, sizeof(member), "%s/%s", sub, e->d_name) >= (int)sizeof(member))
 			continue;
-		if (!dir_io_poll(member, &io_poll) && !io_poll)
+		if (dir_io_poll(member, &io_poll) || io_poll)
+			continue;
+		/* Deeper first: the disk under a volume is what needs poll queues. */
+		member_without_poll(member, depth + 1, name, len);
+		if (!name[0])
 			hr_copy_str(name, len, e->d_name);
-		else
-			member_without_poll(member, depth + 1, name, len);
 	}
 	if (d)
 		closedir(d);
@@ -119,10 +124,15 @@ static int no_poll_queues(struct hugering_iopoll_verdict *out, const char *dir, 
 {
 	char member[64];
 
+	char path[600];
+
 	member_without_poll(dir, 0, member, sizeof(member));
 	if (member[0])
 		return verdict(out, 0, "%s cannot poll: its member %s has no poll queues "
 			       "(queue/io_poll = 0)", name, member);
+	snprintf(path, sizeof(path), "%s/md", dir);
+	if (!access(path, F_OK))
+		return verdict(out, 0, "%s is an md RAID device: md does not do polled I/O", name);
 	return verdict(out, 0, "%s has no poll queues (queue/io_poll = 0; NVMe: "
 		       "nvme.poll_queues=N)", name);
 }

@@ -600,21 +600,21 @@ static int iopoll_policy(struct io_uring_params *q, const struct hugering_init_o
 
 /*
  * SQ_AFF with a CPU outside the process's cpuset is a bare -EINVAL from the
- * kernel; say which CPU and which set instead.
+ * kernel: when setup failed so, say which CPU and which set.  Only after the
+ * kernel refused: which set it checks has changed between versions, and a
+ * set too long to read is no reason to refuse anything.
  */
-static int check_sq_cpu(const struct io_uring_params *p)
+static void explain_sq_cpu(const struct io_uring_params *p)
 {
-	char set[256];
+	char set[4096];
 	cpu_set_t cpus;
 
 	if (!(p->flags & IORING_SETUP_SQPOLL) || !(p->flags & IORING_SETUP_SQ_AFF) ||
-	    hr_cpuset_cpus(&cpus, set, sizeof(set)))
-		return 0;
-	if (p->sq_thread_cpu < CPU_SETSIZE && CPU_ISSET(p->sq_thread_cpu, &cpus))
-		return 0;
+	    p->sq_thread_cpu >= CPU_SETSIZE || hr_cpuset_cpus(&cpus, set, sizeof(set)) ||
+	    CPU_ISSET(p->sq_thread_cpu, &cpus))
+		return;
 	hr_set_error("sq_thread_cpu %u is outside the CPUs this process's cpuset allows {%s}",
 		     p->sq_thread_cpu, set);
-	return -EINVAL;
 }
 
 int hugering_queue_init_opts(unsigned entries, struct io_uring *ring,
@@ -630,8 +630,6 @@ int hugering_queue_init_opts(unsigned entries, struct io_uring *ring,
 		return -EINVAL;
 	}
 	ret = check_init_opts(o);
-	if (!ret)
-		ret = check_sq_cpu(p);
 	if (!ret)
 		ret = resolve_policy(o, &policy);
 	if (ret)
@@ -655,6 +653,8 @@ int hugering_queue_init_opts(unsigned entries, struct io_uring *ring,
 		ret = user_ring(entries, ring, p, &orig, policy, o);
 	if (!ret && degraded[0])
 		registry_note_iopoll(ring->sq.sqes, degraded);
+	if (ret == -EINVAL)
+		explain_sq_cpu(p);
 	return ret;
 }
 

@@ -116,7 +116,8 @@ static bool parse_cpulist(const char *list, cpu_set_t *out)
 /*
  * The CPUs the kernel lets an SQPOLL thread be pinned to: those of this
  * task's cpuset (cgroup v2 or v1), which sched_setaffinity does not narrow;
- * the online CPUs where no cpuset is mounted.  The list text goes in @list.
+ * the online CPUs where no cpuset is mounted.  The list text goes in @list;
+ * a list that does not fit is an error (-ENOENT), never a shorter set.
  */
 int hr_cpuset_cpus(cpu_set_t *out, char *list, size_t len)
 {
@@ -137,13 +138,14 @@ int hr_cpuset_cpus(cpu_set_t *out, char *list, size_t len)
 			continue;
 		hr_path(root, abs, path, sizeof(path));
 		if (hr_read_text(path, list, len) > 0 && list[0] != '\n' &&
-		    parse_cpulist(list, out)) {
+		    strlen(list) + 1 < len && parse_cpulist(list, out)) {
 			list[strcspn(list, "\n")] = '\0';
 			return 0;
 		}
 	}
 	hr_path(root, "/sys/devices/system/cpu/online", path, sizeof(path));
-	if (hr_read_text(path, list, len) > 0 && parse_cpulist(list, out)) {
+	if (hr_read_text(path, list, len) > 0 && strlen(list) + 1 < len &&
+	    parse_cpulist(list, out)) {
 		list[strcspn(list, "\n")] = '\0';
 		return 0;
 	}

@@ -167,5 +167,6 @@ Test(bench, bad_input_is_one_clear_line)
 	refused("--cpu 4096", 2, "--cpu '4096'");
 	refused("--cpu 1000", 1, "not a CPU this process may run on");
 	refused("--plot out.gif", 1, "must end in .png or .svg");
+	refused("--plot \"it's.svg\"", 1, "quotes, backslashes and newlines");
 	refused("extra", 2, "unexpected argument 'extra'");
 }

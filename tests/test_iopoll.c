@@ -181,8 +181,21 @@ Test(iopoll, fake_sysfs_stacked_dm_names_the_member)
 	cr_assert_eq(v.supported, 0, "%s", v.reason);
 	cr_assert(strstr(v.reason, "dm-0 (vg-data)"), "%s", v.reason);
 	cr_assert(strstr(v.reason, "member fakea2 has no poll queues"), "%s", v.reason);
-	/* Every member polls but the target cannot: the device's own answer. */
+	/* Now the volume also sits on dm-1 (LUKS, say) over a disk without poll queues. */
 	put(root, "sys/devices/fakea/queue/io_poll", "1\n");
+	put(root, "sys/devices/virtual/dm-1/queue/io_poll", "0\n");
+	put(root, "sys/devices/fakec/queue/io_poll", "0\n");
+	snprintf(cmd, sizeof(cmd), "mkdir -p '%s/sys/devices/virtual/dm-1/slaves' && ln -s "
+		 "'%s/sys/devices/fakec' '%s/sys/devices/virtual/dm-1/slaves/fakec' && ln -s "
+		 "'%s/sys/devices/virtual/dm-1' '%s/%s/slaves/dm-1'", root, root, root, root, root, dm);
+	cr_assert_eq(system(cmd), 0);
+	cr_assert_eq(hugering_iopoll_probe(fd, &v), 0);
+	cr_assert_eq(v.supported, 0, "%s", v.reason);
+	cr_assert(strstr(v.reason, "member fakec has no poll queues"), "the disk under dm-1: %s",
+		  v.reason);
+	snprintf(cmd, sizeof(cmd), "rm '%s/%s/slaves/dm-1'", root, dm);
+	cr_assert_eq(system(cmd), 0);
+	/* Every member polls but the target cannot: the device's own answer. */
 	cr_assert_eq(hugering_iopoll_probe(fd, &v), 0);
 	cr_assert_eq(v.supported, 0, "%s", v.reason);
 	cr_assert(strstr(v.reason, "dm-0 (vg-data) has no poll queues"), "%s", v.reason);

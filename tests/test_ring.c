@@ -617,6 +617,9 @@ Test(ring, sqpoll_group_shares_one_thread, .timeout = 300)
 		cr_assert_eq(info.mode, HUGERING_MODE_NOMMAP_HUGE);
 		cr_assert(info.setup_flags & IORING_SETUP_SQPOLL);
 	}
+	/* An SQ thread names itself iou-sqp-* once it first runs: give it a second. */
+	for (int i = 0; i < 1000 && !sqpoll_threads(); i++)
+		usleep(1000);
 	cr_assert_eq(sqpoll_threads(), 1, "one shared SQ thread");
 	for (int i = 0; i < GROUP; i++) {
 		d[i] = (struct driver){ .ring = &rings[i], .id = i };
