@@ -25,6 +25,12 @@ struct mode_def {
 	bool by_default;
 };
 
+/* The kernel-mapped mode that @m is compared with (SQPOLL with SQPOLL). */
+static inline bool is_peer_of(const struct mode_def *k, const struct mode_def *m)
+{
+	return k->kind == KIND_KERNEL && k->sqpoll == m->sqpoll;
+}
+
 struct shape_def {
 	const char *name;
 	unsigned sq, cq;

@@ -513,8 +513,7 @@ struct nop_run {
 static int peer_of(struct cell **cs, int n, int i)
 {
 	for (int k = 0; k < n; k++)
-		if (modes[cs[k]->mode].kind == KIND_KERNEL &&
-		    modes[cs[k]->mode].sqpoll == modes[cs[i]->mode].sqpoll)
+		if (is_peer_of(&modes[cs[k]->mode], &modes[cs[i]->mode]))
 			return k;
 	return -1;
 }

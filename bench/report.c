@@ -25,13 +25,9 @@ static const struct cell *peer(const struct report *r, const struct cell *c)
 {
 	const struct mode_def *m = &r->modes[c->mode];
 
-	for (int i = 0; i < r->n; i++) {
-		const struct mode_def *k = &r->modes[r->cells[i].mode];
-
-		if (r->cells[i].shape == c->shape && k->kind == KIND_KERNEL &&
-		    k->sqpoll == m->sqpoll)
+	for (int i = 0; i < r->n; i++)
+		if (r->cells[i].shape == c->shape && is_peer_of(&r->modes[r->cells[i].mode], m))
 			return &r->cells[i];
-	}
 	return NULL;
 }
 

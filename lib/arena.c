@@ -447,6 +447,19 @@ static int shared_slot(struct hugering_arena *a, size_t len, struct hr_slot *s)
 /* Rings with a region of their own                                    */
 /* ------------------------------------------------------------------ */
 
+/* A ring's memory is the whole of region @r. */
+static void slot_in_region(struct hr_slot *s, struct hugering_region *r)
+{
+	struct hugering_region_info ri;
+
+	hugering_region_info(r, &ri);
+	s->region = r;
+	s->addr = ri.addr;
+	s->len = ri.size;
+	s->page_addr = ri.addr;
+	s->page_size = ri.page_size;
+}
+
 struct region_try {
 	const struct hugering_region_opts *ro;
 	struct hugering_region *r;
@@ -463,18 +476,12 @@ int hr_own_region(const struct hugering_region_opts *ro, int wait_ms, uint64_t *
 		  struct hr_slot *s)
 {
 	struct region_try t = { .ro = ro };
-	struct hugering_region_info ri;
 	int ret = with_pool_wait(wait_ms, waits, try_region, &t);
 
 	if (ret)
 		return ret;
-	hugering_region_info(t.r, &ri);
 	memset(s, 0, sizeof(*s));
-	s->region = t.r;
-	s->addr = ri.addr;
-	s->len = ri.size;
-	s->page_addr = ri.addr;
-	s->page_size = ri.page_size;
+	slot_in_region(s, t.r);
 	return 0;
 }
 
@@ -491,20 +498,13 @@ static void count_own(struct hugering_arena *a, struct hr_slot *s, size_t held)
 /* Under the lock: a spare region of the same size, ready for a ring. */
 static bool take_spare(struct hugering_arena *a, size_t held, bool contig, struct hr_slot *s)
 {
-	struct hugering_region_info ri;
-
 	for (unsigned i = 0; i < a->nspares; i++) {
 		struct spare sp = a->spares[i];
 
 		if (sp.held != held || sp.contig != contig)
 			continue;
 		a->spares[i] = a->spares[--a->nspares];
-		hugering_region_info(sp.region, &ri);
-		s->region = sp.region;
-		s->addr = ri.addr;
-		s->len = ri.size;
-		s->page_addr = ri.addr;
-		s->page_size = ri.page_size;
+		slot_in_region(s, sp.region);
 		s->contig = sp.contig;
 		s->reused = true;
 		count_own(a, s, held);

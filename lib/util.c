@@ -124,6 +124,7 @@ int hr_cpuset_cpus(cpu_set_t *out, char *list, size_t len)
 	static const char *const files[] = {
 		"/sys/fs/cgroup%s/cpuset.cpus.effective",
 		"/sys/fs/cgroup/cpuset%s/cpuset.effective_cpus",
+		"/sys/devices/system/cpu/online",
 	};
 	char rel[256] = "", path[512], abs[512];
 	const char *root = hr_sysroot();
@@ -142,12 +143,6 @@ int hr_cpuset_cpus(cpu_set_t *out, char *list, size_t len)
 			list[strcspn(list, "\n")] = '\0';
 			return 0;
 		}
-	}
-	hr_path(root, "/sys/devices/system/cpu/online", path, sizeof(path));
-	if (hr_read_text(path, list, len) > 0 && strlen(list) + 1 < len &&
-	    parse_cpulist(list, out)) {
-		list[strcspn(list, "\n")] = '\0';
-		return 0;
 	}
 	return -ENOENT;
 }

@@ -76,33 +76,36 @@ Test(iopoll, needs_o_direct_and_a_file)
 	cr_assert_eq(hugering_iopoll_probe(0, NULL), -EINVAL);
 }
 
+static void put(const char *root, const char *rel, const char *text)
+{
+	char path[512], cmd[1200];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/%s", root, rel);
+	snprintf(cmd, sizeof(cmd), "mkdir -p \"$(dirname '%s')\"", path);
+	cr_assert_eq(system(cmd), 0);
+	f = fopen(path, "w");
+	cr_assert_not_null(f, "%s", path);
+	fputs(text, f);
+	fclose(f);
+}
+
 /* A fake sysfs tree (HUGERING_SYSROOT) decides when it says io_poll = 1 or 0. */
 static void fake_tree(const char *root, dev_t dev, bool partition, int io_poll)
 {
-	char path[512], cmd[1700];
-	FILE *f;
+	char dev_dir[64], rel[128], uevent[64];
 
-	snprintf(path, sizeof(path), "%s/sys/dev/block/%u:%u", root, major(dev), minor(dev));
-	snprintf(cmd, sizeof(cmd), "mkdir -p '%s' '%s/../queue' '%s/queue'", path, path, path);
-	cr_assert_eq(system(cmd), 0);
-	strcat(path, "/uevent");
-	f = fopen(path, "w");
-	fprintf(f, "MAJOR=%u\nDEVNAME=fakedisk\n", major(dev));
-	fclose(f);
-	path[strlen(path) - 7] = '\0';
+	snprintf(dev_dir, sizeof(dev_dir), "sys/dev/block/%u:%u", major(dev), minor(dev));
+	snprintf(rel, sizeof(rel), "%s/uevent", dev_dir);
+	snprintf(uevent, sizeof(uevent), "MAJOR=%u\nDEVNAME=fakedisk\n", major(dev));
+	put(root, rel, uevent);
 	if (partition) {
-		strcat(path, "/partition");
-		f = fopen(path, "w");
-		fprintf(f, "1\n");
-		fclose(f);
-		path[strlen(path) - 10] = '\0';
-		strcat(path, "/../queue/io_poll");
-	} else {
-		strcat(path, "/queue/io_poll");
+		snprintf(rel, sizeof(rel), "%s/partition", dev_dir);
+		put(root, rel, "1\n");
 	}
-	f = fopen(path, "w");
-	fprintf(f, "%d\n", io_poll);
-	fclose(f);
+	/* a partition's queue is its disk's: the directory above it */
+	snprintf(rel, sizeof(rel), partition ? "%s/../queue/io_poll" : "%s/queue/io_poll", dev_dir);
+	put(root, rel, io_poll ? "1\n" : "0\n");
 }
 
 static void fake(bool partition)
@@ -132,20 +135,6 @@ static void fake(bool partition)
 
 Test(iopoll, fake_sysfs_disk)       { fake(false); }
 Test(iopoll, fake_sysfs_partition)  { fake(true); }
-
-static void put(const char *root, const char *rel, const char *text)
-{
-	char path[512], cmd[1200];
-	FILE *f;
-
-	snprintf(path, sizeof(path), "%s/%s", root, rel);
-	snprintf(cmd, sizeof(cmd), "mkdir -p \"$(dirname '%s')\"", path);
-	cr_assert_eq(system(cmd), 0);
-	f = fopen(path, "w");
-	cr_assert_not_null(f, "%s", path);
-	fputs(text, f);
-	fclose(f);
-}
 
 /*
  * An LVM volume (dm-0, "vg-data") on a partition of a disk without poll
