@@ -23,10 +23,11 @@
 
 static enum persona active;
 static int listener = -1;
-static atomic_uint refused, passed;
+static atomic_uint refused, passed, interrupted;
 
 unsigned persona_refused(void) { return refused; }
 unsigned persona_passed(void) { return passed; }
+unsigned persona_interrupted(void) { return interrupted; }
 
 static unsigned pow2(unsigned v)
 {
@@ -150,8 +151,15 @@ static void *supervise(void *arg)
 		int err;
 
 		memset(&req, 0, sizeof(req));
+		/*
+		 * ENOENT: the caller was interrupted (a signal, or io_uring
+		 * task_work) before we took its request; it restarts the
+		 * syscall and asks again.  Stopping here would hang it.
+		 */
 		if (ioctl(listener, SECCOMP_IOCTL_NOTIF_RECV, &req)) {
-			if (errno == EINTR)
+			if (errno == ENOENT)
+				interrupted++;
+			if (errno == EINTR || errno == ENOENT)
 				continue;
 			return NULL;
 		}

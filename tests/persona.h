@@ -24,5 +24,7 @@ void persona_install(enum persona p);
 /* How many setups the persona refused / let through. */
 unsigned persona_refused(void);
 unsigned persona_passed(void);
+/* How many requests vanished because their caller was interrupted. */
+unsigned persona_interrupted(void);
 
 #endif
