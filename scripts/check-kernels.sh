@@ -3,6 +3,8 @@
 # /init, and check that hugering chose what each kernel allows:
 #   6.1  (no NO_MMAP):       probe "unsupported", every ring kernel-mapped with a reason
 #   6.12 (vmap'ed user mem): probe "any", every ring NO_MMAP in hugepages
+# and on both, with the package's null_blk loaded with a poll queue, that the
+# IOPOLL probe's live polled read says yes and the factory keeps IOPOLL.
 # Usage: check-kernels.sh BUILD_DIR   (needs BUILD_DIR/libhugering.a)
 # Serial logs stay in BUILD_DIR/kernels/*.log.
 set -uo pipefail
@@ -20,7 +22,8 @@ KERNELS=(
 	"bookworm-security|bookworm/main 6.1 unsupported kernel"
 	"bookworm-backports 6.12 any nommap_huge"
 )
-# Overridable to prove the check can fail: HUGERING_KERNEL_EXPECT_6_12=contiguous
+# Overridable to prove the check can fail: HUGERING_KERNEL_EXPECT_6_12=contiguous,
+# or HUGERING_KERNEL_POLL_QUEUES=0 (the disk meant to poll then cannot).
 export DEBIAN_FRONTEND=noninteractive
 
 install_qemu() {
@@ -51,16 +54,36 @@ fetch_kernel() {	# SUITES SERIES -> prints the vmlinuz path
 	fi
 	[ -n "$v" ] || { say "no linux-image-cloud-amd64 $series in apt (apt-get update? suites $suites)" >&2; return 1; }
 	dep=$(apt-cache show "linux-image-cloud-amd64=$v" | awk '/^Depends:/ {gsub(/,/,"",$2); print $2; exit}')
-	if ! ls "$work"/vmlinuz-"$series"-* >/dev/null 2>&1; then
+	if ! ls "$work"/vmlinuz-"$series"-* >/dev/null 2>&1 || [ ! -e "$work/modules-$series.done" ]; then
+		rm -f "$work"/vmlinuz-"$series"-*
 		(cd "$work" && apt-get download -q "$dep" >/dev/null 2>&1) ||
 			{ say "apt-get download $dep failed" >&2; return 1; }
 		deb=$(ls "$work"/"$dep"_*.deb | head -n1)
 		dpkg-deb --fsys-tarfile "$deb" | tar -x -C "$work" --wildcards './boot/vmlinuz-*' ||
 			{ say "no vmlinuz in $deb" >&2; return 1; }
 		mv "$work"/boot/vmlinuz-* "$work/vmlinuz-$series-${dep#linux-image-}"
+		extract_modules "$deb" "$series" && touch "$work/modules-$series.done"
 		rm -rf "$work/boot" "$deb"
 	fi
 	ls "$work"/vmlinuz-"$series"-* | head -n1
+}
+
+# null_blk (a disk with poll queues for the IOPOLL checks) and configfs, its
+# one dependency, from the kernel package into $work/modules-SERIES.cpio.gz;
+# no archive when the package has no null_blk (the IOPOLL checks are skipped).
+extract_modules() {	# DEB SERIES
+	local deb=$1 series=$2 tmp=$work/mods-$2 f
+	rm -rf "$tmp" "$work/modules-$series.cpio.gz" && mkdir -p "$tmp/x" "$tmp/root/lib/modules"
+	dpkg-deb --fsys-tarfile "$deb" |
+		tar -x -C "$tmp/x" --wildcards '*/null_blk/null_blk.ko*' '*/fs/configfs/configfs.ko*' 2>/dev/null
+	for f in "$tmp"/x/lib/modules/*/kernel/drivers/block/null_blk/null_blk.ko* \
+		 "$tmp"/x/lib/modules/*/kernel/fs/configfs/configfs.ko*; do
+		[ -f "$f" ] && cp "$f" "$tmp/root/lib/modules/"
+	done
+	if ls "$tmp"/root/lib/modules/null_blk.ko* >/dev/null 2>&1; then
+		(cd "$tmp/root" && find . | cpio -o -H newc --quiet | gzip -1) > "$work/modules-$series.cpio.gz"
+	fi
+	rm -rf "$tmp"
 }
 
 build_initramfs() {
@@ -81,12 +104,18 @@ accel() {
 	fi
 }
 
-boot() {	# VMLINUZ EXPECT MODE LOG -> QEMU's exit status
-	local kernel=$1 expect=$2 mode=$3 log=$4
+boot() {	# VMLINUZ EXPECT MODE LOG SERIES -> QEMU's exit status
+	local kernel=$1 expect=$2 mode=$3 log=$4 series=$5 initrd=$work/initramfs.gz iopoll=0
+	# Concatenated newc archives: the kernel unpacks both.
+	if [ -f "$work/modules-$series.cpio.gz" ]; then
+		initrd=$work/initrd-$series.gz
+		cat "$work/initramfs.gz" "$work/modules-$series.cpio.gz" > "$initrd"
+		iopoll=1
+	fi
 	# shellcheck disable=SC2046
 	timeout -k 10 240 qemu-system-x86_64 $(accel) -m 1G -smp 1 -nographic -no-reboot \
-		-kernel "$kernel" -initrd "$work/initramfs.gz" \
-		-append "console=ttyS0 hugepages=16 panic=-1 quiet hugering.expect=$expect hugering.mode=$mode" \
+		-kernel "$kernel" -initrd "$initrd" \
+		-append "console=ttyS0 hugepages=16 panic=-1 quiet hugering.expect=$expect hugering.mode=$mode hugering.iopoll=$iopoll hugering.poll_queues=${HUGERING_KERNEL_POLL_QUEUES:-1}" \
 		-device isa-debug-exit,iobase=0xf4,iosize=0x04 -monitor none -serial stdio \
 		</dev/null >"$log" 2>&1
 }
@@ -102,15 +131,15 @@ for k in "${KERNELS[@]}"; do
 	kernel=$(fetch_kernel "$suites" "$series") || { failed=$((failed + 1)); continue; }
 	log=$work/linux-$series.log
 	start=$(date +%s)
-	boot "$kernel" "$expect" "$mode" "$log"
+	boot "$kernel" "$expect" "$mode" "$log" "$series"
 	rc=$?
-	grep -aoE '(kernel [0-9].*|region: .*|case .*|VERDICT .*)' "$log" | tr -d '\r' | sed 's/^/  /'
+	grep -aoE '(kernel [0-9].*|region: .*|case .*|iopoll.*|VERDICT .*)' "$log" | tr -d '\r' | sed 's/^/  /'
 	# isa-debug-exit: /init wrote 0 (pass) -> 1, wrote 1 (fail) -> 3
 	if [ "$rc" -eq 1 ] && grep -q 'VERDICT PASS' "$log"; then
 		say "linux $series ($(basename "$kernel")): pass in $(( $(date +%s) - start )) s"
 		passed=$((passed + 1))
 	else
-		say "linux $series: FAIL (qemu exit $rc, expected probe '$expect' and mode '$mode'); serial log: $log"
+		say "linux $series: FAIL (qemu exit $rc, expected probe '$expect', mode '$mode'$([ -f "$work/modules-$series.cpio.gz" ] && echo ", polled I/O on null_blk")); serial log: $log"
 		failed=$((failed + 1))
 	fi
 done

@@ -10,19 +10,31 @@
  * The expectation comes from the kernel command line:
  *   hugering.expect=unsupported|single_page|contiguous|any
  *   hugering.mode=kernel|nommap_huge   (the mode every ring must get)
+ *   hugering.iopoll=1   (null_blk and configfs modules are in /lib/modules:
+ *                        check polled I/O on a device with poll queues)
+ *   hugering.poll_queues=N   (nullb0's poll queues, default 1: 0 must fail)
  */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE	/* O_DIRECT */
+#endif
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/io.h>
+#include <sys/syscall.h>
 #include <sys/mount.h>
 #include <sys/reboot.h>
 #include <sys/stat.h>
+#include <sys/utsname.h>
 #include <unistd.h>
 
 #include <hugering.h>
+
+#ifndef MODULE_INIT_COMPRESSED_FILE
+#define MODULE_INIT_COMPRESSED_FILE 4
+#endif
 
 #define EXIT_PORT 0xf4
 
@@ -112,6 +124,266 @@ static int nops(struct io_uring *ring, unsigned n)
 	return io_uring_cq_ready(ring) || *ring->cq.koverflow ? -1 : 0;
 }
 
+/* Load /lib/modules/NAME.ko (6.1) or NAME.ko.xz (6.12: the kernel unpacks it). */
+static int load_module(const char *name, const char *params)
+{
+	static const struct { const char *ext; int flags; } forms[] = {
+		{ ".ko", 0 }, { ".ko.xz", MODULE_INIT_COMPRESSED_FILE },
+	};
+	char path[128];
+
+	for (size_t i = 0; i < sizeof(forms) / sizeof(forms[0]); i++) {
+		int fd, ret;
+
+		snprintf(path, sizeof(path), "/lib/modules/%s%s", name, forms[i].ext);
+		fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			continue;
+		ret = (int)syscall(SYS_finit_module, fd, params, forms[i].flags);
+		ret = ret ? -errno : 0;
+		close(fd);
+		return ret == -EEXIST ? 0 : ret;
+	}
+	return -ENOENT;
+}
+
+/* devtmpfs makes the node when the disk is added: give it a moment. */
+static int open_when_there(const char *path, int flags)
+{
+	for (int i = 0; i < 200; i++) {
+		int fd = open(path, flags);
+
+		if (fd >= 0 || errno != ENOENT)
+			return fd;
+		usleep(10000);
+	}
+	return -1;
+}
+
+/* @n 4 KiB reads at distinct offsets (polled on an IOPOLL ring): all 4096. */
+static int reads_4k(struct io_uring *ring, int fd, unsigned n)
+{
+	static char buf[8][4096] __attribute__((aligned(4096)));
+	unsigned done = 0;
+
+	while (done < n) {
+		unsigned batch = n - done < 8 ? n - done : 8;
+
+		for (unsigned i = 0; i < batch; i++) {
+			struct io_uring_sqe *sqe = io_uring_get_sqe(ring);
+
+			if (!sqe)
+				return -1;
+			io_uring_prep_read(sqe, fd, buf[i], 4096, (done + i) * 4096ULL);
+			sqe->user_data = done + i + 1;
+		}
+		if (io_uring_submit(ring) != (int)batch)
+			return -1;
+		for (unsigned i = 0; i < batch; i++) {
+			struct io_uring_cqe *cqe;
+
+			/* IOPOLL: waiting is what reaps the completions. */
+			if (io_uring_wait_cqe(ring, &cqe) || cqe->res != 4096 ||
+			    cqe->user_data < done + 1 || cqe->user_data > done + batch)
+				return -1;
+			io_uring_cqe_seen(ring, cqe);
+		}
+		done += batch;
+	}
+	return 0;
+}
+
+static int iopoll_line(int ok, const char *what, const char *detail)
+{
+	printf("iopoll %s: %s (%s)\n", what, ok ? "ok" : "FAIL", detail);
+	return ok;
+}
+
+static int put(const char *path, const char *value)
+{
+	int fd = open(path, O_WRONLY), ok;
+
+	if (fd < 0)
+		return -errno;
+	ok = write(fd, value, strlen(value)) == (ssize_t)strlen(value);
+	close(fd);
+	return ok ? 0 : -EIO;
+}
+
+/* A second null_blk disk made through configfs with no poll queue: its name. */
+static int disk_without_poll(char *name, size_t len)
+{
+	static const char *const attrs[][2] = {
+		{ "queue_mode", "2" }, { "poll_queues", "0" }, { "power", "1" },
+	};
+	const char *dir = "/sys/kernel/config/nullb/nullb1";
+	char path[128];
+
+	mkdir("/sys/kernel/config", 0755);
+	if (mount("configfs", "/sys/kernel/config", "configfs", 0, NULL) && errno != EBUSY)
+		return -errno;
+	if (mkdir(dir, 0755))
+		return -errno;
+	for (size_t i = 0; i < sizeof(attrs) / sizeof(attrs[0]); i++) {
+		int ret;
+
+		snprintf(path, sizeof(path), "%s/%s", dir, attrs[i][0]);
+		if ((ret = put(path, attrs[i][1])))
+			return ret;
+	}
+	/*
+	 * The disk takes the directory's name (6.12) or nullb<index> (6.1,
+	 * index 1 after the module's nullb0): "nullb1" either way.
+	 */
+	snprintf(name, len, "nullb1");
+	return access("/sys/block/nullb1", F_OK) ? -ENODEV : 0;
+}
+
+/* Since 6.11 the block layer refuses polled I/O on a queue without poll queues. */
+static int refuses_unpolled(void)
+{
+	struct utsname u;
+	int major = 0, minor = 0;
+
+	uname(&u);
+	sscanf(u.release, "%d.%d", &major, &minor);
+	return major > 6 || (major == 6 && minor >= 11);
+}
+
+/* One 4 KiB read on a raw IOPOLL ring (what an application would do): its res. */
+static int raw_polled_read(int fd)
+{
+	static char buf[4096] __attribute__((aligned(4096)));
+	struct io_uring_cqe *cqe;
+	struct io_uring ring;
+	int res;
+
+	if (io_uring_queue_init(4, &ring, IORING_SETUP_IOPOLL))
+		return -EINVAL;
+	io_uring_prep_read(io_uring_get_sqe(&ring), fd, buf, sizeof(buf), 0);
+	io_uring_submit(&ring);
+	res = io_uring_wait_cqe(&ring, &cqe) ? -EIO : cqe->res;
+	io_uring_queue_exit(&ring);
+	return res;
+}
+
+/*
+ * The same checks on a disk without poll queues: the probe says no from
+ * sysfs, the factory degrades and says why, and a polled read the
+ * application forces anyway fails -EOPNOTSUPP on 6.11+ (explained, naming
+ * the disk) or quietly uses interrupts before.
+ */
+static int check_no_poll(void)
+{
+	struct hugering_init_opts o = { .numa_node = -1, .n_iopoll_fds = 1 };
+	struct io_uring_params p = { .flags = IORING_SETUP_IOPOLL };
+	struct hugering_iopoll_verdict v;
+	struct hugering_ring_info info;
+	struct io_uring_cqe cqe = { 0 };
+	char name[64], dev[80], why[256];
+	struct io_uring ring;
+	int fd, ret, pass = 1;
+
+	if ((ret = disk_without_poll(name, sizeof(name))))
+		return iopoll_line(0, "configfs disk", strerror(-ret));
+	snprintf(dev, sizeof(dev), "/dev/%s", name);
+	fd = open_when_there(dev, O_RDONLY | O_DIRECT);
+	if (fd < 0)
+		return iopoll_line(0, dev, strerror(errno));
+	ret = hugering_iopoll_probe(fd, &v);
+	pass &= iopoll_line(!ret && v.supported == 0 && strstr(v.reason, name) &&
+			    strstr(v.reason, "no poll queues"), "probe no-poll disk", v.reason);
+
+	o.iopoll_fds = &fd;
+	ret = hugering_queue_init_opts(8, &ring, &p, &o);
+	if (ret)
+		return iopoll_line(0, "degraded ring", hugering_last_error());
+	hugering_ring_info(&ring, &info);
+	ret = reads_4k(&ring, fd, 64);
+	snprintf(why, sizeof(why), "degraded=%d reason \"%s\", 64 reads %s", info.iopoll_degraded,
+		 info.iopoll_reason, ret ? "WRONG" : "exact");
+	pass &= iopoll_line(!(ring.flags & IORING_SETUP_IOPOLL) && info.iopoll_degraded &&
+			    strstr(info.iopoll_reason, name) && !ret, "degraded ring", why);
+	hugering_queue_exit(&ring);
+
+	cqe.res = raw_polled_read(fd);
+	if (refuses_unpolled()) {
+		ret = hugering_iopoll_explain(&cqe, fd, why, sizeof(why));
+		pass &= iopoll_line(cqe.res == -EOPNOTSUPP && ret == 1 && strstr(why, name),
+				    "forced polled read (6.11+ refuses)", ret == 1 ? why :
+				    strerror(cqe.res < 0 ? -cqe.res : 0));
+	} else {
+		snprintf(why, sizeof(why), "res %d: interrupts used quietly", cqe.res);
+		pass &= iopoll_line(cqe.res == 4096, "forced polled read (before 6.11)", why);
+	}
+	close(fd);
+	return pass;
+}
+
+/*
+ * A null_blk disk with a poll queue: the probe's live polled read says yes,
+ * the factory keeps IOPOLL and polled reads complete; the same disk opened
+ * without O_DIRECT is refused, and STRICT turns that into -EOPNOTSUPP.
+ */
+static int check_iopoll(const char *poll_queues)
+{
+	struct hugering_init_opts o = { .numa_node = -1 };
+	struct io_uring_params p = { .flags = IORING_SETUP_IOPOLL };
+	struct hugering_iopoll_verdict v;
+	struct hugering_ring_info info;
+	struct io_uring_cqe fake = { .res = -EOPNOTSUPP };
+	struct io_uring ring;
+	char why[256];
+	int fd, buffered, ret, pass = 1;
+
+	ret = load_module("configfs", "");
+	snprintf(why, sizeof(why), "nr_devices=1 queue_mode=2 poll_queues=%s",
+		 *poll_queues ? poll_queues : "1");
+	if (!ret)
+		ret = load_module("null_blk", why);
+	if (ret)
+		return iopoll_line(0, "null_blk", strerror(-ret));
+	fd = open_when_there("/dev/nullb0", O_RDONLY | O_DIRECT);
+	buffered = open("/dev/nullb0", O_RDONLY);
+	if (fd < 0 || buffered < 0)
+		return iopoll_line(0, "open /dev/nullb0", strerror(errno));
+
+	ret = hugering_iopoll_probe(fd, &v);
+	pass &= iopoll_line(!ret && v.supported == 1 && strstr(v.reason, "polled read worked"),
+			    "probe O_DIRECT", v.reason);
+	ret = hugering_iopoll_probe(buffered, &v);
+	pass &= iopoll_line(!ret && v.supported == 0 && strstr(v.reason, "O_DIRECT"),
+			    "probe buffered", v.reason);
+	/* The file polls: an EOPNOTSUPP from it is not a polling problem. */
+	ret = hugering_iopoll_explain(&fake, fd, why, sizeof(why));
+	pass &= iopoll_line(ret == 0 && !why[0], "explain", ret ? why : "not a polling refusal");
+
+	o.iopoll_fds = &fd;
+	o.n_iopoll_fds = 1;
+	ret = hugering_queue_init_opts(8, &ring, &p, &o);
+	if (ret)
+		return iopoll_line(0, "ring", hugering_last_error());
+	hugering_ring_info(&ring, &info);
+	snprintf(why, sizeof(why), "mode=%s degraded=%d, 64 %s reads %s",
+		 hugering_mode_name(info.mode), info.iopoll_degraded,
+		 ring.flags & IORING_SETUP_IOPOLL ? "polled" : "unpolled",
+		 reads_4k(&ring, fd, 64) ? "WRONG" : "exact");
+	pass &= iopoll_line((ring.flags & IORING_SETUP_IOPOLL) && !info.iopoll_degraded &&
+			    strstr(why, "exact"), "ring", why);
+	hugering_queue_exit(&ring);
+
+	o.iopoll_fds = &buffered;
+	o.flags = HUGERING_INIT_IOPOLL_STRICT;
+	p = (struct io_uring_params){ .flags = IORING_SETUP_IOPOLL };
+	ret = hugering_queue_init_opts(8, &ring, &p, &o);
+	if (!ret)
+		hugering_queue_exit(&ring);
+	pass &= iopoll_line(ret == -EOPNOTSUPP, "strict buffered", ret ? strerror(-ret) : "made");
+	close(buffered);
+	close(fd);
+	return pass & check_no_poll();
+}
+
 static int run_case(int i, const char *want_mode)
 {
 	struct io_uring_params p = { .flags = cases[i].flags };
@@ -146,7 +418,7 @@ int main(void)
 					   .flags = HUGERING_REGION_CONTIG };
 	struct hugering_kernel_caps caps;
 	struct hugering_region *r;
-	char want_class[64], want_mode[64];
+	char want_class[64], want_mode[64], want_iopoll[64], poll_queues[64];
 	int pass = 1, ret;
 
 	console();
@@ -156,6 +428,8 @@ int main(void)
 	mount("sysfs", "/sys", "sysfs", 0, NULL);
 	cmdline_value("hugering.expect=", want_class, sizeof(want_class));
 	cmdline_value("hugering.mode=", want_mode, sizeof(want_mode));
+	cmdline_value("hugering.iopoll=", want_iopoll, sizeof(want_iopoll));
+	cmdline_value("hugering.poll_queues=", poll_queues, sizeof(poll_queues));
 
 	hugering_probe_kernel(&caps);
 	printf("kernel %s: probe nommap=%s resize=%d (expected %s)\n", caps.release,
@@ -178,6 +452,10 @@ int main(void)
 	}
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
 		pass &= run_case((int)i, want_mode);
+	if (!strcmp(want_iopoll, "1"))
+		pass &= check_iopoll(poll_queues);
+	else
+		printf("iopoll: not checked (no null_blk module packed)\n");
 	printf("VERDICT %s\n", pass ? "PASS" : "FAIL");
 	power_off(pass);
 	return 0;
