@@ -25,7 +25,12 @@ static enum persona active;
 static int listener = -1;
 static atomic_uint refused, passed, interrupted;
 
+static size_t witness_bytes;
+static atomic_int header_zero = -1;
+
 unsigned persona_refused(void) { return refused; }
+void persona_witness_header(size_t bytes) { witness_bytes = bytes; }
+int persona_header_zero(void) { return header_zero; }
 unsigned persona_passed(void) { return passed; }
 unsigned persona_interrupted(void) { return interrupted; }
 
@@ -96,15 +101,30 @@ static bool phys_contiguous(uintptr_t a, size_t len)
 	return ps > PAGE && (a & ~(ps - 1)) == ((a + len - 1) & ~(ps - 1));
 }
 
+static void witness(const struct io_uring_params *p)
+{
+	const unsigned char *h = (const unsigned char *)(uintptr_t)p->cq_off.user_addr;
+	bool zero = true;
+
+	if (!witness_bytes || !(p->flags & IORING_SETUP_NO_MMAP))
+		return;
+	for (size_t i = 0; i < witness_bytes; i++)
+		zero &= !h[i];
+	header_zero = zero;
+}
+
 static int setup_verdict(unsigned entries, const struct io_uring_params *p)
 {
 	size_t sqes, rings;
 
+	witness(p);
 	switch (active) {
 	case PERSONA_DISABLED:
 		return -EPERM;
 	case PERSONA_ENOSYS:
 		return -ENOSYS;
+	case PERSONA_REAL:
+		return 0;
 	case PERSONA_6_1:
 		return p->flags & ~((1u << 14) - 1) ? -EINVAL : 0;
 	case PERSONA_6_5:
@@ -131,7 +151,7 @@ static int setup_verdict(unsigned entries, const struct io_uring_params *p)
 static int register_verdict(unsigned op)
 {
 	/* Ring resize (33) and later opcodes arrived in 6.13+. */
-	if (active == PERSONA_DISABLED)
+	if (active == PERSONA_DISABLED || active == PERSONA_REAL)
 		return 0;
 	if (active == PERSONA_ENOSYS)
 		return -ENOSYS;

@@ -16,6 +16,7 @@ enum persona {
 	PERSONA_6_6,		/* 6.6.5-6.9: discontiguous regions: -EINVAL */
 	PERSONA_DISABLED,	/* kernel.io_uring_disabled=2: -EPERM */
 	PERSONA_ENOSYS,		/* kernel built without io_uring: -ENOSYS */
+	PERSONA_REAL,		/* this kernel, refusing nothing: a witness only */
 };
 
 /* Install for the calling thread and the threads it creates later. */
@@ -24,6 +25,15 @@ void persona_install(enum persona p);
 /* How many setups the persona refused / let through. */
 unsigned persona_refused(void);
 unsigned persona_passed(void);
+/*
+ * At every NO_MMAP io_uring_setup, before the kernel sees it: were the first
+ * @bytes at the rings address zero?  persona_header_zero() answers for the
+ * last such setup: 1 yes, 0 no, -1 none seen.  (6.18 zeroes the header
+ * itself, so only here can a test see what the library left there.)
+ */
+void persona_witness_header(size_t bytes);
+int persona_header_zero(void);
+
 /* How many requests vanished because their caller was interrupted. */
 unsigned persona_interrupted(void);
 

@@ -333,3 +333,49 @@ Test(persona, survives_signals_during_setup, .timeout = 20)
 	/* a request interrupted after it was taken is refused twice */
 	cr_assert_geq(persona_refused() - refused0, calls);
 }
+
+/*
+ * Recycled ring memory: the earlier ring's heads and tails are still there
+ * when the library takes the slot again, and must be zero by the time the
+ * kernel sees it (kernels before 2025 did not zero a user ring's header).
+ * Seen at the syscall boundary, before the kernel's own memset.
+ */
+static void recycled_header(unsigned entries, unsigned cq)
+{
+	const unsigned flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN |
+			       IORING_SETUP_CQSIZE;
+	struct io_uring_params p = { .flags = flags, .cq_entries = cq };
+	struct hugering_ring_info i1, i2;
+	struct hugering_layout lay;
+	struct io_uring ring;
+	const unsigned char *h;
+	bool stale = false;
+
+	th_need_pool(SZ_2M, 4);
+	cr_assert_eq(hugering_ring_layout(entries, &p, &lay), 0);
+	persona_install(PERSONA_REAL);
+	persona_witness_header(lay.header);
+	cr_assert_eq(hugering_queue_init_params(entries, &ring, &p), 0, "%s", hugering_last_error());
+	cr_assert_eq(hugering_ring_info(&ring, &i1), 0);
+	cr_assert_eq(i1.recycle, HUGERING_RECYCLE_RESIZE, "this kernel resizes: %d", i1.recycle);
+	cr_assert_eq(persona_header_zero(), 1, "a fresh ring's header");
+	th_nops(&ring, cq + entries / 2);	/* heads and tails past zero, wrapped */
+	hugering_queue_exit(&ring);
+
+	/* Resized away: the memory is the library's again, stale values and all. */
+	h = (const unsigned char *)i1.mem + i1.rings_offset;
+	for (size_t i = 0; i < lay.header; i++)
+		stale |= h[i] != 0;
+	cr_assert(stale, "the old header is already zero: this test would prove nothing");
+
+	p = (struct io_uring_params){ .flags = flags, .cq_entries = cq };
+	cr_assert_eq(hugering_queue_init_params(entries, &ring, &p), 0, "%s", hugering_last_error());
+	cr_assert_eq(hugering_ring_info(&ring, &i2), 0);
+	cr_assert_eq(i2.mem, i1.mem, "the same memory was expected to be reused");
+	cr_assert_eq(persona_header_zero(), 1, "stale header handed to the kernel");
+	th_nops(&ring, 100);
+	hugering_queue_exit(&ring);
+}
+
+Test(persona, recycled_header_zero_before_setup) { recycled_header(2048, 8192); }
+Test(persona, recycled_header_zero_before_setup_large) { recycled_header(4096, 65536); }
