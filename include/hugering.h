@@ -169,6 +169,8 @@ struct hugering_region;
  * contiguous run was found within max_tries); -EPERM: CONTIG across several
  * hugepages needs visible PFNs (CAP_SYS_ADMIN) and no single larger page
  * could hold it.  Never SIGBUS: pages are faulted in with errors reported.
+ * hugering_last_error() says why: the hugetlb cgroup limit (naming its file),
+ * the pool's counts, or no contiguous run.
  */
 int hugering_region_alloc(const struct hugering_region_opts *o,
 			  struct hugering_region **out);
@@ -454,7 +456,7 @@ struct hugering_diag_size {
 	int nmounts;
 	char mounts[4][256];
 	long long cgroup_max;		/* bytes; -1: no limit, or no hugetlb controller */
-	long long cgroup_rsvd_max;	/* bytes; -1 likewise (cgroup v2 only) */
+	long long cgroup_rsvd_max;	/* bytes; reservation limit, -1 likewise */
 	long reservable;		/* pages buddyinfo says could still be reserved; -1 unknown */
 };
 

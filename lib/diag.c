@@ -60,51 +60,20 @@ static void bracketed(const char *s, char *out, size_t len)
 	}
 }
 
-/* The cgroup file name of a hugepage size: 2MB, 1GB, 64KB. */
-static void cg_size_name(size_t ps, char *buf, size_t len)
-{
-	if (ps >= (1UL << 30))
-		snprintf(buf, len, "%zuGB", ps >> 30);
-	else if (ps >= (1UL << 20))
-		snprintf(buf, len, "%zuMB", ps >> 20);
-	else
-		snprintf(buf, len, "%zuKB", ps >> 10);
-}
-
 /* ------------------------------------------------------------------ */
 /* Collection                                                          */
 /* ------------------------------------------------------------------ */
 
-/* This process's hugetlb cgroup limits: v2 unified, else v1 hugetlb. */
+/* This process's hugetlb cgroup limits (v1 hierarchy, else v2). */
 static void cgroup_limits(const char *root, struct hugering_diag_size *s)
 {
-	char cg[4096], path[1200], name[16], *line;
-	char *save = NULL;
+	struct hr_hugetlb_cg cg;
 
 	s->cgroup_max = s->cgroup_rsvd_max = -1;
-	if (read_at(root, "/proc/self/cgroup", cg, sizeof(cg)) < 0)
+	if (hr_hugetlb_cgroup_at(root, s->pool.page_size, &cg))
 		return;
-	cg_size_name(s->pool.page_size, name, sizeof(name));
-	for (line = strtok_r(cg, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
-		char *p = strrchr(line, ':');
-
-		if (!p)
-			continue;
-		if (!strncmp(line, "0::", 3)) {
-			snprintf(path, sizeof(path), "/sys/fs/cgroup%s/hugetlb.%s.max", p + 1, name);
-			s->cgroup_max = long_at(root, path, -1);
-			snprintf(path, sizeof(path), "/sys/fs/cgroup%s/hugetlb.%s.rsvd.max", p + 1, name);
-			s->cgroup_rsvd_max = long_at(root, path, -1);
-		} else if (strstr(line, ":hugetlb:")) {
-			snprintf(path, sizeof(path), "/sys/fs/cgroup/hugetlb%s/hugetlb.%s.limit_in_bytes",
-				 p + 1, name);
-			s->cgroup_max = long_at(root, path, -1);
-			/* v1 "no limit" is a huge number */
-			if (s->cgroup_max >= LLONG_MAX / 2)
-				s->cgroup_max = -1;
-			return;
-		}
-	}
+	s->cgroup_max = cg.max;
+	s->cgroup_rsvd_max = cg.rsvd_max;
 }
 
 /*

@@ -12,10 +12,12 @@
 #include <errno.h>
 #include <stddef.h>
 #include <hugetlbfs.h>
+#include <limits.h>
 #include <mntent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "internal.h"
 
@@ -340,4 +342,149 @@ int hr_mounts_at(const char *root, struct hugering_mount *out, int max)
 int hugering_mounts(struct hugering_mount *out, int max)
 {
 	return hr_mounts_at(hr_sysroot(), out, max);
+}
+
+/* ------------------------------------------------------------------ */
+/* hugetlb cgroup limits                                               */
+/* ------------------------------------------------------------------ */
+
+void hr_cg_size_name(size_t ps, char *buf, size_t len)
+{
+	if (ps >= (1UL << 30))
+		snprintf(buf, len, "%zuGB", ps >> 30);
+	else if (ps >= (1UL << 20))
+		snprintf(buf, len, "%zuMB", ps >> 20);
+	else
+		snprintf(buf, len, "%zuKB", ps >> 10);
+}
+
+/*
+ * Where the hierarchy holding hugetlb is mounted, from @root/proc/self/mounts:
+ * the v1 one (@v1), or the unified one (cgroup2).
+ */
+static int cg_mount(const char *root, bool v1, char *dir, size_t len)
+{
+	char path[1024];
+	struct mntent *m;
+	FILE *f;
+	int ret = -ENOENT;
+
+	hr_path(root, "/proc/self/mounts", path, sizeof(path));
+	f = setmntent(path, "r");
+	if (!f)
+		return -ENOENT;
+	while (ret && (m = getmntent(f)))
+		if (v1 ? !strcmp(m->mnt_type, "cgroup") && hasmntopt(m, "hugetlb")
+		       : !strcmp(m->mnt_type, "cgroup2")) {
+			hr_copy_str(dir, len, m->mnt_dir);
+			ret = 0;
+		}
+	endmntent(f);
+	return ret;
+}
+
+/* A limit or usage file: -1 for "max", v1's "no limit" (~2^63), or unreadable. */
+static long long cg_bytes(const char *root, const char *dir, const char *file)
+{
+	char rel[800], path[1024], buf[64], *end;
+	long long v;
+
+	snprintf(rel, sizeof(rel), "%s/%s", dir, file);
+	hr_path(root, rel, path, sizeof(path));
+	if (hr_read_text(path, buf, sizeof(buf)) <= 0 || !strncmp(buf, "max", 3))
+		return -1;
+	v = strtoll(buf, &end, 10);
+	return end == buf || v >= LLONG_MAX / 2 ? -1 : v;
+}
+
+/* Fill @cg from the v1 (@v1 true) or v2 files in @cg->dir. */
+static int cg_read(const char *root, size_t ps, bool v1, struct hr_hugetlb_cg *cg)
+{
+	static const char *const v1_files[] = { "limit_in_bytes", "usage_in_bytes",
+						"rsvd.limit_in_bytes", "rsvd.usage_in_bytes" };
+	static const char *const v2_files[] = { "max", "current", "rsvd.max", "rsvd.current" };
+	const char *const *files = v1 ? v1_files : v2_files;
+	long long *vals[] = { &cg->max, &cg->usage, &cg->rsvd_max, &cg->rsvd_usage };
+	char name[16], rel[800], path[1024];
+
+	hr_cg_size_name(ps, name, sizeof(name));
+	for (int i = 0; i < 4; i++) {
+		snprintf(cg->file[i], sizeof(cg->file[i]), "hugetlb.%s.%s", name, files[i]);
+		*vals[i] = cg_bytes(root, cg->dir, cg->file[i]);
+	}
+	/* Neither limit nor usage file: no hugetlb controller here for this size. */
+	for (int i = 0; i < 2; i++) {
+		snprintf(rel, sizeof(rel), "%s/%s", cg->dir, cg->file[i]);
+		hr_path(root, rel, path, sizeof(path));
+		if (!access(path, F_OK))
+			return 0;
+	}
+	return -ENOENT;
+}
+
+int hr_hugetlb_cgroup_at(const char *root, size_t ps, struct hr_hugetlb_cg *cg)
+{
+	char text[4096], path[1024], mnt[256], *line, *save = NULL;
+	char v2_path[256] = "";
+
+	memset(cg, 0, sizeof(*cg));
+	cg->max = cg->usage = cg->rsvd_max = cg->rsvd_usage = -1;
+	hr_path(root, "/proc/self/cgroup", path, sizeof(path));
+	if (hr_read_text(path, text, sizeof(text)) < 0)
+		return -ENOENT;
+	for (line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+		char *p = strchr(line, ':'), *q = p ? strchr(p + 1, ':') : NULL;
+
+		if (!q)
+			continue;
+		*q = '\0';
+		if (!strcmp(p + 1, "") && !strncmp(line, "0:", 2)) {
+			hr_copy_str(v2_path, sizeof(v2_path), q + 1);
+		} else if (strstr(p + 1, "hugetlb") && !cg_mount(root, true, mnt, sizeof(mnt))) {
+			/* A hierarchy of its own (v1): the unified one cannot have it. */
+			snprintf(cg->dir, sizeof(cg->dir), "%s%s", mnt, strcmp(q + 1, "/") ? q + 1 : "");
+			cg->v1 = true;
+			return cg_read(root, ps, true, cg);
+		}
+	}
+	if (!v2_path[0])
+		return -ENOENT;
+	if (cg_mount(root, false, mnt, sizeof(mnt)))
+		hr_copy_str(mnt, sizeof(mnt), "/sys/fs/cgroup");	/* where systemd puts it */
+	snprintf(cg->dir, sizeof(cg->dir), "%s%s", mnt, strcmp(v2_path, "/") ? v2_path : "");
+	return cg_read(root, ps, false, cg);
+}
+
+/*
+ * Why @bytes more of @ps pages cannot be had: this process's hugetlb cgroup
+ * (its fault-time limit or its reservation limit), else the pool.  False if
+ * neither explains it (the pool has them: fragmentation, NUMA, a race).
+ */
+bool hr_explain_no_hugepages(size_t ps, size_t bytes, char *buf, size_t len)
+{
+	struct hr_hugetlb_cg cg;
+	struct hugering_pool pool;
+	long long need = (long long)HR_ALIGN_UP(bytes, ps);
+
+	if (!hr_hugetlb_cgroup_at("", ps, &cg)) {
+		for (int i = 0; i < 4; i += 2) {
+			long long max = i ? cg.rsvd_max : cg.max, used = i ? cg.rsvd_usage : cg.usage;
+
+			if (max >= 0 && used >= 0 && used + need > max) {
+				snprintf(buf, len, "hugetlb cgroup limit: %s/%s is %lld kB, %lld kB "
+					 "in use, %lld kB more needed", cg.dir, cg.file[i],
+					 max >> 10, used >> 10, need >> 10);
+				return true;
+			}
+		}
+	}
+	if (hr_pool_get_at("", ps, -1, &pool)) {
+		snprintf(buf, len, "no %zu kB hugepages in this kernel", ps >> 10);
+		return true;
+	}
+	snprintf(buf, len, "hugepage pool %s: %zu kB pool has %ld usable pages "
+		 "(%ld free, %ld reserved), %lld kB needed", pool.usable > 0 ? "short" : "empty",
+		 ps >> 10, pool.usable,
+		 pool.free, pool.reserved, need >> 10);
+	return pool.usable * (long long)ps < need;
 }

@@ -417,6 +417,26 @@ static int alloc_fallback(struct hugering_region *r, const struct hugering_regio
 	return ret;
 }
 
+/* hugering_last_error() for a failed region: the cgroup, the pool, or contiguity. */
+static void explain_failure(const struct hugering_region_opts *o, int err)
+{
+	size_t ps = o->page_size ? o->page_size : hr_default_page_size_at("");
+	char buf[256];
+
+	if (err == -EPERM) {
+		hr_set_error("%s", why(err));
+	} else if (err != -ENOMEM || ps <= HR_BASE_PAGE) {
+		hr_set_error("region of %zu bytes: %s", o->size, strerror(-err));
+	} else if (hr_explain_no_hugepages(ps, o->size, buf, sizeof(buf)) ||
+		   !(o->flags & HUGERING_REGION_CONTIG)) {
+		hr_set_error("%s", buf);
+	} else {
+		hr_set_error("no physically contiguous run of %zu kB in %u tries (%s)",
+			     HR_ALIGN_UP(o->size, ps) >> 10,
+			     o->max_tries ? o->max_tries : DEFAULT_MAX_TRIES, buf);
+	}
+}
+
 static int check_opts(const struct hugering_region_opts *o)
 {
 	long phys = sysconf(_SC_PHYS_PAGES);
@@ -489,8 +509,11 @@ int hugering_region_alloc(const struct hugering_region_opts *o,
 		return -EINVAL;
 	*out = NULL;
 	ret = check_opts(o);
-	if (ret)
+	if (ret) {
+		hr_set_error("bad hugering_region_opts (size, page size, NUMA node, flags or "
+			     "reserved fields)");
 		return ret;
+	}
 	r = calloc(1, sizeof(*r));
 	if (!r)
 		return -ENOMEM;
@@ -511,6 +534,7 @@ int hugering_region_alloc(const struct hugering_region_opts *o,
 	if (!ret)
 		ret = settle(r, o);
 	if (ret) {
+		explain_failure(o, ret);
 		release(r);
 		free(r);
 		return ret;

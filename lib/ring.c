@@ -320,13 +320,14 @@ static void pool_reason(char *buf, size_t len, const struct hugering_layout *lay
 	struct hugering_arena *a = o && o->arena ? o->arena : hugering_default_arena();
 	size_t ps = o && o->page_size ? o->page_size :
 		    a ? hr_arena_page_size(a) : hr_default_page_size_at("");
-	struct hugering_pool pool;
 
-	if (ps > HR_BASE_PAGE && !hr_pool_get_at("", ps, -1, &pool))
-		snprintf(buf, len, "hugepage pool empty: %zu kB pool has %ld usable pages "
-			 "after waiting %d ms, ring needs %zu bytes", ps >> 10, pool.usable,
-			 hr_arena_wait_ms(a), lay->total_bytes);
-	else
+	if (ps > HR_BASE_PAGE) {
+		size_t n;
+
+		hr_explain_no_hugepages(ps, lay->total_bytes, buf, len);
+		n = strlen(buf);
+		snprintf(buf + n, len - n, "; waited %d ms", hr_arena_wait_ms(a));
+	} else
 		snprintf(buf, len, "no memory for %zu bytes of ring memory", lay->total_bytes);
 }
 

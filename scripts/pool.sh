@@ -29,3 +29,42 @@ pool_reserve() {
 	pool_reserve_one hugepages-2048kB "$NEED_2M"
 	pool_reserve_one hugepages-1048576kB "$NEED_1G"
 }
+
+# As root: a hugetlb cgroup the tests may put themselves under
+# (HUGERING_TEST_HUGETLB_CGROUP), delegated to nobody for the unprivileged
+# run: in the unified hierarchy if it has the controller, else in the v1
+# hugetlb hierarchy, mounted (and unmounted at exit) where nothing had.
+HUGETLB_CG_MOUNTED=
+hugetlb_cgroup_prepare() {
+	[ "$(id -u)" -eq 0 ] || return 0
+	local base v2mnt v2=
+	base=$(awk '$3 == "cgroup" && $4 ~ /(^|,)hugetlb(,|$)/ {print $2; exit}' /proc/self/mounts)
+	v2mnt=$(awk '$3 == "cgroup2" {print $2; exit}' /proc/self/mounts)
+	if [ -z "$base" ] && [ -n "$v2mnt" ] && grep -qw hugetlb "$v2mnt/cgroup.controllers" 2>/dev/null; then
+		base=$v2mnt v2=1
+		echo +hugetlb > "$base/cgroup.subtree_control" 2>/dev/null
+	elif [ -z "$base" ] && awk '$1 == "hugetlb" && $4 == 1 {f=1} END {exit !f}' /proc/cgroups; then
+		base=/run/hugering-hugetlb
+		mkdir -p "$base" && mount -t cgroup -o hugetlb hugering-hugetlb "$base" ||
+			{ echo "cgroup: cannot mount the hugetlb hierarchy"; return 0; }
+		HUGETLB_CG_MOUNTED=$base
+	fi
+	[ -n "$base" ] || { echo "cgroup: no hugetlb controller"; return 0; }
+	mkdir -p "$base/hugering-tests" || return 0
+	[ -n "$v2" ] && echo +hugetlb > "$base/hugering-tests/cgroup.subtree_control" 2>/dev/null
+	chown 65534:65534 "$base/hugering-tests" "$base/hugering-tests/cgroup.procs" 2>/dev/null
+	export HUGERING_TEST_HUGETLB_CGROUP=$base/hugering-tests
+	echo "cgroup: tests may use $HUGERING_TEST_HUGETLB_CGROUP"
+}
+
+# The tests' leftover cgroups are empty once their processes are gone.
+hugetlb_cgroup_cleanup() {
+	local d=${HUGERING_TEST_HUGETLB_CGROUP:-}
+	if [ -n "$d" ] && [ -d "$d" ]; then
+		find "$d" -mindepth 1 -depth -type d -exec rmdir {} + 2>/dev/null
+		rmdir "$d" 2>/dev/null
+	fi
+	[ -n "$HUGETLB_CG_MOUNTED" ] && umount "$HUGETLB_CG_MOUNTED" 2>/dev/null &&
+		rmdir "$HUGETLB_CG_MOUNTED" 2>/dev/null
+	return 0
+}

@@ -2,7 +2,8 @@
 # Run the Criterion suite binaries given as arguments.
 #
 # As root: reserve the hugepages the tests need (2 MiB, and 1 GiB where the
-# kernel can give them), run every binary privileged, then again as nobody
+# kernel can give them) and a hugetlb cgroup they may limit themselves in,
+# run every binary privileged, then again as nobody
 # (PFNs hidden) to check the unprivileged path, and restore the pools after.
 # Not root: run each binary once, unprivileged.
 #
@@ -64,6 +65,8 @@ fi
 
 if [ "$(id -u)" -eq 0 ]; then
 	pool_reserve
+	hugetlb_cgroup_prepare
+	trap 'pool_restore; hugetlb_cgroup_cleanup' EXIT
 	unpriv_dir=$(mktemp -d /tmp/hugering-unpriv.XXXXXX)
 	chmod 755 "$unpriv_dir"
 	for bin in "$@"; do

@@ -188,6 +188,10 @@ Test(diag, fake_tree_checks)
 	cr_assert_eq(run_tool(root, "--no-trial", out, sizeof(out)), 1);
 	cr_assert(strstr(out, "fail  hugepages_2048kB"), "%s", out);
 	cr_assert(strstr(out, "nr_hugepages"), "%s", out);
+	/* cgroup v1 limits, found through the tree's mount of the hugetlb hierarchy */
+	cr_assert_eq(run_tool(root, "--no-trial --json", out, sizeof(out)), 1);
+	cr_assert(strstr(out, "\"cgroup_max\":-1,\"cgroup_rsvd_max\":4194304,"), "%s", out);
+	cr_assert(strstr(out, "\"cgroup_max\":1073741824,\"cgroup_rsvd_max\":-1,"), "%s", out);
 	snprintf(root, sizeof(root), "%s/sysroot/twonode", data());
 	run_tool(root, "--no-trial", out, sizeof(out));
 	cr_assert(strstr(out, "warn  sqpoll_napi"), "non-preemptible + busy_poll: %s", out);

@@ -83,6 +83,8 @@ static void print_size_row(const struct hugering_diag_size *s)
 		       s->nodes[k].total, s->nodes[k].free, "", s->nodes[k].surplus);
 	if (s->cgroup_max >= 0)
 		printf("    cgroup limit %lld kB\n", s->cgroup_max >> 10);
+	if (s->cgroup_rsvd_max >= 0)
+		printf("    cgroup reservation limit %lld kB\n", s->cgroup_rsvd_max >> 10);
 }
 
 static void print_hugepages(const struct hugering_diag *d)

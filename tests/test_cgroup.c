@@ -1,0 +1,165 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * hugetlb cgroup limits, for real: the test moves its own process into a
+ * fresh cgroup under the one the harness prepared
+ * (HUGERING_TEST_HUGETLB_CGROUP) and limits it.  A fault over the limit
+ * would be SIGBUS; the library must turn it into -ENOMEM and say which
+ * cgroup file refused.  The empty cgroups are removed by the harness.
+ */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "helpers.h"
+
+TestSuite(cgroup, .init = th_init, .fini = th_fini, .timeout = 60);
+
+struct cg {
+	char dir[512];
+	bool v1;
+};
+
+/* @v < 0: no limit, "-1" in v1, "max" in v2. */
+static void put(const struct cg *c, const char *file, long long v)
+{
+	char path[700], buf[32];
+	int fd, n;
+
+	snprintf(path, sizeof(path), "%s/%s", c->dir, file);
+	n = v < 0 && !c->v1 ? snprintf(buf, sizeof(buf), "max") : snprintf(buf, sizeof(buf), "%lld", v);
+	fd = open(path, O_WRONLY);
+	cr_assert_geq(fd, 0, "open %s: %s", path, strerror(errno));
+	cr_assert_eq(write(fd, buf, (size_t)n), n, "write %s to %s: %s", buf, path, strerror(errno));
+	close(fd);
+}
+
+/* A cgroup file name for 2 MiB pages in this hierarchy's spelling. */
+static const char *file(const struct cg *c, int which)
+{
+	static const char *const v1[] = { "hugetlb.2MB.limit_in_bytes",
+					  "hugetlb.2MB.rsvd.limit_in_bytes",
+					  "hugetlb.2MB.failcnt" };
+	static const char *const v2[] = { "hugetlb.2MB.max", "hugetlb.2MB.rsvd.max",
+					  "hugetlb.2MB.events" };
+
+	return c->v1 ? v1[which] : v2[which];
+}
+
+enum { LIMIT, RSVD_LIMIT, FAILS };
+
+/* Move this process into a new hugetlb cgroup limited to @limit / @rsvd bytes (-1: none). */
+static void enter(struct cg *c, long long limit, long long rsvd)
+{
+	const char *base = getenv("HUGERING_TEST_HUGETLB_CGROUP");
+	const char *ci = getenv("CI");
+	char path[600];
+
+	if (!base || !*base) {
+		if (ci && *ci && strcmp(ci, "false"))
+			cr_assert_fail("no hugetlb cgroup from the harness (run as root: "
+				       "scripts/run-tests.sh prepares one)");
+		cr_skip_test("no hugetlb cgroup: run the tests as root through scripts/run-tests.sh");
+	}
+	snprintf(c->dir, sizeof(c->dir), "%s/t-%d", base, (int)getpid());
+	cr_assert_eq(mkdir(c->dir, 0755), 0, "mkdir %s: %s", c->dir, strerror(errno));
+	snprintf(path, sizeof(path), "%s/hugetlb.2MB.limit_in_bytes", c->dir);
+	c->v1 = !access(path, F_OK);
+	put(c, file(c, LIMIT), limit);
+	put(c, file(c, RSVD_LIMIT), rsvd);
+	put(c, "cgroup.procs", getpid());
+}
+
+/* How often the cgroup refused a page (v1 failcnt; v2 events "max N"). */
+static long fails(const struct cg *c)
+{
+	char path[700], buf[256], *p;
+	FILE *f;
+	size_t n;
+
+	snprintf(path, sizeof(path), "%s/%s", c->dir, file(c, FAILS));
+	f = fopen(path, "r");
+	cr_assert_not_null(f, "%s", path);
+	n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	p = c->v1 ? buf : strstr(buf, "max ");
+	return p ? atol(c->v1 ? p : p + 4) : -1;
+}
+
+static int region(size_t pages, struct hugering_region **r)
+{
+	struct hugering_region_opts o = { .size = pages * SZ_2M, .page_size = SZ_2M,
+					  .numa_node = -1 };
+
+	return hugering_region_alloc(&o, r);
+}
+
+/* Over the fault-time limit: -ENOMEM naming the limit file, no SIGBUS, no page kept. */
+Test(cgroup, fault_limit_is_enomem_with_the_file_named)
+{
+	struct hugering_region *r;
+	long free0;
+	struct cg c;
+
+	th_need_pool(SZ_2M, 4);
+	enter(&c, 2 * (long long)SZ_2M, -1);
+	cr_assert_eq(region(2, &r), 0, "within the limit: %s", hugering_last_error());
+	hugering_region_free(r);
+	free0 = th_pool_field(SZ_2M, "free_hugepages");
+	cr_assert_eq(region(3, &r), -ENOMEM);
+	cr_assert(strstr(hugering_last_error(), "hugetlb cgroup limit") &&
+		  strstr(hugering_last_error(), file(&c, LIMIT)), "%s", hugering_last_error());
+	cr_assert_gt(fails(&c), 0, "the cgroup never refused a page: nothing was tested");
+	cr_assert_eq(th_pool_field(SZ_2M, "free_hugepages"), free0, "pages kept after failing");
+}
+
+/* Over the reservation limit: refused at mmap, named too. */
+Test(cgroup, reservation_limit_is_enomem_with_the_file_named)
+{
+	struct hugering_region *r;
+	struct cg c;
+
+	th_need_pool(SZ_2M, 4);
+	enter(&c, -1, (long long)SZ_2M);
+	cr_assert_eq(region(1, &r), 0, "within the limit: %s", hugering_last_error());
+	hugering_region_free(r);
+	cr_assert_eq(region(2, &r), -ENOMEM);
+	cr_assert(strstr(hugering_last_error(), file(&c, RSVD_LIMIT)), "%s",
+		  hugering_last_error());
+}
+
+/* A ring whose arena cannot get a page: kernel-mapped, and the reason is the cgroup. */
+Test(cgroup, ring_falls_back_saying_cgroup)
+{
+	struct hugering_arena_opts ao = { .page_size = SZ_2M, .numa_node = -1, .wait_ms = -1 };
+	struct io_uring_params p = { 0 };
+	struct hugering_ring_info info;
+	struct hugering_arena *a;
+	struct hugering_init_opts o = { .numa_node = -1 };
+	struct io_uring ring;
+	struct cg c;
+
+	th_need_pool(SZ_2M, 2);
+	enter(&c, 0, -1);
+	cr_assert_eq(hugering_arena_create(&ao, &a), 0, "%s", hugering_last_error());
+	o.arena = a;
+	cr_assert_eq(hugering_queue_init_opts(256, &ring, &p, &o), 0, "%s", hugering_last_error());
+	cr_assert_eq(hugering_ring_info(&ring, &info), 0);
+	cr_assert_eq(info.mode, HUGERING_MODE_KERNEL);
+	cr_assert_eq(info.fallback_errno, ENOMEM);
+	cr_assert(strstr(info.fallback_reason, "hugetlb cgroup limit"), "%s", info.fallback_reason);
+	th_nops(&ring, 2 * p.cq_entries);
+	hugering_queue_exit(&ring);
+
+	/* nommap: the error itself, same words. */
+	o.policy = HUGERING_POLICY_NOMMAP;
+	p = (struct io_uring_params){ 0 };
+	cr_assert_eq(hugering_queue_init_opts(256, &ring, &p, &o), -ENOMEM);
+	cr_assert(strstr(hugering_last_error(), "hugetlb cgroup limit"), "%s", hugering_last_error());
+	cr_assert_eq(hugering_arena_destroy(a), 0);
+}
