@@ -202,6 +202,29 @@ static void drop_ring(struct maker *mk, struct io_uring *ring)
 /* Measurements                                                        */
 /* ------------------------------------------------------------------ */
 
+/*
+ * An SQ thread posts a batch's CQEs before it moves the SQ head past it, so
+ * the SQ can look full when every completion is in.  The kernel judges room
+ * by the published tail, liburing by its local one: publish what is
+ * prepared, then wait for room.  NULL if none comes.
+ */
+static struct io_uring_sqe *sqpoll_sqe(struct io_uring *ring)
+{
+	struct io_uring_sqe *sqe;
+
+	if (io_uring_submit(ring) < 0)
+		return NULL;
+	for (int tries = 0; !(sqe = io_uring_get_sqe(ring)) && tries < 20000; tries++) {
+		int ret = io_uring_sqring_wait(ring);
+
+		if (ret < 0 && ret != -EINTR)
+			return NULL;
+		if (!io_uring_sq_space_left(ring))
+			usleep(1000);
+	}
+	return sqe;
+}
+
 /* Submit @batch NOPs and reap them, for @secs; NOPs per second / 1e6. */
 static double nop_mops(struct io_uring *ring, unsigned batch, double secs)
 {
@@ -212,13 +235,8 @@ static double nop_mops(struct io_uring *ring, unsigned batch, double secs)
 		for (unsigned i = 0; i < batch; i++) {
 			struct io_uring_sqe *sqe = io_uring_get_sqe(ring);
 
-			/*
-			 * An SQ thread posts a batch's CQEs before it moves the
-			 * SQ head past it: wait for the room.
-			 */
-			if (!sqe && (ring->flags & IORING_SETUP_SQPOLL) &&
-			    io_uring_sqring_wait(ring) >= 0)
-				sqe = io_uring_get_sqe(ring);
+			if (!sqe && (ring->flags & IORING_SETUP_SQPOLL))
+				sqe = sqpoll_sqe(ring);
 			if (!sqe)
 				return -1;
 			io_uring_prep_nop(sqe);

@@ -395,10 +395,21 @@ static const char *why(int err)
 			     : "hugepage pool short";
 }
 
+/* Why hugepages failed, for a fallback reason: a cgroup limit is worth naming. */
+static const char *why_for(const struct hugering_region_opts *o, int err, char *buf, size_t len)
+{
+	size_t ps = o->page_size ? o->page_size : hr_default_page_size_at("");
+
+	if (err == -ENOMEM && ps > HR_BASE_PAGE && hr_explain_no_hugepages(ps, o->size, buf, len))
+		return buf;
+	return why(err);
+}
+
 /* FALLBACK: hugepages without the contiguity promise, then base pages. */
 static int alloc_fallback(struct hugering_region *r, const struct hugering_region_opts *o,
 			  int err)
 {
+	char buf[256];
 	int ret = -ENOMEM;
 
 	if (o->page_size != HR_BASE_PAGE && (o->flags & HUGERING_REGION_CONTIG)) {
@@ -413,7 +424,7 @@ static int alloc_fallback(struct hugering_region *r, const struct hugering_regio
 		return ret;
 	ret = alloc_base(r, o);
 	if (!ret)
-		set_reason(r, err, "%s: base pages", why(err));
+		set_reason(r, err, "base pages: %s", why_for(o, err, buf, sizeof(buf)));
 	return ret;
 }
 

@@ -163,3 +163,23 @@ Test(cgroup, ring_falls_back_saying_cgroup)
 	cr_assert(strstr(hugering_last_error(), "hugetlb cgroup limit"), "%s", hugering_last_error());
 	cr_assert_eq(hugering_arena_destroy(a), 0);
 }
+
+/* FALLBACK over the limit: base pages, and the reason names the cgroup. */
+Test(cgroup, fallback_region_says_cgroup)
+{
+	struct hugering_region_opts o = { .size = 2 * SZ_2M, .page_size = SZ_2M, .numa_node = -1,
+					  .flags = HUGERING_REGION_FALLBACK };
+	struct hugering_region_info info;
+	struct hugering_region *r;
+	struct cg c;
+
+	th_need_pool(SZ_2M, 2);
+	enter(&c, 0, -1);
+	cr_assert_eq(hugering_region_alloc(&o, &r), 0, "%s", hugering_last_error());
+	cr_assert_eq(hugering_region_info(r, &info), 0);
+	cr_assert_eq(info.page_size, 4096);
+	cr_assert_eq(info.fallback_errno, ENOMEM);
+	cr_assert(strstr(info.fallback_reason, "base pages: hugetlb cgroup limit"), "%s",
+		  info.fallback_reason);
+	hugering_region_free(r);
+}
