@@ -115,7 +115,8 @@ Test(cgroup, fault_limit_is_enomem_with_the_file_named)
 	cr_assert(strstr(hugering_last_error(), "hugetlb cgroup limit") &&
 		  strstr(hugering_last_error(), file(&c, LIMIT)), "%s", hugering_last_error());
 	cr_assert_gt(fails(&c), 0, "the cgroup never refused a page: nothing was tested");
-	cr_assert_eq(th_pool_field(SZ_2M, "free_hugepages"), free0, "pages kept after failing");
+	/* >=: an earlier test's rings may still be handing pages back */
+	cr_assert_geq(th_pool_field(SZ_2M, "free_hugepages"), free0, "pages kept after failing");
 }
 
 /* Over the reservation limit: refused at mmap, named too. */
