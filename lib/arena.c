@@ -469,7 +469,8 @@ static int try_region(void *arg)
 {
 	struct region_try *t = arg;
 
-	return hugering_region_alloc(t->ro, &t->r);
+	/* quiet: retried every ms while the pool refills; the caller explains */
+	return hr_region_alloc(t->ro, &t->r);
 }
 
 int hr_own_region(const struct hugering_region_opts *ro, int wait_ms, uint64_t *waits,

@@ -364,19 +364,20 @@ void hr_cg_size_name(size_t ps, char *buf, size_t len)
  */
 static int cg_mount(const char *root, bool v1, char *dir, size_t len)
 {
-	char path[1024];
-	struct mntent *m;
+	char path[1024], buf[4096];
+	struct mntent ent;
 	FILE *f;
 	int ret = -ENOENT;
 
 	hr_path(root, "/proc/self/mounts", path, sizeof(path));
-	f = setmntent(path, "r");
+	f = setmntent(path, "re");
 	if (!f)
 		return -ENOENT;
-	while (ret && (m = getmntent(f)))
-		if (v1 ? !strcmp(m->mnt_type, "cgroup") && hasmntopt(m, "hugetlb")
-		       : !strcmp(m->mnt_type, "cgroup2")) {
-			hr_copy_str(dir, len, m->mnt_dir);
+	/* getmntent_r: rings may be created on several threads at once */
+	while (ret && getmntent_r(f, &ent, buf, sizeof(buf)))
+		if (v1 ? !strcmp(ent.mnt_type, "cgroup") && hasmntopt(&ent, "hugetlb")
+		       : !strcmp(ent.mnt_type, "cgroup2")) {
+			hr_copy_str(dir, len, ent.mnt_dir);
 			ret = 0;
 		}
 	endmntent(f);
@@ -422,6 +423,30 @@ static int cg_read(const char *root, size_t ps, bool v1, struct hr_hugetlb_cg *c
 	return -ENOENT;
 }
 
+/*
+ * Fill @cg for the cgroup at @mnt + @path or, where that one does not have
+ * the controller (a v2 leaf below a parent that did not enable it: its pages
+ * are charged to that parent), the nearest ancestor that has.
+ */
+static int cg_nearest(const char *root, const char *mnt, const char *path, size_t ps, bool v1,
+		      struct hr_hugetlb_cg *cg)
+{
+	size_t top = strlen(mnt);
+	char *slash;
+
+	if (snprintf(cg->dir, sizeof(cg->dir), "%s%s", mnt, strcmp(path, "/") ? path : "") >=
+	    (int)sizeof(cg->dir))
+		return -ENAMETOOLONG;
+	cg->v1 = v1;
+	while (cg_read(root, ps, v1, cg)) {
+		slash = strrchr(cg->dir, '/');
+		if (!slash || (size_t)(slash - cg->dir) < top)
+			return -ENOENT;
+		*slash = '\0';
+	}
+	return 0;
+}
+
 int hr_hugetlb_cgroup_at(const char *root, size_t ps, struct hr_hugetlb_cg *cg)
 {
 	char text[4096], path[1024], mnt[256], *line, *save = NULL;
@@ -438,53 +463,80 @@ int hr_hugetlb_cgroup_at(const char *root, size_t ps, struct hr_hugetlb_cg *cg)
 		if (!q)
 			continue;
 		*q = '\0';
-		if (!strcmp(p + 1, "") && !strncmp(line, "0:", 2)) {
+		if (!strcmp(p + 1, "") && !strncmp(line, "0:", 2))
 			hr_copy_str(v2_path, sizeof(v2_path), q + 1);
-		} else if (strstr(p + 1, "hugetlb") && !cg_mount(root, true, mnt, sizeof(mnt))) {
-			/* A hierarchy of its own (v1): the unified one cannot have it. */
-			snprintf(cg->dir, sizeof(cg->dir), "%s%s", mnt, strcmp(q + 1, "/") ? q + 1 : "");
-			cg->v1 = true;
-			return cg_read(root, ps, true, cg);
-		}
+		/* A hierarchy of its own (v1): the unified one cannot have it. */
+		else if (strstr(p + 1, "hugetlb") && !cg_mount(root, true, mnt, sizeof(mnt)))
+			return cg_nearest(root, mnt, q + 1, ps, true, cg);
 	}
 	if (!v2_path[0])
 		return -ENOENT;
 	if (cg_mount(root, false, mnt, sizeof(mnt)))
 		hr_copy_str(mnt, sizeof(mnt), "/sys/fs/cgroup");	/* where systemd puts it */
-	snprintf(cg->dir, sizeof(cg->dir), "%s%s", mnt, strcmp(v2_path, "/") ? v2_path : "");
-	return cg_read(root, ps, false, cg);
+	return cg_nearest(root, mnt, v2_path, ps, false, cg);
 }
 
 /*
- * Why @bytes more of @ps pages cannot be had: this process's hugetlb cgroup
- * (its fault-time limit or its reservation limit), else the pool.  False if
- * neither explains it (the pool has them: fragmentation, NUMA, a race).
+ * Does the cgroup in @cg->dir, or a parent of it up to the hierarchy's mount
+ * (@top bytes of the path), keep @need bytes of @ps pages out?  A limit set
+ * on a parent (a pod, a slice) binds as much as one on the leaf.
  */
-bool hr_explain_no_hugepages(size_t ps, size_t bytes, char *buf, size_t len)
+static bool cg_refuses(struct hr_hugetlb_cg *cg, size_t top, size_t ps, long long need,
+		       char *buf, size_t len)
+{
+	for (;;) {
+		for (int i = 0; i < 4; i += 2) {
+			long long max = i ? cg->rsvd_max : cg->max;
+			long long used = i ? cg->rsvd_usage : cg->usage;
+
+			if (max >= 0 && used >= 0 && used + need > max) {
+				/* Numbers first: a long path is what gets cut. */
+				snprintf(buf, len, "hugetlb cgroup limit %s = %lld kB, %lld kB in use, "
+					 "%lld kB more needed (cgroup %s)", cg->file[i], max >> 10,
+					 used >> 10, need >> 10, cg->dir);
+				return true;
+			}
+		}
+		char *slash = strrchr(cg->dir, '/');
+
+		if (!slash || (size_t)(slash - cg->dir) < top)
+			return false;
+		*slash = '\0';
+		if (cg_read("", ps, cg->v1, cg))
+			return false;
+	}
+}
+
+/*
+ * Why @bytes more of @ps pages (on @node, -1 any) cannot be had: this
+ * process's hugetlb cgroup or a parent (fault-time or reservation limit),
+ * else the pool.  False if neither explains it (the pool has them:
+ * fragmentation, NUMA placement, a race); @buf then says what was seen.
+ */
+bool hr_explain_no_hugepages(size_t ps, int node, size_t bytes, char *buf, size_t len)
 {
 	struct hr_hugetlb_cg cg;
 	struct hugering_pool pool;
 	long long need = (long long)HR_ALIGN_UP(bytes, ps);
+	char mnt[256];
 
-	if (!hr_hugetlb_cgroup_at("", ps, &cg)) {
-		for (int i = 0; i < 4; i += 2) {
-			long long max = i ? cg.rsvd_max : cg.max, used = i ? cg.rsvd_usage : cg.usage;
-
-			if (max >= 0 && used >= 0 && used + need > max) {
-				snprintf(buf, len, "hugetlb cgroup limit: %s/%s is %lld kB, %lld kB "
-					 "in use, %lld kB more needed", cg.dir, cg.file[i],
-					 max >> 10, used >> 10, need >> 10);
-				return true;
-			}
-		}
-	}
-	if (hr_pool_get_at("", ps, -1, &pool)) {
-		snprintf(buf, len, "no %zu kB hugepages in this kernel", ps >> 10);
+	if (!hr_hugetlb_cgroup_at("", ps, &cg) &&
+	    !cg_mount("", cg.v1, mnt, sizeof(mnt)) &&
+	    cg_refuses(&cg, strlen(mnt), ps, need, buf, len))
+		return true;
+	if (hr_pool_get_at("", ps, node, &pool)) {
+		snprintf(buf, len, "no %zu kB hugepages in this kernel%s", ps >> 10,
+			 node >= 0 ? " on this node" : "");
 		return true;
 	}
-	snprintf(buf, len, "hugepage pool %s: %zu kB pool has %ld usable pages "
-		 "(%ld free, %ld reserved), %lld kB needed", pool.usable > 0 ? "short" : "empty",
-		 ps >> 10, pool.usable,
-		 pool.free, pool.reserved, need >> 10);
-	return pool.usable * (long long)ps < need;
+	if (pool.usable * (long long)ps < need) {
+		snprintf(buf, len, "hugepage pool %s: %zu kB pool%s has %ld usable pages "
+			 "(%ld free, %ld reserved), %lld kB needed",
+			 pool.usable > 0 ? "short" : "empty", ps >> 10, node >= 0 ? " of the node" : "",
+			 pool.usable, pool.free, pool.reserved, need >> 10);
+		return true;
+	}
+	snprintf(buf, len, "%lld kB of %zu kB hugepages not obtained though the pool%s has %ld "
+		 "usable pages", need >> 10, ps >> 10, node >= 0 ? " of the node" : "", pool.usable);
+	return false;
 }

@@ -58,8 +58,8 @@ struct hr_hugetlb_cg {
 	long long rsvd_max, rsvd_usage;
 };
 int hr_hugetlb_cgroup_at(const char *root, size_t ps, struct hr_hugetlb_cg *cg);
-/* One line: why @bytes more of @ps pages cannot be had (cgroup limit, pool). */
-bool hr_explain_no_hugepages(size_t ps, size_t bytes, char *buf, size_t len);
+/* One line: why @bytes more of @ps pages on @node (-1 any) cannot be had. */
+bool hr_explain_no_hugepages(size_t ps, int node, size_t bytes, char *buf, size_t len);
 
 /* pagemap.c */
 int hr_pagemap_open(void);
@@ -75,6 +75,8 @@ size_t hr_vma_page_size(uintptr_t addr, int *backing, uintptr_t *vma_end);
 
 /* region.c */
 int hr_memfd_for(size_t page_size, const char *name);
+/* hugering_region_alloc on checked options, without setting the last error. */
+int hr_region_alloc(const struct hugering_region_opts *o, struct hugering_region **out);
 /*
  * Map @len bytes of @fd at @off (at @fixed if not NULL), bind to @node and
  * fault in; -ENOMEM (never SIGBUS) when the pool cannot supply it.

@@ -400,7 +400,8 @@ static const char *why_for(const struct hugering_region_opts *o, int err, char *
 {
 	size_t ps = o->page_size ? o->page_size : hr_default_page_size_at("");
 
-	if (err == -ENOMEM && ps > HR_BASE_PAGE && hr_explain_no_hugepages(ps, o->size, buf, len))
+	if (err == -ENOMEM && ps > HR_BASE_PAGE &&
+	    hr_explain_no_hugepages(ps, o->numa_node, o->size, buf, len))
 		return buf;
 	return why(err);
 }
@@ -438,7 +439,7 @@ static void explain_failure(const struct hugering_region_opts *o, int err)
 		hr_set_error("%s", why(err));
 	} else if (err != -ENOMEM || ps <= HR_BASE_PAGE) {
 		hr_set_error("region of %zu bytes: %s", o->size, strerror(-err));
-	} else if (hr_explain_no_hugepages(ps, o->size, buf, sizeof(buf)) ||
+	} else if (hr_explain_no_hugepages(ps, o->numa_node, o->size, buf, sizeof(buf)) ||
 		   !(o->flags & HUGERING_REGION_CONTIG)) {
 		hr_set_error("%s", buf);
 	} else {
@@ -509,22 +510,16 @@ static void release(struct hugering_region *r)
 	r->fd = -1;
 }
 
-int hugering_region_alloc(const struct hugering_region_opts *o,
-			  struct hugering_region **out)
+int hr_region_alloc(const struct hugering_region_opts *o, struct hugering_region **out)
 {
 	struct hugering_region *r;
 	bool contig;
 	int ret;
 
-	if (!o || !out)
-		return -EINVAL;
 	*out = NULL;
 	ret = check_opts(o);
-	if (ret) {
-		hr_set_error("bad hugering_region_opts (size, page size, NUMA node, flags or "
-			     "reserved fields)");
+	if (ret)
 		return ret;
-	}
 	r = calloc(1, sizeof(*r));
 	if (!r)
 		return -ENOMEM;
@@ -545,13 +540,32 @@ int hugering_region_alloc(const struct hugering_region_opts *o,
 	if (!ret)
 		ret = settle(r, o);
 	if (ret) {
-		explain_failure(o, ret);
 		release(r);
 		free(r);
 		return ret;
 	}
 	*out = r;
 	return 0;
+}
+
+int hugering_region_alloc(const struct hugering_region_opts *o,
+			  struct hugering_region **out)
+{
+	int ret;
+
+	if (!o || !out)
+		return -EINVAL;
+	*out = NULL;
+	if (check_opts(o)) {
+		hr_set_error("bad hugering_region_opts (size, page size, NUMA node, flags or "
+			     "reserved fields)");
+		return -EINVAL;
+	}
+	ret = hr_region_alloc(o, out);
+	/* Explained after the failed attempt let go of its pages. */
+	if (ret)
+		explain_failure(o, ret);
+	return ret;
 }
 
 void hugering_region_free(struct hugering_region *r)

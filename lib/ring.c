@@ -322,11 +322,13 @@ static void pool_reason(char *buf, size_t len, const struct hugering_layout *lay
 		    a ? hr_arena_page_size(a) : hr_default_page_size_at("");
 
 	if (ps > HR_BASE_PAGE) {
+		int node = o && o->numa_node >= 0 ? o->numa_node : a ? hr_arena_node(a) : -1;
 		size_t n;
 
-		hr_explain_no_hugepages(ps, lay->total_bytes, buf, len);
+		hr_explain_no_hugepages(ps, node, lay->total_bytes, buf, len);
 		n = strlen(buf);
-		snprintf(buf + n, len - n, "; waited %d ms", hr_arena_wait_ms(a));
+		if (hr_arena_wait_ms(a) > 0)
+			snprintf(buf + n, len - n, "; waited %d ms", hr_arena_wait_ms(a));
 	} else
 		snprintf(buf, len, "no memory for %zu bytes of ring memory", lay->total_bytes);
 }

@@ -33,16 +33,20 @@ pool_reserve() {
 # As root: a hugetlb cgroup the tests may put themselves under
 # (HUGERING_TEST_HUGETLB_CGROUP), delegated to nobody for the unprivileged
 # run: in the unified hierarchy if it has the controller, else in the v1
-# hugetlb hierarchy, mounted (and unmounted at exit) where nothing had.
-HUGETLB_CG_MOUNTED=
+# hugetlb hierarchy, mounted where nothing had.  Cleanup undoes only what
+# prepare did (the cgroup it made, the controller it enabled, the mount).
+HUGETLB_CG_MOUNTED= HUGETLB_CG_CREATED= HUGETLB_CG_ENABLED=
 hugetlb_cgroup_prepare() {
 	[ "$(id -u)" -eq 0 ] || return 0
-	local base v2mnt v2=
+	local base v2mnt v2= dir
 	base=$(awk '$3 == "cgroup" && $4 ~ /(^|,)hugetlb(,|$)/ {print $2; exit}' /proc/self/mounts)
 	v2mnt=$(awk '$3 == "cgroup2" {print $2; exit}' /proc/self/mounts)
 	if [ -z "$base" ] && [ -n "$v2mnt" ] && grep -qw hugetlb "$v2mnt/cgroup.controllers" 2>/dev/null; then
 		base=$v2mnt v2=1
-		echo +hugetlb > "$base/cgroup.subtree_control" 2>/dev/null
+		if ! grep -qw hugetlb "$base/cgroup.subtree_control"; then
+			echo +hugetlb > "$base/cgroup.subtree_control" 2>/dev/null &&
+				HUGETLB_CG_ENABLED=$base
+		fi
 	elif [ -z "$base" ] && awk '$1 == "hugetlb" && $4 == 1 {f=1} END {exit !f}' /proc/cgroups; then
 		base=/run/hugering-hugetlb
 		mkdir -p "$base" && mount -t cgroup -o hugetlb hugering-hugetlb "$base" ||
@@ -50,20 +54,28 @@ hugetlb_cgroup_prepare() {
 		HUGETLB_CG_MOUNTED=$base
 	fi
 	[ -n "$base" ] || { echo "cgroup: no hugetlb controller"; return 0; }
-	mkdir -p "$base/hugering-tests" || return 0
-	[ -n "$v2" ] && echo +hugetlb > "$base/hugering-tests/cgroup.subtree_control" 2>/dev/null
-	chown 65534:65534 "$base/hugering-tests" "$base/hugering-tests/cgroup.procs" 2>/dev/null
-	export HUGERING_TEST_HUGETLB_CGROUP=$base/hugering-tests
-	echo "cgroup: tests may use $HUGERING_TEST_HUGETLB_CGROUP"
+	dir=$base/hugering-tests-$$
+	mkdir "$dir" || return 0
+	HUGETLB_CG_CREATED=$dir
+	if [ -n "$v2" ]; then
+		echo +hugetlb > "$dir/cgroup.subtree_control" 2>/dev/null
+		grep -qw hugetlb "$dir/cgroup.subtree_control" ||
+			{ echo "cgroup: cannot enable hugetlb below $dir"; return 0; }
+	fi
+	chown 65534:65534 "$dir" "$dir/cgroup.procs" 2>/dev/null
+	export HUGERING_TEST_HUGETLB_CGROUP=$dir
+	echo "cgroup: tests may use $dir"
 }
 
 # The tests' leftover cgroups are empty once their processes are gone.
 hugetlb_cgroup_cleanup() {
-	local d=${HUGERING_TEST_HUGETLB_CGROUP:-}
+	local d=$HUGETLB_CG_CREATED
 	if [ -n "$d" ] && [ -d "$d" ]; then
 		find "$d" -mindepth 1 -depth -type d -exec rmdir {} + 2>/dev/null
 		rmdir "$d" 2>/dev/null
 	fi
+	[ -n "$HUGETLB_CG_ENABLED" ] &&
+		echo -hugetlb > "$HUGETLB_CG_ENABLED/cgroup.subtree_control" 2>/dev/null
 	[ -n "$HUGETLB_CG_MOUNTED" ] && umount "$HUGETLB_CG_MOUNTED" 2>/dev/null &&
 		rmdir "$HUGETLB_CG_MOUNTED" 2>/dev/null
 	return 0

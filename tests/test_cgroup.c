@@ -24,18 +24,21 @@ struct cg {
 	bool v1;
 };
 
-/* @v < 0: no limit, "-1" in v1, "max" in v2. */
-static void put(const struct cg *c, const char *file, long long v)
+/* Write @v (< 0: no limit, "-1" in v1, "max" in v2) into @file; 0 or errno. */
+static int try_put(const struct cg *c, const char *file, long long v)
 {
 	char path[700], buf[32];
-	int fd, n;
+	int fd, n, err = 0;
 
 	snprintf(path, sizeof(path), "%s/%s", c->dir, file);
 	n = v < 0 && !c->v1 ? snprintf(buf, sizeof(buf), "max") : snprintf(buf, sizeof(buf), "%lld", v);
 	fd = open(path, O_WRONLY);
-	cr_assert_geq(fd, 0, "open %s: %s", path, strerror(errno));
-	cr_assert_eq(write(fd, buf, (size_t)n), n, "write %s to %s: %s", buf, path, strerror(errno));
+	if (fd < 0)
+		return errno;
+	if (write(fd, buf, (size_t)n) != n)
+		err = errno;
 	close(fd);
+	return err;
 }
 
 /* A cgroup file name for 2 MiB pages in this hierarchy's spelling. */
@@ -52,8 +55,29 @@ static const char *file(const struct cg *c, int which)
 
 enum { LIMIT, RSVD_LIMIT, FAILS };
 
-/* Move this process into a new hugetlb cgroup limited to @limit / @rsvd bytes (-1: none). */
-static void enter(struct cg *c, long long limit, long long rsvd)
+/*
+ * Write @v into @file of @dir; v2 lets a process move only with write access
+ * to the common ancestor's cgroup.procs (the root's), so unprivileged there
+ * the test cannot be set up (v1 delegates by directory).
+ */
+static void put(const struct cg *c, const char *dir, const char *name, long long v)
+{
+	struct cg at = *c;
+	int err;
+
+	snprintf(at.dir, sizeof(at.dir), "%s", dir);
+	err = try_put(&at, name, v);
+	if ((err == EACCES || err == EPERM) && !c->v1 && geteuid())
+		cr_skip_test("cgroup v2: %s needs root (%s)", name, strerror(err));
+	cr_assert_eq(err, 0, "%s/%s = %lld: %s", dir, name, v, strerror(err));
+}
+
+/*
+ * Move this process into a new hugetlb cgroup limited to @limit / @rsvd bytes
+ * (-1: none); with @nested, into an unlimited child of it (the limit is a
+ * parent's, as a pod's or a slice's would be).
+ */
+static void enter(struct cg *c, long long limit, long long rsvd, bool nested)
 {
 	const char *base = getenv("HUGERING_TEST_HUGETLB_CGROUP");
 	const char *ci = getenv("CI");
@@ -69,9 +93,12 @@ static void enter(struct cg *c, long long limit, long long rsvd)
 	cr_assert_eq(mkdir(c->dir, 0755), 0, "mkdir %s: %s", c->dir, strerror(errno));
 	snprintf(path, sizeof(path), "%s/hugetlb.2MB.limit_in_bytes", c->dir);
 	c->v1 = !access(path, F_OK);
-	put(c, file(c, LIMIT), limit);
-	put(c, file(c, RSVD_LIMIT), rsvd);
-	put(c, "cgroup.procs", getpid());
+	put(c, c->dir, file(c, LIMIT), limit);
+	put(c, c->dir, file(c, RSVD_LIMIT), rsvd);
+	snprintf(path, sizeof(path), "%s/leaf", c->dir);
+	if (nested)
+		cr_assert_eq(mkdir(path, 0755), 0, "mkdir %s: %s", path, strerror(errno));
+	put(c, nested ? path : c->dir, "cgroup.procs", getpid());
 }
 
 /* How often the cgroup refused a page (v1 failcnt; v2 events "max N"). */
@@ -107,7 +134,7 @@ Test(cgroup, fault_limit_is_enomem_with_the_file_named)
 	struct cg c;
 
 	th_need_pool(SZ_2M, 4);
-	enter(&c, 2 * (long long)SZ_2M, -1);
+	enter(&c, 2 * (long long)SZ_2M, -1, false);
 	cr_assert_eq(region(2, &r), 0, "within the limit: %s", hugering_last_error());
 	hugering_region_free(r);
 	free0 = th_pool_field(SZ_2M, "free_hugepages");
@@ -126,7 +153,7 @@ Test(cgroup, reservation_limit_is_enomem_with_the_file_named)
 	struct cg c;
 
 	th_need_pool(SZ_2M, 4);
-	enter(&c, -1, (long long)SZ_2M);
+	enter(&c, -1, (long long)SZ_2M, false);
 	cr_assert_eq(region(1, &r), 0, "within the limit: %s", hugering_last_error());
 	hugering_region_free(r);
 	cr_assert_eq(region(2, &r), -ENOMEM);
@@ -146,7 +173,7 @@ Test(cgroup, ring_falls_back_saying_cgroup)
 	struct cg c;
 
 	th_need_pool(SZ_2M, 2);
-	enter(&c, 0, -1);
+	enter(&c, 0, -1, false);
 	cr_assert_eq(hugering_arena_create(&ao, &a), 0, "%s", hugering_last_error());
 	o.arena = a;
 	cr_assert_eq(hugering_queue_init_opts(256, &ring, &p, &o), 0, "%s", hugering_last_error());
@@ -175,7 +202,7 @@ Test(cgroup, fallback_region_says_cgroup)
 	struct cg c;
 
 	th_need_pool(SZ_2M, 2);
-	enter(&c, 0, -1);
+	enter(&c, 0, -1, false);
 	cr_assert_eq(hugering_region_alloc(&o, &r), 0, "%s", hugering_last_error());
 	cr_assert_eq(hugering_region_info(r, &info), 0);
 	cr_assert_eq(info.page_size, 4096);
@@ -183,4 +210,18 @@ Test(cgroup, fallback_region_says_cgroup)
 	cr_assert(strstr(info.fallback_reason, "base pages: hugetlb cgroup limit"), "%s",
 		  info.fallback_reason);
 	hugering_region_free(r);
+}
+
+/* The limit is on the parent: found by walking up, and named. */
+Test(cgroup, parent_limit_is_found)
+{
+	struct hugering_region *r;
+	struct cg c;
+
+	th_need_pool(SZ_2M, 4);
+	enter(&c, (long long)SZ_2M, -1, true);
+	cr_assert_eq(region(2, &r), -ENOMEM);
+	cr_assert(strstr(hugering_last_error(), file(&c, LIMIT)) &&
+		  strstr(hugering_last_error(), c.dir) && !strstr(hugering_last_error(), "leaf"),
+		  "%s", hugering_last_error());
 }
