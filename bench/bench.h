@@ -38,6 +38,12 @@ struct shape_def {
 };
 
 #define NBATCH 3
+/* NOPs: warm rings per mode used in turn, and rounds of slices (--quick: fewer). */
+#define NOP_COPIES 3
+static inline int nop_rounds(bool quick)
+{
+	return quick ? 9 : 30;
+}
 #define MAX_ROUNDS 32
 static const unsigned batches[NBATCH] = { 1, 32, 256 };
 

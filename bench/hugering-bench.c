@@ -79,6 +79,7 @@ struct maker {
 	struct hugering_arena *arena;	/* hugering-1g */
 	void *buf;			/* user-4k */
 	size_t buf_len;
+	size_t ring_len;		/* user-4k: computed once, outside the timed cycles */
 };
 
 static double now_us(void)
@@ -119,9 +120,12 @@ static size_t ring_bytes(unsigned sq, const struct io_uring_params *p)
 static int user_4k_ring(struct maker *mk, unsigned sq, struct io_uring *ring,
 			struct io_uring_params *p)
 {
-	size_t len = ring_bytes(sq, p);
+	size_t len;
 	int ret;
 
+	if (!mk->ring_len)
+		mk->ring_len = ring_bytes(sq, p);
+	len = mk->ring_len;
 	if (!len)
 		return -EINVAL;
 	/* Fresh base pages each time: the dying ring keeps the old ones pinned. */
@@ -416,16 +420,9 @@ static bool churn_slice(struct churn *ch, long k)
 		ch->t[c->cycles++] = now_us() - t0;
 	}
 	ch->busy_us += now_us() - start;
-	if (c->cycles > first && c->nrounds < MAX_ROUNDS) {
-		long n = c->cycles - first;
-		double *r = malloc((size_t)n * sizeof(*r));
-
-		if (r) {
-			memcpy(r, ch->t + first, (size_t)n * sizeof(*r));
-			c->cd_rounds[c->nrounds++] = median_of(r, (int)n);
-			free(r);
-		}
-	}
+	/* In place: only churn_close reads ch->t again, and it sorts it all. */
+	if (c->cycles > first && c->nrounds < MAX_ROUNDS)
+		c->cd_rounds[c->nrounds++] = median_of(ch->t + first, (int)(c->cycles - first));
 	return !ch->failed;
 }
 
@@ -516,11 +513,10 @@ static void churn_worker(struct cell *c, int cmd, int res)
  * Rings per mode, used in turn: where a ring's memory lands physically
  * (cache colouring) moves a sweep by up to 10% run to run, in every mode.
  */
-#define COPIES 3
 
 struct nop_run {
-	struct maker mk[MAX_RINGS][COPIES];
-	struct io_uring ring[MAX_RINGS][COPIES];
+	struct maker mk[MAX_RINGS][NOP_COPIES];
+	struct io_uring ring[MAX_RINGS][NOP_COPIES];
 	int copies[MAX_RINGS];	/* rings made for the mode; 0: none */
 	double slice[NTESTS][MAX_RINGS][MAX_ROUNDS];
 	long long misses[MAX_RINGS];
@@ -536,18 +532,29 @@ static int peer_of(struct cell **cs, int n, int i)
 	return -1;
 }
 
+/*
+ * Median over rounds of @num[r] / @den[r] where both were measured; -1 if
+ * none, or with @need_all if any round is missing.
+ */
+static double paired_median(const double *num, const double *den, int rounds, bool need_all)
+{
+	double x[MAX_ROUNDS];
+	int nx = 0;
+
+	for (int r = 0; r < rounds; r++)
+		if (num[r] > 0 && den[r] > 0)
+			x[nx++] = num[r] / den[r];
+	return nx && (!need_all || nx == rounds) ? median_of(x, nx) : -1;
+}
+
 /* Before the medians sort the slices: ratios of slices of the same round. */
 static void paired_ratios(struct nop_run *nr, struct cell **cs, int n, int test, int rounds)
 {
 	for (int i = 0; i < n; i++) {
 		int k = peer_of(cs, n, i);
-		double x[MAX_ROUNDS];
-		int nx = 0;
 
-		for (int r = 0; k >= 0 && r < rounds; r++)
-			if (nr->slice[test][i][r] > 0 && nr->slice[test][k][r] > 0)
-				x[nx++] = nr->slice[test][i][r] / nr->slice[test][k][r];
-		cs[i]->nop_x[test] = nx == rounds ? median_of(x, nx) : -1;
+		cs[i]->nop_x[test] = k < 0 ? -1 : paired_median(nr->slice[test][i],
+							       nr->slice[test][k], rounds, true);
 	}
 }
 
@@ -626,11 +633,11 @@ static void make_copies(struct nop_run *nr, struct cell **cs, int n, int k)
 static void run_nops(const struct options *o, struct cell **cs, int n)
 {
 	struct nop_run *nr = calloc(1, sizeof(*nr));
-	int rounds = o->quick ? 9 : 30;
+	int rounds = nop_rounds(o->quick);
 
 	if (!nr)
 		return;
-	for (int k = 0; k < COPIES; k++)
+	for (int k = 0; k < NOP_COPIES; k++)
 		make_copies(nr, cs, n, k);
 	for (int t = 0; t < NTESTS; t++)
 		nop_slices(o, nr, cs, n, t, rounds);
@@ -732,6 +739,7 @@ static void init_cell(const struct options *o, int m, int s, long cap, struct ce
 	for (int b = 0; b <= NBATCH; b++)
 		c->nop_x[b] = -1;
 	c->cd_x = -1;
+	c->cd_median_us = c->cd_p99_us = c->cycles_per_s = -1;	/* until a cycle ran */
 	c->sweep_mops = -1;
 	c->dtlb_per_op = -1;
 	if (modes[m].kind != KIND_FLOOR) {
@@ -836,13 +844,11 @@ static void paired_cd(struct cell **cs, int n)
 {
 	for (int i = 0; i < n; i++) {
 		int k = peer_of(cs, n, i);
-		double x[MAX_ROUNDS];
-		int nx = 0;
+		int rounds = k < 0 ? 0 : cs[i]->nrounds < cs[k]->nrounds ? cs[i]->nrounds
+									: cs[k]->nrounds;
 
-		for (int r = 0; k >= 0 && r < cs[i]->nrounds && r < cs[k]->nrounds; r++)
-			if (cs[i]->cd_rounds[r] > 0)
-				x[nx++] = cs[k]->cd_rounds[r] / cs[i]->cd_rounds[r];
-		cs[i]->cd_x = nx ? median_of(x, nx) : -1;
+		cs[i]->cd_x = k < 0 ? -1 : paired_median(cs[k]->cd_rounds, cs[i]->cd_rounds, rounds,
+							 false);
 	}
 }
 
@@ -1149,7 +1155,7 @@ int main(int argc, char **argv)
 	run_all(&o, cells, n);
 	rp = (struct report){ .mc = &mc, .cells = cells, .n = n, .modes = modes,
 			      .shapes = shapes, .flags = o.flags, .iterations = o.iterations,
-			      .nop_seconds = o.nop_seconds, .quick = o.quick, .argv = argv, .argc = argc };
+			      .nop_seconds = o.nop_seconds, .quick = o.quick };
 	if (o.json)
 		report_json(stdout, &rp);
 	else if (o.csv)

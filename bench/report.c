@@ -110,13 +110,13 @@ static void table_create(FILE *f, const struct report *r)
 
 		snprintf(churn, sizeof(churn), "%ld/%ld", c->cycles, c->cap);
 		fprintf(f, "%-11s %-16s", shape_name(r, c), r->modes[c->mode].name);
-		num(f, 9, 1, c->cycles ? c->cd_median_us : -1, "");
-		num(f, 9, 1, c->cycles ? c->cd_p99_us : -1, "");
-		num(f, 10, 0, c->cycles ? c->cycles_per_s : -1, "");
+		num(f, 9, 1, c->cd_median_us, "");
+		num(f, 9, 1, c->cd_p99_us, "");
+		num(f, 10, 0, c->cycles_per_s, "");
 		num(f, 8, 2, c->cd_x >= 0 ? c->cd_x : k ? ratio(k->cd_median_us, c->cd_median_us)
 			     : -1, c->cd_x >= 0 ? "" : "*");
-		num(f, 7, 2, k && c->cycles ? ratio(c->cycles_per_s, k->cycles_per_s) : -1, "");
-		num(f, 8, 2, fl && c->cycles ? ratio(c->cd_median_us, fl->cd_median_us) : -1, "");
+		num(f, 7, 2, k ? ratio(c->cycles_per_s, k->cycles_per_s) : -1, "");
+		num(f, 8, 2, fl ? ratio(c->cd_median_us, fl->cd_median_us) : -1, "");
 		fprintf(f, " %12s", churn);
 		num(f, 10, 0, c->ring_bytes ? (double)c->ring_bytes : -1, "");
 		fprintf(f, " %6ld", c->hugepages_used);
@@ -129,9 +129,9 @@ static void table_create(FILE *f, const struct report *r)
 
 static void table_nops(FILE *f, const struct report *r)
 {
-	fprintf(f, "NOP throughput, M ops/s on 3 warm rings per mode used in turn (median of %s "
+	fprintf(f, "NOP throughput, M ops/s on %d warm rings per mode used in turn (median of %d "
 		"slices); sweep = the whole SQ per batch;\nx = median of (this mode / kernel) over "
-		"rounds of adjacent slices\n", r->quick ? "9" : "30");
+		"rounds of adjacent slices\n", NOP_COPIES, nop_rounds(r->quick));
 	fprintf(f, "%-11s %-16s %7s %7s %7s %7s %7s %7s %7s %7s %9s\n", "shape", "mode", "b1",
 		"b32", "b256", "sweep", "x b1", "x b32", "x b256", "x sweep", "dTLB/op");
 	for (int i = 0; i < r->n; i++) {
@@ -196,11 +196,11 @@ static void json_cell(FILE *f, const struct report *r, const struct cell *c)
 	fprintf(f, ", \"sq\": %u, \"cq\": %u, \"flags\": ", c->sq, c->cq);
 	json_str(f, flags);
 	fprintf(f, ",\n     \"create_destroy_us_median\": ");
-	json_num(f, c->cycles ? c->cd_median_us : -1, 2, "null");
+	json_num(f, c->cd_median_us, 2, "null");
 	fprintf(f, ", \"create_destroy_us_p99\": ");
-	json_num(f, c->cycles ? c->cd_p99_us : -1, 2, "null");
+	json_num(f, c->cd_p99_us, 2, "null");
 	fprintf(f, ", \"cycles_per_s\": ");
-	json_num(f, c->cycles ? c->cycles_per_s : -1, 1, "null");
+	json_num(f, c->cycles_per_s, 1, "null");
 	fprintf(f, ", \"create_destroy_vs_kernel\": ");
 	json_num(f, c->cd_x, 3, "null");
 	fprintf(f, ",\n     \"churn_cycles_ok\": %ld, \"churn_cap\": %ld, \"nop_mops\": {", c->cycles,
@@ -275,11 +275,11 @@ void report_csv(FILE *f, const struct report *r)
 		flag_names(c->flags, flags, sizeof(flags));
 		fprintf(f, "%s,%s,%u,%u,%s,", r->modes[c->mode].name, shape_name(r, c), c->sq,
 			c->cq, flags);
-		json_num(f, c->cycles ? c->cd_median_us : -1, 2, "");
+		json_num(f, c->cd_median_us, 2, "");
 		fputc(',', f);
-		json_num(f, c->cycles ? c->cd_p99_us : -1, 2, "");
+		json_num(f, c->cd_p99_us, 2, "");
 		fputc(',', f);
-		json_num(f, c->cycles ? c->cycles_per_s : -1, 1, "");
+		json_num(f, c->cycles_per_s, 1, "");
 		fputc(',', f);
 		json_num(f, c->cd_x, 3, "");
 		fprintf(f, ",%ld,%ld", c->cycles, c->cap);
@@ -374,7 +374,7 @@ static void plot_data(FILE *f, const struct report *r, const int *pm, int npm)
 			const struct cell *c = cell_at(r, s, pm[k]);
 
 			fputc(' ', f);
-			json_num(f, c && c->cycles ? c->cd_median_us : -1, 2, "?");
+			json_num(f, c ? c->cd_median_us : -1, 2, "?");
 		}
 		for (int k = 0; k < npm; k++) {
 			const struct cell *c = cell_at(r, s, pm[k]);

@@ -25,8 +25,6 @@ struct report {
 	long iterations;
 	double nop_seconds;
 	bool quick;
-	char **argv;
-	int argc;
 };
 
 void report_table(FILE *f, const struct report *r);

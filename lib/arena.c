@@ -318,6 +318,32 @@ static bool over_limit(const struct hugering_arena *a, size_t bytes)
 	       (a->npages + a->pending_pages) * a->ps + a->own_held + bytes > a->max_bytes;
 }
 
+/* Under the lock (dropped and retaken): room for @bytes, spares given up if need be. */
+static bool room_for(struct hugering_arena *a, size_t bytes)
+{
+	while (over_limit(a, bytes)) {
+		unsigned dropped;
+
+		pthread_mutex_unlock(&a->lock);
+		dropped = drop_spares(a);
+		pthread_mutex_lock(&a->lock);
+		if (!dropped)
+			return false;
+	}
+	return true;
+}
+
+/* One try; if the pool is short, give the spares back first, then wait for it. */
+static int spares_then_wait(struct hugering_arena *a, int (*try)(void *), void *arg)
+{
+	int ret = try(arg);
+
+	if (ret != -ENOMEM)
+		return ret;
+	drop_spares(a);
+	return with_pool_wait(a->wait_ms, &a->pool_waits, try, arg);
+}
+
 /* A fresh page: fault in outside the lock, waiting for the pool if empty. */
 static int add_page(struct hugering_arena *a, struct hr_page **out)
 {
@@ -326,22 +352,16 @@ static int add_page(struct hugering_arena *a, struct hr_page **out)
 	int ret;
 
 	pthread_mutex_lock(&a->lock);
-	while (over_limit(a, a->ps)) {
+	if (!room_for(a, a->ps)) {
 		pthread_mutex_unlock(&a->lock);
-		if (!drop_spares(a))
-			return -ENOSPC;
-		pthread_mutex_lock(&a->lock);
+		return -ENOSPC;
 	}
 	a->pending_pages++;
 	t.off = take_offset(a);
 	pthread_mutex_unlock(&a->lock);
 
 	pg = calloc(1, sizeof(*pg));
-	ret = pg ? try_map_page(&t) : -ENOMEM;
-	if (pg && ret == -ENOMEM) {
-		drop_spares(a);
-		ret = with_pool_wait(a->wait_ms, &a->pool_waits, try_map_page, &t);
-	}
+	ret = pg ? spares_then_wait(a, try_map_page, &t) : -ENOMEM;
 	if (!ret && (a->flags & HUGERING_ARENA_DONTFORK) &&
 	    madvise(t.addr, a->ps, MADV_DONTFORK)) {
 		ret = -errno;
@@ -523,6 +543,7 @@ static int own_slot(struct hugering_arena *a, size_t len, bool contig, struct hr
 		.page_size = contig ? 0 : a->ps,
 		.flags = contig ? HUGERING_REGION_CONTIG : 0,
 	};
+	struct region_try t = { .ro = &ro };
 	size_t held = HR_ALIGN_UP(len, a->ps);
 	int ret;
 
@@ -533,20 +554,16 @@ static int own_slot(struct hugering_arena *a, size_t len, bool contig, struct hr
 		pthread_mutex_unlock(&a->lock);
 		return 0;
 	}
-	while (over_limit(a, held)) {
+	if (!room_for(a, held)) {
 		pthread_mutex_unlock(&a->lock);
-		if (!drop_spares(a))
-			return -ENOSPC;
-		pthread_mutex_lock(&a->lock);
+		return -ENOSPC;
 	}
 	a->own_held += held;	/* claimed before the syscalls, against races */
 	pthread_mutex_unlock(&a->lock);
 
-	ret = hr_own_region(&ro, -1, NULL, s);
-	if (ret == -ENOMEM) {
-		drop_spares(a);
-		ret = hr_own_region(&ro, a->wait_ms, &a->pool_waits, s);
-	}
+	ret = spares_then_wait(a, try_region, &t);
+	if (!ret)
+		slot_in_region(s, t.r);
 	s->contig = contig;
 	pthread_mutex_lock(&a->lock);
 	if (ret)

@@ -348,7 +348,8 @@ int hugering_mounts(struct hugering_mount *out, int max)
 /* hugetlb cgroup limits                                               */
 /* ------------------------------------------------------------------ */
 
-void hr_cg_size_name(size_t ps, char *buf, size_t len)
+/* "2MB", "1GB": a page size as hugetlb cgroup file names spell it. */
+static void cg_size_name(size_t ps, char *buf, size_t len)
 {
 	if (ps >= (1UL << 30))
 		snprintf(buf, len, "%zuGB", ps >> 30);
@@ -408,7 +409,7 @@ static int cg_read(const char *root, size_t ps, bool v1, struct hr_hugetlb_cg *c
 	long long *vals[] = { &cg->max, &cg->usage, &cg->rsvd_max, &cg->rsvd_usage };
 	char name[16], rel[800], path[1024];
 
-	hr_cg_size_name(ps, name, sizeof(name));
+	cg_size_name(ps, name, sizeof(name));
 	for (int i = 0; i < 4; i++) {
 		snprintf(cg->file[i], sizeof(cg->file[i]), "hugetlb.%s.%s", name, files[i]);
 		*vals[i] = cg_bytes(root, cg->dir, cg->file[i]);
@@ -423,6 +424,17 @@ static int cg_read(const char *root, size_t ps, bool v1, struct hr_hugetlb_cg *c
 	return -ENOENT;
 }
 
+/* Up to the parent cgroup; false at the top of the hierarchy. */
+static bool cg_parent(struct hr_hugetlb_cg *cg)
+{
+	char *slash = strrchr(cg->dir, '/');
+
+	if (!slash || (size_t)(slash - cg->dir) < cg->top)
+		return false;
+	*slash = '\0';
+	return true;
+}
+
 /*
  * Fill @cg for the cgroup at @mnt + @path or, where that one does not have
  * the controller (a v2 leaf below a parent that did not enable it: its pages
@@ -431,19 +443,14 @@ static int cg_read(const char *root, size_t ps, bool v1, struct hr_hugetlb_cg *c
 static int cg_nearest(const char *root, const char *mnt, const char *path, size_t ps, bool v1,
 		      struct hr_hugetlb_cg *cg)
 {
-	size_t top = strlen(mnt);
-	char *slash;
-
 	if (snprintf(cg->dir, sizeof(cg->dir), "%s%s", mnt, strcmp(path, "/") ? path : "") >=
 	    (int)sizeof(cg->dir))
 		return -ENAMETOOLONG;
+	cg->top = strlen(mnt);
 	cg->v1 = v1;
-	while (cg_read(root, ps, v1, cg)) {
-		slash = strrchr(cg->dir, '/');
-		if (!slash || (size_t)(slash - cg->dir) < top)
+	while (cg_read(root, ps, v1, cg))
+		if (!cg_parent(cg))
 			return -ENOENT;
-		*slash = '\0';
-	}
 	return 0;
 }
 
@@ -477,14 +484,13 @@ int hr_hugetlb_cgroup_at(const char *root, size_t ps, struct hr_hugetlb_cg *cg)
 }
 
 /*
- * Does the cgroup in @cg->dir, or a parent of it up to the hierarchy's mount
- * (@top bytes of the path), keep @need bytes of @ps pages out?  A limit set
- * on a parent (a pod, a slice) binds as much as one on the leaf.
+ * Does the cgroup in @cg->dir, or a parent of it, keep @need bytes of @ps
+ * pages out?  A limit set on a parent (a pod, a slice) binds as much as one
+ * on the leaf.
  */
-static bool cg_refuses(struct hr_hugetlb_cg *cg, size_t top, size_t ps, long long need,
-		       char *buf, size_t len)
+static bool cg_refuses(struct hr_hugetlb_cg *cg, size_t ps, long long need, char *buf, size_t len)
 {
-	for (;;) {
+	do {
 		for (int i = 0; i < 4; i += 2) {
 			long long max = i ? cg->rsvd_max : cg->max;
 			long long used = i ? cg->rsvd_usage : cg->usage;
@@ -497,14 +503,8 @@ static bool cg_refuses(struct hr_hugetlb_cg *cg, size_t top, size_t ps, long lon
 				return true;
 			}
 		}
-		char *slash = strrchr(cg->dir, '/');
-
-		if (!slash || (size_t)(slash - cg->dir) < top)
-			return false;
-		*slash = '\0';
-		if (cg_read("", ps, cg->v1, cg))
-			return false;
-	}
+	} while (cg_parent(cg) && !cg_read("", ps, cg->v1, cg));
+	return false;
 }
 
 /*
@@ -518,11 +518,8 @@ bool hr_explain_no_hugepages(size_t ps, int node, size_t bytes, char *buf, size_
 	struct hr_hugetlb_cg cg;
 	struct hugering_pool pool;
 	long long need = (long long)HR_ALIGN_UP(bytes, ps);
-	char mnt[256];
 
-	if (!hr_hugetlb_cgroup_at("", ps, &cg) &&
-	    !cg_mount("", cg.v1, mnt, sizeof(mnt)) &&
-	    cg_refuses(&cg, strlen(mnt), ps, need, buf, len))
+	if (!hr_hugetlb_cgroup_at("", ps, &cg) && cg_refuses(&cg, ps, need, buf, len))
 		return true;
 	if (hr_pool_get_at("", ps, node, &pool)) {
 		snprintf(buf, len, "no %zu kB hugepages in this kernel%s", ps >> 10,

@@ -47,11 +47,10 @@ int hr_mounts_at(const char *root, struct hugering_mount *out, int max);
 bool hr_page_size_supported(size_t page_size);
 int hr_pool_usable(size_t page_size, int numa_node, long *usable);
 bool hr_numa_node_online(int node);
-/* "2MB", "1GB": a page size as hugetlb cgroup file names spell it. */
-void hr_cg_size_name(size_t ps, char *buf, size_t len);
 /* This process's hugetlb cgroup for one page size (v1 hierarchy, else v2). */
 struct hr_hugetlb_cg {
 	char dir[512];
+	size_t top;		/* length of the hierarchy's mount point in dir */
 	char file[4][48];	/* limit, usage, rsvd limit, rsvd usage file names */
 	bool v1;
 	long long max, usage;		/* bytes; -1: no limit / unknown */

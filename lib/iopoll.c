@@ -122,9 +122,7 @@ static void friendly_name(const char *dir, char *name, size_t len)
 
 static int no_poll_queues(struct hugering_iopoll_verdict *out, const char *dir, const char *name)
 {
-	char member[64];
-
-	char path[600];
+	char member[64], path[600];
 
 	member_without_poll(dir, 0, member, sizeof(member));
 	if (member[0])

@@ -395,10 +395,16 @@ static const char *why(int err)
 			     : "hugepage pool short";
 }
 
+/* The hugepage size a region asks for: its own, or the default. */
+static size_t wanted_page_size(const struct hugering_region_opts *o)
+{
+	return o->page_size ? o->page_size : hr_default_page_size_at("");
+}
+
 /* Why hugepages failed, for a fallback reason: a cgroup limit is worth naming. */
 static const char *why_for(const struct hugering_region_opts *o, int err, char *buf, size_t len)
 {
-	size_t ps = o->page_size ? o->page_size : hr_default_page_size_at("");
+	size_t ps = wanted_page_size(o);
 
 	if (err == -ENOMEM && ps > HR_BASE_PAGE &&
 	    hr_explain_no_hugepages(ps, o->numa_node, o->size, buf, len))
@@ -432,7 +438,7 @@ static int alloc_fallback(struct hugering_region *r, const struct hugering_regio
 /* hugering_last_error() for a failed region: the cgroup, the pool, or contiguity. */
 static void explain_failure(const struct hugering_region_opts *o, int err)
 {
-	size_t ps = o->page_size ? o->page_size : hr_default_page_size_at("");
+	size_t ps = wanted_page_size(o);
 	char buf[256];
 
 	if (err == -EPERM) {

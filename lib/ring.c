@@ -323,12 +323,13 @@ static void pool_reason(char *buf, size_t len, const struct hugering_layout *lay
 
 	if (ps > HR_BASE_PAGE) {
 		int node = o && o->numa_node >= 0 ? o->numa_node : a ? hr_arena_node(a) : -1;
+		int waited = hr_arena_wait_ms(a);
 		size_t n;
 
 		hr_explain_no_hugepages(ps, node, lay->total_bytes, buf, len);
 		n = strlen(buf);
-		if (hr_arena_wait_ms(a) > 0)
-			snprintf(buf + n, len - n, "; waited %d ms", hr_arena_wait_ms(a));
+		if (waited > 0)
+			snprintf(buf + n, len - n, "; waited %d ms", waited);
 	} else
 		snprintf(buf, len, "no memory for %zu bytes of ring memory", lay->total_bytes);
 }

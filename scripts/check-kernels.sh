@@ -72,16 +72,13 @@ fetch_kernel() {	# SUITES SERIES -> prints the vmlinuz path
 # one dependency, from the kernel package into $work/modules-SERIES.cpio.gz;
 # no archive when the package has no null_blk (the IOPOLL checks are skipped).
 extract_modules() {	# DEB SERIES
-	local deb=$1 series=$2 tmp=$work/mods-$2 f
-	rm -rf "$tmp" "$work/modules-$series.cpio.gz" && mkdir -p "$tmp/x" "$tmp/root/lib/modules"
+	local deb=$1 series=$2 tmp=$work/mods-$2
+	rm -rf "$tmp" "$work/modules-$series.cpio.gz" && mkdir -p "$tmp/lib/modules"
 	dpkg-deb --fsys-tarfile "$deb" |
-		tar -x -C "$tmp/x" --wildcards '*/null_blk/null_blk.ko*' '*/fs/configfs/configfs.ko*' 2>/dev/null
-	for f in "$tmp"/x/lib/modules/*/kernel/drivers/block/null_blk/null_blk.ko* \
-		 "$tmp"/x/lib/modules/*/kernel/fs/configfs/configfs.ko*; do
-		[ -f "$f" ] && cp "$f" "$tmp/root/lib/modules/"
-	done
-	if ls "$tmp"/root/lib/modules/null_blk.ko* >/dev/null 2>&1; then
-		(cd "$tmp/root" && find . | cpio -o -H newc --quiet | gzip -1) > "$work/modules-$series.cpio.gz"
+		tar -x -C "$tmp/lib/modules" --transform='s|.*/||' --wildcards \
+			'*/null_blk/null_blk.ko*' '*/fs/configfs/configfs.ko*' 2>/dev/null
+	if ls "$tmp"/lib/modules/null_blk.ko* >/dev/null 2>&1; then
+		(cd "$tmp" && find . | cpio -o -H newc --quiet | gzip -1) > "$work/modules-$series.cpio.gz"
 	fi
 	rm -rf "$tmp"
 }
@@ -104,12 +101,12 @@ accel() {
 	fi
 }
 
-boot() {	# VMLINUZ EXPECT MODE LOG SERIES -> QEMU's exit status
-	local kernel=$1 expect=$2 mode=$3 log=$4 series=$5 initrd=$work/initramfs.gz iopoll=0
+boot() {	# VMLINUZ EXPECT MODE LOG MODULES|"" SERIES -> QEMU's exit status
+	local kernel=$1 expect=$2 mode=$3 log=$4 mods=$5 series=$6 initrd=$work/initramfs.gz iopoll=0
 	# Concatenated newc archives: the kernel unpacks both.
-	if [ -f "$work/modules-$series.cpio.gz" ]; then
+	if [ -n "$mods" ]; then
 		initrd=$work/initrd-$series.gz
-		cat "$work/initramfs.gz" "$work/modules-$series.cpio.gz" > "$initrd"
+		cat "$work/initramfs.gz" "$mods" > "$initrd"
 		iopoll=1
 	fi
 	# shellcheck disable=SC2046
@@ -131,7 +128,9 @@ for k in "${KERNELS[@]}"; do
 	kernel=$(fetch_kernel "$suites" "$series") || { failed=$((failed + 1)); continue; }
 	log=$work/linux-$series.log
 	start=$(date +%s)
-	boot "$kernel" "$expect" "$mode" "$log" "$series"
+	mods=$work/modules-$series.cpio.gz
+	[ -f "$mods" ] || mods=
+	boot "$kernel" "$expect" "$mode" "$log" "$mods" "$series"
 	rc=$?
 	grep -aoE '(kernel [0-9].*|region: .*|case .*|iopoll.*|VERDICT .*)' "$log" | tr -d '\r' | sed 's/^/  /'
 	# isa-debug-exit: /init wrote 0 (pass) -> 1, wrote 1 (fail) -> 3
@@ -139,7 +138,7 @@ for k in "${KERNELS[@]}"; do
 		say "linux $series ($(basename "$kernel")): pass in $(( $(date +%s) - start )) s"
 		passed=$((passed + 1))
 	else
-		say "linux $series: FAIL (qemu exit $rc, expected probe '$expect', mode '$mode'$([ -f "$work/modules-$series.cpio.gz" ] && echo ", polled I/O on null_blk")); serial log: $log"
+		say "linux $series: FAIL (qemu exit $rc, expected probe '$expect', mode '$mode'${mods:+, polled I/O on null_blk}); serial log: $log"
 		failed=$((failed + 1))
 	fi
 done

@@ -22,10 +22,16 @@ pool_restore() {
 	done
 }
 
+# At exit: the pools as they were, and whatever hugetlb_cgroup_prepare made.
+pool_cleanup() {
+	pool_restore
+	hugetlb_cgroup_cleanup
+}
+
 # As root: reserve both sizes now and restore at exit.
 pool_reserve() {
 	[ "$(id -u)" -eq 0 ] || return 0
-	trap pool_restore EXIT
+	trap pool_cleanup EXIT
 	pool_reserve_one hugepages-2048kB "$NEED_2M"
 	pool_reserve_one hugepages-1048576kB "$NEED_1G"
 }

@@ -66,7 +66,6 @@ fi
 if [ "$(id -u)" -eq 0 ]; then
 	pool_reserve
 	hugetlb_cgroup_prepare
-	trap 'pool_restore; hugetlb_cgroup_cleanup' EXIT
 	unpriv_dir=$(mktemp -d /tmp/hugering-unpriv.XXXXXX)
 	chmod 755 "$unpriv_dir"
 	for bin in "$@"; do

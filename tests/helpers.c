@@ -131,15 +131,31 @@ long th_pool_field(size_t page_size, const char *field)
 	return th_read_long(path);
 }
 
+bool th_ci(void)
+{
+	const char *ci = getenv("CI");
+
+	return ci && *ci && strcmp(ci, "false");
+}
+
+bool th_all_zero(const void *p, size_t len)
+{
+	const unsigned char *b = p;
+
+	for (size_t i = 0; i < len; i++)
+		if (b[i])
+			return false;
+	return true;
+}
+
 void th_need_pool(size_t page_size, long n)
 {
 	long usable = th_pool_field(page_size, "free_hugepages") -
 		      th_pool_field(page_size, "resv_hugepages");
-	const char *ci = getenv("CI");
 
 	if (usable >= n)
 		return;
-	if (ci && *ci && strcmp(ci, "false"))
+	if (th_ci())
 		cr_assert_fail("needs %ld usable %zu kB hugepages, pool has %ld "
 			 "(CI must reserve them: run as root)", n, page_size >> 10, usable);
 	cr_skip_test("needs %ld usable %zu kB hugepages, pool has %ld: "

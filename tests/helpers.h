@@ -64,6 +64,12 @@ long th_pool_field(size_t page_size, const char *field);
  */
 void th_need_pool(size_t page_size, long n);
 
+/* Is this a CI run (CI set, not "false")?  What a CI run needs must not skip. */
+bool th_ci(void);
+
+/* Every byte of [p, p+len) zero? */
+bool th_all_zero(const void *p, size_t len);
+
 /* Take every usable page of @page_size; returns a handle for th_release(). */
 struct th_hog {
 	int fd;

@@ -107,9 +107,7 @@ static bool phys_contiguous(uintptr_t a, size_t len)
 
 static void witness(const struct io_uring_params *p)
 {
-	const unsigned char *h = (const unsigned char *)(uintptr_t)p->cq_off.user_addr;
 	size_t n = witness_bytes;
-	bool zero = true;
 
 	if (!n)
 		return;
@@ -118,9 +116,7 @@ static void witness(const struct io_uring_params *p)
 		header_zero = -1;
 		return;
 	}
-	for (size_t i = 0; i < n; i++)
-		zero &= !h[i];
-	header_zero = zero;
+	header_zero = th_all_zero((const void *)(uintptr_t)p->cq_off.user_addr, n);
 }
 
 static int setup_verdict(unsigned entries, const struct io_uring_params *p)

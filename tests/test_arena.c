@@ -141,16 +141,6 @@ static struct hugering_arena *arena_with(unsigned flags)
 	return a;
 }
 
-static bool all_zero(const void *p, size_t len)
-{
-	const unsigned char *b = p;
-
-	for (size_t i = 0; i < len; i++)
-		if (b[i])
-			return false;
-	return true;
-}
-
 /*
  * A ring reused in clean memory (resize-recycled) starts with a zeroed
  * header: heads, tails and flags of the earlier ring are gone.  With
@@ -180,7 +170,7 @@ static bool reuse_clean(unsigned entries, unsigned cq, unsigned arena_flags)
 	cr_assert_eq(*ring.cq.ktail, 0);
 	cr_assert_eq(*ring.sq.kflags, 0);
 	cr_assert_eq(*ring.cq.koverflow, 0);
-	zero = all_zero(ring.sq.sqes, (size_t)ring.sq.ring_entries * 64);
+	zero = th_all_zero(ring.sq.sqes, (size_t)ring.sq.ring_entries * 64);
 	th_nops(&ring, 3 * entries);
 	hugering_queue_exit(&ring);
 	cr_assert_eq(hugering_arena_destroy(a), 0);

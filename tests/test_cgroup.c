@@ -24,14 +24,14 @@ struct cg {
 	bool v1;
 };
 
-/* Write @v (< 0: no limit, "-1" in v1, "max" in v2) into @file; 0 or errno. */
-static int try_put(const struct cg *c, const char *file, long long v)
+/* Write @v (< 0: no limit, "-1" in v1, "max" in v2) into @dir/@file; 0 or errno. */
+static int try_put(const char *dir, bool v1, const char *file, long long v)
 {
 	char path[700], buf[32];
 	int fd, n, err = 0;
 
-	snprintf(path, sizeof(path), "%s/%s", c->dir, file);
-	n = v < 0 && !c->v1 ? snprintf(buf, sizeof(buf), "max") : snprintf(buf, sizeof(buf), "%lld", v);
+	snprintf(path, sizeof(path), "%s/%s", dir, file);
+	n = v < 0 && !v1 ? snprintf(buf, sizeof(buf), "max") : snprintf(buf, sizeof(buf), "%lld", v);
 	fd = open(path, O_WRONLY);
 	if (fd < 0)
 		return errno;
@@ -62,11 +62,8 @@ enum { LIMIT, RSVD_LIMIT, FAILS };
  */
 static void put(const struct cg *c, const char *dir, const char *name, long long v)
 {
-	struct cg at = *c;
-	int err;
+	int err = try_put(dir, c->v1, name, v);
 
-	snprintf(at.dir, sizeof(at.dir), "%s", dir);
-	err = try_put(&at, name, v);
 	if ((err == EACCES || err == EPERM) && !c->v1 && geteuid())
 		cr_skip_test("cgroup v2: %s needs root (%s)", name, strerror(err));
 	cr_assert_eq(err, 0, "%s/%s = %lld: %s", dir, name, v, strerror(err));
@@ -80,11 +77,10 @@ static void put(const struct cg *c, const char *dir, const char *name, long long
 static void enter(struct cg *c, long long limit, long long rsvd, bool nested)
 {
 	const char *base = getenv("HUGERING_TEST_HUGETLB_CGROUP");
-	const char *ci = getenv("CI");
 	char path[600];
 
 	if (!base || !*base) {
-		if (ci && *ci && strcmp(ci, "false"))
+		if (th_ci())
 			cr_assert_fail("no hugetlb cgroup from the harness (run as root: "
 				       "scripts/run-tests.sh prepares one)");
 		cr_skip_test("no hugetlb cgroup: run the tests as root through scripts/run-tests.sh");

@@ -210,13 +210,19 @@ static int put(const char *path, const char *value)
 	return ok ? 0 : -EIO;
 }
 
-/* A second null_blk disk made through configfs with no poll queue: its name. */
-static int disk_without_poll(char *name, size_t len)
+/*
+ * The second null_blk disk, made through configfs without a poll queue.  It
+ * takes the directory's name (6.12) or nullb<index> (6.1, index 1 after the
+ * module's nullb0): "nullb1" either way.
+ */
+#define NOPOLL_DISK "nullb1"
+
+static int disk_without_poll(void)
 {
 	static const char *const attrs[][2] = {
 		{ "queue_mode", "2" }, { "poll_queues", "0" }, { "power", "1" },
 	};
-	const char *dir = "/sys/kernel/config/nullb/nullb1";
+	const char *dir = "/sys/kernel/config/nullb/" NOPOLL_DISK;
 	char path[128];
 
 	mkdir("/sys/kernel/config", 0755);
@@ -231,12 +237,7 @@ static int disk_without_poll(char *name, size_t len)
 		if ((ret = put(path, attrs[i][1])))
 			return ret;
 	}
-	/*
-	 * The disk takes the directory's name (6.12) or nullb<index> (6.1,
-	 * index 1 after the module's nullb0): "nullb1" either way.
-	 */
-	snprintf(name, len, "nullb1");
-	return access("/sys/block/nullb1", F_OK) ? -ENODEV : 0;
+	return access("/sys/block/" NOPOLL_DISK, F_OK) ? -ENODEV : 0;
 }
 
 /* Since 6.11 the block layer refuses polled I/O on a queue without poll queues. */
@@ -280,13 +281,13 @@ static int check_no_poll(void)
 	struct hugering_iopoll_verdict v;
 	struct hugering_ring_info info;
 	struct io_uring_cqe cqe = { 0 };
-	char name[64], dev[80], why[256];
+	const char *name = NOPOLL_DISK, *dev = "/dev/" NOPOLL_DISK;
+	char why[256];
 	struct io_uring ring;
 	int fd, ret, pass = 1;
 
-	if ((ret = disk_without_poll(name, sizeof(name))))
+	if ((ret = disk_without_poll()))
 		return iopoll_line(0, "configfs disk", strerror(-ret));
-	snprintf(dev, sizeof(dev), "/dev/%s", name);
 	fd = open_when_there(dev, O_RDONLY | O_DIRECT);
 	if (fd < 0)
 		return iopoll_line(0, dev, strerror(errno));
