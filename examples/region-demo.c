@@ -41,6 +41,30 @@ static void print_pools(void)
 	}
 }
 
+/*
+ * What to do about a failed allocation.  A pool with enough free pages that
+ * still failed has them scattered: reserving more would not help.
+ */
+static const char *fix_for(const struct hugering_region_opts *o, int err)
+{
+	size_t ps = o->page_size ? o->page_size : hugering_default_page_size();
+	struct hugering_pool p;
+
+	if (err == -EPERM)
+		return "run as root (pagemap PFNs prove contiguity across hugepages) or use "
+		       "a page size that holds the region";
+	if (err != -ENOMEM)
+		return "check the size and page size";
+	if (ps && !hugering_pool_get(ps, -1, &p) &&
+	    (size_t)p.usable * ps >= o->size)
+		return "the free hugepages are not physically adjacent: free the pool, "
+		       "compact memory and reserve again (sudo hugering-diag explains; e.g. "
+		       "echo 1 | sudo tee /proc/sys/vm/compact_memory before raising "
+		       "nr_hugepages)";
+	return "reserve hugepages: echo 64 | sudo tee "
+	       "/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages";
+}
+
 int main(int argc, char **argv)
 {
 	struct hugering_region_opts o = {
@@ -66,11 +90,9 @@ int main(int argc, char **argv)
 
 	ret = hugering_region_alloc(&o, &r);
 	if (ret) {
-		fprintf(stderr, "region-demo: allocating a contiguous %zu-byte region failed: %s; "
-			"%s\n", o.size, strerror(-ret),
-			ret == -ENOMEM ? "reserve hugepages: echo 64 | sudo tee /sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages"
-			: ret == -EPERM ? "run as root (pagemap PFNs prove contiguity across hugepages) or use a page size that holds the region"
-			: "check the size and page size");
+		fprintf(stderr, "region-demo: allocating a contiguous %zu-byte region failed: "
+			"%s (%s); %s\n", o.size, hugering_last_error(), strerror(-ret),
+			fix_for(&o, ret));
 		return 1;
 	}
 	hugering_region_info(r, &ri);

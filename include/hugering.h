@@ -283,7 +283,8 @@ struct hugering_arena_opts {
 	size_t page_size;	/* 0 = default hugepage size */
 	int numa_node;		/* -1 = any */
 	size_t max_bytes;	/* hugepage memory the arena may hold; 0 = no limit */
-	int wait_ms;		/* wait this long for the pool to refill: 0 = default (250), -1 = never */
+	int wait_ms;		/* wait this long for the pool to refill after this process
+				 * freed hugepages (dying rings): 0 = default (250), -1 = never */
 	unsigned flags;		/* HUGERING_ARENA_* */
 	unsigned resv[4];	/* must be zero */
 };
@@ -302,7 +303,11 @@ struct hugering_arena_stats {
 };
 
 int hugering_arena_create(const struct hugering_arena_opts *o, struct hugering_arena **out);
-/* -EBUSY while rings made from it are alive; then nothing is freed. */
+/*
+ * -EBUSY while rings made from it are alive, and always for
+ * hugering_default_arena() (the library's, kept for the process's life);
+ * then nothing is freed.  -ECHILD in a forked child (the parent's arena).
+ */
 int hugering_arena_destroy(struct hugering_arena *a);
 int hugering_arena_stats(struct hugering_arena *a, struct hugering_arena_stats *out);
 /* The process-wide arena hugering_queue_init* use; created on first use. */
@@ -520,7 +525,7 @@ struct hugering_diag {
  */
 int hugering_diag_collect(struct hugering_diag *d, unsigned flags);
 const char *hugering_check_status_name(int status);
-/* Does any check fail? */
+/* Does any check fail?  1 yes, 0 no, -EINVAL for NULL. */
 int hugering_diag_failed(const struct hugering_diag *d);
 
 /* Human-readable names for the enums above (static strings). */

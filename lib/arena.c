@@ -21,8 +21,10 @@
  *    frees the old frame when the last dying ring unpins it; the file
  *    offset, now a hole, later gets a fresh page;
  *  - larger rings get a region of their own, unmapped when they die;
- *  - when the pool is empty (dying rings still pin pages), allocation waits
- *    a bounded time for the kernel to give pages back, then fails -ENOMEM;
+ *  - when the pool is empty because this process's dying rings still pin
+ *    pages (it let go of hugepages within wait_ms), allocation waits a
+ *    bounded time for the kernel to give them back, then fails -ENOMEM; a
+ *    pool that is simply empty, absent or held by others fails at once;
  *    faults go through MADV_POPULATE_WRITE, so never SIGBUS.
  *
  * Locking: one mutex per arena, never held across a syscall that can block
@@ -150,6 +152,8 @@ int hugering_arena_create(const struct hugering_arena_opts *o, struct hugering_a
 	return 0;
 }
 
+static void note_release(void);
+
 /* The frame goes back to the pool when the last dying ring unpins it. */
 static bool punch(struct hugering_arena *a, off_t off)
 {
@@ -163,10 +167,13 @@ static bool drop_page(struct hugering_arena *a, struct hr_page *pg)
 
 	munmap(pg->addr, a->ps);
 	holed = punch(a, pg->off);
+	note_release();
 	free(pg->free);
 	free(pg);
 	return holed;
 }
+
+static bool is_default_arena(const struct hugering_arena *a);
 
 int hugering_arena_destroy(struct hugering_arena *a)
 {
@@ -176,6 +183,12 @@ int hugering_arena_destroy(struct hugering_arena *a)
 		return 0;
 	if (a->owner != getpid())
 		return -ECHILD;
+	/* The library keeps using it (hugering_queue_init*): never freed. */
+	if (is_default_arena(a)) {
+		hr_set_error("the default arena belongs to the library and lives as long as "
+			     "the process; destroy only arenas from hugering_arena_create");
+		return -EBUSY;
+	}
 	pthread_mutex_lock(&a->lock);
 	if (a->st.rings_live || a->retiring || a->pending_pages) {
 		pthread_mutex_unlock(&a->lock);
@@ -223,28 +236,49 @@ int hugering_arena_stats(struct hugering_arena *a, struct hugering_arena_stats *
 /* Waiting for the pool                                                */
 /* ------------------------------------------------------------------ */
 
-static long now_ms(void)
-{
-	struct timespec t;
+/*
+ * When this process last let go of hugepage memory that a dying ring may
+ * still pin (a retired page, a ring's own region): ms on CLOCK_MONOTONIC,
+ * 0 = never.  Only then is the pool about to refill; an empty or absent
+ * pool, or one full of other processes' pages, is not worth waiting for.
+ */
+static long last_release_ms;
+static __thread int last_wait_ms;
 
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return t.tv_sec * 1000L + t.tv_nsec / 1000000L;
+static void note_release(void)
+{
+	__atomic_store_n(&last_release_ms, hr_now_ms(), __ATOMIC_RELAXED);
+}
+
+bool hr_arena_released_since(long t)
+{
+	long r = __atomic_load_n(&last_release_ms, __ATOMIC_RELAXED);
+
+	return r && r >= t;
+}
+
+int hr_arena_last_wait_ms(void)
+{
+	return last_wait_ms;
 }
 
 /*
- * Run @try until it stops failing with -ENOMEM or @wait_ms passes; dying
- * rings give their pages back within milliseconds.  Counts a wait in @st.
+ * Run @try until it stops failing with -ENOMEM or @wait_ms passes, as long
+ * as this process released pinned hugepages within @wait_ms (dying rings
+ * give their pages back within milliseconds).  Counts a wait in @waits.
  */
 static int with_pool_wait(int wait_ms, uint64_t *waits, int (*try)(void *), void *arg)
 {
-	long deadline = now_ms() + (wait_ms > 0 ? wait_ms : 0);
+	long start = hr_now_ms(), deadline = start + (wait_ms > 0 ? wait_ms : 0);
 	bool waited = false;
 	int ret;
 
-	while ((ret = try(arg)) == -ENOMEM && wait_ms > 0 && now_ms() < deadline) {
+	while ((ret = try(arg)) == -ENOMEM && wait_ms > 0 && hr_now_ms() < deadline &&
+	       hr_arena_released_since(start - wait_ms)) {
 		waited = true;
 		usleep(WAIT_STEP_US);
 	}
+	last_wait_ms = waited ? (int)(hr_now_ms() - start) : 0;
 	if (waited && waits)
 		__atomic_add_fetch(waits, 1, __ATOMIC_RELAXED);
 	return ret;
@@ -652,6 +686,7 @@ static void free_own(struct hugering_arena *a, struct hr_slot *s, bool clean)
 
 	if (!a) {
 		hugering_region_free(s->region);
+		note_release();
 		return;
 	}
 	pthread_mutex_lock(&a->lock);
@@ -667,8 +702,10 @@ static void free_own(struct hugering_arena *a, struct hr_slot *s, bool clean)
 	else
 		a->own_held -= s->held;
 	pthread_mutex_unlock(&a->lock);
-	if (!keep)
+	if (!keep) {
 		hugering_region_free(s->region);
+		note_release();
+	}
 }
 
 void hr_arena_free(struct hr_slot *s, bool clean)
@@ -796,4 +833,14 @@ struct hugering_arena *hugering_default_arena(void)
 	pthread_mutex_unlock(&default_lock);
 	hugering_arena_destroy(mine);
 	return a;
+}
+
+static bool is_default_arena(const struct hugering_arena *a)
+{
+	bool is;
+
+	pthread_mutex_lock(&default_lock);
+	is = a == default_arena;
+	pthread_mutex_unlock(&default_lock);
+	return is;
 }

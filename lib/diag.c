@@ -81,6 +81,34 @@ static void cgroup_limits(const char *root, struct hugering_diag_size *s)
  * blocks of at least that order, all zones.  Sizes above the largest buddy
  * order (1 GiB) are allocated by contiguous-range search: unknown.
  */
+/*
+ * Add to @total the blocks of 2^@order base pages that one buddyinfo
+ * line's free counts make up.  False for a count that is negative, too
+ * large or makes the sum overflow: no kernel writes that (a hostile
+ * HUGERING_SYSROOT tree may), so the answer is unknown.
+ */
+static bool buddy_line(const char *p, unsigned order, long *total)
+{
+	for (int k = 0; k < BUDDY_ORDERS; k++) {
+		char *end;
+		long cnt, pages;
+
+		errno = 0;
+		cnt = strtol(p, &end, 10);
+		if (end == p)
+			return true;	/* a kernel with fewer orders */
+		if (errno || cnt < 0)
+			return false;
+		p = end;
+		if (k < (int)order)
+			continue;
+		if (__builtin_mul_overflow(cnt, 1L << (k - order), &pages) ||
+		    __builtin_add_overflow(*total, pages, total))
+			return false;
+	}
+	return true;
+}
+
 static long buddy_reservable(const char *root, size_t ps)
 {
 	char buf[16384], *line, *save = NULL;
@@ -88,12 +116,12 @@ static long buddy_reservable(const char *root, size_t ps)
 	long total = 0;
 	bool seen = false;
 
-	if (order >= BUDDY_ORDERS || read_at(root, "/proc/buddyinfo", buf, sizeof(buf)) < 0)
+	/* Below a base page (a "hugepages-1kB" dir) there is no buddy order. */
+	if (ps < HR_BASE_PAGE || order >= BUDDY_ORDERS ||
+	    read_at(root, "/proc/buddyinfo", buf, sizeof(buf)) < 0)
 		return -1;
 	for (line = strtok_r(buf, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
 		char *p = strstr(line, "zone");
-		long cnt[BUDDY_ORDERS] = { 0 };
-		int n;
 
 		if (!p)
 			continue;
@@ -102,11 +130,8 @@ static long buddy_reservable(const char *root, size_t ps)
 			p++;
 		while (*p && *p != ' ')
 			p++;	/* zone name */
-		n = sscanf(p, "%ld %ld %ld %ld %ld %ld %ld %ld %ld %ld %ld", &cnt[0], &cnt[1],
-			   &cnt[2], &cnt[3], &cnt[4], &cnt[5], &cnt[6], &cnt[7], &cnt[8],
-			   &cnt[9], &cnt[10]);
-		for (int k = (int)order; k < n; k++)
-			total += cnt[k] << (k - order);
+		if (!buddy_line(p, order, &total))
+			return -1;
 		seen = true;
 	}
 	return seen ? total : -1;
@@ -272,6 +297,26 @@ static void collect_trial(struct hugering_diag *d)
 	}
 }
 
+struct rings_call {
+	struct hugering_diag *d;
+	bool trial;
+};
+
+/*
+ * Everything that makes rings, on a helper thread: closing them would leave
+ * teardown work on the caller's thread (hr_run_on_helper).
+ */
+static void collect_rings(void *p)
+{
+	struct rings_call *c = p;
+	struct hugering_diag *d = c->d;
+
+	d->sqpoll = d->caps.io_uring ? 0 : can_create(IORING_SETUP_SQPOLL);
+	d->iopoll = d->caps.io_uring ? 0 : can_create(IORING_SETUP_IOPOLL);
+	if (c->trial && !d->caps.io_uring)
+		collect_trial(d);
+}
+
 /* ------------------------------------------------------------------ */
 /* Checks                                                              */
 /* ------------------------------------------------------------------ */
@@ -283,6 +328,7 @@ static void add_check(struct hugering_diag *d, const char *id, int status, const
 		      const char *fmt, ...)
 {
 	struct hugering_diag_check *c;
+	char msg[1024];
 	va_list ap;
 
 	if (d->nchecks >= HUGERING_DIAG_MAX_CHECKS)
@@ -292,8 +338,10 @@ static void add_check(struct hugering_diag *d, const char *id, int status, const
 	c->status = status;
 	hr_copy_str(c->fix, sizeof(c->fix), fix ? fix : "");
 	va_start(ap, fmt);
-	vsnprintf(c->message, sizeof(c->message), fmt, ap);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
+	/* Not vsnprintf straight in: a cut must not split a UTF-8 character. */
+	hr_copy_str(c->message, sizeof(c->message), msg);
 }
 
 static void check_io_uring(struct hugering_diag *d)
@@ -426,20 +474,34 @@ static void check_trials(struct hugering_diag *d)
 	}
 }
 
+/*
+ * The tree's osrelease, else the running kernel's.  A file that is there
+ * but says nothing (a blank line) is "unknown", not the live release.
+ */
+static void collect_release(const char *root, struct hugering_diag *d)
+{
+	char buf[256];
+	struct utsname u;
+
+	if (read_at(root, "/proc/sys/kernel/osrelease", buf, sizeof(buf)) > 0) {
+		buf[strcspn(buf, "\n")] = '\0';
+		hr_copy_str(d->release, sizeof(d->release), buf[0] ? buf : "unknown");
+	} else if (!uname(&u)) {
+		hr_copy_str(d->release, sizeof(d->release), u.release);
+	}
+}
+
 int hugering_diag_collect(struct hugering_diag *d, unsigned flags)
 {
 	const char *root = hr_sysroot();
 	char buf[256];
-	struct utsname u;
+	struct rings_call rc;
 
 	if (!d || flags & ~HUGERING_DIAG_TRIAL)
 		return -EINVAL;
 	memset(d, 0, sizeof(*d));
 	hugering_probe_kernel(&d->caps);
-	if (read_at(root, "/proc/sys/kernel/osrelease", buf, sizeof(buf)) > 0)
-		hr_copy_str(d->release, sizeof(d->release), strtok(buf, "\n"));
-	else if (!uname(&u))
-		hr_copy_str(d->release, sizeof(d->release), u.release);
+	collect_release(root, d);
 	d->io_uring_disabled = (int)long_at(root, "/proc/sys/kernel/io_uring_disabled", -1);
 	d->busy_poll = (int)long_at(root, "/proc/sys/net/core/busy_poll", -1);
 	d->preemptible = preemptible(root);
@@ -450,15 +512,14 @@ int hugering_diag_collect(struct hugering_diag *d, unsigned flags)
 	memlock_limits(root, d);
 	d->cap_ipc_lock = hr_cap_effective(root, HR_CAP_IPC_LOCK);
 	d->pfn_visible = hugering_pfn_visible() > 0;
-	d->sqpoll = d->caps.io_uring ? 0 : can_create(IORING_SETUP_SQPOLL);
-	d->iopoll = d->caps.io_uring ? 0 : can_create(IORING_SETUP_IOPOLL);
 	d->nnodes = hr_numa_nodes_at(root, d->nodes, HUGERING_DIAG_MAX_NODES);
 	if (d->nnodes < 0)
 		d->nnodes = 0;
 	collect_sizes(root, d);
 	collect_blocks(root, d);
-	if ((flags & HUGERING_DIAG_TRIAL) && !d->caps.io_uring)
-		collect_trial(d);
+	rc.d = d;
+	rc.trial = (flags & HUGERING_DIAG_TRIAL) != 0;
+	hr_run_on_helper(collect_rings, &rc);
 
 	check_io_uring(d);
 	check_nommap(d);
@@ -472,6 +533,8 @@ int hugering_diag_collect(struct hugering_diag *d, unsigned flags)
 
 int hugering_diag_failed(const struct hugering_diag *d)
 {
+	if (!d)
+		return -EINVAL;
 	for (int i = 0; i < d->nchecks; i++)
 		if (d->checks[i].status == HUGERING_CHECK_FAIL)
 			return 1;

@@ -28,6 +28,25 @@ static int cmp_size(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
+/*
+ * "hugepages-2048kB" -> 2048; 0 for any other name, or a size that does not
+ * fit in bytes (a hostile tree; sscanf would overflow silently).
+ */
+static size_t dir_kb(const char *name)
+{
+	const char *p = name + strlen("hugepages-");
+	unsigned long long kb;
+	char *end;
+
+	if (strncmp(name, "hugepages-", strlen("hugepages-")) || *p < '0' || *p > '9')
+		return 0;
+	errno = 0;
+	kb = strtoull(p, &end, 10);
+	if (errno || strcmp(end, "kB") || kb > SIZE_MAX / 1024)
+		return 0;
+	return (size_t)kb;
+}
+
 /* libhugetlbfs knows only the live system; another root is read directly. */
 static int raw_sizes(const char *root, size_t *all)
 {
@@ -52,9 +71,9 @@ static int raw_sizes(const char *root, size_t *all)
 	if (!d)
 		return -ENOSYS;
 	while ((e = readdir(d)) && kept < HUGERING_MAX_PAGE_SIZES) {
-		size_t kb;
+		size_t kb = dir_kb(e->d_name);
 
-		if (sscanf(e->d_name, "hugepages-%zukB", &kb) == 1)
+		if (kb)
 			all[kept++] = kb * 1024;
 	}
 	closedir(d);
@@ -132,28 +151,50 @@ bool hr_numa_node_online(int node)
 	return false;
 }
 
-/* Parse a sysfs cpulist/nodelist such as "0-3,8,10-11". */
+/* One list number: a node id, 0..INT_MAX, digits only. */
+static bool list_number(const char *s, char **end, int *out)
+{
+	long v;
+
+	if (*s < '0' || *s > '9')
+		return false;
+	errno = 0;
+	v = strtol(s, end, 10);
+	if (errno || v > INT_MAX)
+		return false;
+	*out = (int)v;
+	return true;
+}
+
+/*
+ * Parse a sysfs cpulist/nodelist such as "0-3,8,10-11" into at most @max
+ * ids.  The file may come from a hostile tree (HUGERING_SYSROOT): a range
+ * is walked only as far as @out has room, so "0-2000000000" costs @max
+ * steps, and anything that is not such a list is -EIO.
+ */
 static int parse_list(const char *s, int *out, int max)
 {
 	int n = 0;
 
 	while (*s && *s != '\n') {
 		char *end;
-		long a = strtol(s, &end, 10), b;
+		int a, b;
 
-		if (end == s)
+		if (!list_number(s, &end, &a))
 			return -EIO;
 		b = a;
-		if (*end == '-')
-			b = strtol(end + 1, &end, 10);
-		for (long v = a; v <= b; v++) {
-			if (n < max)
-				out[n] = (int)v;
-			n++;
+		if (*end == '-' && !list_number(end + 1, &end, &b))
+			return -EIO;
+		if (b < a || (*end && *end != ',' && *end != '\n'))
+			return -EIO;
+		for (int v = a; n < max; v++) {
+			out[n++] = v;
+			if (v == b)
+				break;
 		}
 		s = *end == ',' ? end + 1 : end;
 	}
-	return n < max ? n : max;
+	return n;
 }
 
 int hr_numa_nodes_at(const char *root, int *nodes, int max)
@@ -203,6 +244,8 @@ static long pool_field(const char *dir, const char *name, int *err)
 
 	snprintf(path, sizeof(path), "%s/%s", dir, name);
 	ret = hr_read_long(path, &v);
+	if (!ret && v < 0)
+		ret = -EIO;	/* a page count is never negative */
 	if (ret < 0 && !*err)
 		*err = ret;
 	return ret < 0 ? -1 : v;
@@ -254,7 +297,8 @@ int hr_pool_get_at(const char *root, size_t page_size, int numa_node,
 	if (numa_node < 0) {
 		out->reserved = pool_field(dir, "resv_hugepages", &err);
 		out->overcommit = pool_field(dir, "nr_overcommit_hugepages", &err);
-		out->usable = out->free - out->reserved;
+		/* Both >= 0 when read (-1 unreadable): no overflow, none guessed. */
+		out->usable = out->free >= 0 && out->reserved >= 0 ? out->free - out->reserved : 0;
 	} else {
 		/* The kernel keeps reservations only system-wide. */
 		out->reserved = -1;
@@ -519,8 +563,12 @@ bool hr_explain_no_hugepages(size_t ps, int node, size_t bytes, char *buf, size_
 	struct hugering_pool pool;
 	long long need = (long long)HR_ALIGN_UP(bytes, ps);
 
-	if (!hr_hugetlb_cgroup_at("", ps, &cg) && cg_refuses(&cg, ps, need, buf, len))
-		return true;
+	/*
+	 * The pool first: it is a few sysfs reads, while the cgroup walk parses
+	 * mounts and cgroup files, and rings fall back here on every setup
+	 * when the pool is empty.  A short pool explains the failure whatever
+	 * the cgroup says.
+	 */
 	if (hr_pool_get_at("", ps, node, &pool)) {
 		snprintf(buf, len, "no %zu kB hugepages in this kernel%s", ps >> 10,
 			 node >= 0 ? " on this node" : "");
@@ -533,6 +581,8 @@ bool hr_explain_no_hugepages(size_t ps, int node, size_t bytes, char *buf, size_
 			 pool.usable, pool.free, pool.reserved, need >> 10);
 		return true;
 	}
+	if (!hr_hugetlb_cgroup_at("", ps, &cg) && cg_refuses(&cg, ps, need, buf, len))
+		return true;
 	snprintf(buf, len, "%lld kB of %zu kB hugepages not obtained though the pool%s has %ld "
 		 "usable pages", need >> 10, ps >> 10, node >= 0 ? " of the node" : "", pool.usable);
 	return false;

@@ -10,6 +10,7 @@
 #include <sys/types.h>
 
 #include "hugering.h"
+#include "compat.h"
 
 #define HR_BASE_PAGE 4096UL
 #define HR_PAGEMAP_PFN_MASK ((1ULL << 55) - 1)
@@ -36,6 +37,10 @@ void hr_path(const char *root, const char *abs, char *buf, size_t len);
 /* Is @cap in this process's effective set (CapEff in @root/proc/self/status)? */
 bool hr_cap_effective(const char *root, int cap);
 int hr_cpuset_cpus(cpu_set_t *out, char *list, size_t len);
+/* Run @fn(@arg) on a short-lived thread of its own and wait for it. */
+void hr_run_on_helper(void (*fn)(void *), void *arg);
+/* CLOCK_MONOTONIC in ms. */
+long hr_now_ms(void);
 
 /* hugepage.c: @root "" is the live system */
 int hr_page_sizes_at(const char *root, size_t *sizes, int max);
@@ -101,6 +106,10 @@ int hr_own_region(const struct hugering_region_opts *ro, int wait_ms, uint64_t *
 		  struct hr_slot *s);
 void hr_arena_free(struct hr_slot *s, bool clean);
 int hr_arena_wait_ms(const struct hugering_arena *a);
+/* How long this thread's last allocation waited for the pool (ms; 0 = not). */
+int hr_arena_last_wait_ms(void);
+/* Did this process let go of hugepages dying rings may pin, at or after @t ms? */
+bool hr_arena_released_since(long t);
 bool hr_arena_may_resize(const struct hugering_arena *a);
 bool hr_arena_zero_recycled(const struct hugering_arena *a);
 size_t hr_arena_page_size(const struct hugering_arena *a);

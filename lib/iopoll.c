@@ -136,7 +136,7 @@ static int no_poll_queues(struct hugering_iopoll_verdict *out, const char *dir, 
 }
 
 /* One block read on a throw-away IOPOLL ring: what 6.11+ really says. */
-static int probe_read(int fd, int *res)
+static int probe_read_here(int fd, int *res)
 {
 	struct io_uring ring;
 	struct io_uring_cqe *cqe;
@@ -163,6 +163,26 @@ static int probe_read(int fd, int *res)
 	io_uring_queue_exit(&ring);
 	free(buf);
 	return ret < 0 ? ret : 0;
+}
+
+struct probe_read_call {
+	int fd, *res, ret;
+};
+
+static void probe_read_call(void *p)
+{
+	struct probe_read_call *c = p;
+
+	c->ret = probe_read_here(c->fd, c->res);
+}
+
+/* The throw-away ring is closed off the caller's thread (hr_run_on_helper). */
+static int probe_read(int fd, int *res)
+{
+	struct probe_read_call c = { fd, res, 0 };
+
+	hr_run_on_helper(probe_read_call, &c);
+	return c.ret;
 }
 
 int hugering_iopoll_probe(int fd, struct hugering_iopoll_verdict *out)

@@ -47,10 +47,12 @@ int hr_sys_io_uring_register(int fd, unsigned op, void *arg, unsigned nr)
 	return ret < 0 ? -errno : (int)ret;
 }
 
-static void read_ring_header(void)
+static void read_ring_header_here(void *unused)
 {
 	struct io_uring_params p;
 	int fd;
+
+	(void)unused;
 
 	memset(&p, 0, sizeof(p));
 	fd = hr_sys_io_uring_setup(1, &p);
@@ -58,6 +60,12 @@ static void read_ring_header(void)
 		return;	/* io_uring unusable: keep the 6.6+ value */
 	ring_header = p.cq_off.cqes;
 	close(fd);
+}
+
+/* A scratch ring: made and closed off the caller's thread (hr_run_on_helper). */
+static void read_ring_header(void)
+{
+	hr_run_on_helper(read_ring_header_here, NULL);
 }
 
 unsigned hr_ring_header(void)
@@ -106,9 +114,12 @@ int hr_ring_entries(unsigned entries, const struct io_uring_params *p,
 
 /*
  * Where liburing's io_uring_queue_init_mem() puts the rings in the buffer
- * (it always puts the SQEs first).  Versions disagree (kernel-facts §2.2):
- * 2.8 to 2.14 count the SQ index array with the SQEs.  -ENOTSUP where the
- * running liburing cannot place this shape safely.
+ * (it always puts the SQEs first).  Versions disagree (kernel-facts §2.2,
+ * liburing src/setup.c io_uring_alloc_huge at each tag): 2.5 and 2.6 put
+ * them at the page-rounded end of the SQEs, 2.7 four bytes per entry later
+ * (not page-aligned: the kernel refuses), 2.8 to 2.14 count the SQ index
+ * array with the SQEs before rounding.  -ENOTSUP where the running liburing
+ * cannot place this shape safely.
  */
 static int liburing_rings_offset(unsigned flags, size_t sqe_raw, unsigned sq,
 				 size_t *off)
@@ -117,9 +128,11 @@ static int liburing_rings_offset(unsigned flags, size_t sqe_raw, unsigned sq,
 
 	if (!hr_liburing_at_least(2, 9) && (flags & IORING_SETUP_SQE128))
 		return -ENOTSUP;	/* ignores SQE128: SQEs overlap the rings */
-	if (!hr_liburing_at_least(2, 8) && sqarray)
-		return -ENOTSUP;	/* misplaces the rings when there is an SQ array */
-	if (sqarray && !hr_liburing_at_least(2, 15))
+	if (!sqarray && !hr_liburing_at_least(2, 6))
+		return -ENOTSUP;	/* fills an SQ array at sq_off.array 0: the header */
+	if (sqarray && hr_liburing_at_least(2, 7) && !hr_liburing_at_least(2, 8))
+		return -ENOTSUP;	/* rings after the SQ array: misaligned */
+	if (sqarray && hr_liburing_at_least(2, 8) && !hr_liburing_at_least(2, 15))
 		sqe_raw += 4 * (size_t)sq;
 	*off = HR_ALIGN_UP(sqe_raw, HR_BASE_PAGE);
 	return 0;

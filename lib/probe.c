@@ -21,10 +21,6 @@
 
 #include "internal.h"
 
-#ifndef IORING_REGISTER_RESIZE_RINGS
-#define IORING_REGISTER_RESIZE_RINGS 33
-#endif
-
 static struct hugering_kernel_caps caps;
 static pthread_once_t caps_once = PTHREAD_ONCE_INIT;
 
@@ -143,11 +139,13 @@ static int probe_resize(void)
 	return ret == 0;
 }
 
-static void probe_all(void)
+static void probe_all_here(void *unused)
 {
 	struct io_uring_params p;
 	struct utsname u;
 	int fd;
+
+	(void)unused;
 
 	memset(&caps, 0, sizeof(caps));
 	if (!uname(&u))
@@ -169,6 +167,15 @@ static void probe_all(void)
 	caps.no_sqarray = try_setup(1, &p) == 0;
 	caps.nommap = probe_nommap();
 	caps.resize = probe_resize();
+}
+
+/*
+ * Every scratch ring is closed on a helper thread: closing a ring leaves
+ * teardown work on the threads that used it (hr_run_on_helper).
+ */
+static void probe_all(void)
+{
+	hr_run_on_helper(probe_all_here, NULL);
 }
 
 int hugering_probe_kernel(struct hugering_kernel_caps *out)

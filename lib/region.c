@@ -480,6 +480,25 @@ static int check_opts(const struct hugering_region_opts *o)
 	return 0;
 }
 
+/*
+ * CONTIG|FALLBACK on base pages beyond one page (check_opts admits only
+ * that): contiguity is what FALLBACK lets go of, as for hugepages.  Unless
+ * the frames happen to be proven adjacent, the region is the fallback and
+ * says so; without this, the promise check below failed it every time.
+ */
+static void base_contig_fallback(struct hugering_region *r, const struct hugering_region_opts *o)
+{
+	if (r->page_size != HR_BASE_PAGE || r->size <= HR_BASE_PAGE || r->fallback_errno ||
+	    !(o->flags & HUGERING_REGION_CONTIG) || r->contiguous == HUGERING_CONTIG_YES)
+		return;
+	if (r->contiguous == HUGERING_CONTIG_NO)
+		set_reason(r, -ENOMEM, "base pages: %zu kB not physically contiguous "
+			   "(4 KiB pages promise one page at most)", r->size >> 10);
+	else
+		set_reason(r, -EPERM, "base pages: contiguity of %zu kB unprovable: %s",
+			   r->size >> 10, why(-EPERM));
+}
+
 /* Record what the region really is, read back from the kernel. */
 static int settle(struct hugering_region *r, const struct hugering_region_opts *o)
 {
@@ -499,6 +518,7 @@ static int settle(struct hugering_region *r, const struct hugering_region_opts *
 	/* A node was asked for: prove it, after fault-in. */
 	if (o->numa_node >= 0 && v.numa_node != o->numa_node)
 		return -ENOMEM;
+	base_contig_fallback(r, o);
 	/* CONTIG without FALLBACK is a promise: never hand out a NO. */
 	if ((o->flags & HUGERING_REGION_CONTIG) && !r->fallback_errno &&
 	    r->contiguous == HUGERING_CONTIG_NO)

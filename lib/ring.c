@@ -15,6 +15,7 @@
  * hugering_ring_info() need nothing but the ring.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdarg.h>
@@ -54,6 +55,7 @@ struct ring_rec {
 	struct ring_rec *next;
 	const void *key;
 	bool user_mem;			/* else kernel-mapped */
+	int ref_fd;			/* user_mem: our own reference to the ring */
 	struct hr_slot slot;
 	struct hugering_ring_info info;
 };
@@ -314,6 +316,64 @@ static int alloc_ring_mem(const struct hugering_layout *lay, int nommap,
 	return hr_own_region(&ro, hr_arena_wait_ms(a), NULL, s);
 }
 
+/*
+ * A pool found unable to give a page, and no ring of ours dying to refill
+ * it: the next rings fall back at once for a short while instead of
+ * trying and explaining again (both cost more than the kernel-mapped ring
+ * itself: a ring per call on a machine without hugepages must cost what a
+ * liburing ring costs).  Asked again after POOL_RECHECK_MS, or at once after
+ * this process let go of hugepages.
+ */
+#define POOL_RECHECK_MS 100
+
+static struct {
+	pthread_mutex_t lock;
+	long since;			/* 0: nothing known */
+	const struct hugering_arena *arena;
+	size_t ps;
+	int node;
+	size_t bytes;			/* the smallest ring it failed for */
+	char reason[192];
+} empty_pool = { .lock = PTHREAD_MUTEX_INITIALIZER };
+
+static void empty_pool_key(const struct hugering_init_opts *o,
+			   const struct hugering_arena **a, size_t *ps, int *node)
+{
+	*a = o && o->arena ? o->arena : hugering_default_arena();
+	*ps = o ? o->page_size : 0;
+	*node = o ? o->numa_node : -1;
+}
+
+static bool empty_pool_known(const struct hugering_init_opts *o, size_t bytes,
+			     char *reason, size_t len)
+{
+	const struct hugering_arena *a;
+	bool known;
+	size_t ps;
+	int node;
+
+	empty_pool_key(o, &a, &ps, &node);
+	pthread_mutex_lock(&empty_pool.lock);
+	known = empty_pool.since && empty_pool.arena == a && empty_pool.ps == ps &&
+		empty_pool.node == node && bytes >= empty_pool.bytes && hr_now_ms() - empty_pool.since < POOL_RECHECK_MS &&
+		!hr_arena_released_since(empty_pool.since);
+	if (known)
+		hr_copy_str(reason, len, empty_pool.reason);
+	pthread_mutex_unlock(&empty_pool.lock);
+	return known;
+}
+
+static void empty_pool_note(const struct hugering_init_opts *o, size_t bytes,
+			    const char *reason)
+{
+	pthread_mutex_lock(&empty_pool.lock);
+	empty_pool.bytes = bytes;
+	empty_pool_key(o, &empty_pool.arena, &empty_pool.ps, &empty_pool.node);
+	empty_pool.since = hr_now_ms();
+	hr_copy_str(empty_pool.reason, sizeof(empty_pool.reason), reason);
+	pthread_mutex_unlock(&empty_pool.lock);
+}
+
 static void pool_reason(char *buf, size_t len, const struct hugering_layout *lay,
 			const struct hugering_init_opts *o)
 {
@@ -323,7 +383,7 @@ static void pool_reason(char *buf, size_t len, const struct hugering_layout *lay
 
 	if (ps > HR_BASE_PAGE) {
 		int node = o && o->numa_node >= 0 ? o->numa_node : a ? hr_arena_node(a) : -1;
-		int waited = hr_arena_wait_ms(a);
+		int waited = hr_arena_last_wait_ms();
 		size_t n;
 
 		hr_explain_no_hugepages(ps, node, lay->total_bytes, buf, len);
@@ -422,13 +482,35 @@ static int setup_in(unsigned entries, struct io_uring *ring, const struct io_uri
 		return ret;
 	if (q->sq_off.user_addr != (uintptr_t)buf ||
 	    q->cq_off.user_addr != (uintptr_t)(buf + lay->rings_offset)) {
-		io_uring_queue_exit(ring);
+		hr_queue_exit_app_mem(ring);	/* compat.h: liburing < 2.8 */
 		hr_set_error("liburing %d.%d placed ring memory where hugering's layout "
 			     "did not expect it", io_uring_major_version(),
 			     io_uring_minor_version());
 		return -EPROTO;
 	}
 	return 0;
+}
+
+/*
+ * A kernel-mapped ring's mappings hold its file, so it lives until
+ * io_uring_queue_exit() even if the program closes its fd number.  A ring
+ * in user memory has no mapping of the file: hugering holds a duplicate fd
+ * (close-on-exec, like the mappings that exec drops) so the ring lives
+ * exactly as long, and acts on that fd, never on a number the program may
+ * have closed and reused.
+ */
+static int hold_ring(const struct io_uring *ring, int *ref_fd)
+{
+	/*
+	 * IORING_SETUP_REGISTERED_FD_ONLY: no fd the program could close; the
+	 * registered index holds the ring until io_uring_queue_exit.
+	 */
+	if (ring->ring_fd < 0) {
+		*ref_fd = -1;
+		return 0;
+	}
+	*ref_fd = fcntl(ring->ring_fd, F_DUPFD_CLOEXEC, 0);
+	return *ref_fd < 0 ? -errno : 0;
 }
 
 /* No user memory: fall back, or under the nommap policy, fail with @err. */
@@ -511,7 +593,7 @@ static int user_ring(unsigned entries, struct io_uring *ring, struct io_uring_pa
 		return ret;
 	if (!lay.liburing_ok) {
 		snprintf(reason, sizeof(reason), "liburing %d.%d cannot place this ring in user "
-			 "memory (SQE128 needs 2.9, an SQ array 2.8)",
+			 "memory (SQE128 needs 2.9, NO_SQARRAY 2.6; 2.7 misplaces an SQ array)",
 			 io_uring_major_version(), io_uring_minor_version());
 		return no_user_memory(entries, ring, p, orig, policy, -ENOTSUP, reason);
 	}
@@ -520,6 +602,8 @@ static int user_ring(unsigned entries, struct io_uring *ring, struct io_uring_pa
 		return kernel_ring(entries, ring, p, orig, -refuse,
 				   class_reason(caps->nommap, refuse));
 
+	if (policy == HUGERING_POLICY_AUTO && empty_pool_known(o, lay.total_bytes, reason, sizeof(reason)))
+		return kernel_ring(entries, ring, p, orig, ENOMEM, reason);
 	rec = calloc(1, sizeof(*rec));
 	if (!rec) {
 		hr_set_error("out of memory for the ring record");
@@ -528,8 +612,11 @@ static int user_ring(unsigned entries, struct io_uring *ring, struct io_uring_pa
 	ret = alloc_ring_mem(&lay, caps->nommap, o, &rec->slot);
 	if (ret == -ENOMEM || ret == -EPERM || ret == -ENOSPC) {
 		free(rec);
-		if (ret == -ENOMEM)
+		if (ret == -ENOMEM) {
 			pool_reason(reason, sizeof(reason), &lay, o);
+			if (!hr_arena_last_wait_ms())
+				empty_pool_note(o, lay.total_bytes, reason);
+		}
 		else if (ret == -ENOSPC)
 			snprintf(reason, sizeof(reason), "arena limit (max_bytes) reached");
 		else
@@ -558,6 +645,15 @@ static int user_ring(unsigned entries, struct io_uring *ring, struct io_uring_pa
 		snprintf(reason, sizeof(reason), "%s (io_uring_setup: %s)",
 			 class_reason(caps->nommap, ret), strerror(-ret));
 		/* If the kernel-mapped ring fails too, it was not the memory. */
+		return no_user_memory(entries, ring, p, orig, policy, ret, reason);
+	}
+	ret = hold_ring(ring, &rec->ref_fd);
+	if (ret) {
+		hr_queue_exit_app_mem(ring);	/* compat.h: liburing < 2.8 */
+		hr_arena_free(&rec->slot, false);
+		free(rec);
+		snprintf(reason, sizeof(reason), "no file descriptor left for hugering's own "
+			 "reference to the ring (%s)", strerror(-ret));
 		return no_user_memory(entries, ring, p, orig, policy, ret, reason);
 	}
 	rec->key = ring->sq.sqes;
@@ -648,6 +744,13 @@ int hugering_queue_init_opts(unsigned entries, struct io_uring *ring,
 	orig = *p;
 	/* Where the ring's memory lives is hugering's choice. */
 	orig.flags &= ~IORING_SETUP_NO_MMAP;
+	/*
+	 * liburing < 2.6 predates NO_SQARRAY: it fills its SQ index array at
+	 * sq_off.array, 0 then, i.e. over the ring header, in every mode.  The
+	 * ring keeps its SQ array instead (p->flags comes back without it).
+	 */
+	if (!hr_liburing_at_least(2, 6))
+		orig.flags &= ~IORING_SETUP_NO_SQARRAY;
 	ret = iopoll_policy(&orig, o, degraded, sizeof(degraded));
 	if (ret)
 		return ret;
@@ -681,15 +784,16 @@ int hugering_queue_init(unsigned entries, struct io_uring *ring, unsigned flags)
  * Move a DEFER_TASKRUN ring into a tiny throw-away region (Linux 6.13+):
  * the kernel unpins the old memory before returning, so the slot can take
  * a new ring at once.  The throw-away pages stay pinned until the ring's
- * teardown; unmapping our view of them is harmless.
+ * teardown; unmapping our view of them is harmless.  @fd is hugering's own
+ * reference (hold_ring), or -1 for a ring that only has a registered index.
  */
-static bool resize_away(struct io_uring *ring)
+static bool resize_away(const struct io_uring *ring, int fd)
 {
 	size_t len = 2 * HR_BASE_PAGE;
 	char *t = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	unsigned op = IORING_REGISTER_RESIZE_RINGS;
 	struct io_uring_params p;
-	int fd = ring->ring_fd, ret;
+	int ret;
 
 	if (t == MAP_FAILED)
 		return false;
@@ -717,17 +821,24 @@ void hugering_queue_exit(struct io_uring *ring)
 	if (!ring)
 		return;
 	rec = registry_take(ring->sq.sqes);
-	if (rec && rec->info.recycle == HUGERING_RECYCLE_RESIZE)
-		clean = resize_away(ring);
+	if (rec && rec->user_mem && rec->info.recycle == HUGERING_RECYCLE_RESIZE)
+		clean = resize_away(ring, rec->ref_fd);
 	/*
 	 * liburing closes the fd (and unregisters a registered ring fd); it
 	 * leaves application memory alone.  The kernel may write the ring
 	 * memory once more during its asynchronous teardown: the arena never
 	 * gives that memory to another ring (unless resized away above).
+	 * liburing < 2.8 would unmap it: see hr_queue_exit_app_mem (compat.h).
 	 */
-	io_uring_queue_exit(ring);
 	if (rec && rec->user_mem)
+		hr_queue_exit_app_mem(ring);
+	else
+		io_uring_queue_exit(ring);
+	if (rec && rec->user_mem) {
+		if (rec->ref_fd >= 0)
+			close(rec->ref_fd);
 		hr_arena_free(&rec->slot, clean);
+	}
 	free(rec);
 }
 

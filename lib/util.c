@@ -2,9 +2,12 @@
 /* Small helpers: reading sysfs/procfs values, strings, integer math. */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -28,29 +31,66 @@ int hr_read_text(const char *path, char *buf, size_t len)
 	return (int)n;
 }
 
+/*
+ * One number and nothing else.  A file that fills the buffer was cut, so
+ * its number is not the one written (a 100 KB line of zeros then digits
+ * would read as 0): that is an error, like trailing garbage.
+ */
 int hr_read_long(const char *path, long *out)
 {
 	char buf[64], *end;
 	int ret = hr_read_text(path, buf, sizeof(buf));
+	long v;
 
 	if (ret < 0)
 		return ret;
+	if ((size_t)ret == sizeof(buf) - 1)
+		return -EIO;
 	errno = 0;
-	*out = strtol(buf, &end, 10);
+	v = strtol(buf, &end, 10);
 	if (errno || end == buf)
 		return -EIO;
+	end += strspn(end, " \t\n");
+	if (*end)
+		return -EIO;
+	*out = v;
 	return 0;
 }
 
+/* 0 for 0 and 1: clz(0) is undefined, and a hostile tree can make x 0. */
 unsigned hr_log2(size_t x)
 {
+	if (x < 2)
+		return 0;
 	return (unsigned)(sizeof(unsigned long) * 8 - 1 - __builtin_clzl(x));
 }
 
+/*
+ * How much of @s[0, n) to keep so it does not end inside a UTF-8
+ * character: reports print these strings and JSON must stay valid.
+ * Bytes that are not UTF-8 at all are left for the printer to handle.
+ */
+static size_t utf8_boundary(const char *s, size_t n)
+{
+	size_t i = n, need;
+	unsigned char lead;
+
+	while (i > 0 && n - i < 3 && ((unsigned char)s[i - 1] & 0xc0) == 0x80)
+		i--;
+	if (i == 0)
+		return n;
+	lead = (unsigned char)s[--i];
+	need = lead >= 0xf0 ? 4 : lead >= 0xe0 ? 3 : lead >= 0xc0 ? 2 : 1;
+	return need > n - i ? i : n;
+}
+
+/* Copy at most @len - 1 bytes; a cut falls between characters. */
 void hr_copy_str(char *dst, size_t len, const char *src)
 {
 	size_t n = strnlen(src, len - 1);
 
+	if (src[n])
+		n = utf8_boundary(src, n);
 	memcpy(dst, src, n);
 	dst[n] = '\0';
 }
@@ -145,4 +185,63 @@ int hr_cpuset_cpus(cpu_set_t *out, char *list, size_t len)
 		}
 	}
 	return -ENOENT;
+}
+
+struct helper_call {
+	void (*fn)(void *);
+	void *arg;
+};
+
+/* Set on a helper thread: nested scratch work runs there, not on another. */
+static __thread bool on_helper;
+
+static void *helper_main(void *p)
+{
+	struct helper_call *c = p;
+
+	on_helper = true;
+	c->fn(c->arg);
+	return NULL;
+}
+
+/*
+ * Closing an io_uring queues teardown task work, flagged like a signal, to
+ * every thread that used the ring: for milliseconds after, that thread's
+ * interruptible syscalls end early (short reads).  Scratch rings are
+ * therefore made and closed on a short-lived thread of our own; its exit
+ * drops its io_uring context, so nothing reaches the caller's threads.
+ * Signals stay blocked there, so no handler of the program runs on it.
+ * If no thread can be made (thread limit), the work runs in place.  Each
+ * helper is a thread id the program sees come and go (the first call makes
+ * one: the kernel probe).
+ */
+void hr_run_on_helper(void (*fn)(void *), void *arg)
+{
+	struct helper_call c = { fn, arg };
+	sigset_t all, old;
+	pthread_t t;
+	int ret;
+
+	if (on_helper) {
+		fn(arg);
+		return;
+	}
+
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	ret = pthread_create(&t, NULL, helper_main, &c);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (ret) {
+		fn(arg);
+		return;
+	}
+	pthread_join(t, NULL);
+}
+
+long hr_now_ms(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return t.tv_sec * 1000L + t.tv_nsec / 1000000L;
 }

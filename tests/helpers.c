@@ -372,3 +372,20 @@ int th_run(const char *cmd, char *buf, size_t len)
 	cr_assert(WIFEXITED(st), "%s did not exit", cmd);
 	return WEXITSTATUS(st);
 }
+
+unsigned th_no_sqarray(void)
+{
+	return io_uring_check_version(2, 6) ? 0 : IORING_SETUP_NO_SQARRAY;
+}
+
+const char *th_liburing_cannot(unsigned flags)
+{
+	static char why[200];
+
+	if (!(flags & IORING_SETUP_SQE128) || !io_uring_check_version(2, 9))
+		return NULL;
+	snprintf(why, sizeof(why), "liburing %d.%d cannot place SQE128 rings in user memory "
+		 "(io_uring_queue_init_mem counts 64-byte SQEs before 2.9: they would overlap "
+		 "the rings)", io_uring_major_version(), io_uring_minor_version());
+	return why;
+}

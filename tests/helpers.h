@@ -12,6 +12,8 @@
 
 #include <hugering.h>
 
+#include "../lib/compat.h"
+
 #define MiB (1UL << 20)
 #define GiB (1UL << 30)
 
@@ -113,5 +115,20 @@ struct hugering_ring_info th_ring_in_mode(unsigned entries, struct io_uring_para
 
 /* Open file descriptors of this process. */
 int th_fd_count(void);
+
+/*
+ * The running liburing (the one loaded, not the headers'), as the factory
+ * sees it (lib/layout.c, lib/ring.c).  IORING_SETUP_NO_SQARRAY where the
+ * factory sets it (liburing 2.6+; every kernel the suite runs on has it),
+ * else 0: layouts a test computes must be the factory's.
+ */
+unsigned th_no_sqarray(void);
+
+/*
+ * NULL, or why the running liburing cannot set a ring with @flags up in user
+ * memory, so that the factory falls back to a kernel-mapped ring.  Tests of
+ * such shapes check the fallback, then skip with this reason.
+ */
+const char *th_liburing_cannot(unsigned flags);
 
 #endif

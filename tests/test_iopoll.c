@@ -263,7 +263,7 @@ Test(iopoll, eopnotsupp_explained_request_not_lost)
 	struct io_uring_cqe cqe = { 0 };
 	int fd = data_file(O_DIRECT), res = 0;
 	char why[256];
-	void *buf;
+	void *buf = NULL;
 
 	th_need_pool(SZ_2M, 2);
 	cr_assert_eq(posix_memalign(&buf, 4096, 4096), 0);
