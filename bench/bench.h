@@ -16,6 +16,7 @@ enum mode_kind {
 	KIND_HUGERING,		/* the factory, default arena */
 	KIND_HUGERING_1G,	/* the factory, an arena of 1 GiB pages */
 	KIND_FLOOR,		/* io_uring_setup(1) + close */
+	KIND_HUGERING_AUTO,	/* the factory, auto policy, default arena (empty-pool phase) */
 };
 
 struct mode_def {
@@ -71,6 +72,30 @@ struct cell {
 	double dtlb_per_op;		/* < 0: no PMU */
 	size_t ring_bytes;
 	long hugepages_used;	/* pool pages taken during the churn, still held after it */
+	char error[200];	/* empty: none */
+	/*
+	 * KIND_HUGERING_AUTO: the mode and fallback errno of its rings (of the
+	 * first ring that was not kernel-mapped for ENOMEM, if any), how many
+	 * were not, and the default arena's allocations that waited for the
+	 * pool (-1: not known).
+	 */
+	int ring_mode, fallback_errno;
+	long rings_unexpected;
+	long long pool_waits;
+	char fallback_reason[192];
+};
+
+/*
+ * The empty-pool phase, one shape: while another process holds every
+ * usable page of the default size, the drop-in (auto policy) falls back to
+ * a kernel-mapped ring; its create+destroy takes turns with liburing's.
+ */
+struct empty_row {
+	struct cell kernel, hugering;
+	double cost_x;		/* median over rounds of hugering's / kernel's; < 0: none */
+	long pages_held;	/* pool pages the other process held */
+	long usable_left;	/* usable pages left in the pool meanwhile (0: empty) */
+	bool ok;		/* every ring kernel-mapped for ENOMEM, no wait, no error */
 	char error[200];	/* empty: none */
 };
 

@@ -23,6 +23,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/utsname.h>
 #include <sys/wait.h>
@@ -31,6 +32,7 @@
 
 #include <hugering.h>
 
+#include "../lib/compat.h"
 #include "bench.h"
 #include "report.h"
 
@@ -46,8 +48,11 @@ static const struct mode_def modes[] = {
 	{ "floor", KIND_FLOOR, false, true },
 	{ "kernel-sqpoll", KIND_KERNEL, true, false },
 	{ "hugering-sqpoll", KIND_HUGERING, true, false },
+	/* Last, not a --modes choice: the drop-in of the empty-pool phase. */
+	{ "hugering-auto", KIND_HUGERING_AUTO, false, false },
 };
-#define NMODES (sizeof(modes) / sizeof(modes[0]))
+#define NMODES (sizeof(modes) / sizeof(modes[0]) - 1)
+#define MODE_AUTO ((int)NMODES)
 
 static const struct shape_def shapes[] = {
 	{ "small", 64, 128, 0 },
@@ -65,7 +70,7 @@ struct options {
 	double nop_seconds;
 	int cpu;
 	unsigned flags;		/* DEFER or 0 */
-	bool json, csv, quick, no_compact;
+	bool json, csv, quick, no_compact, no_empty_pool;
 	const char *plot;
 };
 
@@ -105,16 +110,27 @@ static unsigned cell_flags(const struct mode_def *m, const struct shape_def *s, 
 	return flags;
 }
 
+/*
+ * The layout of a shape's ring memory as the factory makes it: NO_SQARRAY
+ * where the running liburing knows it (2.6+; 2.5 keeps an SQ array).
+ */
+static int shape_layout(unsigned sq, const struct io_uring_params *p,
+			struct hugering_layout *lay)
+{
+	struct io_uring_params q = *p;
+
+	q.flags |= IORING_SETUP_NO_MMAP;
+	if (!io_uring_check_version(2, 6))
+		q.flags |= IORING_SETUP_NO_SQARRAY;
+	return hugering_ring_layout(sq, &q, lay);
+}
+
 /* Bytes of ring memory a shape needs (the same in every mode). */
 static size_t ring_bytes(unsigned sq, const struct io_uring_params *p)
 {
-	struct io_uring_params q = *p;
 	struct hugering_layout lay;
 
-	q.flags |= IORING_SETUP_NO_MMAP | IORING_SETUP_NO_SQARRAY;
-	if (hugering_ring_layout(sq, &q, &lay))
-		return 0;
-	return lay.total_bytes;
+	return shape_layout(sq, p, &lay) ? 0 : lay.total_bytes;
 }
 
 static int user_4k_ring(struct maker *mk, unsigned sq, struct io_uring *ring,
@@ -123,11 +139,17 @@ static int user_4k_ring(struct maker *mk, unsigned sq, struct io_uring *ring,
 	size_t len;
 	int ret;
 
-	if (!mk->ring_len)
-		mk->ring_len = ring_bytes(sq, p);
+	if (!mk->ring_len) {
+		struct hugering_layout lay;
+
+		if (shape_layout(sq, p, &lay))
+			return -EINVAL;
+		/* SQE128 before liburing 2.9: its SQEs would overlap the rings. */
+		if (!lay.liburing_ok)
+			return -ENOTSUP;
+		mk->ring_len = lay.total_bytes;
+	}
 	len = mk->ring_len;
-	if (!len)
-		return -EINVAL;
 	/* Fresh base pages each time: the dying ring keeps the old ones pinned. */
 	mk->buf = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (mk->buf == MAP_FAILED)
@@ -177,6 +199,10 @@ static int make_ring(struct maker *mk, unsigned sq, unsigned cq, unsigned flags,
 	case KIND_HUGERING:
 	case KIND_HUGERING_1G:
 		return hugering_queue_init_opts(sq, ring, &p, &o);
+	case KIND_HUGERING_AUTO:
+		/* hugering_queue_init_params as it behaves without HUGERING_MODE */
+		o.policy = HUGERING_POLICY_AUTO;
+		return hugering_queue_init_opts(sq, ring, &p, &o);
 	case KIND_FLOOR:
 		return floor_ring(ring);
 	}
@@ -188,10 +214,14 @@ static void drop_ring(struct maker *mk, struct io_uring *ring)
 	switch (mk->m->kind) {
 	case KIND_HUGERING:
 	case KIND_HUGERING_1G:
+	case KIND_HUGERING_AUTO:
 		hugering_queue_exit(ring);
 		break;
 	case KIND_FLOOR:
 		close(ring->ring_fd);
+		break;
+	case KIND_USER_4K:
+		hr_queue_exit_app_mem(ring);	/* liburing < 2.8 would unmap it */
 		break;
 	default:
 		io_uring_queue_exit(ring);
@@ -314,10 +344,15 @@ static long pool_in_use(size_t ps)
 	return p.total - p.free;
 }
 
+static bool is_hugering(const struct mode_def *m)
+{
+	return m->kind == KIND_HUGERING || m->kind == KIND_HUGERING_1G ||
+	       m->kind == KIND_HUGERING_AUTO;
+}
+
 static void set_error(struct cell *c, const struct mode_def *m, const char *what, int err)
 {
-	const char *why = m->kind == KIND_HUGERING || m->kind == KIND_HUGERING_1G
-			  ? hugering_last_error() : strerror(-err);
+	const char *why = is_hugering(m) ? hugering_last_error() : strerror(-err);
 
 	snprintf(c->error, sizeof(c->error), "%s: %s", what, why && *why ? why : strerror(-err));
 }
@@ -357,6 +392,33 @@ struct churn {
 };
 
 /*
+ * The empty-pool phase asserts what every auto ring got: kernel-mapped
+ * because the pool had no page (ENOMEM).  The cell keeps the first ring's
+ * mode, or the first that got anything else, and counts those.  Returns
+ * the us this took, which are not part of the cycle.
+ */
+static double note_mode(struct cell *c, const struct io_uring *ring)
+{
+	double t0 = now_us();
+	struct hugering_ring_info in;
+	bool expected;
+
+	if (hugering_ring_info(ring, &in)) {
+		memset(&in, 0, sizeof(in));
+		snprintf(in.fallback_reason, sizeof(in.fallback_reason), "hugering_ring_info: %s",
+			 hugering_last_error());
+	}
+	expected = in.mode == HUGERING_MODE_KERNEL && in.fallback_errno == ENOMEM;
+	if (!c->ring_mode || (!expected && !c->rings_unexpected)) {
+		c->ring_mode = in.mode;
+		c->fallback_errno = in.fallback_errno;
+		snprintf(c->fallback_reason, sizeof(c->fallback_reason), "%s", in.fallback_reason);
+	}
+	c->rings_unexpected += !expected;
+	return now_us() - t0;
+}
+
+/*
  * One untimed cycle first: what a process pays once (hugering's arena and
  * its first page, a whole 1 GiB page for hugering-1g) is not recycling.
  */
@@ -370,6 +432,8 @@ static int warm_up(struct churn *ch)
 		ch->failed = true;
 		return 0;	/* the churn reports 0 cycles */
 	}
+	if (ch->mk.m->kind == KIND_HUGERING_AUTO)
+		note_mode(ch->c, &ring);
 	drop_ring(&ch->mk, &ring);
 	return 0;
 }
@@ -401,11 +465,11 @@ static bool churn_slice(struct churn *ch, long k)
 {
 	struct cell *c = ch->c;
 	long first = c->cycles;
-	double start = now_us();
+	double start = now_us(), aside_all = 0;
 
 	for (long i = 0; i < k && c->cycles < c->cap && !ch->failed; i++) {
 		struct io_uring ring;
-		double t0 = now_us();
+		double t0 = now_us(), aside = 0;
 		int ret = make_ring(&ch->mk, ch->s->sq, ch->s->cq, c->flags, &ring);
 
 		if (ret) {
@@ -416,10 +480,13 @@ static bool churn_slice(struct churn *ch, long k)
 			ch->failed = true;
 			break;
 		}
+		if (ch->mk.m->kind == KIND_HUGERING_AUTO)
+			aside = note_mode(c, &ring);
 		drop_ring(&ch->mk, &ring);
-		ch->t[c->cycles++] = now_us() - t0;
+		ch->t[c->cycles++] = now_us() - t0 - aside;
+		aside_all += aside;
 	}
-	ch->busy_us += now_us() - start;
+	ch->busy_us += now_us() - start - aside_all;
 	/* In place: only churn_close reads ch->t again, and it sorts it all. */
 	if (c->cycles > first && c->nrounds < MAX_ROUNDS)
 		c->cd_rounds[c->nrounds++] = median_of(ch->t + first, (int)(c->cycles - first));
@@ -439,6 +506,7 @@ static long pages_used(struct churn *ch)
 	switch (ch->mk.m->kind) {
 	case KIND_HUGERING:
 	case KIND_HUGERING_1G:
+	case KIND_HUGERING_AUTO:
 		a = ch->mk.arena ? ch->mk.arena : hugering_default_arena();
 		return a && !hugering_arena_stats(a, &st) ? st.pages_held : 0;
 	case KIND_LIBURING_NOMMAP:
@@ -453,6 +521,12 @@ static void churn_close(struct churn *ch)
 	struct cell *c = ch->c;
 
 	c->hugepages_used = pages_used(ch);
+	if (ch->mk.m->kind == KIND_HUGERING_AUTO) {
+		struct hugering_arena_stats st;
+
+		if (!hugering_arena_stats(hugering_default_arena(), &st))
+			c->pool_waits = (long long)st.pool_waits;
+	}
 	if (c->cycles) {
 		c->cycles_per_s = c->cycles / (ch->busy_us / 1e6);
 		qsort(ch->t, (size_t)c->cycles, sizeof(*ch->t), cmp_double);
@@ -739,6 +813,7 @@ static void init_cell(const struct options *o, int m, int s, long cap, struct ce
 	for (int b = 0; b <= NBATCH; b++)
 		c->nop_x[b] = -1;
 	c->cd_x = -1;
+	c->pool_waits = -1;
 	c->cd_median_us = c->cd_p99_us = c->cycles_per_s = -1;	/* until a cycle ran */
 	c->sweep_mops = -1;
 	c->dtlb_per_op = -1;
@@ -856,7 +931,7 @@ static void paired_cd(struct cell **cs, int n)
  * create+destroy of several modes, one process each, taking turns in
  * rounds (the order rotates): a slow phase of the machine hits them alike.
  */
-static void churn_interleaved(const struct options *o, struct cell **cs, int n)
+static void churn_turns(const struct options *o, struct cell **cs, int n)
 {
 	struct worker w[MAX_RINGS];
 	int rounds = o->quick ? 12 : 32;
@@ -874,6 +949,11 @@ static void churn_interleaved(const struct options *o, struct cell **cs, int n)
 	for (int i = 0; i < n; i++)
 		finish_worker(&w[i], cs[i]);
 	paired_cd(cs, n);
+}
+
+static void churn_interleaved(const struct options *o, struct cell **cs, int n)
+{
+	churn_turns(o, cs, n);
 	settle_pool();
 }
 
@@ -946,6 +1026,195 @@ static void run_all(const struct options *o, struct cell *cells, int n)
 }
 
 /* ------------------------------------------------------------------ */
+/* The empty-pool phase                                                */
+/* ------------------------------------------------------------------ */
+
+/*
+ * Where the pool cannot give a page (nr_hugepages 0, the default almost
+ * everywhere, or a pool other programs hold), the drop-in falls back to a
+ * kernel-mapped ring and must cost what liburing's costs.  For the phase a
+ * child process holds every usable page of the default size in a hugetlb
+ * memfd (no mount, no privilege): the pool is full of another process's
+ * pages.  It lets go when its pipe closes, and dies with the bench.
+ */
+struct holder {
+	pid_t pid;
+	int cmd;		/* closing it releases the pages */
+	long pages;		/* pool pages it took */
+	char error[160];
+};
+
+#ifndef MFD_HUGE_SHIFT
+#define MFD_HUGE_SHIFT 26
+#endif
+
+/* In the holder: every usable page, again if dying rings give some back. */
+static long take_pool(size_t ps)
+{
+	unsigned flags = MFD_CLOEXEC | MFD_HUGETLB |
+			 ((unsigned)__builtin_ctzl(ps) << MFD_HUGE_SHIFT);
+	long before = pool_in_use(ps);
+	struct hugering_pool p;
+
+	for (int tries = 0; tries < 16; tries++) {
+		int fd;
+
+		if (hugering_pool_get(ps, -1, &p) || p.usable <= 0)
+			break;
+		fd = memfd_create("hugering-bench-hold", flags);
+		if (fd < 0)
+			break;
+		/* The file's pages are its own until the holder exits: no mapping needed. */
+		if (fallocate(fd, 0, 0, (off_t)((size_t)p.usable * ps)))
+			usleep(10000);	/* some went elsewhere meanwhile: look again */
+	}
+	return pool_in_use(ps) - before;
+}
+
+static void hold_pool(size_t ps, struct holder *h)
+{
+	pid_t bench = getpid();
+	int cmd[2], res[2];
+
+	*h = (struct holder){ .pid = -1, .cmd = -1 };
+	if (!ps)
+		return;		/* no hugepages in this kernel: nothing to hold */
+	if (pipe(cmd) || pipe(res)) {
+		snprintf(h->error, sizeof(h->error), "pipe: %s", strerror(errno));
+		return;
+	}
+	fflush(NULL);
+	h->pid = fork();
+	if (h->pid == 0) {
+		long got;
+		char c;
+
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		if (getppid() != bench)
+			_exit(0);	/* the bench died before that */
+		close(cmd[1]);
+		close(res[0]);
+		got = take_pool(ps);
+		if (write(res[1], &got, sizeof(got)) != sizeof(got))
+			_exit(1);
+		while (read(cmd[0], &c, 1) > 0)
+			;
+		_exit(0);
+	}
+	close(cmd[0]);
+	close(res[1]);
+	h->cmd = cmd[1];
+	if (h->pid < 0 || read(res[0], &h->pages, sizeof(h->pages)) != sizeof(h->pages))
+		snprintf(h->error, sizeof(h->error), "the process holding the pool failed (%s)",
+			 h->pid < 0 ? strerror(errno) : "died");
+	close(res[0]);
+}
+
+static void release_pool(struct holder *h)
+{
+	if (h->cmd >= 0)
+		close(h->cmd);
+	if (h->pid > 0)
+		waitpid(h->pid, NULL, 0);
+}
+
+static int mode_index(enum mode_kind kind)
+{
+	for (size_t m = 0; m < NMODES; m++)
+		if (modes[m].kind == kind && !modes[m].sqpoll)
+			return (int)m;
+	return -1;
+}
+
+/* One row per shape of the run, when it compares kernel and hugering. */
+static int plan_empty(const struct options *o, struct empty_row **out)
+{
+	int kernel = mode_index(KIND_KERNEL), huge = mode_index(KIND_HUGERING), n = 0;
+	struct empty_row *rows;
+
+	*out = NULL;
+	if (o->no_empty_pool || !o->mode_on[kernel] || !o->mode_on[huge])
+		return 0;
+	rows = calloc(NSHAPES, sizeof(*rows));
+	if (!rows)
+		return -ENOMEM;
+	for (size_t s = 0; s < NSHAPES; s++) {
+		if (!o->shape_on[s])
+			continue;
+		init_cell(o, kernel, (int)s, o->iterations, &rows[n].kernel);
+		init_cell(o, MODE_AUTO, (int)s, o->iterations, &rows[n].hugering);
+		rows[n++].cost_x = -1;
+	}
+	*out = rows;
+	return n;
+}
+
+/* Assert what the phase is about; the first thing wrong is the row's error. */
+static void judge_row(struct empty_row *r, const struct holder *h)
+{
+	const struct cell *k = &r->kernel, *g = &r->hugering;
+	int rounds = k->nrounds < g->nrounds ? k->nrounds : g->nrounds;
+	char *e = r->error;
+	size_t len = sizeof(r->error);
+
+	r->cost_x = paired_median(g->cd_rounds, k->cd_rounds, rounds, false);
+	if (h->error[0])
+		snprintf(e, len, "%s", h->error);
+	else if (k->error[0])
+		snprintf(e, len, "kernel: %s", k->error);
+	else if (g->error[0])
+		snprintf(e, len, "hugering: %s", g->error);
+	else if (g->rings_unexpected && g->ring_mode != HUGERING_MODE_KERNEL)
+		snprintf(e, len, "%ld of %ld rings got mode %s: the pool still gave pages (%ld "
+			 "usable while held; nr_overcommit_hugepages?)", g->rings_unexpected,
+			 g->cycles + 1, hugering_mode_name(g->ring_mode), r->usable_left);
+	else if (g->rings_unexpected)
+		snprintf(e, len, "%ld of %ld rings fell back for errno %d, not ENOMEM: %s",
+			 g->rings_unexpected, g->cycles + 1, g->fallback_errno, g->fallback_reason);
+	else if (g->pool_waits < 0)
+		snprintf(e, len, "the default arena's pool waits are unknown");
+	else if (g->pool_waits)
+		snprintf(e, len, "%lld allocations waited for the pool", g->pool_waits);
+	r->ok = !e[0];
+}
+
+static long pool_usable(size_t ps)
+{
+	struct hugering_pool p;
+
+	return ps && !hugering_pool_get(ps, -1, &p) ? p.usable : 0;
+}
+
+/* After the other modes: the pool is held for this phase only. */
+static void run_empty_pool(const struct options *o, struct empty_row *rows, int n)
+{
+	size_t ps = hugering_default_page_size();
+	struct holder h;
+
+	if (n <= 0)
+		return;
+	hold_pool(ps, &h);
+	for (int i = 0; i < n; i++) {
+		struct empty_row *r = &rows[i];
+		struct cell *cs[2] = { &r->kernel, &r->hugering };
+		long left;
+
+		progress(i + 1, n, "empty pool: create+destroy, kernel and hugering-auto taking turns",
+			 shapes[r->kernel.shape].name);
+		compact_memory(o);
+		r->pages_held = h.pages;
+		r->usable_left = pool_usable(ps);
+		churn_turns(o, cs, 2);
+		left = pool_usable(ps);
+		if (left > r->usable_left)
+			r->usable_left = left;
+		judge_row(r, &h);
+	}
+	release_pool(&h);
+	settle_pool();
+}
+
+/* ------------------------------------------------------------------ */
 /* Options                                                             */
 /* ------------------------------------------------------------------ */
 
@@ -954,7 +1223,7 @@ static void usage(FILE *f)
 	fprintf(f,
 		"usage: hugering-bench [--quick] [--modes LIST|all] [--shapes LIST] [--iterations N]\n"
 		"                      [--seconds S] [--flags defer|plain] [--cpu N] [--no-compact]\n"
-		"                      [--json | --csv] [--plot FILE.png|FILE.svg]\n"
+		"                      [--no-empty-pool] [--json | --csv] [--plot FILE.png|FILE.svg]\n"
 		"modes:  kernel liburing-nommap user-4k hugering hugering-1g floor (default),\n"
 		"        kernel-sqpoll hugering-sqpoll\n"
 		"shapes: small (64) medium (256/512) large (4096/65536) max (32768/65536)\n"
@@ -1035,6 +1304,7 @@ static int parse_args(int argc, char **argv, struct options *o)
 		{ "flags", required_argument, NULL, 'f' }, { "json", no_argument, NULL, 'j' },
 		{ "csv", no_argument, NULL, 'v' }, { "plot", required_argument, NULL, 'p' },
 		{ "no-compact", no_argument, NULL, 'n' }, { "help", no_argument, NULL, 'h' },
+		{ "no-empty-pool", no_argument, NULL, 'E' },
 		{ 0 }
 	};
 	const char *modes_arg = NULL, *bad = NULL;
@@ -1071,6 +1341,7 @@ static int parse_args(int argc, char **argv, struct options *o)
 			break;
 		case 'j': o->json = true; break;
 		case 'n': o->no_compact = true; break;
+		case 'E': o->no_empty_pool = true; break;
 		case 'v': o->csv = true; break;
 		case 'p': o->plot = optarg; break;
 		case 'h': usage(stdout); exit(0);
@@ -1139,7 +1410,8 @@ int main(int argc, char **argv)
 	struct machine mc;
 	struct report rp;
 	struct cell *cells;
-	int n, ret = parse_args(argc, argv, &o);
+	struct empty_row *empty;
+	int n, ne, ret = parse_args(argc, argv, &o);
 
 	if (ret)
 		return ret;
@@ -1150,12 +1422,15 @@ int main(int argc, char **argv)
 		fprintf(stderr, "hugering-bench: nothing to run (no mode or shape selected)\n");
 		return 2;
 	}
+	ne = plan_empty(&o, &empty);
 	machine_info(&mc);
 	settle_pool();
 	run_all(&o, cells, n);
+	run_empty_pool(&o, empty, ne);
 	rp = (struct report){ .mc = &mc, .cells = cells, .n = n, .modes = modes,
 			      .shapes = shapes, .flags = o.flags, .iterations = o.iterations,
-			      .nop_seconds = o.nop_seconds, .quick = o.quick };
+			      .nop_seconds = o.nop_seconds, .quick = o.quick,
+			      .empty = empty, .nempty = ne > 0 ? ne : 0 };
 	if (o.json)
 		report_json(stdout, &rp);
 	else if (o.csv)
@@ -1164,5 +1439,6 @@ int main(int argc, char **argv)
 		report_table(stdout, &rp);
 	ret = o.plot ? report_plot(o.plot, &rp) : 0;
 	free(cells);
+	free(empty);
 	return ret ? 1 : 0;
 }

@@ -150,11 +150,54 @@ static void table_nops(FILE *f, const struct report *r)
 	}
 }
 
+/* "ENOMEM" for the errno the empty-pool phase expects, else the number. */
+static const char *errno_name(int err, char *buf, size_t len)
+{
+	if (err == ENOMEM)
+		return "ENOMEM";
+	snprintf(buf, len, "%d", err);
+	return buf;
+}
+
+static void table_empty(FILE *f, const struct report *r)
+{
+	const struct empty_row *e = r->empty;
+
+	if (!r->nempty)
+		return;
+	fprintf(f, "\nempty pool: another process held every usable %zu kB page (%ld pages); "
+		"hugering-auto (the drop-in: auto policy, default\narena) and kernel took turns "
+		"creating and destroying rings, us per cycle (k = kernel); cost x kernel = median over\n"
+		"rounds of hugering-auto's round median / kernel's (acceptance: <= 1.10); every ring "
+		"must be kernel-mapped for ENOMEM, no pool wait\n", hugering_default_page_size() >> 10,
+		e[0].pages_held);
+	fprintf(f, "%-11s %-16s %9s %9s %9s %9s %13s %-9s %-8s %6s %12s  %s\n", "shape", "mode",
+		"median", "p99", "k median", "k p99", "cost x kernel", "got", "fallback", "waits",
+		"churn ok/cap", "result");
+	for (int i = 0; i < r->nempty; i++) {
+		const struct cell *k = &e[i].kernel, *g = &e[i].hugering;
+		char churn[32], num_buf[16];
+
+		snprintf(churn, sizeof(churn), "%ld/%ld", g->cycles, g->cap);
+		fprintf(f, "%-11s %-16s", r->shapes[g->shape].name, r->modes[g->mode].name);
+		num(f, 9, 1, g->cd_median_us, "");
+		num(f, 9, 1, g->cd_p99_us, "");
+		num(f, 9, 1, k->cd_median_us, "");
+		num(f, 9, 1, k->cd_p99_us, "");
+		num(f, 13, 2, e[i].cost_x, "");
+		fprintf(f, " %-9s %-8s", g->ring_mode ? hugering_mode_name(g->ring_mode) : "-",
+			g->ring_mode ? errno_name(g->fallback_errno, num_buf, sizeof(num_buf)) : "-");
+		num(f, 6, 0, (double)g->pool_waits, "");
+		fprintf(f, " %12s  %s%s\n", churn, e[i].ok ? "ok" : "FAILED: ", e[i].error);
+	}
+}
+
 void report_table(FILE *f, const struct report *r)
 {
 	table_head(f, r);
 	table_create(f, r);
 	table_nops(f, r);
+	table_empty(f, r);
 }
 
 /* ------------------------------------------------------------------ */
@@ -231,6 +274,47 @@ static void json_cell(FILE *f, const struct report *r, const struct cell *c)
 	fputc('}', f);
 }
 
+static void json_empty(FILE *f, const struct report *r, const struct empty_row *e)
+{
+	const struct cell *k = &e->kernel, *g = &e->hugering;
+	char flags[128];
+
+	flag_names(g->flags, flags, sizeof(flags));
+	fprintf(f, "    {\"shape\": ");
+	json_str(f, r->shapes[g->shape].name);
+	fprintf(f, ", \"sq\": %u, \"cq\": %u, \"flags\": ", g->sq, g->cq);
+	json_str(f, flags);
+	fprintf(f, ",\n     \"hugering_us_median\": ");
+	json_num(f, g->cd_median_us, 2, "null");
+	fprintf(f, ", \"hugering_us_p99\": ");
+	json_num(f, g->cd_p99_us, 2, "null");
+	fprintf(f, ", \"kernel_us_median\": ");
+	json_num(f, k->cd_median_us, 2, "null");
+	fprintf(f, ", \"kernel_us_p99\": ");
+	json_num(f, k->cd_p99_us, 2, "null");
+	fprintf(f, ",\n     \"cost_vs_kernel\": ");
+	json_num(f, e->cost_x, 3, "null");
+	fprintf(f, ", \"create_destroy_vs_kernel\": ");
+	json_num(f, g->cd_x, 3, "null");
+	fprintf(f, ", \"cycles_ok\": %ld, \"cycles_cap\": %ld,\n     \"hugering_mode\": ",
+		g->cycles, g->cap);
+	if (g->ring_mode)
+		json_str(f, hugering_mode_name(g->ring_mode));
+	else
+		fputs("null", f);
+	fprintf(f, ", \"fallback_errno\": %d, \"fallback_reason\": ", g->fallback_errno);
+	json_str(f, g->fallback_reason);
+	fprintf(f, ", \"rings_not_fallback\": %ld, \"pool_waits\": ", g->rings_unexpected);
+	json_num(f, (double)g->pool_waits, 0, "null");
+	fprintf(f, ",\n     \"pool_pages_held\": %ld, \"pool_usable_left\": %ld, \"ok\": %s, "
+		"\"error\": ", e->pages_held, e->usable_left, e->ok ? "true" : "false");
+	if (e->error[0])
+		json_str(f, e->error);
+	else
+		fputs("null", f);
+	fputc('}', f);
+}
+
 void report_json(FILE *f, const struct report *r)
 {
 	fprintf(f, "{\n  \"machine\": {\"kernel\": ");
@@ -242,6 +326,11 @@ void report_json(FILE *f, const struct report *r)
 	for (int i = 0; i < r->n; i++) {
 		json_cell(f, r, &r->cells[i]);
 		fputs(i + 1 < r->n ? ",\n" : "\n", f);
+	}
+	fprintf(f, "  ],\n  \"empty_pool\": [\n");
+	for (int i = 0; i < r->nempty; i++) {
+		json_empty(f, r, &r->empty[i]);
+		fputs(i + 1 < r->nempty ? ",\n" : "\n", f);
 	}
 	fprintf(f, "  ]\n}\n");
 }
@@ -262,43 +351,71 @@ static void csv_str(FILE *f, const char *s)
 	fputc('"', f);
 }
 
+/* One row's fields up to error, no line end. */
+static void csv_cell(FILE *f, const struct report *r, const struct cell *c)
+{
+	char flags[128];
+
+	flag_names(c->flags, flags, sizeof(flags));
+	fprintf(f, "%s,%s,%u,%u,%s,", r->modes[c->mode].name, shape_name(r, c), c->sq,
+		c->cq, flags);
+	json_num(f, c->cd_median_us, 2, "");
+	fputc(',', f);
+	json_num(f, c->cd_p99_us, 2, "");
+	fputc(',', f);
+	json_num(f, c->cycles_per_s, 1, "");
+	fputc(',', f);
+	json_num(f, c->cd_x, 3, "");
+	fprintf(f, ",%ld,%ld", c->cycles, c->cap);
+	for (int b = 0; b < NBATCH; b++) {
+		fputc(',', f);
+		json_num(f, c->nop_mops[b], 4, "");
+	}
+	fputc(',', f);
+	json_num(f, c->sweep_mops, 4, "");
+	for (int b = 0; b <= NBATCH; b++) {
+		fputc(',', f);
+		json_num(f, c->nop_x[b], 4, "");
+	}
+	fputc(',', f);
+	json_num(f, c->dtlb_per_op, 5, "");
+	fprintf(f, ",%zu,%ld,", c->ring_bytes, c->hugepages_used);
+	csv_str(f, c->error);
+}
+
+/*
+ * The empty-pool phase: a hugering-auto row per shape (its error is the
+ * row's verdict), with the kernel peer's median and what the rings got in
+ * the columns after error; main rows leave those empty.
+ */
+static void csv_empty(FILE *f, const struct report *r, const struct empty_row *e)
+{
+	struct cell g = e->hugering;
+
+	snprintf(g.error, sizeof(g.error), "%s", e->error);
+	csv_cell(f, r, &g);
+	fputs(",empty-pool,", f);
+	json_num(f, e->kernel.cd_median_us, 2, "");
+	fputc(',', f);
+	json_num(f, e->cost_x, 3, "");
+	fprintf(f, ",%s,%d,", g.ring_mode ? hugering_mode_name(g.ring_mode) : "", g.fallback_errno);
+	json_num(f, (double)g.pool_waits, 0, "");
+	fprintf(f, ",%s\n", e->ok ? "true" : "false");
+}
+
 void report_csv(FILE *f, const struct report *r)
 {
 	fprintf(f, "mode,shape,sq,cq,flags,create_destroy_us_median,create_destroy_us_p99,"
 		"cycles_per_s,create_destroy_vs_kernel,churn_cycles_ok,churn_cap,nop_mops_b1,nop_mops_b32,nop_mops_b256,"
 		"sweep_mops,nop_vs_kernel_b1,nop_vs_kernel_b32,nop_vs_kernel_b256,"
-		"nop_vs_kernel_sweep,dtlb_misses_per_op,ring_bytes,hugepages_used,error\n");
+		"nop_vs_kernel_sweep,dtlb_misses_per_op,ring_bytes,hugepages_used,error,"
+		"phase,kernel_us_median,cost_vs_kernel,hugering_mode,fallback_errno,pool_waits,ok\n");
 	for (int i = 0; i < r->n; i++) {
-		const struct cell *c = &r->cells[i];
-		char flags[128];
-
-		flag_names(c->flags, flags, sizeof(flags));
-		fprintf(f, "%s,%s,%u,%u,%s,", r->modes[c->mode].name, shape_name(r, c), c->sq,
-			c->cq, flags);
-		json_num(f, c->cd_median_us, 2, "");
-		fputc(',', f);
-		json_num(f, c->cd_p99_us, 2, "");
-		fputc(',', f);
-		json_num(f, c->cycles_per_s, 1, "");
-		fputc(',', f);
-		json_num(f, c->cd_x, 3, "");
-		fprintf(f, ",%ld,%ld", c->cycles, c->cap);
-		for (int b = 0; b < NBATCH; b++) {
-			fputc(',', f);
-			json_num(f, c->nop_mops[b], 4, "");
-		}
-		fputc(',', f);
-		json_num(f, c->sweep_mops, 4, "");
-		for (int b = 0; b <= NBATCH; b++) {
-			fputc(',', f);
-			json_num(f, c->nop_x[b], 4, "");
-		}
-		fputc(',', f);
-		json_num(f, c->dtlb_per_op, 5, "");
-		fprintf(f, ",%zu,%ld,", c->ring_bytes, c->hugepages_used);
-		csv_str(f, c->error);
-		fputc('\n', f);
+		csv_cell(f, r, &r->cells[i]);
+		fputs(",main,,,,,,\n", f);
 	}
+	for (int i = 0; i < r->nempty; i++)
+		csv_empty(f, r, &r->empty[i]);
 }
 
 /* ------------------------------------------------------------------ */

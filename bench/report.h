@@ -25,6 +25,8 @@ struct report {
 	long iterations;
 	double nop_seconds;
 	bool quick;
+	const struct empty_row *empty;	/* the empty-pool phase; NULL: not run */
+	int nempty;
 };
 
 void report_table(FILE *f, const struct report *r);

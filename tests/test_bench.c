@@ -2,11 +2,14 @@
 /*
  * hugering-bench as a user runs it: --json carries every documented key for
  * every result, churn shows liburing's own NO_MMAP allocation running out
- * where hugering survives the whole cap, --csv has one row per result, the
- * plot is drawn with every mode in it, and bad input is one clear line with
- * a non-zero exit.  No timing is asserted: speed is the benchmark's output.
+ * where hugering survives the whole cap, the empty-pool phase gets
+ * kernel-mapped rings for ENOMEM without waiting, --csv has one row per
+ * result, the plot is drawn with every mode in it, and bad input is one
+ * clear line with a non-zero exit.  No timing is asserted: speed is the
+ * benchmark's output.
  */
 #include <criterion/criterion.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,16 +49,13 @@ static int count(const char *hay, const char *needle)
 	return n;
 }
 
-/* The result object of @mode on @shape, up to its closing brace, in @obj. */
-static void result_of(const char *json, const char *mode, const char *shape, char *obj,
-		      size_t len)
+/* The object that starts with @key, up to its closing brace, in @obj. */
+static void object_at(const char *json, const char *key, char *obj, size_t len)
 {
-	char key[128];
 	const char *p, *end;
 
-	snprintf(key, sizeof(key), "{\"mode\": \"%s\", \"shape\": \"%s\"", mode, shape);
 	p = strstr(json, key);
-	cr_assert_not_null(p, "no result for %s on %s", mode, shape);
+	cr_assert_not_null(p, "no %s in\n%s", key, json);
 	end = strstr(p, "\"error\": ");
 	cr_assert_not_null(end);
 	end = strchr(end, '}');
@@ -63,6 +63,27 @@ static void result_of(const char *json, const char *mode, const char *shape, cha
 	cr_assert_lt((size_t)(end - p), len);
 	memcpy(obj, p, (size_t)(end - p));
 	obj[end - p] = 0;
+}
+
+/* The result object of @mode on @shape. */
+static void result_of(const char *json, const char *mode, const char *shape, char *obj,
+		      size_t len)
+{
+	char key[128];
+
+	snprintf(key, sizeof(key), "{\"mode\": \"%s\", \"shape\": \"%s\"", mode, shape);
+	object_at(json, key, obj, len);
+}
+
+/* The empty-pool entry of @shape (after the results). */
+static void empty_pool_of(const char *json, const char *shape, char *obj, size_t len)
+{
+	const char *phase = strstr(json, "\"empty_pool\": [");
+	char key[128];
+
+	cr_assert_not_null(phase, "no empty_pool in\n%s", json);
+	snprintf(key, sizeof(key), "{\"shape\": \"%s\"", shape);
+	object_at(phase, key, obj, len);
 }
 
 static long field_long(const char *obj, const char *key)
@@ -89,13 +110,17 @@ Test(bench, json_has_every_key_and_churn_tells_the_modes_apart)
 		"\"machine\": {\"kernel\": \"", "\"cpus\": ", "\"cpu_model\": ", "\"pmu\": ",
 		"\"results\": [",
 	};
-	char obj[2048];
+	char obj[2048], *empty;
 	int results;
 
 	th_need_pool(SZ_2M, 8);
 	cr_assert_eq(run_bench("--quick --json " SMALL_RUN, out), 0);
 	for (size_t i = 0; i < sizeof(machine_keys) / sizeof(machine_keys[0]); i++)
 		cr_assert_eq(count(out, machine_keys[i]), 1, "%s", machine_keys[i]);
+	/* Keys are counted in the results: the empty-pool phase after them has its own. */
+	empty = strstr(out, ",\n  \"empty_pool\": [");
+	cr_assert_not_null(empty, "%s", out);
+	*empty = 0;
 	results = count(out, "{\"mode\": ");
 	cr_assert_eq(results, 1 + 2 * 4, "floor + 2 shapes x 4 modes:\n%s", out);
 	for (size_t i = 0; i < sizeof(result_keys) / sizeof(result_keys[0]); i++)
@@ -111,9 +136,60 @@ Test(bench, json_has_every_key_and_churn_tells_the_modes_apart)
 	result_of(out, "liburing-nommap", "large", obj, sizeof(obj));
 	cr_assert_lt(field_long(obj, "churn_cycles_ok"), field_long(obj, "churn_cap"), "%s", obj);
 	cr_assert(strstr(obj, "create failed after"), "%s", obj);
-	/* Same ring memory in every mode. */
+	/*
+	 * Same ring memory in every mode: 4096 SQEs and 65536 CQEs, without an
+	 * SQ array where the factory sets NO_SQARRAY (liburing 2.6+), with one
+	 * (16 KiB more, one page after rounding) on liburing 2.5.
+	 */
 	result_of(out, "kernel", "large", obj, sizeof(obj));
-	cr_assert_eq(field_long(obj, "ring_bytes"), 1314816);
+	cr_assert_eq(field_long(obj, "ring_bytes"), th_no_sqarray() ? 1314816 : 1331200);
+}
+
+/*
+ * Acceptance of the empty pool: while another process holds every usable
+ * page, the drop-in's rings are kernel-mapped for ENOMEM, every cycle of
+ * the cap completes, and no allocation waited for the pool.  Its cost
+ * against the kernel-mapped ring is the bench's figure, not asserted here.
+ * No pool needed: without one the pool is empty anyway.  Unprivileged,
+ * kernel-mapped rings are charged to RLIMIT_MEMLOCK (Linux 6.14+) and a
+ * destroyed ring's charge goes a moment later: large ones may run out
+ * there, liburing's and the drop-in's alike, which the row reports.
+ */
+Test(bench, empty_pool_falls_back_at_once)
+{
+	static const char *const keys[] = {
+		"{\"shape\": ", "\"sq\": ", "\"cq\": ", "\"flags\": ", "\"hugering_us_median\": ",
+		"\"hugering_us_p99\": ", "\"kernel_us_median\": ", "\"kernel_us_p99\": ",
+		"\"cost_vs_kernel\": ", "\"create_destroy_vs_kernel\": ", "\"cycles_ok\": ",
+		"\"cycles_cap\": ", "\"hugering_mode\": ", "\"fallback_errno\": ",
+		"\"fallback_reason\": ", "\"rings_not_fallback\": ", "\"pool_waits\": ",
+		"\"pool_pages_held\": ", "\"pool_usable_left\": ", "\"ok\": ", "\"error\": ",
+	};
+	char obj[2048];
+
+	cr_assert_eq(run_bench("--quick --json --modes kernel,hugering --shapes small,large "
+			       "--iterations 20 --seconds 0.01", out), 0);
+	for (const char *s = "small\0large\0"; *s; s += strlen(s) + 1) {
+		empty_pool_of(out, s, obj, sizeof(obj));
+		for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
+			cr_assert(strstr(obj, keys[i]), "%s: no %s in %s", s, keys[i], obj);
+		cr_assert(strstr(obj, "\"hugering_mode\": \"kernel\""), "%s", obj);
+		cr_assert_eq(field_long(obj, "fallback_errno"), ENOMEM, "%s", obj);
+		cr_assert_eq(field_long(obj, "rings_not_fallback"), 0, "%s", obj);
+		cr_assert(strstr(obj, "\"pool_waits\": 0,"), "%s", obj);
+		cr_assert_eq(field_long(obj, "pool_usable_left"), 0, "%s", obj);
+		if (geteuid() && !strcmp(s, "large") && strstr(obj, "\"ok\": false")) {
+			cr_assert(strstr(obj, "create failed after"), "%s", obj);
+			cr_assert(strstr(obj, "Cannot allocate memory"), "%s", obj);
+			continue;
+		}
+		cr_assert_eq(field_long(obj, "cycles_ok"), field_long(obj, "cycles_cap"), "%s", obj);
+		cr_assert(strstr(obj, "\"ok\": true, \"error\": null"), "%s", obj);
+	}
+	/* Skipped on request: the key stays, empty. */
+	cr_assert_eq(run_bench("--quick --json --modes kernel,hugering --shapes small "
+			       "--iterations 10 --seconds 0.01 --no-empty-pool", out), 0);
+	cr_assert(strstr(out, "\"empty_pool\": [\n  ]"), "%s", out);
 }
 
 Test(bench, csv_has_a_row_per_result)
@@ -122,8 +198,11 @@ Test(bench, csv_has_a_row_per_result)
 	cr_assert_eq(run_bench("--quick --csv --modes kernel,hugering --shapes small "
 			       "--iterations 10 --seconds 0.01", out), 0);
 	cr_assert_eq(strncmp(out, "mode,shape,sq,cq,flags,", 23), 0, "%s", out);
-	cr_assert_eq(count(out, "\n"), 3, "header + 2 rows:\n%s", out);
+	cr_assert_eq(count(out, "\n"), 4, "header + 2 rows + the empty pool's:\n%s", out);
 	cr_assert(strstr(out, "\nhugering,small,64,128,SINGLE_ISSUER|DEFER_TASKRUN,"), "%s", out);
+	cr_assert(strstr(out, "\nhugering-auto,small,64,128,SINGLE_ISSUER|DEFER_TASKRUN,"), "%s",
+		  out);
+	cr_assert(strstr(out, ",empty-pool,"), "%s", out);
 }
 
 Test(bench, plot_shows_every_mode)
