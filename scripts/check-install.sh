@@ -12,7 +12,10 @@ make -s -C "$top" install DESTDIR="$dest" PREFIX="$prefix" >/dev/null
 export PKG_CONFIG_PATH=$dest$prefix/lib/pkgconfig PKG_CONFIG_SYSROOT_DIR=$dest
 flags=$(pkg-config --cflags --libs hugering)
 cc -std=gnu11 -Wall -Werror -o "$dest/demo" "$top/examples/region-demo.c" $flags
-LD_LIBRARY_PATH=$dest$prefix/lib ldd "$dest/demo" | grep -q "libhugering.so.0 => $dest" ||
+# Not "ldd | grep -q": ld.so writes line by line, grep -q may leave first and
+# ldd's SIGPIPE fails the pipeline (pipefail), now and then.
+libs=$(LD_LIBRARY_PATH=$dest$prefix/lib ldd "$dest/demo")
+grep -q "libhugering.so.0 => $dest" <<<"$libs" ||
 	{ echo "check-install: demo is not linked against the installed libhugering.so.0" >&2; exit 1; }
 for f in include/hugering.h lib/libhugering.a lib/libhugering.so lib/libhugering.so.0 \
 	 lib/pkgconfig/hugering.pc bin/hugering-diag bin/hugering-bench share/man/man1/hugering-diag.1; do

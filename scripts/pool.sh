@@ -5,15 +5,25 @@ NEED_1G=${HUGERING_TEST_PAGES_1G:-1}
 HP=/sys/kernel/mm/hugepages
 declare -A saved_pool=()
 
-pool_reserve_one() {	# DIR COUNT: raise the pool to COUNT, never lower it
-	local dir=$HP/$1 want=$2 cur got
+# DIR COUNT: a pool of at least COUNT pages, made from compacted memory.
+# Free 2 MiB pages reserved earlier may be scattered (a long-running host):
+# the tests need physically adjacent ones, so the free pages go back first,
+# memory is compacted, and the pool is reserved again.  Pages in use stay.
+pool_reserve_one() {
+	local dir=$HP/$1 want=$2 cur free got target
 	[ -d "$dir" ] || { echo "pool: no $1 pool in this kernel"; return 0; }
 	cur=$(cat "$dir/nr_hugepages")
+	free=$(cat "$dir/free_hugepages")
 	saved_pool[$1]=$cur
-	[ "$cur" -ge "$want" ] && return 0
-	echo "$want" > "$dir/nr_hugepages" 2>/dev/null
+	target=$(( cur > want ? cur : want ))
+	# Not for 1 GiB pages: one given back may not come back on a busy host.
+	if [ "$1" = hugepages-2048kB ] && [ "$free" -gt 0 ]; then
+		echo $((cur - free)) > "$dir/nr_hugepages" 2>/dev/null || true
+	fi
+	echo 1 > /proc/sys/vm/compact_memory 2>/dev/null || true
+	echo "$target" > "$dir/nr_hugepages" 2>/dev/null
 	got=$(cat "$dir/nr_hugepages")
-	echo "pool: $1: nr_hugepages $cur -> $got (wanted $want)"
+	echo "pool: $1: nr_hugepages $cur -> $got (wanted $want; $free free pages released and memory compacted first)"
 }
 
 pool_restore() {
@@ -84,5 +94,26 @@ hugetlb_cgroup_cleanup() {
 		echo -hugetlb > "$HUGETLB_CG_ENABLED/cgroup.subtree_control" 2>/dev/null
 	[ -n "$HUGETLB_CG_MOUNTED" ] && umount "$HUGETLB_CG_MOUNTED" 2>/dev/null &&
 		rmdir "$HUGETLB_CG_MOUNTED" 2>/dev/null
+	return 0
+}
+
+# As root: make sure the 2 MiB pool holds a physically contiguous run of
+# SIZE (the largest the contiguity tests take), checked with region-demo
+# (the library's own pagemap proof; the tests then check with their own
+# reader).  The kernel refills a pool from its free lists, lone scattered
+# blocks first, so a compacted pool can still lack a run: grow it by 64
+# pages at a time, at most 4 times.
+pool_ensure_run() {	# REGION_DEMO SIZE
+	local demo=$1 size=$2 dir=$HP/hugepages-2048kB i cur
+	[ "$(id -u)" -eq 0 ] && [ -x "$demo" ] && [ -d "$dir" ] || return 0
+	for ((i = 0; i < 4; i++)); do
+		"$demo" "$size" 2M >/dev/null 2>&1 && return 0
+		cur=$(cat "$dir/nr_hugepages")
+		echo 1 > /proc/sys/vm/compact_memory 2>/dev/null || true
+		echo $((cur + 64)) > "$dir/nr_hugepages" 2>/dev/null
+		echo "pool: no contiguous $size run among the free 2 MiB pages: nr_hugepages $cur -> $(cat "$dir/nr_hugepages")"
+	done
+	"$demo" "$size" 2M >/dev/null 2>&1 ||
+		echo "pool: still no contiguous $size run: the contiguity tests will say so"
 	return 0
 }

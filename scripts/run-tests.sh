@@ -45,6 +45,9 @@ top=$(cd "$(dirname "$0")/.." && pwd)
 export HUGERING_DIAG_BIN=${HUGERING_DIAG_BIN:-$top/build/tools/hugering-diag}
 export HUGERING_BENCH_BIN=${HUGERING_BENCH_BIN:-$top/build/bench/hugering-bench}
 export HUGERING_TEST_DATA=${HUGERING_TEST_DATA:-$top/tests/data}
+# The preload tests LD_PRELOAD the drop-in into a plain liburing program.
+export HUGERING_PRELOAD_LIB=${HUGERING_PRELOAD_LIB:-$top/build/libhugering-preload.so}
+export HUGERING_PLAIN_RING=${HUGERING_PLAIN_RING:-$top/build/tests/progs/plain-ring}
 
 # The tools built alongside a test binary (build/ or build-asan/), so the
 # sanitizer run checks them too.
@@ -53,6 +56,8 @@ tools_for() {
 	root=$(dirname "$(dirname "$1")")
 	[ -x "$root/tools/hugering-diag" ] && export HUGERING_DIAG_BIN=$root/tools/hugering-diag
 	[ -x "$root/bench/hugering-bench" ] && export HUGERING_BENCH_BIN=$root/bench/hugering-bench
+	[ -e "$root/libhugering-preload.so" ] && export HUGERING_PRELOAD_LIB=$root/libhugering-preload.so
+	[ -x "$root/tests/progs/plain-ring" ] && export HUGERING_PLAIN_RING=$root/tests/progs/plain-ring
 	return 0
 }
 
@@ -65,6 +70,7 @@ fi
 
 if [ "$(id -u)" -eq 0 ]; then
 	pool_reserve
+	pool_ensure_run "$top/build/examples/region-demo" 20M
 	hugetlb_cgroup_prepare
 	unpriv_dir=$(mktemp -d /tmp/hugering-unpriv.XXXXXX)
 	chmod 755 "$unpriv_dir"
@@ -83,9 +89,12 @@ if [ "$(id -u)" -eq 0 ]; then
 		tools_for "$bin"
 		install -m 755 "$HUGERING_DIAG_BIN" "$copy-diag"
 		install -m 755 "$HUGERING_BENCH_BIN" "$copy-bench"
+		install -m 755 "$HUGERING_PRELOAD_LIB" "$copy-preload.so"
+		install -m 755 "$HUGERING_PLAIN_RING" "$copy-plain-ring"
 		pushd "$unpriv_dir" >/dev/null
 		HUGERING_DIAG_BIN=$copy-diag HUGERING_TEST_DATA=$unpriv_dir/data \
 			HUGERING_BENCH_BIN=$copy-bench \
+			HUGERING_PRELOAD_LIB=$copy-preload.so HUGERING_PLAIN_RING=$copy-plain-ring \
 			run "$bin (unprivileged)" 0 \
 			setpriv --reuid=65534 --regid=65534 --clear-groups "$copy"
 		popd >/dev/null
