@@ -49,6 +49,11 @@ BENCH_BIN  := $(BUILD)/bench/hugering-bench $(BUILD)/bench/recycle
 TOOL_SRC   := $(wildcard tools/*.c)
 TOOLS      := $(TOOL_SRC:tools/%.c=$(BUILD)/tools/%)
 
+# LD_PRELOAD drop-in (tools/preload/, so the tools rule does not take it)
+# and the plain liburing program its test runs (tests/progs/).
+PRELOAD    := $(BUILD)/libhugering-preload.so
+PLAIN_RING := $(BUILD)/tests/progs/plain-ring
+
 STATIC     := $(BUILD)/libhugering.a
 SHARED     := $(BUILD)/libhugering.so.$(VERSION)
 SONAME     := libhugering.so.$(SOVERSION)
@@ -58,16 +63,19 @@ SONAME     := libhugering.so.$(SOVERSION)
 
 # Ring memory benchmarks
 .PHONY: bench bench-recycle
+.PHONY: preload check-peer
 .PHONY: all lib tools examples tests check check-asan-build check-tsan check-long check-kernels deps deps-ok demo \
+        check-fragmented \
         install uninstall clean
 
-all: lib tools examples tests bench
+all: lib tools examples tests bench preload
 
 lib: $(STATIC) $(SHARED)
 examples: $(EX_BIN)
 tools: $(TOOLS)
 bench: $(BENCH_BIN)
-tests: $(TEST_BIN)
+tests: $(TEST_BIN) $(PRELOAD) $(PLAIN_RING)
+preload: $(PRELOAD)
 
 $(BUILD)/%.o: %.c $(wildcard include/*.h lib/*.h tests/*.h bench/*.h)
 	@mkdir -p $(dir $@)
@@ -103,6 +111,24 @@ bench-recycle: deps-ok bench
 $(TEST_BIN): $(TEST_OBJ) $(STATIC)
 	$(CC) $(LDFLAGS) -o $@ $^ -lcriterion $(LIBS)
 
+# The preload: its own object plus the library's, exporting only liburing's
+# three names (hugering's copy stays local).
+$(PRELOAD): $(BUILD)/tools/preload/hugering-preload.o $(LIB_OBJ) tools/preload/hugering-preload.map
+	$(CC) -shared -Wl,--version-script=tools/preload/hugering-preload.map \
+	      $(LDFLAGS) -o $@ $(filter %.o,$^) $(LIBS) -ldl
+
+# Knows nothing of hugering: liburing only, linked dynamically.
+$(PLAIN_RING): tests/progs/plain-ring.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< -luring
+
+# liburing 2.9's own test suite, stock and with every ring through the
+# preload (scripts/check-peer.sh).  LIBURING_SRC=<tree or tarball> where
+# ../shared/peers is absent.
+check-peer: deps-ok
+	$(MAKE) lib preload
+	LIBURING_SRC='$(LIBURING_SRC)' scripts/check-peer.sh $(BUILD)
+
 # Dependencies: present, or installed when we are root, or a clear error.
 deps-ok:
 	@scripts/deps-ok.sh
@@ -125,9 +151,26 @@ check-tsan: deps-ok
 	TSAN_OPTIONS="halt_on_error=1 exitcode=66" scripts/with-pool.sh \
 	    $(TSAN_BUILD)/tests/stress-threads
 
+# The contiguity tests on a fragmented pool (free pages scattered).
+check-fragmented: deps-ok tests examples
+	scripts/check-fragmented.sh $(TEST_BIN)
+
+# hugering built (-Werror) and tested against liburing 2.5, Ubuntu 24.04's,
+# from ../shared/peers/liburing-2.5.tar.gz or $$HUGERING_LIBURING25, into
+# build/peers/ and build-liburing25/ (scripts/check-liburing.sh).
+.PHONY: check-liburing25
+check-liburing25: deps-ok
+	scripts/check-liburing.sh
+
 # Real 6.1 and 6.12 kernels under QEMU (scripts/check-kernels.sh).
 check-kernels: deps-ok lib
 	scripts/check-kernels.sh $(BUILD)
+
+# The README's two commands in fresh minimal Debian 12 and 13 chroots
+# (scripts/check-distros.sh; root, debootstrap, ~30 min).
+.PHONY: check-distros
+check-distros:
+	scripts/check-distros.sh
 
 # The churn test at a million cycles.
 check-long: deps-ok all
@@ -148,11 +191,12 @@ $(BUILD)/hugering.pc: hugering.pc.in
 	@mkdir -p $(BUILD)
 	sed -e 's|@PREFIX@|$(PREFIX)|; s|@LIBDIR@|$(LIBDIR)|; s|@INCLUDEDIR@|$(INCLUDEDIR)|; s|@VERSION@|$(VERSION)|' $< > $@
 
-install: lib tools $(BUILD)/bench/hugering-bench $(BUILD)/hugering.pc
+install: lib tools $(BUILD)/bench/hugering-bench $(BUILD)/hugering.pc $(PRELOAD)
 	install -d $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(LIBDIR) $(DESTDIR)$(PKGCONFIGDIR) $(DESTDIR)$(BINDIR)
 	install -m 644 include/hugering.h $(DESTDIR)$(INCLUDEDIR)/
 	install -m 644 $(STATIC) $(DESTDIR)$(LIBDIR)/
 	install -m 755 $(SHARED) $(DESTDIR)$(LIBDIR)/
+	install -m 755 $(PRELOAD) $(DESTDIR)$(LIBDIR)/
 	ln -sf libhugering.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(SONAME)
 	ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/libhugering.so
 	install -m 644 $(BUILD)/hugering.pc $(DESTDIR)$(PKGCONFIGDIR)/
@@ -162,9 +206,10 @@ install: lib tools $(BUILD)/bench/hugering-bench $(BUILD)/hugering.pc
 
 uninstall:
 	rm -f $(DESTDIR)$(INCLUDEDIR)/hugering.h $(DESTDIR)$(LIBDIR)/libhugering.* \
+	      $(DESTDIR)$(LIBDIR)/libhugering-preload.so \
 	      $(DESTDIR)$(PKGCONFIGDIR)/hugering.pc $(DESTDIR)$(BINDIR)/hugering-diag \
 	      $(DESTDIR)$(BINDIR)/hugering-bench \
 	      $(DESTDIR)$(MANDIR)/man1/hugering-diag.1 $(DESTDIR)$(MANDIR)/man1/hugering-bench.1
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD) build-liburing25
