@@ -146,7 +146,7 @@ say "running $filter (waiting for the heavy lock)"
 t1=$(date +%s)
 # shellcheck disable=SC2016 # the inner bash expands it
 if ! HUGERING_TEST_LIBURING=$ver CRITERION_OUTPUTS=tap:$tap/report.tap \
-	flock /tmp/hugering-heavy.lock bash -c \
+	flock "${HUGERING_HEAVY_LOCK:-/tmp/hugering-heavy.lock}" bash -c \
 	'echo "check-liburing: heavy lock taken after $(( $(date +%s) - $1 )) s"; shift; exec "$@"' \
 	lock "$t1" scripts/run-tests.sh --filter "$filter" "$bin"; then
 	list_skips

@@ -102,8 +102,8 @@ done
 say "built ${#tests[@]} tests against $tree/src/$so in $(( $(date +%s) - t0 )) s"
 
 # --- run, under the heavy lock, with the pool reserved ----------------------
-exec 9>/tmp/hugering-heavy.lock
-flock -n 9 || { say "waiting for /tmp/hugering-heavy.lock"; flock 9; }
+exec 9>"${HUGERING_HEAVY_LOCK:-/tmp/hugering-heavy.lock}"
+flock -n 9 || { say "waiting for ${HUGERING_HEAVY_LOCK:-/tmp/hugering-heavy.lock}"; flock 9; }
 . "$top/scripts/pool.sh"
 trap pool_restore EXIT
 pool_reserve_one hugepages-2048kB "${HUGERING_PEER_PAGES_2M:-$NEED_2M}"

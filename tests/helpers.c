@@ -389,3 +389,20 @@ const char *th_liburing_cannot(unsigned flags)
 		 "the rings)", io_uring_major_version(), io_uring_minor_version());
 	return why;
 }
+
+const char *th_env_or(const char *name, const char *fallback)
+{
+	const char *v = getenv(name);
+
+	return v ? v : fallback;
+}
+
+const char *th_diag_tool(void)
+{
+	return th_env_or("HUGERING_DIAG_BIN", "build/tools/hugering-diag");
+}
+
+const char *th_data_dir(void)
+{
+	return th_env_or("HUGERING_TEST_DATA", "tests/data");
+}

@@ -66,6 +66,12 @@ long th_pool_field(size_t page_size, const char *field);
  */
 void th_need_pool(size_t page_size, long n);
 
+/* Environment variable @name, or @fallback when unset (paths the harness passes). */
+const char *th_env_or(const char *name, const char *fallback);
+/* hugering-diag and the test data, where run-tests.sh says (or the build tree). */
+const char *th_diag_tool(void);
+const char *th_data_dir(void);
+
 /* Is this a CI run (CI set, not "false")?  What a CI run needs must not skip. */
 bool th_ci(void);
 

@@ -17,28 +17,13 @@
 
 TestSuite(diag, .init = th_init, .fini = th_fini, .timeout = 300);
 
-/* The tool and the test data, where run-tests.sh says (or the build tree). */
-static const char *tool(void)
-{
-	const char *t = getenv("HUGERING_DIAG_BIN");
-
-	return t ? t : "build/tools/hugering-diag";
-}
-
-static const char *data(void)
-{
-	const char *d = getenv("HUGERING_TEST_DATA");
-
-	return d ? d : "tests/data";
-}
-
 /* Run the tool with @args (and @sysroot if not NULL); output into @buf. */
 static int run_tool(const char *sysroot, const char *args, char *buf, size_t len)
 {
 	char cmd[2048];
 
 	snprintf(cmd, sizeof(cmd), "%s%s%s '%s' %s", sysroot ? "HUGERING_SYSROOT='" : "",
-		 sysroot ? sysroot : "", sysroot ? "'" : "", tool(), args);
+		 sysroot ? sysroot : "", sysroot ? "'" : "", th_diag_tool(), args);
 	return th_run(cmd, buf, len);
 }
 
@@ -154,7 +139,7 @@ static void golden(const char *tree)
 	FILE *f;
 	size_t n;
 
-	snprintf(root, sizeof(root), "%s/sysroot/%s", data(), tree);
+	snprintf(root, sizeof(root), "%s/sysroot/%s", th_data_dir(), tree);
 	run_tool(root, "--no-trial", out, sizeof(out));
 	from = strstr(out, "Hugepages\n");
 	to = strstr(out, "Checks\n");
@@ -166,7 +151,7 @@ static void golden(const char *tree)
 
 		memmove(line, eol + 1, strlen(eol + 1) + 1);
 	}
-	snprintf(path, sizeof(path), "%s/golden/%s.txt", data(), tree);
+	snprintf(path, sizeof(path), "%s/golden/%s.txt", th_data_dir(), tree);
 	f = fopen(path, "r");
 	cr_assert_not_null(f, "%s", path);
 	n = fread(want, 1, sizeof(want) - 1, f);
@@ -184,7 +169,7 @@ Test(diag, fake_tree_checks)
 	static char out[65536];
 	char root[512];
 
-	snprintf(root, sizeof(root), "%s/sysroot/nohuge", data());
+	snprintf(root, sizeof(root), "%s/sysroot/nohuge", th_data_dir());
 	cr_assert_eq(run_tool(root, "--no-trial", out, sizeof(out)), 1);
 	cr_assert(strstr(out, "fail  hugepages_2048kB"), "%s", out);
 	cr_assert(strstr(out, "nr_hugepages"), "%s", out);
@@ -192,7 +177,7 @@ Test(diag, fake_tree_checks)
 	cr_assert_eq(run_tool(root, "--no-trial --json", out, sizeof(out)), 1);
 	cr_assert(strstr(out, "\"cgroup_max\":-1,\"cgroup_rsvd_max\":4194304,"), "%s", out);
 	cr_assert(strstr(out, "\"cgroup_max\":1073741824,\"cgroup_rsvd_max\":-1,"), "%s", out);
-	snprintf(root, sizeof(root), "%s/sysroot/twonode", data());
+	snprintf(root, sizeof(root), "%s/sysroot/twonode", th_data_dir());
 	run_tool(root, "--no-trial", out, sizeof(out));
 	cr_assert(strstr(out, "warn  sqpoll_napi"), "non-preemptible + busy_poll: %s", out);
 	cr_assert(strstr(out, "warn  memlock"), "%s", out);

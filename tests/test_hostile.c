@@ -29,20 +29,6 @@ TestSuite(hostile, .init = th_init, .fini = hostile_fini, .timeout = 120);
 
 #define HP2M "/sys/kernel/mm/hugepages/hugepages-2048kB"
 
-static const char *tool(void)
-{
-	const char *t = getenv("HUGERING_DIAG_BIN");
-
-	return t ? t : "build/tools/hugering-diag";
-}
-
-static const char *data(void)
-{
-	const char *d = getenv("HUGERING_TEST_DATA");
-
-	return d ? d : "tests/data";
-}
-
 /* ------------------------------------------------------------------ */
 /* Trees                                                               */
 /* ------------------------------------------------------------------ */
@@ -80,7 +66,7 @@ static void tree_new(struct tree *t)
 	snprintf(t->root, sizeof(t->root), "/tmp/hugering-hostile.XXXXXX");
 	cr_assert_not_null(mkdtemp(t->root), "mkdtemp: %s", strerror(errno));
 	snprintf(tree_dir, sizeof(tree_dir), "%s", t->root);
-	snprintf(cmd, sizeof(cmd), "cp -R '%s/sysroot/twonode/.' '%s/' 2>&1", data(), t->root);
+	snprintf(cmd, sizeof(cmd), "cp -R '%s/sysroot/twonode/.' '%s/' 2>&1", th_data_dir(), t->root);
 	cr_assert_eq(th_run(cmd, buf, sizeof(buf)), 0, "%s: %s", cmd, buf);
 	setenv("HUGERING_SYSROOT", t->root, 1);
 }
@@ -168,7 +154,7 @@ static void run_diag(const struct tree *t, const char *args)
 	int rc;
 
 	snprintf(cmd, sizeof(cmd), "HUGERING_SYSROOT='%s' timeout 20 '%s' --no-trial %s", t->root,
-		 tool(), args);
+		 th_diag_tool(), args);
 	rc = th_run(cmd, out, sizeof(out));
 	cr_assert(rc == 0 || rc == 1, "%s: exit %d%s\n%s", cmd, rc,
 		  rc == 124 ? " (hung: killed after 20 s)" : rc > 128 ? " (killed by a signal)" : "",
@@ -201,7 +187,7 @@ static void golden_cmp(const char *got, const char *name)
 	FILE *f;
 	size_t n;
 
-	snprintf(path, sizeof(path), "%s/golden/%s", data(), name);
+	snprintf(path, sizeof(path), "%s/golden/%s", th_data_dir(), name);
 	if (getenv("HUGERING_UPDATE_GOLDEN")) {
 		f = fopen(path, "w");
 		cr_assert_not_null(f, "%s: %s", path, strerror(errno));

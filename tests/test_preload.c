@@ -37,16 +37,12 @@ TestSuite(preload, .init = th_init, .fini = th_fini, .timeout = 120);
 
 static const char *preload_lib(void)
 {
-	const char *p = getenv("HUGERING_PRELOAD_LIB");
-
-	return p ? p : "build/libhugering-preload.so";
+	return th_env_or("HUGERING_PRELOAD_LIB", "build/libhugering-preload.so");
 }
 
 static const char *plain_ring(void)
 {
-	const char *p = getenv("HUGERING_PLAIN_RING");
-
-	return p ? p : "build/tests/progs/plain-ring";
+	return th_env_or("HUGERING_PLAIN_RING", "build/tests/progs/plain-ring");
 }
 
 /* LD_PRELOAD's value: the preload, behind the ASan runtime in sanitizer builds. */
