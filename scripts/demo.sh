@@ -6,15 +6,14 @@
 # and restores the pool after.
 set -euo pipefail
 dir=${1:?usage: demo.sh BUILD_DIR}
-pool=/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages
 
-if [ "$(id -u)" -eq 0 ] && [ -w "$pool" ]; then
-	prev=$(cat "$pool")
-	if [ "$prev" -lt 16 ]; then
-		trap 'echo "$prev" > "$pool"' EXIT
-		echo 16 > "$pool"
-		echo "demo: reserved $(cat "$pool") 2 MiB hugepages for this run (was $prev)"
-	fi
+# As root: at least 16 pages from compacted memory, with a contiguous 6 MiB
+# run for the region example (pool.sh; restored at exit).
+if [ "$(id -u)" -eq 0 ]; then
+	HUGERING_TEST_PAGES_2M=16 HUGERING_TEST_PAGES_1G=0
+	. "$(dirname "$0")/pool.sh"
+	pool_reserve
+	pool_ensure_run "$dir/examples/region-demo" 6M
 fi
 "$dir/tools/hugering-diag" || true	# a failed check is reported, not fatal here
 echo

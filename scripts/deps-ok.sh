@@ -9,6 +9,8 @@ pkg-config --exists 'liburing >= 2.5' 2>/dev/null || missing+=("liburing >= 2.5"
 [ -f /usr/include/hugetlbfs.h ] || missing+=(libhugetlbfs-dev)
 [ -f /usr/include/criterion/criterion.h ] || missing+=(libcriterion-dev)
 command -v cc >/dev/null || missing+=(a C compiler)
+command -v pkg-config >/dev/null || missing+=(pkg-config)
+command -v setpriv >/dev/null || missing+=("setpriv (util-linux)")
 command -v gnuplot >/dev/null || missing+=(gnuplot-nox)
 [ ${#missing[@]} -eq 0 ] && exit 0
 

@@ -7,8 +7,8 @@
 # only liburing2/liburing-dev from Debian 13 (trixie), pinned so that nothing
 # else ever comes from trixie, and linux-libc-dev from bookworm-backports
 # (trixie's liburing headers include <linux/blkdev.h>, absent from 6.1 headers).
-# libc6 is never touched: the install is simulated first and refused if it
-# would upgrade, remove or downgrade anything beyond those packages.
+# libc6 and the compiler are never touched: the install is simulated first and
+# refused if it would upgrade or downgrade them, or remove anything.
 set -euo pipefail
 
 say()  { printf 'install-deps: %s\n' "$*"; }
@@ -91,15 +91,29 @@ trixie_version() {
 	apt-cache madison "$1" | awk -F'|' '$3 ~ /trixie/ {gsub(/ /,"",$2); print $2; exit}'
 }
 
-# Refuse any plan that would change a package we did not ask for.
+# Core packages: libc and the compiler's runtime, and the compiler itself when
+# it is already installed.  Installing one fresh changes nothing (libc6-dev at
+# the installed libc6's version, say); upgrading, downgrading or removing an
+# installed one is what we refuse.
+CORE_RE='^(libc6|libc-bin|libc6-dev|libstdc\+\+6|libgcc-s1|gcc|gcc-[0-9]+|cpp|cpp-[0-9]+|gcc-[0-9]+-base|libgcc-[0-9]+-dev)$'
+
+# Refuse a plan that changes an installed core package, removes anything, or
+# brings a libc6-dev that does not match the installed libc6.
+# apt-get -s prints "Inst PKG [OLDVER] (NEWVER ...)": [OLDVER] only when PKG
+# is installed (an upgrade or a downgrade); "Remv PKG [VER]".
 check_plan() {
-	local plan bad
+	local plan changed removed libc dev
 	plan=$("${APT_GET[@]}" -s install --no-install-recommends "$@")
-	bad=$(printf '%s\n' "$plan" | awk '/^(Inst|Remv)/ {print $2}' |
-		grep -E '^(libc6|libc-bin|libc6-dev|libstdc\+\+6|gcc-12|libgcc-s1)$' || true)
-	[ -z "$bad" ] || die "refusing: installing would change core packages: $(echo $bad)"
-	if printf '%s\n' "$plan" | grep -q '^Remv'; then
-		die "refusing: installing would remove packages: $(printf '%s\n' "$plan" | awk '/^Remv/ {print $2}' | xargs)"
+	changed=$(printf '%s\n' "$plan" | awk '$1 == "Inst" && $3 ~ /^\[/ {print $2}' |
+		grep -E "$CORE_RE" || true)
+	[ -z "$changed" ] ||
+		die "refusing: installing would upgrade or downgrade core packages: $(xargs <<<"$changed"); bring the system up to date first (apt-get update && apt-get upgrade), then rerun"
+	removed=$(printf '%s\n' "$plan" | awk '$1 == "Remv" {print $2}' | xargs)
+	[ -z "$removed" ] || die "refusing: installing would remove packages: $removed"
+	dev=$(printf '%s\n' "$plan" | awk '$1 == "Inst" && $2 == "libc6-dev" {gsub(/[()]/, "", $3); print $3}')
+	libc=$(dpkg-query -W -f='${Version}' libc6 2>/dev/null || true)
+	if [ -n "$dev" ] && [ "$dev" != "$libc" ]; then
+		die "refusing: libc6-dev $dev would not match the installed libc6 ${libc:-(none)}; bring the system up to date first (apt-get update && apt-get upgrade), then rerun"
 	fi
 }
 

@@ -21,7 +21,7 @@ pool_reserve_one() {
 		echo $((cur - free)) > "$dir/nr_hugepages" 2>/dev/null || true
 	fi
 	echo 1 > /proc/sys/vm/compact_memory 2>/dev/null || true
-	echo "$target" > "$dir/nr_hugepages" 2>/dev/null
+	echo "$target" > "$dir/nr_hugepages" 2>/dev/null || true
 	got=$(cat "$dir/nr_hugepages")
 	echo "pool: $1: nr_hugepages $cur -> $got (wanted $want; $free free pages released and memory compacted first)"
 }
@@ -110,7 +110,7 @@ pool_ensure_run() {	# REGION_DEMO SIZE
 		"$demo" "$size" 2M >/dev/null 2>&1 && return 0
 		cur=$(cat "$dir/nr_hugepages")
 		echo 1 > /proc/sys/vm/compact_memory 2>/dev/null || true
-		echo $((cur + 64)) > "$dir/nr_hugepages" 2>/dev/null
+		echo $((cur + 64)) > "$dir/nr_hugepages" 2>/dev/null || true
 		echo "pool: no contiguous $size run among the free 2 MiB pages: nr_hugepages $cur -> $(cat "$dir/nr_hugepages")"
 	done
 	"$demo" "$size" 2M >/dev/null 2>&1 ||

@@ -406,3 +406,41 @@ const char *th_data_dir(void)
 {
 	return th_env_or("HUGERING_TEST_DATA", "tests/data");
 }
+
+static void write_sys(const char *path, long v)
+{
+	FILE *f = fopen(path, "w");
+
+	if (f) {
+		fprintf(f, "%ld\n", v);
+		fclose(f);
+	}
+}
+
+/*
+ * Earlier tests may have emptied and refilled the pool (nr_hugepages = 0
+ * and back), and the kernel refills it from lone scattered blocks first:
+ * as the harness does at the start (scripts/pool.sh), compact and grow the
+ * pool until a run of @n pages exists.  The harness restores the pool.
+ */
+void th_need_contig_run(size_t page_size, long n)
+{
+	struct hugering_region_opts o = { .size = (size_t)n * page_size, .page_size = page_size,
+					  .numa_node = -1, .flags = HUGERING_REGION_CONTIG };
+	char nr[128];
+
+	if (geteuid() != 0 || n < 2 || page_size >= GiB)
+		return;
+	snprintf(nr, sizeof(nr), "/sys/kernel/mm/hugepages/hugepages-%zukB/nr_hugepages",
+		 page_size >> 10);
+	for (int i = 0; i < 5; i++) {
+		struct hugering_region *r;
+
+		if (!hugering_region_alloc(&o, &r)) {
+			hugering_region_free(r);
+			return;
+		}
+		write_sys("/proc/sys/vm/compact_memory", 1);
+		write_sys(nr, th_read_long(nr) + 64);
+	}
+}

@@ -72,6 +72,9 @@ const char *th_env_or(const char *name, const char *fallback);
 const char *th_diag_tool(void);
 const char *th_data_dir(void);
 
+/* As root: grow the pool until @n physically adjacent pages of @page_size are free. */
+void th_need_contig_run(size_t page_size, long n);
+
 /* Is this a CI run (CI set, not "false")?  What a CI run needs must not skip. */
 bool th_ci(void);
 

@@ -47,6 +47,7 @@ static void check_contig_region(size_t size, size_t ps)
 	int ret;
 
 	th_need_pool(ps, (long)pages);
+	th_need_contig_run(ps, (long)pages);
 	ret = hugering_region_alloc(&o, &r);
 	if (!th_pfn_visible() && pages > 1) {
 		cr_assert_eq(ret, -EPERM, "unprovable contiguity must be refused, got %d", ret);
