@@ -355,7 +355,8 @@ static bool empty_pool_known(const struct hugering_init_opts *o, size_t bytes,
 	empty_pool_key(o, &a, &ps, &node);
 	pthread_mutex_lock(&empty_pool.lock);
 	known = empty_pool.since && empty_pool.arena == a && empty_pool.ps == ps &&
-		empty_pool.node == node && bytes >= empty_pool.bytes && hr_now_ms() - empty_pool.since < POOL_RECHECK_MS &&
+		empty_pool.node == node && bytes >= empty_pool.bytes &&
+		hr_now_ms() - empty_pool.since < POOL_RECHECK_MS &&
 		!hr_arena_released_since(empty_pool.since);
 	if (known)
 		hr_copy_str(reason, len, empty_pool.reason);
@@ -602,7 +603,8 @@ static int user_ring(unsigned entries, struct io_uring *ring, struct io_uring_pa
 		return kernel_ring(entries, ring, p, orig, -refuse,
 				   class_reason(caps->nommap, refuse));
 
-	if (policy == HUGERING_POLICY_AUTO && empty_pool_known(o, lay.total_bytes, reason, sizeof(reason)))
+	if (policy == HUGERING_POLICY_AUTO &&
+	    empty_pool_known(o, lay.total_bytes, reason, sizeof(reason)))
 		return kernel_ring(entries, ring, p, orig, ENOMEM, reason);
 	rec = calloc(1, sizeof(*rec));
 	if (!rec) {
@@ -616,8 +618,7 @@ static int user_ring(unsigned entries, struct io_uring *ring, struct io_uring_pa
 			pool_reason(reason, sizeof(reason), &lay, o);
 			if (!hr_arena_last_wait_ms())
 				empty_pool_note(o, lay.total_bytes, reason);
-		}
-		else if (ret == -ENOSPC)
+		} else if (ret == -ENOSPC)
 			snprintf(reason, sizeof(reason), "arena limit (max_bytes) reached");
 		else
 			hr_copy_str(reason, sizeof(reason), class_reason(caps->nommap, ret));
@@ -830,14 +831,13 @@ void hugering_queue_exit(struct io_uring *ring)
 	 * gives that memory to another ring (unless resized away above).
 	 * liburing < 2.8 would unmap it: see hr_queue_exit_app_mem (compat.h).
 	 */
-	if (rec && rec->user_mem)
-		hr_queue_exit_app_mem(ring);
-	else
-		io_uring_queue_exit(ring);
 	if (rec && rec->user_mem) {
+		hr_queue_exit_app_mem(ring);
 		if (rec->ref_fd >= 0)
 			close(rec->ref_fd);
 		hr_arena_free(&rec->slot, clean);
+	} else {
+		io_uring_queue_exit(ring);
 	}
 	free(rec);
 }

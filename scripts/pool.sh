@@ -101,19 +101,23 @@ hugetlb_cgroup_cleanup() {
 # SIZE (the largest the contiguity tests take), checked with region-demo
 # (the library's own pagemap proof; the tests then check with their own
 # reader).  The kernel refills a pool from its free lists, lone scattered
-# blocks first, so a compacted pool can still lack a run: grow it by 64
-# pages at a time, at most 4 times.
+# blocks first and 4 MiB blocks in list order, so on a long-running host
+# adjacent pages are found only among many: double the pool until a run
+# exists, at most to an eighth of memory.
 pool_ensure_run() {	# REGION_DEMO SIZE
-	local demo=$1 size=$2 dir=$HP/hugepages-2048kB i cur
+	local demo=$1 size=$2 dir=$HP/hugepages-2048kB cur cap
 	[ "$(id -u)" -eq 0 ] && [ -x "$demo" ] && [ -d "$dir" ] || return 0
-	for ((i = 0; i < 4; i++)); do
-		"$demo" "$size" 2M >/dev/null 2>&1 && return 0
+	cap=$(awk '/^MemTotal:/ {print int($2 / 8 / 2048)}' /proc/meminfo)
+	while ! "$demo" "$size" 2M >/dev/null 2>&1; do
 		cur=$(cat "$dir/nr_hugepages")
+		if [ "$cur" -ge "$cap" ]; then
+			echo "pool: no contiguous $size run among $cur free 2 MiB pages: the contiguity tests will say so"
+			return 0
+		fi
 		echo 1 > /proc/sys/vm/compact_memory 2>/dev/null || true
-		echo $((cur + 64)) > "$dir/nr_hugepages" 2>/dev/null || true
+		echo $(( 2 * cur < cap ? 2 * cur : cap )) > "$dir/nr_hugepages" 2>/dev/null || true
 		echo "pool: no contiguous $size run among the free 2 MiB pages: nr_hugepages $cur -> $(cat "$dir/nr_hugepages")"
+		[ "$(cat "$dir/nr_hugepages")" -gt "$cur" ] || return 0
 	done
-	"$demo" "$size" 2M >/dev/null 2>&1 ||
-		echo "pool: still no contiguous $size run: the contiguity tests will say so"
 	return 0
 }

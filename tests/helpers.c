@@ -420,27 +420,34 @@ static void write_sys(const char *path, long v)
 /*
  * Earlier tests may have emptied and refilled the pool (nr_hugepages = 0
  * and back), and the kernel refills it from lone scattered blocks first:
- * as the harness does at the start (scripts/pool.sh), compact and grow the
- * pool until a run of @n pages exists.  The harness restores the pool.
+ * as the harness does at the start (scripts/pool.sh pool_ensure_run),
+ * compact and double the pool, up to an eighth of memory, until a run of
+ * @n pages exists.  The harness restores the pool.
  */
 void th_need_contig_run(size_t page_size, long n)
 {
 	struct hugering_region_opts o = { .size = (size_t)n * page_size, .page_size = page_size,
 					  .numa_node = -1, .flags = HUGERING_REGION_CONTIG };
+	long cap = sysconf(_SC_PHYS_PAGES) / 8 / (long)(page_size / 4096);
 	char nr[128];
 
 	if (geteuid() != 0 || n < 2 || page_size >= GiB)
 		return;
 	snprintf(nr, sizeof(nr), "/sys/kernel/mm/hugepages/hugepages-%zukB/nr_hugepages",
 		 page_size >> 10);
-	for (int i = 0; i < 5; i++) {
+	for (;;) {
 		struct hugering_region *r;
+		long cur = th_read_long(nr);
 
 		if (!hugering_region_alloc(&o, &r)) {
 			hugering_region_free(r);
 			return;
 		}
+		if (cur < 0 || cur >= cap)
+			return;	/* the test says what it could not get */
 		write_sys("/proc/sys/vm/compact_memory", 1);
-		write_sys(nr, th_read_long(nr) + 64);
+		write_sys(nr, 2 * cur < cap ? 2 * cur : cap);
+		if (th_read_long(nr) <= cur)
+			return;
 	}
 }
