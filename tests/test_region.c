@@ -106,6 +106,7 @@ Test(region, auto_size_proves_by_construction_when_pfns_hidden)
 
 	th_need_pool(SZ_2M, 3);
 	th_need_pool(GiB, 1);
+	th_need_contig_run(SZ_2M, 3);
 	cr_assert_eq(hugering_region_alloc(&o, &r), 0);
 	cr_assert_eq(hugering_region_info(r, &ri), 0);
 	cr_assert_eq(ri.contiguous, HUGERING_CONTIG_YES);
@@ -205,6 +206,7 @@ Test(region, fallback_without_pfns_keeps_hugepages)
 	struct hugering_region_info ri;
 
 	th_need_pool(SZ_2M, 3);
+	th_need_contig_run(SZ_2M, 3);
 	cr_assert_eq(hugering_region_alloc(&o, &r), 0);
 	cr_assert_eq(hugering_region_info(r, &ri), 0);
 	cr_assert_eq(ri.backing, HUGERING_BACKING_HUGETLB);
