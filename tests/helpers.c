@@ -171,7 +171,7 @@ static long usable_now(size_t page_size)
 }
 
 /* Rings destroyed by earlier tests return pages asynchronously: let that end. */
-static void settle_pool(size_t page_size)
+void th_settle_pool(size_t page_size)
 {
 	long last = usable_now(page_size);
 
@@ -192,7 +192,7 @@ void th_exhaust(size_t page_size, struct th_hog *h)
 
 	memset(h, 0, sizeof(*h));
 	h->fd = -1;
-	settle_pool(page_size);
+	th_settle_pool(page_size);
 	usable = usable_now(page_size);
 	if (usable <= 0)
 		return;

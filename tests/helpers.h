@@ -81,6 +81,12 @@ bool th_ci(void);
 /* Every byte of [p, p+len) zero? */
 bool th_all_zero(const void *p, size_t len);
 
+/*
+ * Wait (at most 2 s) until the usable count of @page_size holds still for
+ * 100 ms: pages of rings an earlier test process destroyed come back late.
+ */
+void th_settle_pool(size_t page_size);
+
 /* Take every usable page of @page_size; returns a handle for th_release(). */
 struct th_hog {
 	int fd;
