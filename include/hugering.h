@@ -154,7 +154,7 @@ struct hugering_region_opts {
 	size_t page_size;	/* 0 = automatic; else a hugepage size or 4096 */
 	int numa_node;		/* -1 = any */
 	unsigned flags;		/* HUGERING_REGION_* */
-	unsigned max_tries;	/* contiguous search rounds; 0 = default (8) */
+	unsigned max_tries;	/* contiguous search rounds; 0 = the whole pool */
 	unsigned resv[3];	/* must be zero */
 };
 
@@ -166,7 +166,7 @@ struct hugering_region;
  * and faulted in.  The size is rounded up to the page size.
  *
  * -EINVAL: bad options; -ENOMEM: the pool cannot supply it (or no physically
- * contiguous run was found within max_tries); -EPERM: CONTIG across several
+ * contiguous run was found in the pool, or within max_tries rounds); -EPERM: CONTIG across several
  * hugepages needs visible PFNs (CAP_SYS_ADMIN) and no single larger page
  * could hold it.  Never SIGBUS: pages are faulted in with errors reported.
  * hugering_last_error() says why: the hugetlb cgroup limit (naming its file),

@@ -417,6 +417,32 @@ static void write_sys(const char *path, long v)
 	}
 }
 
+void th_punch(int fd, size_t off, size_t len)
+{
+	cr_assert_eq(fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off,
+			       (off_t)len), 0, "punch: %s", strerror(errno));
+}
+
+/* As root, at least @n pages in the pool (the harness restores it); else skip. */
+void th_grow_pool(size_t page_size, long n)
+{
+	char nr[128];
+	long cur;
+
+	snprintf(nr, sizeof(nr), "/sys/kernel/mm/hugepages/hugepages-%zukB/nr_hugepages",
+		 page_size >> 10);
+	cur = th_read_long(nr);
+	if (cur >= n)
+		return;
+	if (geteuid() == 0) {
+		write_sys("/proc/sys/vm/compact_memory", 1);
+		write_sys(nr, n);
+	}
+	if (th_read_long(nr) < n)
+		cr_skip_test("needs a pool of %ld %zu kB hugepages (has %ld)", n, page_size >> 10,
+			     th_read_long(nr));
+}
+
 /*
  * Earlier tests may have emptied and refilled the pool (nr_hugepages = 0
  * and back), and the kernel refills it from lone scattered blocks first:
@@ -444,10 +470,13 @@ void th_need_contig_run(size_t page_size, long n)
 			return;
 		}
 		if (cur < 0 || cur >= cap)
-			return;	/* the test says what it could not get */
+			break;
 		write_sys("/proc/sys/vm/compact_memory", 1);
 		write_sys(nr, 2 * cur < cap ? 2 * cur : cap);
 		if (th_read_long(nr) <= cur)
-			return;
+			break;
 	}
+	cr_skip_test("memory too fragmented: no %ld physically adjacent %zu kB hugepages in a "
+		     "pool of %ld pages (grown up to an eighth of memory after compaction): %s",
+		     n, page_size >> 10, th_read_long(nr), hugering_last_error());
 }

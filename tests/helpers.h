@@ -76,6 +76,10 @@ const char *th_data_dir(void);
 void th_need_contig_run(size_t page_size, long n);
 
 /* Is this a CI run (CI set, not "false")?  What a CI run needs must not skip. */
+/* FALLOC_FL_PUNCH_HOLE @len bytes at @off of @fd (gives hugepages back). */
+void th_punch(int fd, size_t off, size_t len);
+/* As root, grow the pool to @n pages (the harness restores it); else skip. */
+void th_grow_pool(size_t page_size, long n);
 bool th_ci(void);
 
 /* Every byte of [p, p+len) zero? */

@@ -222,6 +222,80 @@ Test(region, fallback_without_pfns_keeps_hugepages)
 	hugering_region_free(r);
 }
 
+struct frame_at {
+	uint64_t pfn;
+	size_t i;
+};
+
+static int by_pfn(const void *a, const void *b)
+{
+	uint64_t x = ((const struct frame_at *)a)->pfn, y = ((const struct frame_at *)b)->pfn;
+
+	return x < y ? -1 : x > y;
+}
+
+/* Index into sorted @f of a run of 3 adjacent 2 MiB frames, or -1. */
+static long run_of_three(const struct frame_at *f, size_t n)
+{
+	for (size_t i = 2; i < n; i++)
+		if (f[i].pfn == f[i - 1].pfn + 512 && f[i - 1].pfn == f[i - 2].pfn + 512)
+			return (long)i - 2;
+	return -1;
+}
+
+/*
+ * The pool's free list is LIFO: give a run back first and 400 lone pages
+ * (no two adjacent) after it, holding the rest, and the run lies under
+ * them.  The default search must still find it (a fixed 8 doubling rounds
+ * read 384 pages for 3 and said ENOMEM).
+ */
+Test(region, contig_run_found_deep_in_pool)
+{
+	struct hugering_region_opts o = opts(6 * MiB, SZ_2M, HUGERING_REGION_CONTIG);
+	struct hugering_region *r;
+	struct hugering_region_info ri;
+	struct frame_at *f;
+	struct th_hog hog;
+	uint64_t last = 0;
+	size_t n, lone = 0;
+	long run;
+
+	if (!th_pfn_visible())
+		cr_skip_test("reads PFNs: needs CAP_SYS_ADMIN");
+	th_grow_pool(SZ_2M, 1000);
+	th_exhaust(SZ_2M, &hog);
+	n = hog.len / SZ_2M;
+	f = calloc(n, sizeof(*f));
+	cr_assert_not_null(f);
+	for (size_t i = 0; i < n; i++)
+		f[i] = (struct frame_at){ th_pfn((char *)hog.addr + i * SZ_2M), i };
+	qsort(f, n, sizeof(*f), by_pfn);
+	run = run_of_three(f, n);
+	if (run >= 0)
+		for (long k = run; k < run + 3; k++)
+			th_punch(hog.fd, f[k].i * SZ_2M, SZ_2M);
+	for (size_t k = 0; run >= 0 && k < n && lone < 400; k++) {
+		bool near_run = k + 1 >= (size_t)run && k <= (size_t)run + 3;
+
+		if (near_run || (last && f[k].pfn == last + 512))
+			continue;
+		th_punch(hog.fd, f[k].i * SZ_2M, SZ_2M);
+		last = f[k].pfn;
+		lone++;
+	}
+	free(f);
+	if (lone < 400) {
+		th_release(&hog);
+		cr_skip_test("no 3-page run and 400 lone pages among the pool's %zu pages", n);
+	}
+	cr_assert_eq(hugering_region_alloc(&o, &r), 0, "%s", hugering_last_error());
+	cr_assert_eq(hugering_region_info(r, &ri), 0);
+	cr_assert_eq(ri.contiguous, HUGERING_CONTIG_YES);
+	cr_assert_eq(th_runs(hugering_region_addr(r), 6 * MiB), 1);
+	hugering_region_free(r);
+	th_release(&hog);
+}
+
 /* Every page the search took comes back: during, the region's; after, none. */
 Test(region, free_returns_pages_to_pool)
 {
