@@ -7,8 +7,10 @@
 #   make install    PREFIX=/usr/local DESTDIR=
 #   make deps       scripts/install-deps.sh (root)
 
-VERSION    := 0.1.0
-SOVERSION  := 0
+# The version lives in include/hugering.h only.
+hdr_version = $(shell sed -n 's/^\#define HUGERING_VERSION_$(1) \([0-9]*\)$$/\1/p' include/hugering.h)
+VERSION    := $(call hdr_version,MAJOR).$(call hdr_version,MINOR).$(call hdr_version,PATCH)
+SOVERSION  := $(call hdr_version,MAJOR)
 
 PREFIX     ?= /usr/local
 BINDIR     ?= $(PREFIX)/bin
@@ -81,7 +83,16 @@ $(BUILD)/%.o: %.c $(wildcard include/*.h lib/*.h tests/*.h bench/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -c $< -o $@
 
-$(STATIC): $(LIB_OBJ)
+# The library's own objects hide everything the header does not declare.
+$(LIB_OBJ): ALL_CFLAGS += -fvisibility=hidden
+
+# One relocatable object with the hidden (internal) names made local, so a
+# static link can no more reach hr_* than a dynamic one.
+$(BUILD)/hugering-lib.o: $(LIB_OBJ)
+	$(LD) -r -o $@ $^
+	objcopy --localize-hidden $@
+
+$(STATIC): $(BUILD)/hugering-lib.o
 	@rm -f $@
 	$(AR) rcs $@ $^
 
@@ -176,8 +187,15 @@ check-distros:
 check-long: deps-ok all
 	HUGERING_LONG_CYCLES=1000000 scripts/run-tests.sh --filter 'arena/churn*' $(TEST_BIN)
 
+# Exported symbols and public struct layouts against abi/ (the release
+# record); internal names unreachable from the .a and the .so.
+.PHONY: check-abi
+check-abi: lib
+	scripts/check-abi.sh $(BUILD)
+
 check: deps-ok
 	$(MAKE) all
+	$(MAKE) check-abi
 	$(MAKE) check-asan-build
 	scripts/check-install.sh
 	$(MAKE) check-tsan

@@ -69,7 +69,6 @@ int main(int argc, char **argv)
 {
 	struct hugering_region_opts o = {
 		.size = 6 << 20,
-		.numa_node = -1,
 		.flags = HUGERING_REGION_CONTIG,
 	};
 	struct hugering_region *r;

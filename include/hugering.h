@@ -5,10 +5,16 @@
  *
  * Every function that can fail returns 0 (or a count where said) on success
  * and a negative errno on failure, like liburing.  Nothing here prints.
+ *
+ * Options structs: a zeroed struct (or NULL where allowed) means the
+ * defaults, field by field.  A NUMA node is named only with the struct's
+ * *_NUMA_NODE flag (then numa_node 0 is node 0); without it numa_node must
+ * be 0 (or -1, the older spelling) and means any node.
  */
 #ifndef HUGERING_H
 #define HUGERING_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <liburing.h>
@@ -17,8 +23,27 @@
 extern "C" {
 #endif
 
+/*
+ * The library is built with -fvisibility=hidden: what this header declares
+ * is its whole interface (lib/hugering.map lists it per release).
+ */
+#pragma GCC visibility push(default)
+
+/* The one source of the version: the Makefile and pkg-config read it here. */
 #define HUGERING_VERSION_MAJOR 0
 #define HUGERING_VERSION_MINOR 1
+#define HUGERING_VERSION_PATCH 0
+
+/* True when the headers compiled against are older than @major.@minor. */
+#define HUGERING_CHECK_VERSION(major, minor)                                   \
+	((major) > HUGERING_VERSION_MAJOR ||                                   \
+	 ((major) == HUGERING_VERSION_MAJOR && (minor) > HUGERING_VERSION_MINOR))
+
+/* The version of the library loaded at run time (may differ from the header's). */
+int hugering_major_version(void);
+int hugering_minor_version(void);
+/* True when the loaded library is older than @major.@minor. */
+bool hugering_check_version(int major, int minor);
 
 /* ------------------------------------------------------------------ */
 /* Hugepage discovery                                                  */
@@ -145,14 +170,17 @@ int hugering_mem_verify(const void *addr, size_t len, struct hugering_verify *ou
 #define HUGERING_REGION_FALLBACK	(1u << 1)
 /* Keep the region out of forked children (MADV_DONTFORK). */
 #define HUGERING_REGION_DONTFORK	(1u << 2)
+/* numa_node names the node (0 is node 0); without it 0 means any. */
+#define HUGERING_REGION_NUMA_NODE	(1u << 3)
 #define HUGERING_REGION_FLAGS_ALL	(HUGERING_REGION_CONTIG | \
 					 HUGERING_REGION_FALLBACK | \
-					 HUGERING_REGION_DONTFORK)
+					 HUGERING_REGION_DONTFORK | \
+					 HUGERING_REGION_NUMA_NODE)
 
 struct hugering_region_opts {
 	size_t size;		/* bytes wanted, > 0 */
 	size_t page_size;	/* 0 = automatic; else a hugepage size or 4096 */
-	int numa_node;		/* -1 = any */
+	int numa_node;		/* with HUGERING_REGION_NUMA_NODE; else 0 = any */
 	unsigned flags;		/* HUGERING_REGION_* */
 	unsigned max_tries;	/* contiguous search rounds; 0 = the whole pool */
 	unsigned resv[3];	/* must be zero */
@@ -276,12 +304,14 @@ struct hugering_arena;
  * a memset of the ring per reuse: ~100 us for 2 MiB).
  */
 #define HUGERING_ARENA_ZERO_RECYCLED (1u << 2)
+/* numa_node names the node (0 is node 0); without it 0 means any. */
+#define HUGERING_ARENA_NUMA_NODE (1u << 3)
 #define HUGERING_ARENA_FLAGS_ALL (HUGERING_ARENA_DONTFORK | HUGERING_ARENA_NO_RESIZE | \
-				  HUGERING_ARENA_ZERO_RECYCLED)
+				  HUGERING_ARENA_ZERO_RECYCLED | HUGERING_ARENA_NUMA_NODE)
 
 struct hugering_arena_opts {
 	size_t page_size;	/* 0 = default hugepage size */
-	int numa_node;		/* -1 = any */
+	int numa_node;		/* with HUGERING_ARENA_NUMA_NODE; else 0 = any */
 	size_t max_bytes;	/* hugepage memory the arena may hold; 0 = no limit */
 	int wait_ms;		/* wait this long for the pool to refill after this process
 				 * freed hugepages (dying rings): 0 = default (250), -1 = never */
@@ -342,7 +372,8 @@ struct hugering_init_opts {
 	int policy;		/* enum hugering_policy */
 	struct hugering_arena *arena;	/* NULL = the default arena */
 	size_t page_size;	/* 0 = the arena's; 4096 = base pages (own region) */
-	int numa_node;		/* -1 = the arena's; else an own region on that node */
+	int numa_node;		/* with HUGERING_INIT_NUMA_NODE: an own region on that
+				 * node; else 0 = the arena's */
 	/*
 	 * With IORING_SETUP_IOPOLL: the files the ring will do I/O on.  If one
 	 * cannot be polled (hugering_iopoll_probe), the ring is made without
@@ -356,6 +387,8 @@ struct hugering_init_opts {
 };
 
 #define HUGERING_INIT_IOPOLL_STRICT (1u << 0)
+/* numa_node names the node (0 is node 0); without it 0 means the arena's. */
+#define HUGERING_INIT_NUMA_NODE (1u << 1)
 
 struct hugering_ring_info {
 	int mode;		/* enum hugering_mode */
@@ -532,6 +565,8 @@ int hugering_diag_failed(const struct hugering_diag *d);
 const char *hugering_contig_name(int contig);
 const char *hugering_proof_name(int proof);
 const char *hugering_backing_name(int backing);
+
+#pragma GCC visibility pop
 
 #ifdef __cplusplus
 }

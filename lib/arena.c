@@ -96,7 +96,8 @@ struct hugering_arena {
 
 /* ------------------------------------------------------------------ */
 
-static int check_arena_opts(const struct hugering_arena_opts *o)
+/* Valid options, and the node they name (-1 = any). */
+static int check_arena_opts(const struct hugering_arena_opts *o, int *node)
 {
 	for (size_t i = 0; i < sizeof(o->resv) / sizeof(o->resv[0]); i++)
 		if (o->resv[i])
@@ -105,20 +106,18 @@ static int check_arena_opts(const struct hugering_arena_opts *o)
 		return -EINVAL;
 	if (o->page_size && !hr_page_size_supported(o->page_size))
 		return -EINVAL;
-	if (o->numa_node < -1 || (o->numa_node >= 0 && !hr_numa_node_online(o->numa_node)))
-		return -EINVAL;
-	return 0;
+	return hr_opts_node(o->numa_node, o->flags & HUGERING_ARENA_NUMA_NODE, node);
 }
 
 int hugering_arena_create(const struct hugering_arena_opts *o, struct hugering_arena **out)
 {
 	struct hugering_arena *a;
-	int ret;
+	int node, ret;
 
 	if (!o || !out)
 		return -EINVAL;
 	*out = NULL;
-	ret = check_arena_opts(o);
+	ret = check_arena_opts(o, &node);
 	if (ret)
 		return ret;
 	a = calloc(1, sizeof(*a));
@@ -129,10 +128,10 @@ int hugering_arena_create(const struct hugering_arena_opts *o, struct hugering_a
 		free(a);
 		return -ENOSYS;	/* no hugetlb in this kernel */
 	}
-	a->node = o->numa_node;
+	a->node = node;
 	a->max_bytes = o->max_bytes;
 	a->wait_ms = o->wait_ms ? o->wait_ms : DEFAULT_WAIT_MS;
-	a->flags = o->flags;
+	a->flags = o->flags & ~HUGERING_ARENA_NUMA_NODE;
 	a->owner = getpid();
 	a->fd = hr_memfd_for(a->ps, "hugering-arena");
 	if (a->fd < 0) {
@@ -815,7 +814,7 @@ __attribute__((constructor)) static void register_atfork(void)
 
 struct hugering_arena *hugering_default_arena(void)
 {
-	struct hugering_arena_opts o = { .numa_node = -1 };
+	struct hugering_arena_opts o = { 0 };
 	struct hugering_arena *a, *mine = NULL;
 
 	pthread_mutex_lock(&default_lock);

@@ -151,6 +151,22 @@ bool hr_numa_node_online(int node)
 	return false;
 }
 
+/*
+ * A public options struct's node: named only with its NUMA_NODE flag, so
+ * zeroed options mean any node (-1 inside the library).  -1 without the
+ * flag is the older spelling of "any"; any other unflagged value is an
+ * error rather than a silent guess.
+ */
+int hr_opts_node(int numa_node, bool flagged, int *node)
+{
+	if (!flagged) {
+		*node = -1;
+		return numa_node == 0 || numa_node == -1 ? 0 : -EINVAL;
+	}
+	*node = numa_node;
+	return numa_node >= 0 && hr_numa_node_online(numa_node) ? 0 : -EINVAL;
+}
+
 /* One list number: a node id, 0..INT_MAX, digits only. */
 static bool list_number(const char *s, char **end, int *out)
 {

@@ -52,6 +52,8 @@ int hr_mounts_at(const char *root, struct hugering_mount *out, int max);
 bool hr_page_size_supported(size_t page_size);
 int hr_pool_usable(size_t page_size, int numa_node, long *usable);
 bool hr_numa_node_online(int node);
+/* An options struct's numa_node and NUMA_NODE flag -> @node (-1 = any). */
+int hr_opts_node(int numa_node, bool flagged, int *node);
 /* This process's hugetlb cgroup for one page size (v1 hierarchy, else v2). */
 struct hr_hugetlb_cg {
 	char dir[512];

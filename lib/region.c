@@ -587,20 +587,24 @@ int hr_region_alloc(const struct hugering_region_opts *o, struct hugering_region
 int hugering_region_alloc(const struct hugering_region_opts *o,
 			  struct hugering_region **out)
 {
+	struct hugering_region_opts ro;
 	int ret;
 
 	if (!o || !out)
 		return -EINVAL;
 	*out = NULL;
-	if (check_opts(o)) {
+	ro = *o;
+	ro.flags &= ~HUGERING_REGION_NUMA_NODE;
+	if (hr_opts_node(o->numa_node, o->flags & HUGERING_REGION_NUMA_NODE, &ro.numa_node) ||
+	    check_opts(&ro)) {
 		hr_set_error("bad hugering_region_opts (size, page size, NUMA node, flags or "
 			     "reserved fields)");
 		return -EINVAL;
 	}
-	ret = hr_region_alloc(o, out);
+	ret = hr_region_alloc(&ro, out);
 	/* Explained after the failed attempt let go of its pages. */
 	if (ret)
-		explain_failure(o, ret);
+		explain_failure(&ro, ret);
 	return ret;
 }
 

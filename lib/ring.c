@@ -166,11 +166,14 @@ static int resolve_policy(const struct hugering_init_opts *o, int *policy)
 	return 0;
 }
 
-static int check_init_opts(const struct hugering_init_opts *o)
+static int check_init_opts(const struct hugering_init_opts *o, struct hugering_init_opts *norm)
 {
 	if (!o)
 		return 0;
-	if (o->flags & ~HUGERING_INIT_IOPOLL_STRICT || (o->n_iopoll_fds && !o->iopoll_fds))
+	*norm = *o;
+	norm->flags &= ~HUGERING_INIT_NUMA_NODE;
+	if (o->flags & ~(HUGERING_INIT_IOPOLL_STRICT | HUGERING_INIT_NUMA_NODE) ||
+	    (o->n_iopoll_fds && !o->iopoll_fds))
 		goto bad;
 	for (size_t i = 0; i < sizeof(o->resv) / sizeof(o->resv[0]); i++)
 		if (o->resv[i])
@@ -178,7 +181,7 @@ static int check_init_opts(const struct hugering_init_opts *o)
 	if (o->page_size && o->page_size != HR_BASE_PAGE &&
 	    !hr_page_size_supported(o->page_size))
 		goto bad;
-	if (o->numa_node < -1 || (o->numa_node >= 0 && !hr_numa_node_online(o->numa_node)))
+	if (hr_opts_node(o->numa_node, o->flags & HUGERING_INIT_NUMA_NODE, &norm->numa_node))
 		goto bad;
 	return 0;
 bad:
@@ -306,8 +309,9 @@ static int alloc_ring_mem(const struct hugering_layout *lay, int nommap,
 	if (a && (!ps || ps == hr_arena_page_size(a)) &&
 	    (node < 0 || node == hr_arena_node(a)))
 		return hr_arena_alloc(a, lay->total_bytes, contig, s);
-	if (!a && !ps)
-		ps = hr_default_page_size_at("");
+	/* page_size 0 is the arena's, also for a region of its own on a node. */
+	if (!ps)
+		ps = a ? hr_arena_page_size(a) : hr_default_page_size_at("");
 	if (!ps)
 		return -ENOMEM;
 	if (contig && ps != HR_BASE_PAGE)
@@ -722,6 +726,7 @@ int hugering_queue_init_opts(unsigned entries, struct io_uring *ring,
 			     struct io_uring_params *p, const struct hugering_init_opts *o)
 {
 	const struct hugering_kernel_caps *caps;
+	struct hugering_init_opts norm;
 	struct io_uring_params orig;
 	char degraded[160] = "";
 	int policy, ret;
@@ -730,7 +735,10 @@ int hugering_queue_init_opts(unsigned entries, struct io_uring *ring,
 		hr_set_error("NULL ring or params");
 		return -EINVAL;
 	}
-	ret = check_init_opts(o);
+	ret = check_init_opts(o, &norm);
+	/* From here on numa_node is the library's: -1 = the arena's. */
+	if (o)
+		o = &norm;
 	if (!ret)
 		ret = resolve_policy(o, &policy);
 	if (ret)

@@ -371,7 +371,8 @@ Test(region, contig_search_gives_up_cleanly)
 Test(region, numa_node_placement_verified)
 {
 	int nodes[8], n = hugering_numa_nodes(nodes, 8);
-	struct hugering_region_opts o = opts(SZ_2M, SZ_2M, HUGERING_REGION_CONTIG);
+	struct hugering_region_opts o = opts(SZ_2M, SZ_2M,
+					     HUGERING_REGION_CONTIG | HUGERING_REGION_NUMA_NODE);
 	struct hugering_region *r;
 	struct hugering_region_info ri;
 	struct hugering_addr_info ai;

@@ -1,0 +1,150 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Zeroed options are the defaults, struct by struct; a NUMA node is named
+ * only with the struct's NUMA_NODE flag.
+ */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "helpers.h"
+
+TestSuite(options, .init = th_init, .fini = th_fini, .timeout = 120);
+
+static struct hugering_ring_info ring_with(const struct hugering_init_opts *o)
+{
+	struct io_uring_params p;
+	struct hugering_ring_info info;
+	struct io_uring ring;
+	int ret;
+
+	memset(&p, 0, sizeof(p));
+	ret = hugering_queue_init_opts(64, &ring, &p, o);
+	cr_assert_eq(ret, 0, "init: %s: %s", strerror(-ret), hugering_last_error());
+	cr_assert_eq(hugering_ring_info(&ring, &info), 0);
+	th_nops(&ring, 8);
+	hugering_queue_exit(&ring);
+	return info;
+}
+
+/* The mode NULL options give, which zeroed ones must give too. */
+static struct hugering_ring_info default_ring(void)
+{
+	unsetenv("HUGERING_MODE");
+	th_need_pool(SZ_2M, 1);
+	return ring_with(NULL);
+}
+
+static void same_ring(const struct hugering_ring_info *want, const struct hugering_ring_info *got)
+{
+	cr_assert_eq(got->mode, want->mode, "mode %s, NULL options gave %s: %s",
+		     hugering_mode_name(got->mode), hugering_mode_name(want->mode),
+		     got->fallback_reason);
+	cr_assert_eq(got->fallback_errno, want->fallback_errno);
+	cr_assert_eq(got->page_size, want->page_size);
+}
+
+/* {0} with the auto policy once fell back, "pool of the node has 0 usable pages". */
+Test(options, init_zero_auto_is_the_default_ring)
+{
+	struct hugering_ring_info want = default_ring(), got;
+	struct hugering_init_opts o = { 0 };
+
+	o.policy = HUGERING_POLICY_AUTO;
+	got = ring_with(&o);
+	same_ring(&want, &got);
+}
+
+Test(options, init_all_zero_is_the_default_ring)
+{
+	struct hugering_ring_info want = default_ring(), got;
+	struct hugering_init_opts o = { 0 };
+
+	got = ring_with(&o);
+	same_ring(&want, &got);
+}
+
+Test(options, init_node_needs_its_flag)
+{
+	int nodes[8], n = hugering_numa_nodes(nodes, 8);
+	struct hugering_ring_info want = default_ring(), got;
+	struct hugering_init_opts o = { .numa_node = -1 };
+	struct io_uring_params p;
+	struct io_uring ring;
+
+	cr_assert_gt(n, 0);
+	got = ring_with(&o);	/* -1: the older spelling of "the arena's" */
+	same_ring(&want, &got);
+	memset(&p, 0, sizeof(p));
+	o.numa_node = 1;
+	cr_assert_eq(hugering_queue_init_opts(64, &ring, &p, &o), -EINVAL, "node 1, no flag");
+	o.flags = HUGERING_INIT_NUMA_NODE;
+	o.numa_node = -1;
+	cr_assert_eq(hugering_queue_init_opts(64, &ring, &p, &o), -EINVAL, "flag, node -1");
+	o.numa_node = 4000;
+	cr_assert_eq(hugering_queue_init_opts(64, &ring, &p, &o), -EINVAL, "flag, no such node");
+	o.numa_node = nodes[0];
+	got = ring_with(&o);
+	cr_assert_eq(got.mode, want.mode, "%s", got.fallback_reason);
+	if (got.mode == HUGERING_MODE_NOMMAP_HUGE)
+		cr_assert_eq(got.numa_node, nodes[0]);
+}
+
+/* Only the size is required: default page size, any node, no flags. */
+Test(options, region_zero_but_size)
+{
+	struct hugering_region_opts o = { .size = SZ_2M };
+	struct hugering_region_info ri;
+	struct hugering_region *r;
+
+	th_need_pool(SZ_2M, 1);
+	cr_assert_eq(hugering_region_alloc(&o, &r), 0, "%s", hugering_last_error());
+	cr_assert_eq(hugering_region_info(r, &ri), 0);
+	cr_assert_eq(ri.page_size, hugering_default_page_size());
+	cr_assert_eq(ri.fallback_errno, 0);
+	hugering_region_free(r);
+}
+
+Test(options, region_node_needs_its_flag)
+{
+	int nodes[8], n = hugering_numa_nodes(nodes, 8);
+	struct hugering_region_opts o = { .size = SZ_2M, .numa_node = 1 };
+	struct hugering_region_info ri;
+	struct hugering_region *r;
+
+	cr_assert_gt(n, 0);
+	th_need_pool(SZ_2M, 1);
+	cr_assert_eq(hugering_region_alloc(&o, &r), -EINVAL, "node 1 without its flag");
+	cr_assert_null(r);
+	o.flags = HUGERING_REGION_NUMA_NODE;
+	o.numa_node = 4000;
+	cr_assert_eq(hugering_region_alloc(&o, &r), -EINVAL, "no such node");
+	o.numa_node = nodes[0];
+	cr_assert_eq(hugering_region_alloc(&o, &r), 0, "%s", hugering_last_error());
+	cr_assert_eq(hugering_region_info(r, &ri), 0);
+	cr_assert_eq(ri.numa_node, nodes[0]);
+	hugering_region_free(r);
+}
+
+Test(options, arena_zero_is_the_default)
+{
+	struct hugering_ring_info want = default_ring(), got;
+	struct hugering_arena_opts ao = { 0 };
+	struct hugering_init_opts io = { 0 };
+	struct hugering_arena_stats st;
+	struct hugering_arena *a;
+
+	cr_assert_eq(hugering_arena_create(&ao, &a), 0);
+	cr_assert_eq(hugering_arena_stats(a, &st), 0);
+	cr_assert_eq(st.page_size, hugering_default_page_size());
+	io.arena = a;
+	got = ring_with(&io);
+	same_ring(&want, &got);
+	cr_assert_eq(hugering_arena_destroy(a), 0);
+	ao.numa_node = 1;
+	cr_assert_eq(hugering_arena_create(&ao, &a), -EINVAL, "node 1 without its flag");
+	ao.flags = HUGERING_ARENA_NUMA_NODE;
+	ao.numa_node = 4000;
+	cr_assert_eq(hugering_arena_create(&ao, &a), -EINVAL, "no such node");
+}
