@@ -196,10 +196,17 @@ check-abi: lib
 check: deps-ok
 	$(MAKE) all
 	$(MAKE) check-abi
+	scripts/check-man.sh
 	$(MAKE) check-asan-build
 	scripts/check-install.sh
 	$(MAKE) check-tsan
 	scripts/run-tests.sh $(TEST_BIN) $(ASAN_BUILD)/tests/hugering-tests
+
+# Man pages: one per public function, rendering without warnings
+# (scripts/check-man.sh).
+.PHONY: check-man
+check-man:
+	scripts/check-man.sh
 
 demo: deps-ok
 	$(MAKE) lib tools examples bench
@@ -221,6 +228,9 @@ install: lib tools $(BUILD)/bench/hugering-bench $(BUILD)/hugering.pc $(PRELOAD)
 	install -m 755 $(TOOLS) $(BUILD)/bench/hugering-bench $(DESTDIR)$(BINDIR)/
 	install -d $(DESTDIR)$(MANDIR)/man1
 	install -m 644 man/*.1 $(DESTDIR)$(MANDIR)/man1/
+	install -d $(DESTDIR)$(MANDIR)/man3 $(DESTDIR)$(MANDIR)/man7
+	install -m 644 man/man3/*.3 $(DESTDIR)$(MANDIR)/man3/
+	install -m 644 man/man7/*.7 $(DESTDIR)$(MANDIR)/man7/
 
 uninstall:
 	rm -f $(DESTDIR)$(INCLUDEDIR)/hugering.h $(DESTDIR)$(LIBDIR)/libhugering.* \
@@ -228,6 +238,7 @@ uninstall:
 	      $(DESTDIR)$(PKGCONFIGDIR)/hugering.pc $(DESTDIR)$(BINDIR)/hugering-diag \
 	      $(DESTDIR)$(BINDIR)/hugering-bench \
 	      $(DESTDIR)$(MANDIR)/man1/hugering-diag.1 $(DESTDIR)$(MANDIR)/man1/hugering-bench.1
+	rm -f $(patsubst man/%,$(DESTDIR)$(MANDIR)/%,$(wildcard man/man3/*.3 man/man7/*.7))
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD) build-liburing25

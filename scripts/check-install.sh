@@ -18,7 +18,8 @@ libs=$(LD_LIBRARY_PATH=$dest$prefix/lib ldd "$dest/demo")
 grep -q "libhugering.so.0 => $dest" <<<"$libs" ||
 	{ echo "check-install: demo is not linked against the installed libhugering.so.0" >&2; exit 1; }
 for f in include/hugering.h lib/libhugering.a lib/libhugering.so lib/libhugering.so.0 \
-	 lib/pkgconfig/hugering.pc bin/hugering-diag bin/hugering-bench share/man/man1/hugering-diag.1; do
+	 lib/pkgconfig/hugering.pc bin/hugering-diag bin/hugering-bench share/man/man1/hugering-diag.1 \
+	 share/man/man3/hugering_region_alloc.3 share/man/man7/hugering.7; do
 	[ -e "$dest$prefix/$f" ] || { echo "check-install: $prefix/$f not installed" >&2; exit 1; }
 done
 out=$(LD_LIBRARY_PATH=$dest$prefix/lib "$dest/demo" 4K 4K)

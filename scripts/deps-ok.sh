@@ -12,6 +12,9 @@ command -v cc >/dev/null || missing+=(a C compiler)
 command -v pkg-config >/dev/null || missing+=(pkg-config)
 command -v setpriv >/dev/null || missing+=("setpriv (util-linux)")
 command -v gnuplot >/dev/null || missing+=(gnuplot-nox)
+command -v groff >/dev/null || missing+=(groff-base)
+command -v man >/dev/null || missing+=(man-db)
+command -v mandoc >/dev/null || missing+=(mandoc)
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 if [ "$(id -u)" -eq 0 ]; then

@@ -16,8 +16,9 @@ die()  { printf 'install-deps: error: %s\n' "$*" >&2; exit 1; }
 
 MIN_LIBURING=2.5
 # gnuplot-nox: hugering-bench --plot (and its test) draws with it.
+# groff-base, man-db, mandoc: scripts/check-man.sh renders and lints man/.
 COMMON_PKGS=(build-essential pkg-config make gcc libcriterion-dev libhugetlbfs-dev
-             util-linux gnuplot-nox)
+             util-linux gnuplot-nox groff-base man-db mandoc)
 SOURCES_FILE=/etc/apt/sources.list.d/hugering-liburing.sources
 PIN_FILE=/etc/apt/preferences.d/hugering-liburing
 
