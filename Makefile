@@ -189,13 +189,17 @@ check-long: deps-ok all
 
 # Exported symbols and public struct layouts against abi/ (the release
 # record); internal names unreachable from the .a and the .so.
-.PHONY: check-abi
+.PHONY: check-abi check-layers
 check-abi: lib
 	scripts/check-abi.sh $(BUILD)
 
+# lib/ is a one-way stack of files (scripts/check-layers.sh lists it).
+check-layers: lib
+	scripts/check-layers.sh $(BUILD)
+
 check: deps-ok
 	$(MAKE) all
-	$(MAKE) check-abi
+	$(MAKE) check-abi check-layers
 	scripts/check-man.sh
 	$(MAKE) check-asan-build
 	scripts/check-install.sh

@@ -783,15 +783,14 @@ int hr_arena_node(const struct hugering_arena *a)
 static pthread_mutex_t default_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct hugering_arena *default_arena;
 
-static void atfork_prepare(void)
+/* fork() handlers, called by ring.c's in its fixed order. */
+void hr_arena_fork_prepare(void)
 {
 	pthread_mutex_lock(&default_lock);
-	hr_registry_lock();
 }
 
-static void atfork_parent(void)
+void hr_arena_fork_parent(void)
 {
-	hr_registry_unlock();
 	pthread_mutex_unlock(&default_lock);
 }
 
@@ -799,17 +798,10 @@ static void atfork_parent(void)
  * The child shares the parent's pages (MAP_SHARED): allocating from them
  * would hand out slots the parent hands out too.  It gets its own arena.
  */
-static void atfork_child(void)
+void hr_arena_fork_child(void)
 {
 	default_arena = NULL;
-	hr_registry_unlock();
 	pthread_mutex_unlock(&default_lock);
-}
-
-/* At load time, so no fork can come before it. */
-__attribute__((constructor)) static void register_atfork(void)
-{
-	pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
 }
 
 struct hugering_arena *hugering_default_arena(void)

@@ -127,9 +127,12 @@ int hr_ring_entries(unsigned entries, const struct io_uring_params *p,
 /* probe.c */
 const struct hugering_kernel_caps *hr_caps(void);
 
-/* ring.c */
-void hr_registry_lock(void);
-void hr_registry_unlock(void);
+/* arena.c: fork handlers, run by ring.c's (default arena lock first). */
+void hr_arena_fork_prepare(void);
+void hr_arena_fork_parent(void);
+void hr_arena_fork_child(void);
+
+/* error.c: this thread's hugering_last_error() */
 void hr_set_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 #endif

@@ -18,7 +18,6 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <sched.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,22 +29,6 @@
 #include "internal.h"
 
 #define REGISTRY_BUCKETS 256
-
-static __thread char last_error[256];
-
-void hr_set_error(const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(last_error, sizeof(last_error), fmt, ap);
-	va_end(ap);
-}
-
-const char *hugering_last_error(void)
-{
-	return last_error;
-}
 
 /* ------------------------------------------------------------------ */
 /* Registry                                                            */
@@ -63,15 +46,33 @@ struct ring_rec {
 static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct ring_rec *registry[REGISTRY_BUCKETS];
 
-/* For the fork handlers: the child must not inherit a held lock. */
-void hr_registry_lock(void)
+/*
+ * fork(), in one place and one order: the default arena's lock, then the
+ * registry's, so that neither is inherited held.  The child gets its own
+ * default arena (arena.c says why).
+ */
+static void atfork_prepare(void)
 {
+	hr_arena_fork_prepare();
 	pthread_mutex_lock(&registry_lock);
 }
 
-void hr_registry_unlock(void)
+static void atfork_parent(void)
 {
 	pthread_mutex_unlock(&registry_lock);
+	hr_arena_fork_parent();
+}
+
+static void atfork_child(void)
+{
+	pthread_mutex_unlock(&registry_lock);
+	hr_arena_fork_child();
+}
+
+/* At load time, so no fork can come before it. */
+__attribute__((constructor)) static void register_atfork(void)
+{
+	pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
 }
 
 static struct ring_rec **bucket(const void *key)
