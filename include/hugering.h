@@ -194,8 +194,9 @@ struct hugering_region;
  * and faulted in.  The size is rounded up to the page size.
  *
  * -EINVAL: bad options; -ENOMEM: the pool cannot supply it (or no physically
- * contiguous run was found in the pool, or within max_tries rounds); -EPERM: CONTIG across several
- * hugepages needs visible PFNs (CAP_SYS_ADMIN) and no single larger page
+ * contiguous run was found in the pool, or within max_tries rounds);
+ * -EPERM: CONTIG across several hugepages needs visible PFNs (CAP_SYS_ADMIN)
+ * and no single larger page
  * could hold it.  Never SIGBUS: pages are faulted in with errors reported.
  * hugering_last_error() says why: the hugetlb cgroup limit (naming its file),
  * the pool's counts, or no contiguous run.
@@ -431,7 +432,12 @@ void hugering_queue_exit(struct io_uring *ring);
 int hugering_ring_info(const struct io_uring *ring, struct hugering_ring_info *out);
 const char *hugering_mode_name(int mode);
 
-/* Why this thread's last failed hugering call failed ("" if none). */
+/*
+ * Why this thread's last hugering call failed: one line.  Every function
+ * that can fail clears it on entry and sets it on every failure, so it
+ * describes the last call only ("" after a success).  The name and
+ * accessor functions, which cannot fail, leave it alone.
+ */
 const char *hugering_last_error(void);
 
 /* ------------------------------------------------------------------ */

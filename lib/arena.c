@@ -109,7 +109,7 @@ static int check_arena_opts(const struct hugering_arena_opts *o, int *node)
 	return hr_opts_node(o->numa_node, o->flags & HUGERING_ARENA_NUMA_NODE, node);
 }
 
-int hugering_arena_create(const struct hugering_arena_opts *o, struct hugering_arena **out)
+static int arena_create(const struct hugering_arena_opts *o, struct hugering_arena **out)
 {
 	struct hugering_arena *a;
 	int node, ret;
@@ -174,7 +174,7 @@ static bool drop_page(struct hugering_arena *a, struct hr_page *pg)
 
 static bool is_default_arena(const struct hugering_arena *a);
 
-int hugering_arena_destroy(struct hugering_arena *a)
+static int arena_destroy(struct hugering_arena *a)
 {
 	struct hr_page *pg, *next;
 
@@ -199,7 +199,7 @@ int hugering_arena_destroy(struct hugering_arena *a)
 		drop_page(a, pg);
 	}
 	while (a->nspares)
-		hugering_region_free(a->spares[--a->nspares].region);
+		hr_region_free(a->spares[--a->nspares].region);
 	close(a->fd);
 	free(a->holes);
 	pthread_mutex_destroy(&a->lock);
@@ -207,7 +207,7 @@ int hugering_arena_destroy(struct hugering_arena *a)
 	return 0;
 }
 
-int hugering_arena_stats(struct hugering_arena *a, struct hugering_arena_stats *out)
+static int arena_stats(struct hugering_arena *a, struct hugering_arena_stats *out)
 {
 	if (!a || !out)
 		return -EINVAL;
@@ -340,7 +340,7 @@ static unsigned drop_spares(struct hugering_arena *a)
 	a->nspares = 0;
 	pthread_mutex_unlock(&a->lock);
 	for (unsigned i = 0; i < n; i++)
-		hugering_region_free(sp[i].region);
+		hr_region_free(sp[i].region);
 	return n;
 }
 
@@ -505,7 +505,7 @@ static void slot_in_region(struct hr_slot *s, struct hugering_region *r)
 {
 	struct hugering_region_info ri;
 
-	hugering_region_info(r, &ri);
+	hr_region_info(r, &ri);
 	s->region = r;
 	s->addr = ri.addr;
 	s->len = ri.size;
@@ -684,7 +684,7 @@ static void free_own(struct hugering_arena *a, struct hr_slot *s, bool clean)
 	bool keep = false;
 
 	if (!a) {
-		hugering_region_free(s->region);
+		hr_region_free(s->region);
 		note_release();
 		return;
 	}
@@ -702,7 +702,7 @@ static void free_own(struct hugering_arena *a, struct hr_slot *s, bool clean)
 		a->own_held -= s->held;
 	pthread_mutex_unlock(&a->lock);
 	if (!keep) {
-		hugering_region_free(s->region);
+		hr_region_free(s->region);
 		note_release();
 	}
 }
@@ -804,7 +804,7 @@ void hr_arena_fork_child(void)
 	pthread_mutex_unlock(&default_lock);
 }
 
-struct hugering_arena *hugering_default_arena(void)
+struct hugering_arena *hr_default_arena(void)
 {
 	struct hugering_arena_opts o = { 0 };
 	struct hugering_arena *a, *mine = NULL;
@@ -815,14 +815,15 @@ struct hugering_arena *hugering_default_arena(void)
 	if (a)
 		return a;
 	/* Created outside the lock; a racing thread's arena may win. */
-	if (hugering_arena_create(&o, &mine))
+	if (arena_create(&o, &mine))
 		return NULL;
 	pthread_mutex_lock(&default_lock);
 	if (!default_arena)
 		default_arena = mine, mine = NULL;
 	a = default_arena;
 	pthread_mutex_unlock(&default_lock);
-	hugering_arena_destroy(mine);
+	if (mine)
+		arena_destroy(mine);
 	return a;
 }
 
@@ -834,4 +835,31 @@ static bool is_default_arena(const struct hugering_arena *a)
 	is = a == default_arena;
 	pthread_mutex_unlock(&default_lock);
 	return is;
+}
+
+int hugering_arena_create(const struct hugering_arena_opts *o, struct hugering_arena **out)
+{
+	return HR_PUBLIC(arena_create(o, out));
+}
+
+int hugering_arena_destroy(struct hugering_arena *a)
+{
+	return HR_PUBLIC(arena_destroy(a));
+}
+
+int hugering_arena_stats(struct hugering_arena *a, struct hugering_arena_stats *out)
+{
+	return HR_PUBLIC(arena_stats(a, out));
+}
+
+struct hugering_arena *hugering_default_arena(void)
+{
+	struct hugering_arena *a;
+
+	hr_clear_error();
+	a = hr_default_arena();
+	if (!a && !hugering_last_error()[0])
+		hr_set_error("the default arena could not be created (no hugetlb in this kernel, "
+			     "or out of memory or file descriptors)");
+	return a;
 }

@@ -491,7 +491,7 @@ static void collect_release(const char *root, struct hugering_diag *d)
 	}
 }
 
-int hugering_diag_collect(struct hugering_diag *d, unsigned flags)
+static int diag_collect(struct hugering_diag *d, unsigned flags)
 {
 	const char *root = hr_sysroot();
 	char buf[256];
@@ -531,7 +531,7 @@ int hugering_diag_collect(struct hugering_diag *d, unsigned flags)
 	return 0;
 }
 
-int hugering_diag_failed(const struct hugering_diag *d)
+static int diag_failed(const struct hugering_diag *d)
 {
 	if (!d)
 		return -EINVAL;
@@ -548,4 +548,14 @@ const char *hugering_check_status_name(int status)
 	case HUGERING_CHECK_WARN: return "warn";
 	default: return "fail";
 	}
+}
+
+int hugering_diag_collect(struct hugering_diag *d, unsigned flags)
+{
+	return HR_PUBLIC(diag_collect(d, flags));
+}
+
+int hugering_diag_failed(const struct hugering_diag *d)
+{
+	return HR_PUBLIC(diag_failed(d));
 }

@@ -5,6 +5,7 @@
  */
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "internal.h"
 
@@ -22,4 +23,20 @@ void hr_set_error(const char *fmt, ...)
 const char *hugering_last_error(void)
 {
 	return last_error;
+}
+
+void hr_clear_error(void)
+{
+	last_error[0] = '\0';
+}
+
+/*
+ * The result of a public call: a failure always leaves a reason, the most
+ * specific one a layer gave, else the errno's own text.
+ */
+int hr_result(int ret, const char *what)
+{
+	if (ret < 0 && !last_error[0])
+		hr_set_error("%s: %s", what, strerror(-ret));
+	return ret;
 }

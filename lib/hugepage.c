@@ -99,7 +99,7 @@ int hr_page_sizes_at(const char *root, size_t *sizes, int max)
 
 int hugering_page_sizes(size_t *sizes, int max)
 {
-	return hr_page_sizes_at(hr_sysroot(), sizes, max);
+	return HR_PUBLIC(hr_page_sizes_at(hr_sysroot(), sizes, max));
 }
 
 size_t hr_default_page_size_at(const char *root)
@@ -126,6 +126,7 @@ size_t hr_default_page_size_at(const char *root)
 
 size_t hugering_default_page_size(void)
 {
+	hr_clear_error();
 	return hr_default_page_size_at(hr_sysroot());
 }
 
@@ -235,7 +236,7 @@ int hr_numa_nodes_at(const char *root, int *nodes, int max)
 
 int hugering_numa_nodes(int *nodes, int max)
 {
-	return hr_numa_nodes_at(hr_sysroot(), nodes, max);
+	return HR_PUBLIC(hr_numa_nodes_at(hr_sysroot(), nodes, max));
 }
 
 static int pool_dir(const char *root, size_t page_size, int node, char *buf, size_t len)
@@ -328,7 +329,7 @@ int hr_pool_get_at(const char *root, size_t page_size, int numa_node,
 
 int hugering_pool_get(size_t page_size, int numa_node, struct hugering_pool *out)
 {
-	return hr_pool_get_at(hr_sysroot(), page_size, numa_node, out);
+	return HR_PUBLIC(hr_pool_get_at(hr_sysroot(), page_size, numa_node, out));
 }
 
 int hr_pool_usable(size_t page_size, int numa_node, long *usable)
@@ -401,7 +402,7 @@ int hr_mounts_at(const char *root, struct hugering_mount *out, int max)
 
 int hugering_mounts(struct hugering_mount *out, int max)
 {
-	return hr_mounts_at(hr_sysroot(), out, max);
+	return HR_PUBLIC(hr_mounts_at(hr_sysroot(), out, max));
 }
 
 /* ------------------------------------------------------------------ */

@@ -69,6 +69,8 @@ bool hr_explain_no_hugepages(size_t ps, int node, size_t bytes, char *buf, size_
 
 /* pagemap.c */
 int hr_pagemap_open(void);
+int hr_pfn_visible(void);
+int hr_mem_verify(const void *addr, size_t len, struct hugering_verify *out);
 /* Read @n entries for the 4 KiB pages starting at @addr in one pread. */
 int hr_pagemap_read(int fd, uintptr_t addr, size_t n, uint64_t *out);
 /* Node of each of @n addresses (move_pages); -errno per entry if unknown. */
@@ -83,6 +85,8 @@ size_t hr_vma_page_size(uintptr_t addr, int *backing, uintptr_t *vma_end);
 int hr_memfd_for(size_t page_size, const char *name);
 /* hugering_region_alloc on checked options, without setting the last error. */
 int hr_region_alloc(const struct hugering_region_opts *o, struct hugering_region **out);
+void hr_region_free(struct hugering_region *r);
+int hr_region_info(const struct hugering_region *r, struct hugering_region_info *out);
 /*
  * Map @len bytes of @fd at @off (at @fixed if not NULL), bind to @node and
  * fault in; -ENOMEM (never SIGBUS) when the pool cannot supply it.
@@ -108,6 +112,7 @@ int hr_own_region(const struct hugering_region_opts *ro, int wait_ms, uint64_t *
 		  struct hr_slot *s);
 void hr_arena_free(struct hr_slot *s, bool clean);
 int hr_arena_wait_ms(const struct hugering_arena *a);
+struct hugering_arena *hr_default_arena(void);
 /* How long this thread's last allocation waited for the pool (ms; 0 = not). */
 int hr_arena_last_wait_ms(void);
 /* Did this process let go of hugepages dying rings may pin, at or after @t ms? */
@@ -118,11 +123,16 @@ size_t hr_arena_page_size(const struct hugering_arena *a);
 int hr_arena_node(const struct hugering_arena *a);
 
 /* layout.c */
+int hr_ring_layout(unsigned entries, const struct io_uring_params *p,
+		   struct hugering_layout *out);
 int hr_sys_io_uring_setup(unsigned entries, struct io_uring_params *p);
 int hr_sys_io_uring_register(int fd, unsigned op, void *arg, unsigned nr);
 unsigned hr_ring_header(void);
 int hr_ring_entries(unsigned entries, const struct io_uring_params *p,
 		    unsigned *sq, unsigned *cq);
+
+/* iopoll.c */
+int hr_iopoll_probe(int fd, struct hugering_iopoll_verdict *out);
 
 /* probe.c */
 const struct hugering_kernel_caps *hr_caps(void);
@@ -132,7 +142,15 @@ void hr_arena_fork_prepare(void);
 void hr_arena_fork_parent(void);
 void hr_arena_fork_child(void);
 
-/* error.c: this thread's hugering_last_error() */
+/*
+ * error.c: this thread's hugering_last_error().  Every public entry point
+ * runs through HR_PUBLIC: the reason is cleared on entry and set on every
+ * failure, so it is never stale; inside the library, layers call each
+ * other's hr_* functions, never the public ones (which would clear it).
+ */
 void hr_set_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void hr_clear_error(void);
+int hr_result(int ret, const char *what);
+#define HR_PUBLIC(call) (hr_clear_error(), hr_result((call), __func__))
 
 #endif

@@ -185,7 +185,7 @@ static int probe_read(int fd, int *res)
 	return c.ret;
 }
 
-int hugering_iopoll_probe(int fd, struct hugering_iopoll_verdict *out)
+int hr_iopoll_probe(int fd, struct hugering_iopoll_verdict *out)
 {
 	const char *root = hr_sysroot();
 	char name[96], dir[512];
@@ -229,7 +229,7 @@ int hugering_iopoll_probe(int fd, struct hugering_iopoll_verdict *out)
 	return verdict(out, 1, "%s has poll queues and a polled read worked", name);
 }
 
-int hugering_iopoll_explain(const struct io_uring_cqe *cqe, int fd, char *buf, size_t len)
+static int iopoll_explain(const struct io_uring_cqe *cqe, int fd, char *buf, size_t len)
 {
 	struct hugering_iopoll_verdict v;
 	int ret;
@@ -239,11 +239,21 @@ int hugering_iopoll_explain(const struct io_uring_cqe *cqe, int fd, char *buf, s
 	buf[0] = '\0';
 	if (cqe->res != -EOPNOTSUPP)
 		return 0;
-	ret = hugering_iopoll_probe(fd, &v);
+	ret = hr_iopoll_probe(fd, &v);
 	if (ret)
 		return ret;
 	if (v.supported == 1)
 		return 0;	/* the file polls: something else refused it */
 	snprintf(buf, len, "fd %d cannot do polled I/O: %s", fd, v.reason);
 	return 1;
+}
+
+int hugering_iopoll_probe(int fd, struct hugering_iopoll_verdict *out)
+{
+	return HR_PUBLIC(hr_iopoll_probe(fd, out));
+}
+
+int hugering_iopoll_explain(const struct io_uring_cqe *cqe, int fd, char *buf, size_t len)
+{
+	return HR_PUBLIC(iopoll_explain(cqe, fd, buf, len));
 }

@@ -138,8 +138,8 @@ static int liburing_rings_offset(unsigned flags, size_t sqe_raw, unsigned sq,
 	return 0;
 }
 
-int hugering_ring_layout(unsigned entries, const struct io_uring_params *p,
-			 struct hugering_layout *out)
+int hr_ring_layout(unsigned entries, const struct io_uring_params *p,
+		   struct hugering_layout *out)
 {
 	unsigned sq, cq, h, line;
 	size_t r, sqe_raw;
@@ -180,4 +180,10 @@ int hugering_ring_layout(unsigned entries, const struct io_uring_params *p,
 	out->total_bytes = out->rings_offset + out->rings_bytes;
 	out->liburing_ok = !ret;
 	return 0;
+}
+
+int hugering_ring_layout(unsigned entries, const struct io_uring_params *p,
+			 struct hugering_layout *out)
+{
+	return HR_PUBLIC(hr_ring_layout(entries, p, out));
 }

@@ -39,7 +39,7 @@ int hr_pagemap_read(int fd, uintptr_t addr, size_t n, uint64_t *out)
 	return (size_t)got == want ? 0 : -EIO;
 }
 
-int hugering_pfn_visible(void)
+int hr_pfn_visible(void)
 {
 	/* Our own stack page is certainly present. */
 	volatile char probe = 1;
@@ -128,7 +128,7 @@ static size_t thp_pmd_size(void)
 	return (size_t)v;
 }
 
-int hugering_addr_info(const void *addr, struct hugering_addr_info *out)
+static int addr_info(const void *addr, struct hugering_addr_info *out)
 {
 	uintptr_t a = (uintptr_t)addr;
 	uint64_t e;
@@ -270,7 +270,7 @@ static size_t range_page_size(uintptr_t start, size_t len, int *backing)
 	return min_ps;
 }
 
-int hugering_mem_verify(const void *addr, size_t len, struct hugering_verify *out)
+int hr_mem_verify(const void *addr, size_t len, struct hugering_verify *out)
 {
 	uintptr_t a = (uintptr_t)addr, start, end;
 	struct walk w = { 0 };
@@ -349,4 +349,19 @@ const char *hugering_backing_name(int b)
 	case HUGERING_BACKING_MIXED: return "mixed";
 	default: return "unknown";
 	}
+}
+
+int hugering_pfn_visible(void)
+{
+	return HR_PUBLIC(hr_pfn_visible());
+}
+
+int hugering_addr_info(const void *addr, struct hugering_addr_info *out)
+{
+	return HR_PUBLIC(addr_info(addr, out));
+}
+
+int hugering_mem_verify(const void *addr, size_t len, struct hugering_verify *out)
+{
+	return HR_PUBLIC(hr_mem_verify(addr, len, out));
 }

@@ -150,7 +150,7 @@ static void probe_all_here(void *unused)
 	memset(&caps, 0, sizeof(caps));
 	if (!uname(&u))
 		hr_copy_str(caps.release, sizeof(caps.release), u.release);
-	caps.pfn_visible = hugering_pfn_visible() > 0;
+	caps.pfn_visible = hr_pfn_visible() > 0;
 	memset(&p, 0, sizeof(p));
 	fd = hr_sys_io_uring_setup(1, &p);
 	if (fd < 0) {
@@ -178,13 +178,17 @@ static void probe_all(void)
 	hr_run_on_helper(probe_all_here, NULL);
 }
 
-int hugering_probe_kernel(struct hugering_kernel_caps *out)
+static int probe_kernel(struct hugering_kernel_caps *out)
 {
 	if (!out)
 		return -EINVAL;
-	pthread_once(&caps_once, probe_all);
-	*out = caps;
+	*out = *hr_caps();
 	return 0;
+}
+
+int hugering_probe_kernel(struct hugering_kernel_caps *out)
+{
+	return HR_PUBLIC(probe_kernel(out));
 }
 
 const struct hugering_kernel_caps *hr_caps(void)

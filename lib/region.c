@@ -351,7 +351,7 @@ static int alloc_huge(struct hugering_region *r, const struct hugering_region_op
 		return -ENOMEM;
 	if (n == 1 || !contig)
 		return alloc_linear(r, ps, n, o->numa_node);
-	ret = hugering_pfn_visible();
+	ret = hr_pfn_visible();
 	if (ret <= 0)
 		return ret < 0 ? ret : -EPERM;
 	return alloc_contig_run(r, ps, n, o->numa_node, tries);
@@ -518,7 +518,7 @@ static int settle(struct hugering_region *r, const struct hugering_region_opts *
 	if ((o->flags & HUGERING_REGION_DONTFORK) &&
 	    madvise(r->addr, r->size, MADV_DONTFORK))
 		return -errno;
-	ret = hugering_mem_verify(r->addr, r->size, &v);
+	ret = hr_mem_verify(r->addr, r->size, &v);
 	if (ret)
 		return ret;
 	r->backing = v.backing;
@@ -584,8 +584,7 @@ int hr_region_alloc(const struct hugering_region_opts *o, struct hugering_region
 	return 0;
 }
 
-int hugering_region_alloc(const struct hugering_region_opts *o,
-			  struct hugering_region **out)
+static int region_alloc(const struct hugering_region_opts *o, struct hugering_region **out)
 {
 	struct hugering_region_opts ro;
 	int ret;
@@ -608,7 +607,7 @@ int hugering_region_alloc(const struct hugering_region_opts *o,
 	return ret;
 }
 
-void hugering_region_free(struct hugering_region *r)
+void hr_region_free(struct hugering_region *r)
 {
 	if (!r)
 		return;
@@ -631,8 +630,7 @@ size_t hugering_region_page_size(const struct hugering_region *r)
 	return r ? r->page_size : 0;
 }
 
-int hugering_region_info(const struct hugering_region *r,
-			 struct hugering_region_info *out)
+int hr_region_info(const struct hugering_region *r, struct hugering_region_info *out)
 {
 	if (!r || !out)
 		return -EINVAL;
@@ -650,4 +648,22 @@ int hugering_region_info(const struct hugering_region *r,
 		    r->fallback_reason);
 	out->fd = r->fd;
 	return 0;
+}
+
+int hugering_region_alloc(const struct hugering_region_opts *o,
+			  struct hugering_region **out)
+{
+	return HR_PUBLIC(region_alloc(o, out));
+}
+
+void hugering_region_free(struct hugering_region *r)
+{
+	hr_clear_error();
+	hr_region_free(r);
+}
+
+int hugering_region_info(const struct hugering_region *r,
+			 struct hugering_region_info *out)
+{
+	return HR_PUBLIC(hr_region_info(r, out));
 }

@@ -301,7 +301,7 @@ static int kernel_would_refuse(int nommap, const struct hugering_layout *lay, si
 static int alloc_ring_mem(const struct hugering_layout *lay, int nommap,
 			  const struct hugering_init_opts *o, struct hr_slot *s)
 {
-	struct hugering_arena *a = o && o->arena ? o->arena : hugering_default_arena();
+	struct hugering_arena *a = o && o->arena ? o->arena : hr_default_arena();
 	size_t ps = o ? o->page_size : 0;
 	int node = o ? o->numa_node : -1;
 	bool contig = nommap == HUGERING_NOMMAP_CONTIG;
@@ -344,7 +344,7 @@ static struct {
 static void empty_pool_key(const struct hugering_init_opts *o,
 			   const struct hugering_arena **a, size_t *ps, int *node)
 {
-	*a = o && o->arena ? o->arena : hugering_default_arena();
+	*a = o && o->arena ? o->arena : hr_default_arena();
 	*ps = o ? o->page_size : 0;
 	*node = o ? o->numa_node : -1;
 }
@@ -383,7 +383,7 @@ static void empty_pool_note(const struct hugering_init_opts *o, size_t bytes,
 static void pool_reason(char *buf, size_t len, const struct hugering_layout *lay,
 			const struct hugering_init_opts *o)
 {
-	struct hugering_arena *a = o && o->arena ? o->arena : hugering_default_arena();
+	struct hugering_arena *a = o && o->arena ? o->arena : hr_default_arena();
 	size_t ps = o && o->page_size ? o->page_size :
 		    a ? hr_arena_page_size(a) : hr_default_page_size_at("");
 
@@ -444,7 +444,7 @@ static void fill_user_info(const struct io_uring_params *q, const struct hugerin
 	} else {
 		struct hugering_region_info ri;
 
-		hugering_region_info(s->region, &ri);
+		hr_region_info(s->region, &ri);
 		info->contiguous = ri.contiguous;
 		info->proof = ri.proof;
 		info->numa_node = ri.numa_node;
@@ -542,7 +542,7 @@ static int user_layout(unsigned entries, const struct io_uring_params *orig,
 	/* Like liburing >= 2.6; 2.5 would write its SQ array over the header. */
 	if (hr_caps()->no_sqarray && hr_liburing_at_least(2, 6))
 		q->flags |= IORING_SETUP_NO_SQARRAY;
-	ret = hugering_ring_layout(entries, q, lay);
+	ret = hr_ring_layout(entries, q, lay);
 	if (ret)
 		hr_set_error("invalid ring shape: %u entries, flags 0x%x, cq_entries %u",
 			     entries, q->flags, q->cq_entries);
@@ -685,7 +685,7 @@ static int iopoll_policy(struct io_uring_params *q, const struct hugering_init_o
 		return 0;
 	for (unsigned i = 0; i < o->n_iopoll_fds; i++) {
 		struct hugering_iopoll_verdict v;
-		int ret = hugering_iopoll_probe(o->iopoll_fds[i], &v);
+		int ret = hr_iopoll_probe(o->iopoll_fds[i], &v);
 
 		if (ret) {
 			hr_set_error("iopoll_fds[%u] = %d: %s", i, o->iopoll_fds[i], strerror(-ret));
@@ -723,8 +723,8 @@ static void explain_sq_cpu(const struct io_uring_params *p)
 		     p->sq_thread_cpu, set);
 }
 
-int hugering_queue_init_opts(unsigned entries, struct io_uring *ring,
-			     struct io_uring_params *p, const struct hugering_init_opts *o)
+static int queue_init_opts(unsigned entries, struct io_uring *ring,
+			   struct io_uring_params *p, const struct hugering_init_opts *o)
 {
 	const struct hugering_kernel_caps *caps;
 	struct hugering_init_opts norm;
@@ -775,10 +775,16 @@ int hugering_queue_init_opts(unsigned entries, struct io_uring *ring,
 	return ret;
 }
 
+int hugering_queue_init_opts(unsigned entries, struct io_uring *ring,
+			     struct io_uring_params *p, const struct hugering_init_opts *o)
+{
+	return HR_PUBLIC(queue_init_opts(entries, ring, p, o));
+}
+
 int hugering_queue_init_params(unsigned entries, struct io_uring *ring,
 			       struct io_uring_params *p)
 {
-	return hugering_queue_init_opts(entries, ring, p, NULL);
+	return HR_PUBLIC(queue_init_opts(entries, ring, p, NULL));
 }
 
 int hugering_queue_init(unsigned entries, struct io_uring *ring, unsigned flags)
@@ -787,7 +793,7 @@ int hugering_queue_init(unsigned entries, struct io_uring *ring, unsigned flags)
 
 	memset(&p, 0, sizeof(p));
 	p.flags = flags;
-	return hugering_queue_init_params(entries, ring, &p);
+	return HR_PUBLIC(queue_init_opts(entries, ring, &p, NULL));
 }
 
 /*
@@ -823,7 +829,7 @@ static bool resize_away(const struct io_uring *ring, int fd)
 	return ret == 0;
 }
 
-void hugering_queue_exit(struct io_uring *ring)
+static void queue_exit(struct io_uring *ring)
 {
 	struct ring_rec *rec;
 	bool clean = false;
@@ -851,11 +857,18 @@ void hugering_queue_exit(struct io_uring *ring)
 	free(rec);
 }
 
+void hugering_queue_exit(struct io_uring *ring)
+{
+	hr_clear_error();
+	queue_exit(ring);
+}
+
 int hugering_ring_info(const struct io_uring *ring, struct hugering_ring_info *out)
 {
+	hr_clear_error();
 	if (!ring || !out)
-		return -EINVAL;
-	return registry_info(ring->sq.sqes, out);
+		return hr_result(-EINVAL, __func__);
+	return hr_result(registry_info(ring->sq.sqes, out), __func__);
 }
 
 const char *hugering_mode_name(int mode)
@@ -868,8 +881,8 @@ const char *hugering_mode_name(int mode)
 	}
 }
 
-int hugering_sqpoll_group(struct io_uring *rings, unsigned n, unsigned entries,
-			  const struct io_uring_params *p, const struct hugering_init_opts *o)
+static int sqpoll_group(struct io_uring *rings, unsigned n, unsigned entries,
+			const struct io_uring_params *p, const struct hugering_init_opts *o)
 {
 	int ret = 0;
 
@@ -886,12 +899,18 @@ int hugering_sqpoll_group(struct io_uring *rings, unsigned n, unsigned entries,
 			q.flags |= IORING_SETUP_ATTACH_WQ;
 			q.wq_fd = (unsigned)rings[0].ring_fd;
 		}
-		ret = hugering_queue_init_opts(entries, &rings[i], &q, o);
+		ret = queue_init_opts(entries, &rings[i], &q, o);
 		if (ret) {
 			while (i--)
-				hugering_queue_exit(&rings[i]);
+				queue_exit(&rings[i]);
 			return ret;
 		}
 	}
 	return 0;
+}
+
+int hugering_sqpoll_group(struct io_uring *rings, unsigned n, unsigned entries,
+			  const struct io_uring_params *p, const struct hugering_init_opts *o)
+{
+	return HR_PUBLIC(sqpoll_group(rings, n, entries, p, o));
 }

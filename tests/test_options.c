@@ -148,3 +148,44 @@ Test(options, arena_zero_is_the_default)
 	ao.numa_node = 4000;
 	cr_assert_eq(hugering_arena_create(&ao, &a), -EINVAL, "no such node");
 }
+
+/* Every failure leaves a reason; the next call that can fail clears it. */
+static void failed_with_reason(int ret, const char *call)
+{
+	cr_assert_lt(ret, 0, "%s succeeded", call);
+	cr_assert_neq(hugering_last_error()[0], '\0', "%s: %s, with no reason", call,
+		      strerror(-ret));
+}
+
+static void cleared(const char *call)
+{
+	cr_assert_str_empty(hugering_last_error(), "%s succeeded but left \"%s\"", call,
+			    hugering_last_error());
+}
+
+Test(options, last_error_set_on_failure_cleared_on_success)
+{
+	struct hugering_region_opts ro = { 0 };
+	struct hugering_pool pool;
+	struct hugering_region *r;
+	struct io_uring ring;
+	size_t sizes[HUGERING_MAX_PAGE_SIZES];
+
+	failed_with_reason(hugering_region_alloc(&ro, &r), "region_alloc(size 0)");
+	cr_assert_gt(hugering_page_sizes(sizes, HUGERING_MAX_PAGE_SIZES), 0);
+	cleared("page_sizes");
+	failed_with_reason(hugering_pool_get(SZ_2M, -1, NULL), "pool_get(NULL)");
+	cr_assert_eq(hugering_pool_get(SZ_2M, -1, &pool), 0);
+	cleared("pool_get");
+	failed_with_reason(hugering_arena_stats(NULL, NULL), "arena_stats(NULL)");
+	failed_with_reason(hugering_mem_verify(NULL, 1, NULL), "mem_verify(NULL)");
+	failed_with_reason(hugering_ring_layout(0, NULL, NULL), "ring_layout(NULL)");
+	failed_with_reason(hugering_ring_info(NULL, NULL), "ring_info(NULL)");
+	failed_with_reason(hugering_queue_init(0, &ring, 0), "queue_init(0 entries)");
+	cr_assert_eq(hugering_queue_init(8, &ring, 0), 0);
+	cleared("queue_init");
+	hugering_queue_exit(&ring);
+	failed_with_reason(hugering_arena_destroy(hugering_default_arena()), "destroy default");
+	cr_assert_geq(hugering_pfn_visible(), 0);
+	cleared("pfn_visible");
+}
