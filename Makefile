@@ -183,6 +183,12 @@ check-kernels: deps-ok lib
 check-distros:
 	scripts/check-distros.sh
 
+# The Debian packages (debian/) built, linted, installed and used in fresh
+# Debian 12 and 13 chroots (scripts/check-packages.sh; root).
+.PHONY: check-packages
+check-packages:
+	scripts/check-packages.sh
+
 # The churn test at a million cycles.
 check-long: deps-ok all
 	HUGERING_LONG_CYCLES=1000000 scripts/run-tests.sh --filter 'arena/churn*' $(TEST_BIN)

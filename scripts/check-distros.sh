@@ -3,6 +3,7 @@
 # minimal Debian 12 (bookworm) and Debian 13 (trixie) chroots.
 #
 #   scripts/check-distros.sh [--worktree | --with PATH...] [SUITE...]
+#   scripts/check-distros.sh --base-only [SUITE...]   (the cached bases only)
 #                            (SUITE: bookworm, trixie; default both)
 #
 # Per suite:
@@ -83,10 +84,12 @@ fi
 
 # ---- on the host ---------------------------------------------------------
 worktree=0
+base_only=0
 with=()
 while [ $# -gt 0 ]; do
 	case $1 in
 	--worktree) worktree=1; shift ;;
+	--base-only) base_only=1; shift ;;	# check-packages.sh: the cached bases only
 	--with) [ $# -ge 2 ] || die "--with needs a path"; with+=("$2"); shift 2 ;;
 	*) break ;;
 	esac
@@ -360,6 +363,10 @@ run_suite() {
 }
 
 mkdir -p "$out" "$cache"
+if [ "$base_only" -eq 1 ]; then
+	for s in "${suites[@]}"; do base "$s" || die "$s: no base system: see $out/$s.log"; done
+	exit 0
+fi
 bundle_file=$out/hugering.$$.bundle
 bundle
 extra=
