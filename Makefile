@@ -195,6 +195,11 @@ check-long: deps-ok all
 
 # Exported symbols and public struct layouts against abi/ (the release
 # record); internal names unreachable from the .a and the .so.
+# The version, as include/hugering.h gives it (debian/changelog must agree).
+.PHONY: print-version
+print-version:
+	@echo $(VERSION)
+
 .PHONY: check-abi check-layers
 check-abi: lib
 	scripts/check-abi.sh $(BUILD)

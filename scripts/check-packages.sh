@@ -48,10 +48,10 @@ suites=("$@")
 [ "$(id -u)" -eq 0 ] || die "must run as root (debootstrap, chroot, mounts); try: sudo make check-packages"
 [ -x "$distros" ] || die "$distros missing: it makes and mounts the chroots"
 
-version=$(sed -n 's/^VERSION *:= *//p' "$top/Makefile")
+version=$(make -s --no-print-directory -C "$top" print-version)
 deb_version=$(sed -n '1s/^hugering (\([^)]*\)).*/\1/p' "$top/debian/changelog")
 [ "$version" = "$deb_version" ] ||
-	die "debian/changelog says $deb_version but the Makefile's VERSION is $version: add a changelog entry (dch -v $version)"
+	die "debian/changelog says $deb_version but include/hugering.h says $version: add a changelog entry (dch -v $version)"
 
 # Is anything mounted at or under DIR, on the host?
 mounted_under() {
