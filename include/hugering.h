@@ -6,6 +6,9 @@
  * Every function that can fail returns 0 (or a count where said) on success
  * and a negative errno on failure, like liburing.  Nothing here prints.
  *
+ * Output structs end in reserved space the library zeroes, so later fields
+ * fit without changing their size (abi/ records every layout).
+ *
  * Options structs: a zeroed struct (or NULL where allowed) means the
  * defaults, field by field.  A NUMA node is named only with the struct's
  * *_NUMA_NODE flag (then numa_node 0 is node 0); without it numa_node must
@@ -75,6 +78,7 @@ struct hugering_pool {
 	long surplus;		/* surplus_hugepages */
 	long overcommit;	/* nr_overcommit_hugepages */
 	long usable;		/* free - reserved: what an allocation can count on now */
+	uint64_t resv[8];	/* zeroed by the library: room for new fields */
 };
 
 /* Pool counters for @page_size on @numa_node (-1 = the whole system). */
@@ -86,6 +90,7 @@ int hugering_numa_nodes(int *nodes, int max);
 struct hugering_mount {
 	char path[256];
 	size_t page_size;
+	uint64_t resv[8];	/* zeroed by the library: room for new fields */
 };
 
 /* hugetlbfs mounts.  Returns how many were stored, at most @max. */
@@ -118,6 +123,7 @@ struct hugering_addr_info {
 	size_t page_size;	/* size of the page backing it */
 	int backing;		/* enum hugering_backing */
 	int numa_node;		/* -1 when not present */
+	uint64_t resv[8];	/* zeroed by the library: room for new fields */
 };
 
 int hugering_addr_info(const void *addr, struct hugering_addr_info *out);
@@ -148,6 +154,7 @@ struct hugering_verify {
 	int numa_node;		/* node of every page; -1 if mixed or unknown */
 	size_t pages;		/* 4 KiB pages examined */
 	size_t pages_missing;	/* of those, not present (never faulted or swapped) */
+	uint64_t resv[8];	/* zeroed by the library: room for new fields */
 };
 
 /*
@@ -220,6 +227,7 @@ struct hugering_region_info {
 	int fallback_errno;	/* 0, or why a smaller page was used */
 	char fallback_reason[128];
 	int fd;			/* the backing memfd (owned by the region) */
+	uint64_t resv[8];	/* zeroed by the library: room for new fields */
 };
 
 int hugering_region_info(const struct hugering_region *r,
@@ -247,6 +255,7 @@ struct hugering_layout {
 	size_t rings_offset;	/* where the rings start in hugering's buffer */
 	size_t total_bytes;	/* hugering's buffer: rings_offset + rings_bytes */
 	int liburing_ok;	/* the running liburing can place this shape */
+	uint64_t resv[8];	/* zeroed by the library: room for new fields */
 };
 
 int hugering_ring_layout(unsigned entries, const struct io_uring_params *p,
@@ -273,6 +282,7 @@ struct hugering_kernel_caps {
 	unsigned ring_header;	/* sizeof(struct io_rings) */
 	unsigned features;	/* io_uring_params.features */
 	char release[65];	/* uname -r */
+	uint64_t resv[8];	/* zeroed by the library: room for new fields */
 };
 
 /* Probed once per process by behaviour, then cached; thread-safe. */
@@ -331,6 +341,7 @@ struct hugering_arena_stats {
 	uint64_t pages_retired;	/* shared pages given back once all their rings were gone */
 	uint64_t resize_recycled; /* rings whose memory was freed at once by a resize */
 	uint64_t pool_waits;	/* allocations that waited for the pool */
+	uint64_t resv[8];	/* zeroed by the library: room for new fields */
 };
 
 int hugering_arena_create(const struct hugering_arena_opts *o, struct hugering_arena **out);
@@ -410,6 +421,7 @@ struct hugering_ring_info {
 	int recycle;		/* enum hugering_recycle */
 	int iopoll_degraded;	/* IOPOLL was asked for and dropped: see iopoll_reason */
 	char iopoll_reason[160];
+	uint64_t resv[8];	/* zeroed by the library: room for new fields */
 };
 
 /*
@@ -447,6 +459,7 @@ const char *hugering_last_error(void);
 struct hugering_iopoll_verdict {
 	int supported;		/* 1 yes, 0 no, -1 unknown */
 	char reason[128];
+	uint64_t resv[8];	/* zeroed by the library: room for new fields */
 };
 
 /*

@@ -391,6 +391,7 @@ int hr_mounts_at(const char *root, struct hugering_mount *out, int max)
 		if (strcmp(ent.mnt_type, "hugetlbfs"))
 			continue;
 		if (n < max) {
+			memset(&out[n], 0, sizeof(out[n]));
 			hr_copy_str(out[n].path, sizeof(out[n].path), ent.mnt_dir);
 			out[n].page_size = parse_pagesize_opt(root, ent.mnt_opts);
 			n++;
