@@ -452,6 +452,29 @@ const char *hugering_mode_name(int mode);
  */
 const char *hugering_last_error(void);
 
+/*
+ * Events the library does not report through return values, to a callback
+ * of yours (the library itself never prints):
+ *   HUGERING_LOG_WARN   a ring fell back to kernel-mapped memory, and why
+ *   HUGERING_LOG_INFO   an allocation waited for the pool to refill; an
+ *                       arena page retired (handed back to the pool)
+ *   HUGERING_LOG_DEBUG  every failure reason (what hugering_last_error says)
+ * Called on the thread the event happens on (possibly the library's probe
+ * thread), possibly with a library lock held: the callback must not call
+ * hugering.  @msg is valid during the call only.
+ * hugering_set_log(NULL, 0, NULL) turns it off (the default).
+ */
+enum hugering_log_level {
+	HUGERING_LOG_WARN = 1,
+	HUGERING_LOG_INFO,
+	HUGERING_LOG_DEBUG,
+};
+
+typedef void (*hugering_log_fn)(int level, const char *msg, void *arg);
+
+/* Events up to @max_level go to @fn.  -EINVAL for a level out of range. */
+int hugering_set_log(hugering_log_fn fn, int max_level, void *arg);
+
 /* ------------------------------------------------------------------ */
 /* Polled I/O                                                          */
 /* ------------------------------------------------------------------ */

@@ -280,6 +280,9 @@ static int with_pool_wait(int wait_ms, uint64_t *waits, int (*try)(void *), void
 	last_wait_ms = waited ? (int)(hr_now_ms() - start) : 0;
 	if (waited && waits)
 		__atomic_add_fetch(waits, 1, __ATOMIC_RELAXED);
+	if (waited)
+		hr_log(HUGERING_LOG_INFO, "arena: waited %d ms for the hugepage pool to refill (%s)",
+		       last_wait_ms, ret ? "still short" : "got it");
 	return ret;
 }
 
@@ -749,6 +752,8 @@ static void retire(struct hugering_arena *a, struct hr_page *pg)
 		give_offset(a, off);
 	a->retiring--;
 	pthread_mutex_unlock(&a->lock);
+	hr_log(HUGERING_LOG_INFO, "arena: page at offset %lld retired (%s)", (long long)off,
+	       holed ? "back to the pool" : "punch failed: kept until the arena goes");
 }
 
 int hr_arena_wait_ms(const struct hugering_arena *a)

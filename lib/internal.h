@@ -150,6 +150,9 @@ void hr_arena_fork_child(void);
  */
 void hr_set_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void hr_clear_error(void);
+/* To the caller's hugering_set_log() callback, if one takes @level. */
+void hr_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+bool hr_log_on(int level);
 int hr_result(int ret, const char *what);
 #define HR_PUBLIC(call) (hr_clear_error(), hr_result((call), __func__))
 

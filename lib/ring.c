@@ -234,6 +234,9 @@ static int kernel_ring(unsigned entries, struct io_uring *ring, struct io_uring_
 	}
 	rec->key = ring->sq.sqes;
 	fill_kernel_info(ring, &q, &rec->info);
+	if (*reason)
+		hr_log(HUGERING_LOG_WARN, "ring of %u entries fell back to kernel-mapped memory: %s",
+		       entries, reason);
 	rec->info.fallback_errno = err;
 	hr_copy_str(rec->info.fallback_reason, sizeof(rec->info.fallback_reason), reason);
 	registry_add(rec);

@@ -5,6 +5,7 @@
  */
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -188,4 +189,53 @@ Test(options, last_error_set_on_failure_cleared_on_success)
 	failed_with_reason(hugering_arena_destroy(hugering_default_arena()), "destroy default");
 	cr_assert_geq(hugering_pfn_visible(), 0);
 	cleared("pfn_visible");
+}
+
+struct heard {
+	int n[HUGERING_LOG_DEBUG + 1];
+	char last[HUGERING_LOG_DEBUG + 1][512];
+};
+
+static void hear(int level, const char *msg, void *arg)
+{
+	struct heard *h = arg;
+
+	cr_assert(level >= HUGERING_LOG_WARN && level <= HUGERING_LOG_DEBUG, "level %d", level);
+	h->n[level]++;
+	snprintf(h->last[level], sizeof(h->last[level]), "%s", msg);
+}
+
+/* Fallbacks (WARN) and failure reasons (DEBUG) reach the callback; off is off. */
+Test(options, log_callback_hears_fallbacks_and_failures)
+{
+	struct hugering_arena_opts ao = { .max_bytes = 1 };
+	struct hugering_init_opts io = { .policy = HUGERING_POLICY_AUTO };
+	struct hugering_region_opts ro = { 0 };
+	struct hugering_ring_info info;
+	struct hugering_arena *a;
+	struct hugering_region *r;
+	struct heard h = { 0 };
+
+	cr_assert_eq(hugering_set_log(hear, 0, &h), -EINVAL);
+	cr_assert_eq(hugering_set_log(hear, HUGERING_LOG_DEBUG + 1, &h), -EINVAL);
+	cr_assert_eq(hugering_arena_create(&ao, &a), 0);
+	io.arena = a;
+	cr_assert_eq(hugering_set_log(hear, HUGERING_LOG_WARN, &h), 0);
+	info = ring_with(&io);	/* the arena may hold nothing: a fallback */
+	cr_assert_eq(info.mode, HUGERING_MODE_KERNEL);
+	cr_assert_eq(h.n[HUGERING_LOG_WARN], 1);
+	cr_assert(strstr(h.last[HUGERING_LOG_WARN], info.fallback_reason), "heard \"%s\", reason \"%s\"",
+		  h.last[HUGERING_LOG_WARN], info.fallback_reason);
+	cr_assert_eq(hugering_region_alloc(&ro, &r), -EINVAL);
+	cr_assert_eq(h.n[HUGERING_LOG_DEBUG], 0, "DEBUG is above the level asked for");
+
+	cr_assert_eq(hugering_set_log(hear, HUGERING_LOG_DEBUG, &h), 0);
+	cr_assert_eq(hugering_region_alloc(&ro, &r), -EINVAL);
+	cr_assert_eq(h.n[HUGERING_LOG_DEBUG], 1);
+	cr_assert_str_eq(h.last[HUGERING_LOG_DEBUG], hugering_last_error());
+
+	cr_assert_eq(hugering_set_log(NULL, 0, NULL), 0);
+	info = ring_with(&io);
+	cr_assert_eq(h.n[HUGERING_LOG_WARN], 1, "heard after the callback was turned off");
+	cr_assert_eq(hugering_arena_destroy(a), 0);
 }
