@@ -79,7 +79,7 @@ bench: $(BENCH_BIN)
 tests: $(TEST_BIN) $(PRELOAD) $(PLAIN_RING)
 preload: $(PRELOAD)
 
-$(BUILD)/%.o: %.c $(wildcard include/*.h lib/*.h tests/*.h bench/*.h)
+$(BUILD)/%.o: %.c $(wildcard include/*.h lib/*.h tests/*.h bench/*.h tools/diag/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -c $< -o $@
 
@@ -106,6 +106,11 @@ $(BUILD)/examples/%: $(BUILD)/examples/%.o $(STATIC)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
 $(BUILD)/tools/%: $(BUILD)/tools/%.o $(STATIC)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+
+# hugering-diag's actions that change the machine (--reserve, --fix,
+# --persist) live in tools/diag/, not in the library.
+$(BUILD)/tools/hugering-diag: $(BUILD)/tools/hugering-diag.o $(BUILD)/tools/diag/setup.o $(STATIC)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
 $(BUILD)/bench/%: $(BUILD)/bench/%.o $(STATIC)

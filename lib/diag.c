@@ -22,6 +22,12 @@
 
 #define BUDDY_ORDERS 11
 
+/* What the pool fixes ask for (hugering-diag --fix reserves the same). */
+#define HUGERING_DIAG_POOL_2M 64
+#define HUGERING_DIAG_POOL_1G 2
+/* Below this many usable pages the default pool gets a fix. */
+#define HUGERING_DIAG_POOL_LOW 8
+
 /* ------------------------------------------------------------------ */
 /* Small readers                                                       */
 /* ------------------------------------------------------------------ */
@@ -393,7 +399,8 @@ static void check_pools(struct hugering_diag *d)
 		snprintf(id, sizeof(id), "hugepages_%zukB", kb);
 		snprintf(fix, sizeof(fix),
 			 "echo %d | sudo tee /sys/kernel/mm/hugepages/hugepages-%zukB/nr_hugepages",
-			 s->pool.page_size >= (1UL << 30) ? 2 : 64, kb);
+			 s->pool.page_size >= (1UL << 30) ? HUGERING_DIAG_POOL_1G :
+			 HUGERING_DIAG_POOL_2M, kb);
 		if (s->cgroup_max == 0)
 			add_check(d, id, HUGERING_CHECK_FAIL, "raise this cgroup's hugetlb limit",
 				  "the cgroup hugetlb limit for %zu kB pages is 0", kb);
@@ -404,7 +411,7 @@ static void check_pools(struct hugering_diag *d)
 				  fix, "no usable %zu kB hugepages (total %ld, free %ld, reserved %ld): "
 				  "rings fall back to kernel-mapped memory", kb, s->pool.total,
 				  s->pool.free, s->pool.reserved);
-		else if (s->pool.usable < 8 && s->pool.is_default)
+		else if (s->pool.usable < HUGERING_DIAG_POOL_LOW && s->pool.is_default)
 			add_check(d, id, HUGERING_CHECK_WARN, fix,
 				  "only %ld usable %zu kB hugepages", s->pool.usable, kb);
 		else
@@ -474,6 +481,125 @@ static void check_trials(struct hugering_diag *d)
 	}
 }
 
+/* ------------------------------------------------------------------ */
+/* Fragmentation avoidance, swap, surplus pages (hugeadm's checks)     */
+/* ------------------------------------------------------------------ */
+
+/* "Key:   123 kB" from the tree's /proc/meminfo; -1 if absent. */
+static long long meminfo_kb(const char *root, const char *key)
+{
+	char buf[8192], *p;
+	size_t klen = strlen(key);
+
+	if (read_at(root, "/proc/meminfo", buf, sizeof(buf)) < 0)
+		return -1;
+	for (p = buf; p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL)
+		if (!strncmp(p, key, klen) && p[klen] == ':')
+			return strtoll(p + klen + 1, NULL, 10);
+	return -1;
+}
+
+/* Populated zones: one buddyinfo line each. */
+static int zone_count(const char *root)
+{
+	char buf[16384], *p;
+	int n = 0;
+
+	if (read_at(root, "/proc/buddyinfo", buf, sizeof(buf)) < 0)
+		return -1;
+	for (p = buf; (p = strstr(p, "zone")); p += 4)
+		n++;
+	return n;
+}
+
+/*
+ * The min_free_kbytes fragmentation avoidance needs (hugeadm's
+ * --recommended-min_free_kbytes, the rule khugepaged applies too): per zone,
+ * 2 free pageblocks for the atomic reserve and 3 x 3 so each of the three
+ * movability types has a block to fall back to without mixing; at most 5%
+ * of memory.  Pageblocks are 2 MiB (order 9) on x86-64 and arm64 4K.
+ */
+static long long recommended_min_free(const char *root)
+{
+	long long zones = zone_count(root), mem = meminfo_kb(root, "MemTotal"), rec;
+
+	if (zones <= 0)
+		return -1;
+	rec = 2048LL * zones * (2 + 3 * 3);
+	if (mem > 0 && rec > mem / 20)
+		rec = mem / 20;
+	return rec;
+}
+
+static void check_min_free(const char *root, struct hugering_diag *d)
+{
+	long long cur = long_at(root, "/proc/sys/vm/min_free_kbytes", -1);
+	long long rec = recommended_min_free(root);
+	char fix[96];
+
+	if (cur < 0 || rec < 0)
+		return;
+	if (cur >= rec) {
+		add_check(d, "min_free_kbytes", HUGERING_CHECK_OK, NULL,
+			  "vm.min_free_kbytes = %lld kB: enough for fragmentation avoidance", cur);
+		return;
+	}
+	snprintf(fix, sizeof(fix), "sudo sysctl -w vm.min_free_kbytes=%lld", rec);
+	add_check(d, "min_free_kbytes", HUGERING_CHECK_WARN, fix,
+		  "vm.min_free_kbytes = %lld kB, below the %lld kB fragmentation avoidance needs "
+		  "(11 free 2 MiB pageblocks per zone, %d zones): memory fragments and hugepage "
+		  "reservations fail sooner", cur, rec, zone_count(root));
+}
+
+/* The default size's pool is short of what the pool fix asks for. */
+static bool pool_needs_resize(const struct hugering_diag *d)
+{
+	for (int i = 0; i < d->nsizes; i++)
+		if (d->sizes[i].pool.is_default)
+			return d->sizes[i].pool.usable < HUGERING_DIAG_POOL_LOW;
+	return false;
+}
+
+static void check_swap(const char *root, struct hugering_diag *d)
+{
+	long long swap = meminfo_kb(root, "SwapTotal");
+
+	if (swap < 0)
+		return;
+	if (swap > 0)
+		add_check(d, "swap", HUGERING_CHECK_OK, NULL, "%lld kB of swap", swap);
+	else if (pool_needs_resize(d))
+		add_check(d, "swap", HUGERING_CHECK_WARN,
+			  "add swap (a swapfile and swapon), or reserve the pool at boot: "
+			  "hugering-diag --persist",
+			  "no swap: growing the pool may fail, since anonymous pages that fragment "
+			  "memory cannot be swapped out to make room (only compaction can move them)");
+	else
+		add_check(d, "swap", HUGERING_CHECK_OK, NULL,
+			  "no swap, but the pool needs no resize");
+}
+
+/* Surplus pages: an option, never a problem. */
+static void check_overcommit(struct hugering_diag *d)
+{
+	for (int i = 0; i < d->nsizes; i++) {
+		const struct hugering_pool *p = &d->sizes[i].pool;
+
+		if (!p->is_default || p->overcommit < 0)
+			continue;
+		if (p->overcommit == 0)
+			add_check(d, "overcommit", HUGERING_CHECK_OK, NULL,
+				  "no surplus hugepages (vm.nr_overcommit_hugepages = 0); for bursty "
+				  "use, let the pool grow on demand: sudo sysctl -w "
+				  "vm.nr_overcommit_hugepages=%d", HUGERING_DIAG_POOL_2M);
+		else
+			add_check(d, "overcommit", HUGERING_CHECK_OK, NULL,
+				  "up to %ld surplus hugepages on demand (vm.nr_overcommit_hugepages): "
+				  "not reserved ahead, so they may fail when memory is fragmented",
+				  p->overcommit);
+	}
+}
+
 /*
  * The tree's osrelease, else the running kernel's.  A file that is there
  * but says nothing (a blank line) is "unknown", not the live release.
@@ -527,6 +653,9 @@ static int diag_collect(struct hugering_diag *d, unsigned flags)
 	check_memlock(d);
 	check_pfn(d);
 	check_sqpoll_napi(d);
+	check_min_free(root, d);
+	check_swap(root, d);
+	check_overcommit(d);
 	check_trials(d);
 	return 0;
 }

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include "helpers.h"
 #include "persona.h"
@@ -216,3 +217,267 @@ static void under_persona(enum persona p, int nommap, int fallback_errno)
 
 Test(diag, persona_6_5) { under_persona(PERSONA_6_5, HUGERING_NOMMAP_SINGLE_PAGE, EFAULT); }
 Test(diag, persona_6_1) { under_persona(PERSONA_6_1, HUGERING_NOMMAP_UNSUPPORTED, EINVAL); }
+
+/* ------------------------------------------------------------------ */
+/* Issue 17: --reserve, --fix, --persist and the new checks            */
+/* ------------------------------------------------------------------ */
+
+#define NR_2M "/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages"
+
+static bool is_root(void)
+{
+	return geteuid() == 0;
+}
+
+static void write_long(const char *path, long v)
+{
+	FILE *f = fopen(path, "w");
+
+	cr_assert_not_null(f, "%s", path);
+	fprintf(f, "%ld\n", v);
+	fclose(f);
+}
+
+static void slurp(const char *path, char *buf, size_t len)
+{
+	FILE *f = fopen(path, "r");
+	size_t n = 0;
+
+	if (f) {
+		n = fread(buf, 1, len - 1, f);
+		fclose(f);
+	}
+	buf[n] = '\0';
+}
+
+/* A writable copy of tests/data/sysroot/@tree in @dir. */
+static void tree_copy(const char *tree, char *dir, size_t len)
+{
+	char cmd[1024], out[1024];
+
+	snprintf(dir, len, "/tmp/hugering-diag-tree.XXXXXX");
+	cr_assert_not_null(mkdtemp(dir));
+	snprintf(cmd, sizeof(cmd), "cp -R '%s/sysroot/%s/.' '%s/' 2>&1", th_data_dir(), tree, dir);
+	cr_assert_eq(th_run(cmd, out, sizeof(out)), 0, "%s", out);
+}
+
+static void tree_remove(const char *dir)
+{
+	char cmd[600], out[256];
+
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	th_run(cmd, out, sizeof(out));
+}
+
+/*
+ * Acceptance 4: the new checks' lines (and fix lines) on fake trees against
+ * golden files; the other checks probe the live kernel, so they are left out.
+ */
+static void golden_checks(const char *tree)
+{
+	static const char *ids[] = { "min_free_kbytes ", "swap ", "overcommit " };
+	static char out[65536], got[8192], want[8192];
+	char root[512], path[512], *line, *save = NULL;
+	bool keep = false;
+
+	snprintf(root, sizeof(root), "%s/sysroot/%s", th_data_dir(), tree);
+	run_tool(root, "--no-trial", out, sizeof(out));
+	got[0] = '\0';
+	line = strstr(out, "Checks\n");
+	cr_assert_not_null(line, "%s", out);
+	for (line = strtok_r(line, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+		if (strstr(line, " fix: ") && !strncmp(line, "        ", 8)) {
+			if (keep)
+				strcat(strcat(got, line), "\n");
+			continue;
+		}
+		keep = false;
+		for (size_t i = 0; i < sizeof(ids) / sizeof(ids[0]); i++)
+			keep |= strlen(line) > 8 && !strncmp(line + 8, ids[i], strlen(ids[i]));
+		if (keep)
+			strcat(strcat(got, line), "\n");
+	}
+	snprintf(path, sizeof(path), "%s/golden/%s-checks.txt", th_data_dir(), tree);
+	slurp(path, want, sizeof(want));
+	cr_assert_str_eq(got, want, "%s differs from %s", tree, path);
+}
+
+Test(diag, golden_checks_fragile) { golden_checks("fragile"); }
+Test(diag, golden_checks_roomy)   { golden_checks("roomy"); }
+
+/* Acceptance 1 (real kernel): set, free, too many, no such node. */
+Test(diag, reserve_real_pool)
+{
+	static char out[65536];
+	long saved = th_read_long(NR_2M), too_many;
+	char args[128];
+	int rc;
+
+	/* No such node, and a malformed request: exit 2 for everyone. */
+	cr_assert_eq(run_tool(NULL, "--reserve 2M:64@999 2>&1", out, sizeof(out)), 2, "%s", out);
+	cr_assert(strstr(out, "node 999 does not exist"), "%s", out);
+	cr_assert_eq(run_tool(NULL, "--reserve 2M 2>&1", out, sizeof(out)), 2, "%s", out);
+	if (!is_root()) {
+		rc = run_tool(NULL, "--reserve 2M:64 2>&1", out, sizeof(out));
+		cr_assert_eq(rc, 2, "%s", out);
+		cr_assert(strstr(out, "needs root"), "%s", out);
+		cr_assert(strstr(out, "echo 64 > " NR_2M), "%s", out);
+		cr_assert_eq(th_read_long(NR_2M), saved);
+		return;
+	}
+	rc = run_tool(NULL, "--reserve 2M:0", out, sizeof(out));
+	cr_assert_eq(rc, 0, "%s", out);
+	cr_assert_eq(th_read_long(NR_2M), 0, "%s", out);
+	rc = run_tool(NULL, "--reserve 2M:64", out, sizeof(out));
+	cr_assert_eq(th_read_long(NR_2M), 64, "%s", out);
+	cr_assert_eq(rc, 0, "%s", out);
+	cr_assert(strstr(out, "now 64"), "%s", out);
+	cr_assert(strstr(out, "largest contiguous run: "), "%s", out);
+	cr_assert(!strstr(out, "run: unknown"), "PFNs visible as root: %s", out);
+	rc = run_tool(NULL, "--reserve 2M:64 --json", out, sizeof(out));
+	cr_assert_eq(rc, 0, "%s", out);
+	cr_assert(strstr(out, "\"action\":\"reserve\""), "%s", out);
+	cr_assert(strstr(out, "\"asked\":64,\"before\":64,\"obtained\":64"), "%s", out);
+	cr_assert(strstr(out, "\"pool\":[{\"size_kb\":2048,\"total\":64,"), "%s", out);
+	rc = run_tool(NULL, "--reserve 2M:0", out, sizeof(out));
+	cr_assert_eq(rc, 0, "%s", out);
+	cr_assert_eq(th_read_long(NR_2M), 0, "%s", out);
+	/* More than the machine has: exit 1 with the count obtained. */
+	too_many = (long)(sysconf(_SC_PHYS_PAGES) / (SZ_2M / sysconf(_SC_PAGESIZE))) + 1;
+	snprintf(args, sizeof(args), "--reserve 2M:%ld --json", too_many);
+	rc = run_tool(NULL, args, out, sizeof(out));
+	write_long(NR_2M, saved);
+	cr_assert_eq(rc, 1, "%s", out);
+	cr_assert(strstr(out, "\"exit\":1"), "%s", out);
+	cr_assert(strstr(out, "\"obtained\":"), "%s", out);
+	cr_assert_eq(th_read_long(NR_2M), saved);
+}
+
+/* Acceptance 2 on a fake tree: the dry run writes nothing, --fix writes. */
+Test(diag, fix_dry_run_fake_tree)
+{
+	static char out[65536], cmd[2048], before[4096], after[4096];
+	char dir[256], mfk[512], nr[512];
+
+	tree_copy("fragile", dir, sizeof(dir));
+	snprintf(mfk, sizeof(mfk), "%s/proc/sys/vm/min_free_kbytes", dir);
+	snprintf(nr, sizeof(nr), "%s" NR_2M, dir);
+	snprintf(cmd, sizeof(cmd), "cat '%s' '%s'", mfk, nr);
+	th_run(cmd, before, sizeof(before));
+	cr_assert_eq(run_tool(dir, "--fix --dry-run", out, sizeof(out)), 0, "%s", out);
+	th_run(cmd, after, sizeof(after));
+	cr_assert_str_eq(before, after, "the dry run changed the tree");
+	snprintf(cmd, sizeof(cmd), "echo 22528 > %s", mfk);
+	cr_assert(strstr(out, cmd), "%s", out);
+	snprintf(cmd, sizeof(cmd), "echo 64 > %s", nr);
+	cr_assert(strstr(out, cmd), "%s", out);
+	cr_assert_eq(run_tool(dir, "--fix --dry-run --json", out, sizeof(out)), 0, "%s", out);
+	cr_assert(strstr(out, "\"action\":\"fix\",\"dry_run\":true"), "%s", out);
+	cr_assert(strstr(out, "\"status\":\"planned\""), "%s", out);
+	/* Applied: the files say what the commands said (a fake tree's free count stays 0). */
+	run_tool(dir, "--fix", out, sizeof(out));
+	cr_assert_eq(th_read_long(mfk), 22528, "%s", out);
+	cr_assert_eq(th_read_long(nr), 64, "%s", out);
+	cr_assert(strstr(out, "applied min_free_kbytes"), "%s", out);
+	tree_remove(dir);
+}
+
+/* Acceptance 2 on the real kernel: with the pool used up, the fix. */
+Test(diag, fix_real_pool)
+{
+	static char out[65536];
+	long saved = th_read_long(NR_2M), mfk = th_read_long("/proc/sys/vm/min_free_kbytes");
+	struct th_hog hog;
+	int rc, rc_dry, rc_after = -1;
+	static char dry[65536];
+	long held;
+
+	th_need_pool(SZ_2M, 4);
+	th_exhaust(SZ_2M, &hog);
+	held = th_read_long(NR_2M);
+	rc_dry = run_tool(NULL, "--fix --dry-run", dry, sizeof(dry));
+	cr_assert_eq(th_read_long(NR_2M), held, "the dry run changed the pool");
+	rc = run_tool(NULL, "--fix 2>&1", out, sizeof(out));
+	if (rc == 0 || rc == 1)
+		rc_after = run_tool(NULL, "--no-trial", out + strlen(out), sizeof(out) - strlen(out));
+	th_release(&hog);
+	if (is_root())
+		write_long(NR_2M, saved);
+	cr_assert_eq(rc_dry, 0, "%s", dry);
+	cr_assert(strstr(dry, "nr_hugepages"), "the dry run names the pool: %s", dry);
+	cr_assert_eq(th_read_long("/proc/sys/vm/min_free_kbytes"), mfk);
+	if (!is_root()) {
+		cr_assert_eq(rc, 2, "%s", out);
+		cr_assert(strstr(out, "--fix needs root"), "%s", out);
+		cr_assert(strstr(out, "echo "), "the commands: %s", out);
+		return;
+	}
+	cr_assert_eq(rc, 0, "%s", out);
+	cr_assert_eq(rc_after, 0, "the next run has a failed check:\n%s", out);
+	cr_assert(strstr(out, "applied hugepages_2048kB"), "%s", out);
+	cr_assert_eq(th_read_long(NR_2M), saved);
+}
+
+/*
+ * Acceptance 3: --persist into a fake root, twice (the second changes
+ * nothing), --undo; as root, sysctl --system in a chroot of that root
+ * applies the file to the tree's /proc/sys files.
+ */
+Test(diag, persist_fake_root)
+{
+	static char out[65536], first[4096], second[4096];
+	char dir[256], file[512], cmd[2048];
+
+	tree_copy("roomy", dir, sizeof(dir));
+	snprintf(file, sizeof(file), "%s/etc/sysctl.d/60-hugering.conf", dir);
+	cr_assert_eq(run_tool(dir, "--persist", out, sizeof(out)), 0, "%s", out);
+	cr_assert(strstr(out, "wrote "), "%s", out);
+	cr_assert(strstr(out, "hugepagesz=1G hugepages=2"), "%s", out);
+	slurp(file, first, sizeof(first));
+	cr_assert(strstr(first, "vm.nr_hugepages = 64\n"), "%s", first);
+	cr_assert(strstr(first, "vm.min_free_kbytes = 90112\n"), "%s", first);
+	cr_assert(strstr(first, "vm.nr_overcommit_hugepages = 8\n"), "%s", first);
+	cr_assert_eq(run_tool(dir, "--persist --json", out, sizeof(out)), 0, "%s", out);
+	cr_assert(strstr(out, "\"action\":\"persist\""), "%s", out);
+	cr_assert(strstr(out, "\"changed\":false"), "the second run changed something: %s", out);
+	slurp(file, second, sizeof(second));
+	cr_assert_str_eq(first, second);
+	if (is_root()) {
+		snprintf(cmd, sizeof(cmd),
+			 "set -e; cd '%s'; echo 0 > proc/sys/vm/nr_hugepages; "
+			 "echo 0 > proc/sys/vm/nr_overcommit_hugepages; s=$(command -v sysctl); "
+			 "mkdir -p .$(dirname $s); cp $s .$s; "
+			 "for l in $(ldd $s | grep -o '/[^ ]*'); do mkdir -p .$(dirname $l); "
+			 "cp -L $l .$l; done; chroot . $s --system 2>&1", dir);
+		cr_assert_eq(th_run(cmd, out, sizeof(out)), 0, "%s", out);
+		cr_assert(strstr(out, "60-hugering.conf"), "%s", out);
+		snprintf(cmd, sizeof(cmd), "%s/proc/sys/vm/nr_hugepages", dir);
+		cr_assert_eq(th_read_long(cmd), 64, "sysctl --system did not apply it: %s", out);
+		snprintf(cmd, sizeof(cmd), "%s/proc/sys/vm/nr_overcommit_hugepages", dir);
+		cr_assert_eq(th_read_long(cmd), 8, "%s", out);
+	}
+	cr_assert_eq(run_tool(dir, "--persist --undo", out, sizeof(out)), 0, "%s", out);
+	cr_assert(strstr(out, "removed "), "%s", out);
+	cr_assert_neq(access(file, F_OK), 0, "%s still there", file);
+	cr_assert_eq(run_tool(dir, "--persist --undo", out, sizeof(out)), 0, "%s", out);
+	cr_assert(strstr(out, "nothing to undo"), "%s", out);
+	/* A file that is not ours is left alone. */
+	snprintf(cmd, sizeof(cmd), "echo 'vm.swappiness = 1' > '%s'", file);
+	th_run(cmd, out, sizeof(out));
+	cr_assert_eq(run_tool(dir, "--persist --undo 2>&1", out, sizeof(out)), 1, "%s", out);
+	cr_assert_eq(access(file, F_OK), 0);
+	tree_remove(dir);
+}
+
+/* Actions go one at a time; the modifiers need their action. */
+Test(diag, action_usage_errors)
+{
+	static char out[4096];
+
+	cr_assert_eq(run_tool(NULL, "--fix --persist 2>/dev/null", out, sizeof(out)), 2);
+	cr_assert_eq(run_tool(NULL, "--undo 2>/dev/null", out, sizeof(out)), 2);
+	cr_assert_eq(run_tool(NULL, "--dry-run 2>/dev/null", out, sizeof(out)), 2);
+	cr_assert_eq(run_tool(NULL, "--fix --thp sometimes 2>/dev/null", out, sizeof(out)), 2);
+	cr_assert_eq(run_tool(NULL, "--reserve 5Q:1 2>/dev/null", out, sizeof(out)), 2);
+	cr_assert_eq(run_tool(NULL, "--reserve 3M:1 2>/dev/null", out, sizeof(out)), 2);
+}

@@ -12,14 +12,25 @@
 
 #include <hugering.h>
 
+#include "diag/setup.h"
+
 #define VERSION "0.1.0"
 
 static const char usage_text[] =
 	"usage: hugering-diag [--json] [--trial | --no-trial] [--help] [--version]\n"
+	"       hugering-diag --reserve SIZE:COUNT[@NODE]... [--dry-run] [--json]\n"
+	"       hugering-diag --fix [--dry-run] [--enable-io-uring] [--thp MODE] [--json]\n"
+	"       hugering-diag --persist [--undo] [--dry-run] [--json]\n"
 	"  What this machine's hugepages and io_uring can do, what is wrong, and the\n"
 	"  command that fixes it.  Exit 0: no check failed; 1: a check failed; 2: usage.\n"
 	"  --no-trial skips allocating a region and creating rings for real.\n"
-	"  HUGERING_SYSROOT=DIR reads /sys and /proc below DIR (the probe stays live).\n";
+	"  --reserve 2M:64 sets a pool from compacted memory (repeatable; @NODE for one\n"
+	"  node) and reports the largest contiguous run; exit 1 if fewer were obtained,\n"
+	"  2 for an unknown size or node or without root.\n"
+	"  --fix applies the report's run-time fixes (--dry-run prints the commands).\n"
+	"  --persist writes /etc/sysctl.d/60-hugering.conf; --persist --undo removes it.\n"
+	"  HUGERING_SYSROOT=DIR reads (and for actions writes) /sys, /proc and /etc\n"
+	"  below DIR (the probe stays live).\n";
 
 /* ------------------------------------------------------------------ */
 /* Human output                                                        */
@@ -371,11 +382,21 @@ int main(int argc, char **argv)
 		{ "no-trial", no_argument, NULL, 'n' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
+		{ "reserve", required_argument, NULL, 'r' },
+		{ "fix", no_argument, NULL, 'f' },
+		{ "persist", no_argument, NULL, 'p' },
+		{ "undo", no_argument, NULL, 'u' },
+		{ "dry-run", no_argument, NULL, 'd' },
+		{ "enable-io-uring", no_argument, NULL, 'E' },
+		{ "thp", required_argument, NULL, 'T' },
 		{ NULL, 0, NULL, 0 },
 	};
+	static struct reserve_req reqs[SETUP_MAX_REQS];
+	struct setup_opts so = { 0 };
 	struct hugering_diag *d;
-	bool json = false, trial = true;
-	int c, ret;
+	bool json = false, trial = true, fix = false, persist = false;
+	int c, ret, nreqs = 0;
+	char err[256];
 
 	while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
 		switch (c) {
@@ -384,6 +405,22 @@ int main(int argc, char **argv)
 		case 'n': trial = false; break;
 		case 'h': fputs(usage_text, stdout); return 0;
 		case 'V': printf("hugering-diag " VERSION "\n"); return 0;
+		case 'r':
+			if (nreqs == SETUP_MAX_REQS) {
+				fprintf(stderr, "hugering-diag: at most %d --reserve\n", SETUP_MAX_REQS);
+				return 2;
+			}
+			if (setup_parse_reserve(optarg, &reqs[nreqs++], err, sizeof(err))) {
+				fprintf(stderr, "hugering-diag: %s\n", err);
+				return 2;
+			}
+			break;
+		case 'f': fix = true; break;
+		case 'p': persist = true; break;
+		case 'u': so.undo = true; break;
+		case 'd': so.dry_run = true; break;
+		case 'E': so.enable_io_uring = true; break;
+		case 'T': so.thp = optarg; break;
 		default: fputs(usage_text, stderr); return 2;
 		}
 	}
@@ -391,6 +428,28 @@ int main(int argc, char **argv)
 		fprintf(stderr, "hugering-diag: unexpected argument '%s'; see --help\n", argv[optind]);
 		return 2;
 	}
+	so.json = json;
+	if ((nreqs > 0) + fix + persist > 1) {
+		fprintf(stderr, "hugering-diag: one action at a time: --reserve, --fix or --persist\n");
+		return 2;
+	}
+	if ((so.undo && !persist) || ((so.dry_run || so.undo) && !nreqs && !fix && !persist) ||
+	    ((so.enable_io_uring || so.thp) && !fix)) {
+		fprintf(stderr, "hugering-diag: --undo goes with --persist, --dry-run with an action, "
+			"--enable-io-uring and --thp with --fix; see --help\n");
+		return 2;
+	}
+	if (so.thp && strcmp(so.thp, "always") && strcmp(so.thp, "madvise") &&
+	    strcmp(so.thp, "never")) {
+		fprintf(stderr, "hugering-diag: --thp %s: want always, madvise or never\n", so.thp);
+		return 2;
+	}
+	if (nreqs)
+		return setup_reserve(reqs, nreqs, &so);
+	if (fix)
+		return setup_fix(&so);
+	if (persist)
+		return setup_persist(&so);
 	d = malloc(sizeof(*d));
 	if (!d) {
 		fprintf(stderr, "hugering-diag: out of memory; nothing to fix here but the machine\n");
