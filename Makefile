@@ -30,7 +30,7 @@ CFLAGS     ?= -O2 -g
 WARN       := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
               -Wmissing-prototypes -Wformat=2 -Wno-format-nonliteral
 ALL_CFLAGS := -std=gnu11 -D_GNU_SOURCE $(WARN) -fPIC -Iinclude $(CFLAGS)
-LIBS       := -luring -lhugetlbfs -lpthread
+LIBS       := -luring -lpthread
 ifeq ($(SANITIZE),thread)
 ALL_CFLAGS += -fsanitize=thread -fno-omit-frame-pointer
 LDFLAGS    += -fsanitize=thread

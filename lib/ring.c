@@ -169,6 +169,8 @@ static int resolve_policy(const struct hugering_init_opts *o, int *policy)
 
 static int check_init_opts(const struct hugering_init_opts *o, struct hugering_init_opts *norm)
 {
+	int ret;
+
 	if (!o)
 		return 0;
 	*norm = *o;
@@ -179,10 +181,16 @@ static int check_init_opts(const struct hugering_init_opts *o, struct hugering_i
 	for (size_t i = 0; i < sizeof(o->resv) / sizeof(o->resv[0]); i++)
 		if (o->resv[i])
 			goto bad;
-	if (o->page_size && o->page_size != HR_BASE_PAGE &&
-	    !hr_page_size_supported(o->page_size))
-		goto bad;
-	if (hr_opts_node(o->numa_node, o->flags & HUGERING_INIT_NUMA_NODE, &norm->numa_node))
+	ret = o->page_size && o->page_size != HR_BASE_PAGE ? hr_page_size_check(o->page_size) : 0;
+	if (!ret)
+		ret = hr_opts_node(o->numa_node, o->flags & HUGERING_INIT_NUMA_NODE,
+				   &norm->numa_node);
+	if (ret && ret != -EINVAL) {
+		hr_set_error("ring options: cannot read the kernel's hugepage sizes or NUMA "
+			     "nodes: %s", strerror(-ret));
+		return ret;
+	}
+	if (ret)
 		goto bad;
 	return 0;
 bad:
@@ -746,9 +754,14 @@ int hugering_queue_init_opts(unsigned entries, struct io_uring *ring,
 		return ret;
 	caps = hr_caps();
 	if (caps->io_uring < 0) {
-		hr_set_error(caps->io_uring == -EPERM
-			     ? "io_uring is disabled for this process (sysctl kernel.io_uring_disabled)"
-			     : "this kernel has no io_uring");
+		if (caps->io_uring == -EPERM)
+			hr_set_error("io_uring is disabled for this process "
+				     "(sysctl kernel.io_uring_disabled)");
+		else if (caps->io_uring == -ENOSYS)
+			hr_set_error("this kernel has no io_uring");
+		else
+			hr_set_error("cannot probe the kernel's io_uring: %s",
+				     strerror(-caps->io_uring));
 		return caps->io_uring;
 	}
 	orig = *p;
