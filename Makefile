@@ -111,7 +111,8 @@ $(BUILD)/tools/%: $(BUILD)/tools/%.o $(STATIC)
 $(BUILD)/bench/%: $(BUILD)/bench/%.o $(STATIC)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
-$(BUILD)/bench/hugering-bench: $(BUILD)/bench/hugering-bench.o $(BUILD)/bench/report.o $(STATIC)
+$(BUILD)/bench/hugering-bench: $(BUILD)/bench/hugering-bench.o $(BUILD)/bench/report.o \
+                          $(BUILD)/bench/bigmap.o $(STATIC)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
 # Recycling cost per create+destroy cycle, ratios against the kernel peer.
