@@ -121,6 +121,19 @@ static void registry_note_iopoll(const void *key, const char *why)
 	pthread_mutex_unlock(&registry_lock);
 }
 
+static void registry_note_fallback(const void *key, int err, const char *why)
+{
+	pthread_mutex_lock(&registry_lock);
+	for (struct ring_rec *r = *bucket(key); r; r = r->next) {
+		if (r->key == key) {
+			r->info.fallback_errno = err;
+			hr_copy_str(r->info.fallback_reason, sizeof(r->info.fallback_reason), why);
+			break;
+		}
+	}
+	pthread_mutex_unlock(&registry_lock);
+}
+
 static int registry_info(const void *key, struct hugering_ring_info *out)
 {
 	int ret = -ENOENT;
@@ -225,9 +238,18 @@ static int kernel_ring(unsigned entries, struct io_uring *ring, struct io_uring_
 		       const struct io_uring_params *orig, int err, const char *reason)
 {
 	struct io_uring_params q = *orig;
-	struct ring_rec *rec = calloc(1, sizeof(*rec));
+	struct ring_rec *rec;
 	int ret;
 
+	if (orig->flags & IORING_SETUP_REGISTERED_FD_ONLY) {
+		/* The kernel's -EINVAL, with the kernel's reason. */
+		hr_set_error("IORING_SETUP_REGISTERED_FD_ONLY needs the ring in user memory "
+			     "(the kernel requires IORING_SETUP_NO_MMAP with it): no kernel-mapped "
+			     "ring can have it%s%s", *reason ? "; user memory was not used: " : "",
+			     reason);
+		return -EINVAL;
+	}
+	rec = calloc(1, sizeof(*rec));
 	if (!rec) {
 		hr_set_error("out of memory for the ring record");
 		return -ENOMEM;
@@ -527,16 +549,70 @@ static int hold_ring(const struct io_uring *ring, int *ref_fd)
 	return *ref_fd < 0 ? -errno : 0;
 }
 
+static int user_ring(unsigned entries, struct io_uring *ring, struct io_uring_params *p,
+		     const struct io_uring_params *orig, int policy,
+		     const struct hugering_init_opts *o);
+
+/*
+ * IORING_SETUP_REGISTERED_FD_ONLY exists only with NO_MMAP (the kernel and
+ * liburing both refuse it otherwise): there is no kernel-mapped ring to
+ * fall back to.  What keeps the program's request -- a ring without an
+ * fd -- is user memory of base pages (NOMMAP_BASE): any size where the
+ * kernel maps any pages (6.10+, 6.6.84+), one page elsewhere.  When even
+ * that cannot be had, the error names REGISTERED_FD_ONLY as the reason
+ * there is no fallback.  @err and @reason say why hugepages were not used.
+ */
+static int fd_only_fallback(unsigned entries, struct io_uring *ring, struct io_uring_params *p,
+			    const struct io_uring_params *orig, const struct hugering_init_opts *o,
+			    int err, const char *reason)
+{
+	struct hugering_init_opts b;
+	char why[192];
+	int ret;
+
+	if (o && o->page_size == HR_BASE_PAGE)
+		return kernel_ring(entries, ring, p, orig, err, reason);	/* says why not */
+	if (o) {
+		b = *o;
+	} else {
+		memset(&b, 0, sizeof(b));
+		b.numa_node = -1;
+	}
+	b.page_size = HR_BASE_PAGE;
+	ret = user_ring(entries, ring, p, orig, HUGERING_POLICY_NOMMAP, &b);
+	if (ret) {
+		hr_copy_str(why, sizeof(why), hugering_last_error());
+		hr_set_error("IORING_SETUP_REGISTERED_FD_ONLY needs the ring in user memory (no "
+			     "kernel-mapped fallback exists): hugepages: %s; base pages: %s",
+			     reason, why);
+		return ret;
+	}
+	snprintf(why, sizeof(why), "REGISTERED_FD_ONLY: base pages, not kernel-mapped: %s",
+		 reason);
+	registry_note_fallback(ring->sq.sqes, err, why);
+	return 0;
+}
+
+/* Hugepages are out: a kernel-mapped ring, or for REGISTERED_FD_ONLY base pages. */
+static int fall_back(unsigned entries, struct io_uring *ring, struct io_uring_params *p,
+		     const struct io_uring_params *orig, const struct hugering_init_opts *o,
+		     int err, const char *reason)
+{
+	if (orig->flags & IORING_SETUP_REGISTERED_FD_ONLY)
+		return fd_only_fallback(entries, ring, p, orig, o, err, reason);
+	return kernel_ring(entries, ring, p, orig, err, reason);
+}
+
 /* No user memory: fall back, or under the nommap policy, fail with @err. */
 static int no_user_memory(unsigned entries, struct io_uring *ring, struct io_uring_params *p,
 			  const struct io_uring_params *orig, int policy, int err,
-			  const char *reason)
+			  const char *reason, const struct hugering_init_opts *o)
 {
 	if (policy == HUGERING_POLICY_NOMMAP) {
 		hr_set_error("%s", reason);
 		return err;
 	}
-	return kernel_ring(entries, ring, p, orig, -err, reason);
+	return fall_back(entries, ring, p, orig, o, -err, reason);
 }
 
 /* The flags hugering adds, and the layout for them. */
@@ -609,16 +685,16 @@ static int user_ring(unsigned entries, struct io_uring *ring, struct io_uring_pa
 		snprintf(reason, sizeof(reason), "liburing %d.%d cannot place this ring in user "
 			 "memory (SQE128 needs 2.9, NO_SQARRAY 2.6; 2.7 misplaces an SQ array)",
 			 io_uring_major_version(), io_uring_minor_version());
-		return no_user_memory(entries, ring, p, orig, policy, -ENOTSUP, reason);
+		return no_user_memory(entries, ring, p, orig, policy, -ENOTSUP, reason, o);
 	}
 	refuse = kernel_would_refuse(caps->nommap, &lay, o ? o->page_size : 0);
 	if (refuse && policy == HUGERING_POLICY_AUTO)
-		return kernel_ring(entries, ring, p, orig, -refuse,
-				   class_reason(caps->nommap, refuse));
+		return fall_back(entries, ring, p, orig, o, -refuse,
+				 class_reason(caps->nommap, refuse));
 
 	if (policy == HUGERING_POLICY_AUTO &&
 	    empty_pool_known(o, lay.total_bytes, reason, sizeof(reason)))
-		return kernel_ring(entries, ring, p, orig, ENOMEM, reason);
+		return fall_back(entries, ring, p, orig, o, ENOMEM, reason);
 	rec = calloc(1, sizeof(*rec));
 	if (!rec) {
 		hr_set_error("out of memory for the ring record");
@@ -635,7 +711,7 @@ static int user_ring(unsigned entries, struct io_uring *ring, struct io_uring_pa
 			snprintf(reason, sizeof(reason), "arena limit (max_bytes) reached");
 		else
 			hr_copy_str(reason, sizeof(reason), class_reason(caps->nommap, ret));
-		return no_user_memory(entries, ring, p, orig, policy, ret, reason);
+		return no_user_memory(entries, ring, p, orig, policy, ret, reason, o);
 	}
 	if (ret) {
 		free(rec);
@@ -659,7 +735,7 @@ static int user_ring(unsigned entries, struct io_uring *ring, struct io_uring_pa
 		snprintf(reason, sizeof(reason), "%s (io_uring_setup: %s)",
 			 class_reason(caps->nommap, ret), strerror(-ret));
 		/* If the kernel-mapped ring fails too, it was not the memory. */
-		return no_user_memory(entries, ring, p, orig, policy, ret, reason);
+		return no_user_memory(entries, ring, p, orig, policy, ret, reason, o);
 	}
 	ret = hold_ring(ring, &rec->ref_fd);
 	if (ret) {
@@ -668,7 +744,7 @@ static int user_ring(unsigned entries, struct io_uring *ring, struct io_uring_pa
 		free(rec);
 		snprintf(reason, sizeof(reason), "no file descriptor left for hugering's own "
 			 "reference to the ring (%s)", strerror(-ret));
-		return no_user_memory(entries, ring, p, orig, policy, ret, reason);
+		return no_user_memory(entries, ring, p, orig, policy, ret, reason, o);
 	}
 	rec->key = ring->sq.sqes;
 	rec->user_mem = true;
@@ -888,6 +964,18 @@ int hugering_sqpoll_group(struct io_uring *rings, unsigned n, unsigned entries,
 
 	if (!rings || !n || !p) {
 		hr_set_error("sqpoll group: NULL rings/params or n = 0");
+		return -EINVAL;
+	}
+	/*
+	 * ATTACH_WQ names the first ring by a file descriptor (the kernel
+	 * fdget()s wq_fd; a registered ring index is not looked up there), and
+	 * a REGISTERED_FD_ONLY ring has none: refuse before any ring exists.
+	 */
+	if (n > 1 && (p->flags & IORING_SETUP_REGISTERED_FD_ONLY)) {
+		hr_set_error("sqpoll group: IORING_SETUP_REGISTERED_FD_ONLY leaves the first ring "
+			     "no file descriptor for IORING_SETUP_ATTACH_WQ's wq_fd (the kernel takes "
+			     "an fd, not a registered index): drop the flag, or register each ring "
+			     "with io_uring_register_ring_fd() after the group is made");
 		return -EINVAL;
 	}
 	for (unsigned i = 0; i < n; i++) {

@@ -327,3 +327,78 @@ Test(hardening, libhugetlbfs_default_size_ignored)
 	cr_expect_not_null(strstr(out5, want), "with HUGETLB_DEFAULT_PAGE_SIZE=1G and a 1 GiB "
 			   "mount the default is no longer %ld kB: %.600s", kb, out5);
 }
+
+/* ------------------------------------------------------------------ */
+/* Defect 13: REGISTERED_FD_ONLY has no kernel-mapped fallback           */
+/* ------------------------------------------------------------------ */
+
+/*
+ * The kernel requires NO_MMAP with REGISTERED_FD_ONLY, so with the pool
+ * empty the auto policy keeps the ring in user memory of base pages
+ * (NOMMAP_BASE) and says why; a ring of 4096/8192 entries spans many base
+ * pages (this kernel maps any pages: Linux 6.10+).
+ */
+Test(hardening, fd_only_empty_pool_base_pages)
+{
+	struct io_uring_params p = { .flags = IORING_SETUP_REGISTERED_FD_ONLY };
+	struct hugering_ring_info info;
+	struct hugering_kernel_caps caps;
+	struct io_uring ring;
+	struct th_hog hog;
+	int ret;
+
+	cr_assert_eq(hugering_probe_kernel(&caps), 0);
+	if (caps.nommap != HUGERING_NOMMAP_ANY)
+		cr_skip_test("base-page rings of many pages need Linux 6.10+ (NO_MMAP class %s)",
+			     hugering_nommap_name(caps.nommap));
+	th_need_pool(SZ_2M, 1);
+	th_exhaust(SZ_2M, &hog);
+	ret = hugering_queue_init_params(4096, &ring, &p);
+	cr_assert_eq(ret, 0, "REGISTERED_FD_ONLY, empty pool: %s: %s", strerror(-ret),
+		     hugering_last_error());
+	cr_assert_eq(ring.ring_fd, -1);
+	cr_assert_eq(hugering_ring_info(&ring, &info), 0);
+	cr_expect_eq(info.mode, HUGERING_MODE_NOMMAP_BASE, "mode %s",
+		     hugering_mode_name(info.mode));
+	cr_expect_eq(info.fallback_errno, ENOMEM);
+	cr_expect(strstr(info.fallback_reason, "REGISTERED_FD_ONLY"), "%s", info.fallback_reason);
+	th_nops(&ring, 8192);
+	hugering_queue_exit(&ring);
+	th_release(&hog);
+}
+
+/* The kernel policy cannot make such a ring: the kernel's -EINVAL, named. */
+Test(hardening, fd_only_kernel_policy_says_why)
+{
+	struct io_uring_params p = { .flags = IORING_SETUP_REGISTERED_FD_ONLY };
+	struct hugering_init_opts o = { .policy = HUGERING_POLICY_KERNEL };
+	struct io_uring ring;
+	int ret;
+
+	ret = hugering_queue_init_opts(64, &ring, &p, &o);
+	cr_assert_eq(ret, -EINVAL);
+	cr_expect(strstr(hugering_last_error(), "REGISTERED_FD_ONLY") &&
+		  strstr(hugering_last_error(), "NO_MMAP"), "%s", hugering_last_error());
+}
+
+/*
+ * ATTACH_WQ takes the first ring's fd (the kernel fdget()s wq_fd); a
+ * REGISTERED_FD_ONLY ring has none: refused up front, no ring left, and
+ * nothing attached to fd -1 (or to whatever fd 0xffffffff would be).
+ */
+Test(hardening, fd_only_sqpoll_group_refused)
+{
+	struct io_uring_params p = { .flags = IORING_SETUP_REGISTERED_FD_ONLY };
+	struct io_uring rings[2];
+	int fds = th_fd_count(), ret;
+
+	ret = hugering_sqpoll_group(rings, 2, 64, &p, NULL);
+	if (!ret) {
+		hugering_queue_exit(&rings[1]);
+		hugering_queue_exit(&rings[0]);
+	}
+	cr_assert_eq(ret, -EINVAL, "got %d", ret);
+	cr_expect(strstr(hugering_last_error(), "REGISTERED_FD_ONLY") &&
+		  strstr(hugering_last_error(), "wq_fd"), "%s", hugering_last_error());
+	cr_expect_eq(th_fd_count(), fds);
+}
