@@ -230,6 +230,28 @@ static void fill_kernel_info(const struct io_uring *ring, const struct io_uring_
 	info->numa_node = -1;
 }
 
+static bool memlock_explains(struct rlimit *rl);
+
+/* Why a kernel-mapped setup failed: the parameters, the memlock limit, or as is. */
+static void kernel_ring_error(int ret, int err, const char *reason)
+{
+	struct rlimit rl;
+
+	if (err && ret == -err)
+		/* The same failure without user memory: not the memory's. */
+		hr_set_error("io_uring_setup failed: %s (the same with and without user "
+			     "memory: the kernel refuses these parameters)", strerror(-ret));
+	else if (ret == -ENOMEM && memlock_explains(&rl))
+		hr_set_error("io_uring_setup failed: %s: RLIMIT_MEMLOCK (%llu bytes) is charged "
+			     "for ring memory (Linux 6.14+: per user, shared by all this user's "
+			     "rings): raise ulimit -l or grant CAP_IPC_LOCK%s%s", strerror(-ret),
+			     (unsigned long long)rl.rlim_cur,
+			     *reason ? "; user memory was not used: " : "", reason);
+	else
+		hr_set_error("io_uring_setup failed: %s%s%s", strerror(-ret),
+			     *reason ? "; user memory was not used: " : "", reason);
+}
+
 /*
  * A kernel-mapped ring from the caller's original parameters.  @err and
  * @reason say why user memory was not used (0/"" when by policy).
@@ -257,8 +279,7 @@ static int kernel_ring(unsigned entries, struct io_uring *ring, struct io_uring_
 	q.flags &= ~IORING_SETUP_NO_MMAP;
 	ret = io_uring_queue_init_params(entries, ring, &q);
 	if (ret) {
-		hr_set_error("io_uring_setup failed: %s%s%s", strerror(-ret),
-			     *reason ? "; user memory was not used: " : "", reason);
+		kernel_ring_error(ret, err, reason);
 		free(rec);
 		return ret;
 	}
@@ -789,6 +810,53 @@ static int iopoll_policy(struct io_uring_params *q, const struct hugering_init_o
 }
 
 /*
+ * Parameters every kernel with NO_MMAP (6.5+) rejects whatever the memory:
+ * refused here with the kernel's errno and a reason, before any memory is
+ * taken.  The kernel checks some of them only after it pinned the ring's
+ * memory, so a failed setup cost an arena slot (quarantined: its teardown
+ * may still write there) and a second, kernel-mapped setup, and was then
+ * told as a memory story.  Only rules that hold on every such kernel; the
+ * rest is the kernel's to judge (and kernel_ring_error's to tell).
+ */
+static void explain_sq_cpu(const struct io_uring_params *p);
+
+static int check_setup_params(const struct io_uring_params *p)
+{
+	unsigned f = p->flags;
+	long cpus;
+
+	for (size_t i = 0; i < sizeof(p->resv) / sizeof(p->resv[0]); i++) {
+		if (p->resv[i]) {
+			hr_set_error("io_uring_params.resv[%zu] is %u: must be zero", i, p->resv[i]);
+			return -EINVAL;
+		}
+	}
+	if ((f & IORING_SETUP_DEFER_TASKRUN) && !(f & IORING_SETUP_SINGLE_ISSUER)) {
+		hr_set_error("IORING_SETUP_DEFER_TASKRUN requires IORING_SETUP_SINGLE_ISSUER");
+		return -EINVAL;
+	}
+	if ((f & IORING_SETUP_DEFER_TASKRUN) && (f & IORING_SETUP_SQPOLL)) {
+		hr_set_error("IORING_SETUP_DEFER_TASKRUN cannot be combined with "
+			     "IORING_SETUP_SQPOLL");
+		return -EINVAL;
+	}
+	if ((f & IORING_SETUP_ATTACH_WQ) && fcntl((int)p->wq_fd, F_GETFD) < 0) {
+		hr_set_error("IORING_SETUP_ATTACH_WQ: wq_fd %d is not an open file descriptor",
+			     (int)p->wq_fd);
+		return -ENXIO;
+	}
+	cpus = sysconf(_SC_NPROCESSORS_CONF);
+	if ((f & IORING_SETUP_SQPOLL) && (f & IORING_SETUP_SQ_AFF) && cpus > 0 &&
+	    p->sq_thread_cpu >= (unsigned long)cpus) {
+		hr_set_error("sq_thread_cpu %u: this machine has CPUs 0-%ld", p->sq_thread_cpu,
+			     cpus - 1);
+		explain_sq_cpu(p);	/* and which of them the cpuset allows */
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/*
  * SQ_AFF with a CPU outside the process's cpuset is a bare -EINVAL from the
  * kernel: when setup failed so, say which CPU and which set.  Only after the
  * kernel refused: which set it checks has changed between versions, and a
@@ -843,6 +911,9 @@ int hugering_queue_init_opts(unsigned entries, struct io_uring *ring,
 	orig = *p;
 	/* Where the ring's memory lives is hugering's choice. */
 	orig.flags &= ~IORING_SETUP_NO_MMAP;
+	ret = check_setup_params(&orig);
+	if (ret)
+		return ret;
 	/*
 	 * liburing < 2.6 predates NO_SQARRAY: it fills its SQ index array at
 	 * sq_off.array, 0 then, i.e. over the ring header, in every mode.  The

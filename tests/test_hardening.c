@@ -402,3 +402,86 @@ Test(hardening, fd_only_sqpoll_group_refused)
 		  strstr(hugering_last_error(), "wq_fd"), "%s", hugering_last_error());
 	cr_expect_eq(th_fd_count(), fds);
 }
+
+/* ------------------------------------------------------------------ */
+/* Defect 10: parameters io_uring rejects are not a memory story          */
+/* ------------------------------------------------------------------ */
+
+struct bad_params {
+	const char *name;
+	struct io_uring_params p;
+	int err;		/* what the kernel (and liburing) return */
+	const char *says;	/* in the reason */
+};
+
+static void arena_now(struct hugering_arena_stats *st)
+{
+	cr_assert_eq(hugering_arena_stats(hugering_default_arena(), st), 0);
+}
+
+/*
+ * Refused before any memory is taken: the kernel's errno (liburing's for
+ * the same call), a reason naming the parameter, no memory story, and the
+ * default arena untouched (no slot quarantined, no ring made).
+ */
+Test(hardening, bad_params_refused_before_memory)
+{
+	struct bad_params cases[] = {
+		{ "SQPOLL+DEFER_TASKRUN", { .flags = IORING_SETUP_SQPOLL |
+			IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN }, -EINVAL,
+		  "SQPOLL" },
+		{ "DEFER_TASKRUN alone", { .flags = IORING_SETUP_DEFER_TASKRUN }, -EINVAL,
+		  "SINGLE_ISSUER" },
+		{ "ATTACH_WQ to a closed fd", { .flags = IORING_SETUP_ATTACH_WQ, .wq_fd = 1000000 },
+		  -ENXIO, "wq_fd" },
+		{ "SQ_AFF CPU 1000", { .flags = IORING_SETUP_SQPOLL | IORING_SETUP_SQ_AFF,
+			.sq_thread_cpu = 1000 }, -EINVAL, "sq_thread_cpu" },
+		{ "resv[1] = 1", { .resv = { 0, 1, 0 } }, -EINVAL, "resv" },
+	};
+	struct hugering_arena_stats before, after;
+
+	th_need_pool(SZ_2M, 1);
+	arena_now(&before);
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct io_uring_params p = cases[i].p, lp = cases[i].p;
+		struct io_uring ring;
+		int ret = hugering_queue_init_params(64, &ring, &p);
+		int lret = io_uring_queue_init_params(64, &ring, &lp);
+
+		if (!lret)
+			io_uring_queue_exit(&ring);
+		cr_expect_eq(lret, cases[i].err, "%s: liburing gives %d", cases[i].name, lret);
+		cr_expect_eq(ret, cases[i].err, "%s: %d, want %d (liburing's)", cases[i].name, ret,
+			     cases[i].err);
+		cr_expect(strstr(hugering_last_error(), cases[i].says), "%s: \"%s\"", cases[i].name,
+			  hugering_last_error());
+		cr_expect_null(strstr(hugering_last_error(), "memory"), "%s: a memory story: \"%s\"",
+			       cases[i].name, hugering_last_error());
+	}
+	arena_now(&after);
+	cr_expect_eq(after.bytes_waiting, before.bytes_waiting, "a slot was quarantined");
+	cr_expect_eq(after.rings_created, before.rings_created);
+	cr_expect_eq(after.pages_held, before.pages_held, "pages taken for a refused ring");
+}
+
+/*
+ * What is left to the kernel (TASKRUN_FLAG without COOP_TASKRUN or
+ * DEFER_TASKRUN): when the kernel-mapped retry fails the same way, the
+ * kernel's errno and its reason, not "user memory was not used".
+ */
+Test(hardening, kernel_refusal_told_as_such)
+{
+	struct io_uring_params p = { .flags = IORING_SETUP_TASKRUN_FLAG };
+	struct io_uring ring;
+	int ret;
+
+	th_need_pool(SZ_2M, 1);
+	ret = hugering_queue_init_params(64, &ring, &p);
+	if (!ret)
+		hugering_queue_exit(&ring);
+	cr_assert_eq(ret, -EINVAL);
+	cr_expect_null(strstr(hugering_last_error(), "user memory was not used"), "\"%s\"",
+		       hugering_last_error());
+	cr_expect(strstr(hugering_last_error(), "refuses these parameters"), "\"%s\"",
+		  hugering_last_error());
+}
