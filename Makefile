@@ -30,7 +30,7 @@ CFLAGS     ?= -O2 -g
 WARN       := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
               -Wmissing-prototypes -Wformat=2 -Wno-format-nonliteral
 ALL_CFLAGS := -std=gnu11 -D_GNU_SOURCE $(WARN) -fPIC -Iinclude $(CFLAGS)
-LIBS       := -luring -lhugetlbfs -lpthread
+LIBS       := -luring -lpthread
 ifeq ($(SANITIZE),thread)
 ALL_CFLAGS += -fsanitize=thread -fno-omit-frame-pointer
 LDFLAGS    += -fsanitize=thread
@@ -116,7 +116,8 @@ $(BUILD)/tools/hugering-diag: $(BUILD)/tools/hugering-diag.o $(BUILD)/tools/diag
 $(BUILD)/bench/%: $(BUILD)/bench/%.o $(STATIC)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
-$(BUILD)/bench/hugering-bench: $(BUILD)/bench/hugering-bench.o $(BUILD)/bench/report.o $(STATIC)
+$(BUILD)/bench/hugering-bench: $(BUILD)/bench/hugering-bench.o $(BUILD)/bench/report.o \
+                          $(BUILD)/bench/bigmap.o $(STATIC)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
 # Recycling cost per create+destroy cycle, ratios against the kernel peer.

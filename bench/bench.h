@@ -99,4 +99,26 @@ struct empty_row {
 	char error[200];	/* empty: none */
 };
 
+/*
+ * The big-map phase (--big-map, bigmap.c): creation in this process as it
+ * is, then with a 6 GiB heap of many VMAs mapped; median ms of each.
+ */
+struct bigmap_row {
+	char what[32];
+	double small_ms, big_ms;
+	double ratio;		/* big / small; < 0: not measured */
+};
+
+struct bigmap {
+	bool ran;
+	struct bigmap_row rows[2];	/* a 2 MiB region, a 32768/65536 ring */
+	size_t heap_bytes;
+	bool heap_low;		/* below the library's mappings, as intended */
+	long vmas_small, vmas_big;
+	int ring_mode;		/* enum hugering_mode of the rings */
+	char error[200];	/* empty: none */
+};
+
+void bench_bigmap(struct bigmap *b);
+
 #endif

@@ -70,7 +70,7 @@ struct options {
 	double nop_seconds;
 	int cpu;
 	unsigned flags;		/* DEFER or 0 */
-	bool json, csv, quick, no_compact, no_empty_pool;
+	bool json, csv, quick, no_compact, no_empty_pool, big_map;
 	const char *plot;
 };
 
@@ -1223,7 +1223,8 @@ static void usage(FILE *f)
 	fprintf(f,
 		"usage: hugering-bench [--quick] [--modes LIST|all] [--shapes LIST] [--iterations N]\n"
 		"                      [--seconds S] [--flags defer|plain] [--cpu N] [--no-compact]\n"
-		"                      [--no-empty-pool] [--json | --csv] [--plot FILE.png|FILE.svg]\n"
+		"                      [--no-empty-pool] [--big-map] [--json | --csv]\n"
+		"                      [--plot FILE.png|FILE.svg]\n"
 		"modes:  kernel liburing-nommap user-4k hugering hugering-1g floor (default),\n"
 		"        kernel-sqpoll hugering-sqpoll\n"
 		"shapes: small (64) medium (256/512) large (4096/65536) max (32768/65536)\n"
@@ -1305,6 +1306,7 @@ static int parse_args(int argc, char **argv, struct options *o)
 		{ "csv", no_argument, NULL, 'v' }, { "plot", required_argument, NULL, 'p' },
 		{ "no-compact", no_argument, NULL, 'n' }, { "help", no_argument, NULL, 'h' },
 		{ "no-empty-pool", no_argument, NULL, 'E' },
+		{ "big-map", no_argument, NULL, 'B' },
 		{ 0 }
 	};
 	const char *modes_arg = NULL, *bad = NULL;
@@ -1342,6 +1344,7 @@ static int parse_args(int argc, char **argv, struct options *o)
 		case 'j': o->json = true; break;
 		case 'n': o->no_compact = true; break;
 		case 'E': o->no_empty_pool = true; break;
+		case 'B': o->big_map = true; break;
 		case 'v': o->csv = true; break;
 		case 'p': o->plot = optarg; break;
 		case 'h': usage(stdout); exit(0);
@@ -1411,6 +1414,7 @@ int main(int argc, char **argv)
 	struct report rp;
 	struct cell *cells;
 	struct empty_row *empty;
+	struct bigmap big = { 0 };
 	int n, ne, ret = parse_args(argc, argv, &o);
 
 	if (ret)
@@ -1427,10 +1431,15 @@ int main(int argc, char **argv)
 	settle_pool();
 	run_all(&o, cells, n);
 	run_empty_pool(&o, empty, ne);
+	if (o.big_map) {
+		progress(1, 1, "big map: creation with a 6 GiB heap of many VMAs", "");
+		bench_bigmap(&big);
+		settle_pool();
+	}
 	rp = (struct report){ .mc = &mc, .cells = cells, .n = n, .modes = modes,
 			      .shapes = shapes, .flags = o.flags, .iterations = o.iterations,
 			      .nop_seconds = o.nop_seconds, .quick = o.quick,
-			      .empty = empty, .nempty = ne > 0 ? ne : 0 };
+			      .empty = empty, .nempty = ne > 0 ? ne : 0, .big = &big };
 	if (o.json)
 		report_json(stdout, &rp);
 	else if (o.csv)

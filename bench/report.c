@@ -192,12 +192,38 @@ static void table_empty(FILE *f, const struct report *r)
 	}
 }
 
+static void table_bigmap(FILE *f, const struct report *r)
+{
+	const struct bigmap *b = r->big;
+
+	if (!b || !b->ran)
+		return;
+	fprintf(f, "\nbig map: creation in this process (%ld VMAs), then with a %zu GiB heap of "
+		"many VMAs mapped %s (%ld VMAs);\nmedian ms of %s, ratio big / small "
+		"(goal: <= 1.50)\n", b->vmas_small, b->heap_bytes >> 30,
+		b->heap_low ? "below the library's memory" : "(not below: hint address taken)",
+		b->vmas_big, "31 creations");
+	fprintf(f, "%-18s %10s %10s %8s\n", "what", "small ms", "big ms", "ratio");
+	for (int i = 0; i < 2; i++) {
+		fprintf(f, "%-18s", b->rows[i].what);
+		num(f, 10, 3, b->rows[i].small_ms > 0 ? b->rows[i].small_ms : -1, "");
+		num(f, 10, 3, b->rows[i].big_ms > 0 ? b->rows[i].big_ms : -1, "");
+		num(f, 8, 2, b->rows[i].ratio, "");
+		fputc('\n', f);
+	}
+	if (b->ring_mode)
+		fprintf(f, "rings got mode %s\n", hugering_mode_name(b->ring_mode));
+	if (b->error[0])
+		fprintf(f, "FAILED: %s\n", b->error);
+}
+
 void report_table(FILE *f, const struct report *r)
 {
 	table_head(f, r);
 	table_create(f, r);
 	table_nops(f, r);
 	table_empty(f, r);
+	table_bigmap(f, r);
 }
 
 /* ------------------------------------------------------------------ */
@@ -315,6 +341,38 @@ static void json_empty(FILE *f, const struct report *r, const struct empty_row *
 	fputc('}', f);
 }
 
+/* "big_map" (only when the phase ran: --big-map). */
+static void json_bigmap(FILE *f, const struct bigmap *b)
+{
+	if (!b || !b->ran)
+		return;
+	fprintf(f, ",\n  \"big_map\": {\"heap_bytes\": %zu, \"heap_below_library\": %s, "
+		"\"vmas_small\": %ld, \"vmas_big\": %ld, \"ring_mode\": ", b->heap_bytes,
+		b->heap_low ? "true" : "false", b->vmas_small, b->vmas_big);
+	if (b->ring_mode)
+		json_str(f, hugering_mode_name(b->ring_mode));
+	else
+		fputs("null", f);
+	fprintf(f, ",\n    \"rows\": [");
+	for (int i = 0; i < 2; i++) {
+		fprintf(f, "%s{\"what\": ", i ? ", " : "");
+		json_str(f, b->rows[i].what);
+		fprintf(f, ", \"small_ms\": ");
+		json_num(f, b->rows[i].small_ms > 0 ? b->rows[i].small_ms : -1, 4, "null");
+		fprintf(f, ", \"big_ms\": ");
+		json_num(f, b->rows[i].big_ms > 0 ? b->rows[i].big_ms : -1, 4, "null");
+		fprintf(f, ", \"ratio\": ");
+		json_num(f, b->rows[i].ratio, 3, "null");
+		fputc('}', f);
+	}
+	fprintf(f, "],\n    \"error\": ");
+	if (b->error[0])
+		json_str(f, b->error);
+	else
+		fputs("null", f);
+	fputc('}', f);
+}
+
 void report_json(FILE *f, const struct report *r)
 {
 	fprintf(f, "{\n  \"machine\": {\"kernel\": ");
@@ -332,7 +390,9 @@ void report_json(FILE *f, const struct report *r)
 		json_empty(f, r, &r->empty[i]);
 		fputs(i + 1 < r->nempty ? ",\n" : "\n", f);
 	}
-	fprintf(f, "  ]\n}\n");
+	fprintf(f, "  ]");
+	json_bigmap(f, r->big);
+	fprintf(f, "\n}\n");
 }
 
 /* A CSV field: quoted when it holds a comma or a quote. */

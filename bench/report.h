@@ -27,6 +27,7 @@ struct report {
 	bool quick;
 	const struct empty_row *empty;	/* the empty-pool phase; NULL: not run */
 	int nempty;
+	const struct bigmap *big;	/* the big-map phase; ->ran false: not run */
 };
 
 void report_table(FILE *f, const struct report *r);

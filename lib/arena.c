@@ -104,8 +104,12 @@ static int check_arena_opts(const struct hugering_arena_opts *o, int *node)
 			return -EINVAL;
 	if (o->flags & ~HUGERING_ARENA_FLAGS_ALL || o->wait_ms < -1)
 		return -EINVAL;
-	if (o->page_size && !hr_page_size_supported(o->page_size))
-		return -EINVAL;
+	if (o->page_size) {
+		int ret = hr_page_size_check(o->page_size);
+
+		if (ret)
+			return ret;
+	}
 	return hr_opts_node(o->numa_node, o->flags & HUGERING_ARENA_NUMA_NODE, node);
 }
 
@@ -118,15 +122,25 @@ static int arena_create(const struct hugering_arena_opts *o, struct hugering_are
 		return -EINVAL;
 	*out = NULL;
 	ret = check_arena_opts(o, &node);
-	if (ret)
+	if (ret) {
+		if (ret == -EINVAL)
+			hr_set_error("bad hugering_arena_opts (page size, NUMA node, flags, "
+				     "wait_ms or reserved fields)");
+		else
+			hr_set_error("arena options: cannot read the kernel's hugepage sizes "
+				     "or NUMA nodes: %s", strerror(-ret));
 		return ret;
+	}
 	a = calloc(1, sizeof(*a));
 	if (!a)
 		return -ENOMEM;
-	a->ps = o->page_size ? o->page_size : hr_default_page_size_at("");
-	if (!a->ps) {
+	a->ps = o->page_size;
+	ret = a->ps ? 0 : hr_default_page_size_get("", &a->ps);
+	if (ret) {
+		hr_set_error("arena: no default hugepage size: %s",
+			     ret == -ENOSYS ? "no hugetlb in this kernel" : strerror(-ret));
 		free(a);
-		return -ENOSYS;	/* no hugetlb in this kernel */
+		return ret;
 	}
 	a->node = node;
 	a->max_bytes = o->max_bytes;
@@ -136,11 +150,14 @@ static int arena_create(const struct hugering_arena_opts *o, struct hugering_are
 	a->fd = hr_memfd_for(a->ps, "hugering-arena");
 	if (a->fd < 0) {
 		ret = a->fd;
+		hr_set_error("arena: memfd_create of %zu kB pages: %s", a->ps >> 10,
+			     strerror(-ret));
 		free(a);
 		return ret;
 	}
 	if (ftruncate(a->fd, (off_t)ARENA_FILE_SIZE)) {
 		ret = -errno;
+		hr_set_error("arena: ftruncate of its memfd: %s", strerror(-ret));
 		close(a->fd);
 		free(a);
 		return ret;

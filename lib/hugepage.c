@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Hugepage discovery: which sizes the kernel offers (via libhugetlbfs), the
+ * Hugepage discovery: which sizes the kernel offers (sysfs), the
  * pool counters per size and per NUMA node (sysfs), hugetlbfs mounts.
  *
  * Every reader takes a root: "" for the live system, or the tree named by
@@ -11,7 +11,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <stddef.h>
-#include <hugetlbfs.h>
 #include <limits.h>
 #include <mntent.h>
 #include <stdio.h>
@@ -47,29 +46,24 @@ static size_t dir_kb(const char *name)
 	return (size_t)kb;
 }
 
-/* libhugetlbfs knows only the live system; another root is read directly. */
+/*
+ * The sizes the kernel offers, from sysfs, for the live system as for
+ * another root.  Not through libhugetlbfs: its HUGETLB_* environment
+ * (HUGETLB_DEFAULT_PAGE_SIZE, HUGETLB_VERBOSE, ...) would change our answers
+ * and print to stderr, and a library must do neither.  -ENOSYS without
+ * hugetlb in the kernel; the real errno (EMFILE, ENOMEM, ...) otherwise.
+ */
 static int raw_sizes(const char *root, size_t *all)
 {
-	long raw[HUGERING_MAX_PAGE_SIZES];
-	int n, kept = 0;
-
-	if (!*root) {
-		n = gethugepagesizes(raw, HUGERING_MAX_PAGE_SIZES);
-		if (n < 0)
-			return -ENOSYS;	/* no hugetlb support in this kernel */
-		for (int i = 0; i < n; i++)
-			if (raw[i] > 0)
-				all[kept++] = (size_t)raw[i];
-		return kept;
-	}
 	char path[512];
 	DIR *d;
 	struct dirent *e;
+	int kept = 0;
 
 	hr_path(root, "/sys/kernel/mm/hugepages", path, sizeof(path));
 	d = opendir(path);
 	if (!d)
-		return -ENOSYS;
+		return errno == ENOENT || errno == ENOTDIR ? -ENOSYS : -errno;
 	while ((e = readdir(d)) && kept < HUGERING_MAX_PAGE_SIZES) {
 		size_t kb = dir_kb(e->d_name);
 
@@ -102,26 +96,29 @@ int hugering_page_sizes(size_t *sizes, int max)
 	return HR_PUBLIC(hr_page_sizes_at(hr_sysroot(), sizes, max));
 }
 
-size_t hr_default_page_size_at(const char *root)
+int hr_default_page_size_get(const char *root, size_t *ps)
 {
 	char path[512], buf[8192], *s;
 	size_t kb;
+	int ret;
 
-	if (!*root) {
-		long sz = gethugepagesize();
-
-		/*
-		 * libhugetlbfs reads this once, at load: a program that mounts
-		 * /proc itself (an init) gets -1, so ask /proc/meminfo now.
-		 */
-		if (sz > 0)
-			return (size_t)sz;
-	}
+	/* The kernel's default, never HUGETLB_DEFAULT_PAGE_SIZE's (see raw_sizes). */
 	hr_path(root, "/proc/meminfo", path, sizeof(path));
-	if (hr_read_text(path, buf, sizeof(buf)) < 0)
-		return 0;
+	ret = hr_read_text(path, buf, sizeof(buf));
+	if (ret < 0)
+		return ret;
 	s = strstr(buf, "Hugepagesize:");
-	return s && sscanf(s, "Hugepagesize: %zu kB", &kb) == 1 ? kb * 1024 : 0;
+	if (!s || sscanf(s, "Hugepagesize: %zu kB", &kb) != 1 || !kb || kb > SIZE_MAX / 1024)
+		return -ENOSYS;	/* no hugetlb in this kernel */
+	*ps = kb * 1024;
+	return 0;
+}
+
+size_t hr_default_page_size_at(const char *root)
+{
+	size_t ps = 0;
+
+	return hr_default_page_size_get(root, &ps) ? 0 : ps;
 }
 
 size_t hugering_default_page_size(void)
@@ -130,26 +127,46 @@ size_t hugering_default_page_size(void)
 	return hr_default_page_size_at(hr_sysroot());
 }
 
-bool hr_page_size_supported(size_t page_size)
+/*
+ * 0 if the kernel offers @page_size, -EINVAL if it does not, the errno if
+ * the sizes cannot be read (EMFILE with every descriptor taken is not a
+ * bad option).
+ */
+int hr_page_size_check(size_t page_size)
 {
 	size_t sizes[HUGERING_MAX_PAGE_SIZES];
 	int n = hr_page_sizes_at("", sizes, HUGERING_MAX_PAGE_SIZES);
 
+	if (n < 0)
+		return n == -ENOSYS ? -EINVAL : n;
 	for (int i = 0; i < n; i++)
 		if (sizes[i] == page_size)
-			return true;
-	return false;
+			return 0;
+	return -EINVAL;
 }
 
-bool hr_numa_node_online(int node)
+bool hr_page_size_supported(size_t page_size)
+{
+	return hr_page_size_check(page_size) == 0;
+}
+
+/* As hr_page_size_check, for a NUMA node. */
+static int numa_node_check(int node)
 {
 	int nodes[1024];
 	int n = hr_numa_nodes_at("", nodes, 1024);
 
+	if (n < 0)
+		return n;
 	for (int i = 0; i < n; i++)
 		if (nodes[i] == node)
-			return true;
-	return false;
+			return 0;
+	return -EINVAL;
+}
+
+bool hr_numa_node_online(int node)
+{
+	return numa_node_check(node) == 0;
 }
 
 /*
@@ -165,7 +182,7 @@ int hr_opts_node(int numa_node, bool flagged, int *node)
 		return numa_node == 0 || numa_node == -1 ? 0 : -EINVAL;
 	}
 	*node = numa_node;
-	return numa_node >= 0 && hr_numa_node_online(numa_node) ? 0 : -EINVAL;
+	return numa_node >= 0 ? numa_node_check(numa_node) : -EINVAL;
 }
 
 /* One list number: a node id, 0..INT_MAX, digits only. */

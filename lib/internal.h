@@ -45,11 +45,15 @@ long hr_now_ms(void);
 /* hugepage.c: @root "" is the live system */
 int hr_page_sizes_at(const char *root, size_t *sizes, int max);
 size_t hr_default_page_size_at(const char *root);
+/* The default hugepage size: 0, -ENOSYS (no hugetlb), or -errno if unreadable. */
+int hr_default_page_size_get(const char *root, size_t *ps);
 int hr_numa_nodes_at(const char *root, int *nodes, int max);
 int hr_pool_get_at(const char *root, size_t page_size, int numa_node,
 		   struct hugering_pool *out);
 int hr_mounts_at(const char *root, struct hugering_mount *out, int max);
 bool hr_page_size_supported(size_t page_size);
+/* 0, -EINVAL (not offered), or -errno when the sizes cannot be read. */
+int hr_page_size_check(size_t page_size);
 int hr_pool_usable(size_t page_size, int numa_node, long *usable);
 bool hr_numa_node_online(int node);
 /* An options struct's numa_node and NUMA_NODE flag -> @node (-1 = any). */
@@ -70,7 +74,6 @@ bool hr_explain_no_hugepages(size_t ps, int node, size_t bytes, char *buf, size_
 /* pagemap.c */
 int hr_pagemap_open(void);
 int hr_pfn_visible(void);
-int hr_mem_verify(const void *addr, size_t len, struct hugering_verify *out);
 /* Read @n entries for the 4 KiB pages starting at @addr in one pread. */
 int hr_pagemap_read(int fd, uintptr_t addr, size_t n, uint64_t *out);
 /* Node of each of @n addresses (move_pages); -errno per entry if unknown. */
@@ -80,6 +83,11 @@ int hr_numa_nodes_of(void *const *addrs, size_t n, int *nodes);
  * that VMA ends; 0 if @addr is not mapped.
  */
 size_t hr_vma_page_size(uintptr_t addr, int *backing, uintptr_t *vma_end);
+/*
+ * hugering_mem_verify() of memory the library mapped itself from a hugetlb
+ * memfd of page size @known (0: unknown, the kernel is asked per VMA).
+ */
+int hr_mem_verify(const void *addr, size_t len, size_t known, struct hugering_verify *out);
 
 /* region.c */
 int hr_memfd_for(size_t page_size, const char *name);

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -67,11 +68,105 @@ int hr_numa_nodes_of(void *const *addrs, size_t n, int *nodes)
 }
 
 /*
- * Page size of the VMA containing @addr, from /proc/self/smaps.  For a
- * non-hugetlb VMA, @backing says whether THP covers all of it (THP), part
- * of it (MIXED) or none (BASE).
+ * The kernel's ABI for PROCMAP_QUERY (Linux 6.11) and PAGEMAP_SCAN (6.7),
+ * under our own names so that older headers build; _IOWR encodes the size,
+ * so the numbers match the kernel's only if the layouts do.
  */
-size_t hr_vma_page_size(uintptr_t addr, int *backing, uintptr_t *vma_end)
+struct hr_procmap_query {
+	uint64_t size, query_flags, query_addr;
+	uint64_t vma_start, vma_end, vma_flags, vma_page_size, vma_offset, inode;
+	uint32_t dev_major, dev_minor, vma_name_size, build_id_size;
+	uint64_t vma_name_addr, build_id_addr;
+};
+#define HR_PROCMAP_QUERY _IOWR('f', 17, struct hr_procmap_query)
+
+struct hr_page_region {
+	uint64_t start, end, categories;
+};
+struct hr_pm_scan_arg {
+	uint64_t size, flags, start, end, walk_end, vec, vec_len, max_pages;
+	uint64_t category_inverted, category_mask, category_anyof_mask, return_mask;
+};
+#define HR_PAGEMAP_SCAN _IOWR('f', 16, struct hr_pm_scan_arg)
+#define HR_PAGE_IS_PRESENT (1 << 3)
+#define HR_PAGE_IS_HUGE (1 << 6)
+
+/*
+ * Backing of a base-page VMA from its present pages: all, some or none
+ * mapped huge (THP), as smaps's Rss against AnonHugePages would say.  One
+ * PAGEMAP_SCAN walk of this VMA's page tables; -errno where the kernel has
+ * no PAGEMAP_SCAN.
+ */
+static int scan_thp(uintptr_t lo, uintptr_t hi, int *backing)
+{
+	struct hr_page_region vec[64];
+	struct hr_pm_scan_arg a = {
+		.size = sizeof(a), .start = lo, .end = hi,
+		.vec = (uintptr_t)vec, .vec_len = 64,
+		.category_mask = HR_PAGE_IS_PRESENT,
+		.return_mask = HR_PAGE_IS_PRESENT | HR_PAGE_IS_HUGE,
+	};
+	uint64_t present = 0, huge = 0;
+	int fd = hr_pagemap_open();
+
+	if (fd < 0)
+		return fd;
+	while (a.start < a.end) {
+		long n = ioctl(fd, HR_PAGEMAP_SCAN, &a);
+
+		if (n < 0) {
+			int err = -errno;
+
+			close(fd);
+			return err;
+		}
+		for (long i = 0; i < n; i++) {
+			present += vec[i].end - vec[i].start;
+			if (vec[i].categories & HR_PAGE_IS_HUGE)
+				huge += vec[i].end - vec[i].start;
+		}
+		if (a.walk_end <= a.start)
+			break;
+		a.start = a.walk_end;
+	}
+	close(fd);
+	*backing = !huge ? HUGERING_BACKING_BASE :
+		   huge >= present ? HUGERING_BACKING_THP : HUGERING_BACKING_MIXED;
+	return 0;
+}
+
+/*
+ * The VMA holding @addr through PROCMAP_QUERY: only that VMA is looked up,
+ * whatever the size of the process's map.  -ENOTTY (or -EINVAL) before
+ * Linux 6.11, -ENOENT if @addr is not mapped.
+ */
+static int query_vma(uintptr_t addr, uintptr_t *lo, uintptr_t *hi, size_t *ps)
+{
+	struct hr_procmap_query q = {
+		.size = sizeof(q), .query_addr = addr,
+	};
+	int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC), ret = 0;
+
+	if (fd < 0)
+		return -errno;
+	if (ioctl(fd, HR_PROCMAP_QUERY, &q))
+		ret = -errno;
+	close(fd);
+	if (ret)
+		return ret;
+	*lo = q.vma_start;
+	*hi = q.vma_end;
+	*ps = q.vma_page_size;
+	return 0;
+}
+
+/*
+ * The fallback for kernels without PROCMAP_QUERY: /proc/self/smaps up to
+ * the VMA holding @addr, not a line further.  For a non-hugetlb VMA,
+ * @backing says whether THP covers all of it (THP), part of it (MIXED) or
+ * none (BASE).
+ */
+static size_t smaps_page_size(uintptr_t addr, int *backing, uintptr_t *vma_end)
 {
 	FILE *f = fopen("/proc/self/smaps", "re");
 	char line[512];
@@ -79,7 +174,6 @@ size_t hr_vma_page_size(uintptr_t addr, int *backing, uintptr_t *vma_end)
 	size_t kps = 0;
 	unsigned long rss = 0, thp = 0;
 
-	*backing = HUGERING_BACKING_UNKNOWN;
 	if (!f)
 		return 0;
 	while (fgets(line, sizeof(line), f)) {
@@ -87,8 +181,8 @@ size_t hr_vma_page_size(uintptr_t addr, int *backing, uintptr_t *vma_end)
 
 		/* Field names never parse as "hex-hex": only VMA headers do. */
 		if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2) {
-			if (in)
-				break;
+			if (in || lo > addr)
+				break;	/* sorted by address: @addr is behind us */
 			in = addr >= lo && addr < hi;
 			if (in && vma_end)
 				*vma_end = hi;
@@ -117,6 +211,32 @@ size_t hr_vma_page_size(uintptr_t addr, int *backing, uintptr_t *vma_end)
 	else
 		*backing = HUGERING_BACKING_BASE;
 	return kps;
+}
+
+/*
+ * Page size of the VMA containing @addr.  Creation cost must not grow with
+ * the host process's map (a database's can hold tens of thousands of VMAs;
+ * reading all of smaps took 57 ms there), so the VMA is asked for by
+ * address, and smaps is read, up to that VMA only, where the kernel cannot
+ * answer.
+ */
+size_t hr_vma_page_size(uintptr_t addr, int *backing, uintptr_t *vma_end)
+{
+	uintptr_t lo = 0, hi = 0;
+	size_t ps = 0;
+	int ret;
+
+	*backing = HUGERING_BACKING_UNKNOWN;
+	ret = query_vma(addr, &lo, &hi, &ps);
+	if (ret == -ENOENT || (!ret && !ps))
+		return 0;
+	if (ret || (ps <= HR_BASE_PAGE && scan_thp(lo, hi, backing) < 0))
+		return smaps_page_size(addr, backing, vma_end);
+	if (ps > HR_BASE_PAGE)
+		*backing = HUGERING_BACKING_HUGETLB;
+	if (vma_end)
+		*vma_end = hi;
+	return ps;
 }
 
 static size_t thp_pmd_size(void)
@@ -270,12 +390,16 @@ static size_t range_page_size(uintptr_t start, size_t len, int *backing)
 	return min_ps;
 }
 
-int hr_mem_verify(const void *addr, size_t len, struct hugering_verify *out)
+/*
+ * hugering_mem_verify() for memory whose hugetlb page size @known the caller
+ * mapped itself (0: unknown, ask the kernel for each VMA).
+ */
+int hr_mem_verify(const void *addr, size_t len, size_t known, struct hugering_verify *out)
 {
 	uintptr_t a = (uintptr_t)addr, start, end;
 	struct walk w = { 0 };
-	int ret, backing;
-	size_t ps, n;
+	int ret, backing = HUGERING_BACKING_HUGETLB;
+	size_t ps = known, n;
 
 	if (!addr || !out || !len || a + len < a)
 		return -EINVAL;
@@ -285,7 +409,8 @@ int hr_mem_verify(const void *addr, size_t len, struct hugering_verify *out)
 	end = HR_ALIGN_UP(a + len, HR_BASE_PAGE);
 	n = (end - start) / HR_BASE_PAGE;
 
-	ps = range_page_size(start, end - start, &backing);
+	if (!ps)
+		ps = range_page_size(start, end - start, &backing);
 	if (!ps)
 		return -EFAULT;
 	ret = walk_range(start, n, &w);
@@ -321,6 +446,7 @@ int hr_mem_verify(const void *addr, size_t len, struct hugering_verify *out)
 	}
 	return 0;
 }
+
 
 const char *hugering_contig_name(int c)
 {
@@ -363,5 +489,5 @@ int hugering_addr_info(const void *addr, struct hugering_addr_info *out)
 
 int hugering_mem_verify(const void *addr, size_t len, struct hugering_verify *out)
 {
-	return HR_PUBLIC(hr_mem_verify(addr, len, out));
+	return HR_PUBLIC(hr_mem_verify(addr, len, 0, out));
 }

@@ -21,8 +21,33 @@
 
 #include "internal.h"
 
+/*
+ * The verdict, kept once it is sound.  A probe that ran out of file
+ * descriptors (or was interrupted) says nothing about the kernel: kept, it
+ * would brand the kernel "no io_uring" or "no NO_MMAP" for the process's
+ * life, so it is handed out for this call only and tried again next time.
+ */
 static struct hugering_kernel_caps caps;
-static pthread_once_t caps_once = PTHREAD_ONCE_INIT;
+static bool caps_done;
+static pthread_mutex_t caps_lock = PTHREAD_MUTEX_INITIALIZER;
+static __thread struct hugering_kernel_caps caps_transient;
+
+/* A failure of the process's resources, not an answer of the kernel's. */
+static bool transient(int err)
+{
+	return err == -EMFILE || err == -ENFILE || err == -EAGAIN || err == -EINTR;
+}
+
+struct probe_run {
+	struct hugering_kernel_caps *c;
+	int transient;		/* 0, or the -errno that spoiled the probe */
+};
+
+static void note(struct probe_run *r, int err)
+{
+	if (transient(err) && !r->transient)
+		r->transient = err;
+}
 
 /* A setup that succeeds is closed at once: only the verdict matters. */
 static int try_setup(unsigned entries, struct io_uring_params *p)
@@ -102,17 +127,19 @@ static int try_nommap(unsigned ring_pages, unsigned cq)
 	return ret;
 }
 
-static int probe_nommap(void)
+static int probe_nommap(struct probe_run *r)
 {
 	/* cq = 2: H + 32 + 4 bytes, one page on every kernel. */
 	int ret = try_nommap(1, 2);
 
+	note(r, ret);
 	if (ret == -EINVAL)
 		return HUGERING_NOMMAP_UNSUPPORTED;
 	if (ret)
 		return HUGERING_NOMMAP_UNSUPPORTED;
 	/* cq = 512: 8 KiB + header, three pages: frames A, A, B. */
 	ret = try_nommap(3, 512);
+	note(r, ret);
 	if (!ret)
 		return HUGERING_NOMMAP_ANY;
 	if (ret == -EFAULT)
@@ -120,7 +147,7 @@ static int probe_nommap(void)
 	return HUGERING_NOMMAP_CONTIG;
 }
 
-static int probe_resize(void)
+static int probe_resize(struct probe_run *r)
 {
 	struct io_uring_params p;
 	int fd, ret;
@@ -128,6 +155,7 @@ static int probe_resize(void)
 	memset(&p, 0, sizeof(p));
 	p.flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN;
 	fd = hr_sys_io_uring_setup(1, &p);
+	note(r, fd);
 	if (fd < 0)
 		return 0;
 	memset(&p, 0, sizeof(p));
@@ -139,50 +167,80 @@ static int probe_resize(void)
 	return ret == 0;
 }
 
-static void probe_all_here(void *unused)
+static void probe_all_here(void *arg)
 {
+	struct probe_run *r = arg;
+	struct hugering_kernel_caps *c = r->c;
 	struct io_uring_params p;
 	struct utsname u;
-	int fd;
+	int fd, ret;
 
-	(void)unused;
-
-	memset(&caps, 0, sizeof(caps));
+	memset(c, 0, sizeof(*c));
 	if (!uname(&u))
-		hr_copy_str(caps.release, sizeof(caps.release), u.release);
-	caps.pfn_visible = hr_pfn_visible() > 0;
+		hr_copy_str(c->release, sizeof(c->release), u.release);
+	ret = hr_pfn_visible();
+	note(r, ret);
+	c->pfn_visible = ret > 0;
 	memset(&p, 0, sizeof(p));
 	fd = hr_sys_io_uring_setup(1, &p);
 	if (fd < 0) {
 		/* -EPERM: kernel.io_uring_disabled; -ENOSYS: not built in. */
-		caps.io_uring = fd;
-		caps.nommap = HUGERING_NOMMAP_UNSUPPORTED;
+		note(r, fd);
+		c->io_uring = fd;
+		c->nommap = HUGERING_NOMMAP_UNSUPPORTED;
 		return;
 	}
 	close(fd);
-	caps.features = p.features;
-	caps.ring_header = hr_ring_header();
+	c->features = p.features;
+	c->ring_header = hr_ring_header();
 	memset(&p, 0, sizeof(p));
 	p.flags = IORING_SETUP_NO_SQARRAY;
-	caps.no_sqarray = try_setup(1, &p) == 0;
-	caps.nommap = probe_nommap();
-	caps.resize = probe_resize();
+	ret = try_setup(1, &p);
+	note(r, ret);
+	c->no_sqarray = ret == 0;
+	c->nommap = probe_nommap(r);
+	c->resize = probe_resize(r);
+	/* Spoiled: io_uring < 0 says why, so no caller builds on the rest. */
+	if (r->transient)
+		c->io_uring = r->transient;
 }
 
 /*
  * Every scratch ring is closed on a helper thread: closing a ring leaves
- * teardown work on the threads that used it (hr_run_on_helper).
+ * teardown work on the threads that used it (hr_run_on_helper).  A sound
+ * verdict is kept for the process; a spoiled one (see caps_transient) only
+ * for this thread's call.
  */
-static void probe_all(void)
+const struct hugering_kernel_caps *hr_caps(void)
 {
-	hr_run_on_helper(probe_all_here, NULL);
+	struct probe_run r = { &caps_transient, 0 };
+
+	if (__atomic_load_n(&caps_done, __ATOMIC_ACQUIRE))
+		return &caps;
+	pthread_mutex_lock(&caps_lock);
+	if (!caps_done) {
+		hr_run_on_helper(probe_all_here, &r);
+		if (!r.transient) {
+			caps = caps_transient;
+			__atomic_store_n(&caps_done, true, __ATOMIC_RELEASE);
+		}
+	}
+	pthread_mutex_unlock(&caps_lock);
+	return caps_done ? &caps : &caps_transient;
 }
 
 static int probe_kernel(struct hugering_kernel_caps *out)
 {
+	const struct hugering_kernel_caps *c;
+
 	if (!out)
 		return -EINVAL;
-	*out = *hr_caps();
+	c = hr_caps();
+	*out = *c;
+	if (transient(c->io_uring)) {
+		hr_set_error("cannot probe the kernel's io_uring: %s", strerror(-c->io_uring));
+		return c->io_uring;
+	}
 	return 0;
 }
 
@@ -191,11 +249,6 @@ int hugering_probe_kernel(struct hugering_kernel_caps *out)
 	return HR_PUBLIC(probe_kernel(out));
 }
 
-const struct hugering_kernel_caps *hr_caps(void)
-{
-	pthread_once(&caps_once, probe_all);
-	return &caps;
-}
 
 const char *hugering_nommap_name(int nommap)
 {

@@ -468,6 +468,7 @@ static void explain_failure(const struct hugering_region_opts *o, int err)
 static int check_opts(const struct hugering_region_opts *o)
 {
 	long phys = sysconf(_SC_PHYS_PAGES);
+	int node;
 
 	if (!o->size || o->flags & ~HUGERING_REGION_FLAGS_ALL)
 		return -EINVAL;
@@ -477,17 +478,19 @@ static int check_opts(const struct hugering_region_opts *o)
 	/* Larger than all of RAM cannot be meant. */
 	if (phys > 0 && o->size / HR_BASE_PAGE > (size_t)phys)
 		return -EINVAL;
-	if (o->page_size && o->page_size != HR_BASE_PAGE &&
-	    !hr_page_size_supported(o->page_size))
-		return -EINVAL;
+	if (o->page_size && o->page_size != HR_BASE_PAGE) {
+		int ret = hr_page_size_check(o->page_size);
+
+		if (ret)
+			return ret;	/* -EMFILE etc. are not bad options */
+	}
 	/* Base pages cannot promise contiguity beyond one page. */
 	if (o->page_size == HR_BASE_PAGE && (o->flags & HUGERING_REGION_CONTIG) &&
 	    o->size > HR_BASE_PAGE && !(o->flags & HUGERING_REGION_FALLBACK))
 		return -EINVAL;
-	if (o->numa_node < -1 || o->numa_node > MAX_NUMA_NODE ||
-	    (o->numa_node >= 0 && !hr_numa_node_online(o->numa_node)))
+	if (o->numa_node < -1 || o->numa_node > MAX_NUMA_NODE)
 		return -EINVAL;
-	return 0;
+	return o->numa_node >= 0 ? hr_opts_node(o->numa_node, true, &node) : 0;
 }
 
 /*
@@ -518,7 +521,9 @@ static int settle(struct hugering_region *r, const struct hugering_region_opts *
 	if ((o->flags & HUGERING_REGION_DONTFORK) &&
 	    madvise(r->addr, r->size, MADV_DONTFORK))
 		return -errno;
-	ret = hr_mem_verify(r->addr, r->size, &v);
+	/* A hugetlb memfd's backing is known: no need to look the VMA up. */
+	ret = hr_mem_verify(r->addr, r->size,
+			    r->page_size > HR_BASE_PAGE ? r->page_size : 0, &v);
 	if (ret)
 		return ret;
 	r->backing = v.backing;
@@ -594,11 +599,19 @@ static int region_alloc(const struct hugering_region_opts *o, struct hugering_re
 	*out = NULL;
 	ro = *o;
 	ro.flags &= ~HUGERING_REGION_NUMA_NODE;
-	if (hr_opts_node(o->numa_node, o->flags & HUGERING_REGION_NUMA_NODE, &ro.numa_node) ||
-	    check_opts(&ro)) {
+	ret = hr_opts_node(o->numa_node, o->flags & HUGERING_REGION_NUMA_NODE, &ro.numa_node);
+	if (!ret)
+		ret = check_opts(&ro);
+	if (ret == -EINVAL) {
 		hr_set_error("bad hugering_region_opts (size, page size, NUMA node, flags or "
 			     "reserved fields)");
-		return -EINVAL;
+		return ret;
+	}
+	if (ret) {
+		/* The options could not be checked: say why, not "bad options". */
+		hr_set_error("region options: cannot read the kernel's hugepage sizes or "
+			     "NUMA nodes: %s", strerror(-ret));
+		return ret;
 	}
 	ret = hr_region_alloc(&ro, out);
 	/* Explained after the failed attempt let go of its pages. */

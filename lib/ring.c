@@ -121,6 +121,19 @@ static void registry_note_iopoll(const void *key, const char *why)
 	pthread_mutex_unlock(&registry_lock);
 }
 
+static void registry_note_fallback(const void *key, int err, const char *why)
+{
+	pthread_mutex_lock(&registry_lock);
+	for (struct ring_rec *r = *bucket(key); r; r = r->next) {
+		if (r->key == key) {
+			r->info.fallback_errno = err;
+			hr_copy_str(r->info.fallback_reason, sizeof(r->info.fallback_reason), why);
+			break;
+		}
+	}
+	pthread_mutex_unlock(&registry_lock);
+}
+
 static int registry_info(const void *key, struct hugering_ring_info *out)
 {
 	int ret = -ENOENT;
@@ -169,6 +182,8 @@ static int resolve_policy(const struct hugering_init_opts *o, int *policy)
 
 static int check_init_opts(const struct hugering_init_opts *o, struct hugering_init_opts *norm)
 {
+	int ret;
+
 	if (!o)
 		return 0;
 	*norm = *o;
@@ -179,10 +194,16 @@ static int check_init_opts(const struct hugering_init_opts *o, struct hugering_i
 	for (size_t i = 0; i < sizeof(o->resv) / sizeof(o->resv[0]); i++)
 		if (o->resv[i])
 			goto bad;
-	if (o->page_size && o->page_size != HR_BASE_PAGE &&
-	    !hr_page_size_supported(o->page_size))
-		goto bad;
-	if (hr_opts_node(o->numa_node, o->flags & HUGERING_INIT_NUMA_NODE, &norm->numa_node))
+	ret = o->page_size && o->page_size != HR_BASE_PAGE ? hr_page_size_check(o->page_size) : 0;
+	if (!ret)
+		ret = hr_opts_node(o->numa_node, o->flags & HUGERING_INIT_NUMA_NODE,
+				   &norm->numa_node);
+	if (ret && ret != -EINVAL) {
+		hr_set_error("ring options: cannot read the kernel's hugepage sizes or NUMA "
+			     "nodes: %s", strerror(-ret));
+		return ret;
+	}
+	if (ret)
 		goto bad;
 	return 0;
 bad:
@@ -209,6 +230,28 @@ static void fill_kernel_info(const struct io_uring *ring, const struct io_uring_
 	info->numa_node = -1;
 }
 
+static bool memlock_explains(struct rlimit *rl);
+
+/* Why a kernel-mapped setup failed: the parameters, the memlock limit, or as is. */
+static void kernel_ring_error(int ret, int err, const char *reason)
+{
+	struct rlimit rl;
+
+	if (err && ret == -err)
+		/* The same failure without user memory: not the memory's. */
+		hr_set_error("io_uring_setup failed: %s (the same with and without user "
+			     "memory: the kernel refuses these parameters)", strerror(-ret));
+	else if (ret == -ENOMEM && memlock_explains(&rl))
+		hr_set_error("io_uring_setup failed: %s: RLIMIT_MEMLOCK (%llu bytes) is charged "
+			     "for ring memory (Linux 6.14+: per user, shared by all this user's "
+			     "rings): raise ulimit -l or grant CAP_IPC_LOCK%s%s", strerror(-ret),
+			     (unsigned long long)rl.rlim_cur,
+			     *reason ? "; user memory was not used: " : "", reason);
+	else
+		hr_set_error("io_uring_setup failed: %s%s%s", strerror(-ret),
+			     *reason ? "; user memory was not used: " : "", reason);
+}
+
 /*
  * A kernel-mapped ring from the caller's original parameters.  @err and
  * @reason say why user memory was not used (0/"" when by policy).
@@ -217,9 +260,18 @@ static int kernel_ring(unsigned entries, struct io_uring *ring, struct io_uring_
 		       const struct io_uring_params *orig, int err, const char *reason)
 {
 	struct io_uring_params q = *orig;
-	struct ring_rec *rec = calloc(1, sizeof(*rec));
+	struct ring_rec *rec;
 	int ret;
 
+	if (orig->flags & IORING_SETUP_REGISTERED_FD_ONLY) {
+		/* The kernel's -EINVAL, with the kernel's reason. */
+		hr_set_error("IORING_SETUP_REGISTERED_FD_ONLY needs the ring in user memory "
+			     "(the kernel requires IORING_SETUP_NO_MMAP with it): no kernel-mapped "
+			     "ring can have it%s%s", *reason ? "; user memory was not used: " : "",
+			     reason);
+		return -EINVAL;
+	}
+	rec = calloc(1, sizeof(*rec));
 	if (!rec) {
 		hr_set_error("out of memory for the ring record");
 		return -ENOMEM;
@@ -227,8 +279,7 @@ static int kernel_ring(unsigned entries, struct io_uring *ring, struct io_uring_
 	q.flags &= ~IORING_SETUP_NO_MMAP;
 	ret = io_uring_queue_init_params(entries, ring, &q);
 	if (ret) {
-		hr_set_error("io_uring_setup failed: %s%s%s", strerror(-ret),
-			     *reason ? "; user memory was not used: " : "", reason);
+		kernel_ring_error(ret, err, reason);
 		free(rec);
 		return ret;
 	}
@@ -522,16 +573,70 @@ static int hold_ring(const struct io_uring *ring, int *ref_fd)
 	return *ref_fd < 0 ? -errno : 0;
 }
 
+static int user_ring(unsigned entries, struct io_uring *ring, struct io_uring_params *p,
+		     const struct io_uring_params *orig, int policy,
+		     const struct hugering_init_opts *o);
+
+/*
+ * IORING_SETUP_REGISTERED_FD_ONLY exists only with NO_MMAP (the kernel and
+ * liburing both refuse it otherwise): there is no kernel-mapped ring to
+ * fall back to.  What keeps the program's request -- a ring without an
+ * fd -- is user memory of base pages (NOMMAP_BASE): any size where the
+ * kernel maps any pages (6.10+, 6.6.84+), one page elsewhere.  When even
+ * that cannot be had, the error names REGISTERED_FD_ONLY as the reason
+ * there is no fallback.  @err and @reason say why hugepages were not used.
+ */
+static int fd_only_fallback(unsigned entries, struct io_uring *ring, struct io_uring_params *p,
+			    const struct io_uring_params *orig, const struct hugering_init_opts *o,
+			    int err, const char *reason)
+{
+	struct hugering_init_opts b;
+	char why[192];
+	int ret;
+
+	if (o && o->page_size == HR_BASE_PAGE)
+		return kernel_ring(entries, ring, p, orig, err, reason);	/* says why not */
+	if (o) {
+		b = *o;
+	} else {
+		memset(&b, 0, sizeof(b));
+		b.numa_node = -1;
+	}
+	b.page_size = HR_BASE_PAGE;
+	ret = user_ring(entries, ring, p, orig, HUGERING_POLICY_NOMMAP, &b);
+	if (ret) {
+		hr_copy_str(why, sizeof(why), hugering_last_error());
+		hr_set_error("IORING_SETUP_REGISTERED_FD_ONLY needs the ring in user memory (no "
+			     "kernel-mapped fallback exists): hugepages: %s; base pages: %s",
+			     reason, why);
+		return ret;
+	}
+	snprintf(why, sizeof(why), "REGISTERED_FD_ONLY: base pages, not kernel-mapped: %s",
+		 reason);
+	registry_note_fallback(ring->sq.sqes, err, why);
+	return 0;
+}
+
+/* Hugepages are out: a kernel-mapped ring, or for REGISTERED_FD_ONLY base pages. */
+static int fall_back(unsigned entries, struct io_uring *ring, struct io_uring_params *p,
+		     const struct io_uring_params *orig, const struct hugering_init_opts *o,
+		     int err, const char *reason)
+{
+	if (orig->flags & IORING_SETUP_REGISTERED_FD_ONLY)
+		return fd_only_fallback(entries, ring, p, orig, o, err, reason);
+	return kernel_ring(entries, ring, p, orig, err, reason);
+}
+
 /* No user memory: fall back, or under the nommap policy, fail with @err. */
 static int no_user_memory(unsigned entries, struct io_uring *ring, struct io_uring_params *p,
 			  const struct io_uring_params *orig, int policy, int err,
-			  const char *reason)
+			  const char *reason, const struct hugering_init_opts *o)
 {
 	if (policy == HUGERING_POLICY_NOMMAP) {
 		hr_set_error("%s", reason);
 		return err;
 	}
-	return kernel_ring(entries, ring, p, orig, -err, reason);
+	return fall_back(entries, ring, p, orig, o, -err, reason);
 }
 
 /* The flags hugering adds, and the layout for them. */
@@ -604,16 +709,16 @@ static int user_ring(unsigned entries, struct io_uring *ring, struct io_uring_pa
 		snprintf(reason, sizeof(reason), "liburing %d.%d cannot place this ring in user "
 			 "memory (SQE128 needs 2.9, NO_SQARRAY 2.6; 2.7 misplaces an SQ array)",
 			 io_uring_major_version(), io_uring_minor_version());
-		return no_user_memory(entries, ring, p, orig, policy, -ENOTSUP, reason);
+		return no_user_memory(entries, ring, p, orig, policy, -ENOTSUP, reason, o);
 	}
 	refuse = kernel_would_refuse(caps->nommap, &lay, o ? o->page_size : 0);
 	if (refuse && policy == HUGERING_POLICY_AUTO)
-		return kernel_ring(entries, ring, p, orig, -refuse,
-				   class_reason(caps->nommap, refuse));
+		return fall_back(entries, ring, p, orig, o, -refuse,
+				 class_reason(caps->nommap, refuse));
 
 	if (policy == HUGERING_POLICY_AUTO &&
 	    empty_pool_known(o, lay.total_bytes, reason, sizeof(reason)))
-		return kernel_ring(entries, ring, p, orig, ENOMEM, reason);
+		return fall_back(entries, ring, p, orig, o, ENOMEM, reason);
 	rec = calloc(1, sizeof(*rec));
 	if (!rec) {
 		hr_set_error("out of memory for the ring record");
@@ -630,7 +735,7 @@ static int user_ring(unsigned entries, struct io_uring *ring, struct io_uring_pa
 			snprintf(reason, sizeof(reason), "arena limit (max_bytes) reached");
 		else
 			hr_copy_str(reason, sizeof(reason), class_reason(caps->nommap, ret));
-		return no_user_memory(entries, ring, p, orig, policy, ret, reason);
+		return no_user_memory(entries, ring, p, orig, policy, ret, reason, o);
 	}
 	if (ret) {
 		free(rec);
@@ -654,7 +759,7 @@ static int user_ring(unsigned entries, struct io_uring *ring, struct io_uring_pa
 		snprintf(reason, sizeof(reason), "%s (io_uring_setup: %s)",
 			 class_reason(caps->nommap, ret), strerror(-ret));
 		/* If the kernel-mapped ring fails too, it was not the memory. */
-		return no_user_memory(entries, ring, p, orig, policy, ret, reason);
+		return no_user_memory(entries, ring, p, orig, policy, ret, reason, o);
 	}
 	ret = hold_ring(ring, &rec->ref_fd);
 	if (ret) {
@@ -663,7 +768,7 @@ static int user_ring(unsigned entries, struct io_uring *ring, struct io_uring_pa
 		free(rec);
 		snprintf(reason, sizeof(reason), "no file descriptor left for hugering's own "
 			 "reference to the ring (%s)", strerror(-ret));
-		return no_user_memory(entries, ring, p, orig, policy, ret, reason);
+		return no_user_memory(entries, ring, p, orig, policy, ret, reason, o);
 	}
 	rec->key = ring->sq.sqes;
 	rec->user_mem = true;
@@ -703,6 +808,53 @@ static int iopoll_policy(struct io_uring_params *q, const struct hugering_init_o
 		}
 		q->flags &= ~IORING_SETUP_IOPOLL;
 		return 0;
+	}
+	return 0;
+}
+
+/*
+ * Parameters every kernel with NO_MMAP (6.5+) rejects whatever the memory:
+ * refused here with the kernel's errno and a reason, before any memory is
+ * taken.  The kernel checks some of them only after it pinned the ring's
+ * memory, so a failed setup cost an arena slot (quarantined: its teardown
+ * may still write there) and a second, kernel-mapped setup, and was then
+ * told as a memory story.  Only rules that hold on every such kernel; the
+ * rest is the kernel's to judge (and kernel_ring_error's to tell).
+ */
+static void explain_sq_cpu(const struct io_uring_params *p);
+
+static int check_setup_params(const struct io_uring_params *p)
+{
+	unsigned f = p->flags;
+	long cpus;
+
+	for (size_t i = 0; i < sizeof(p->resv) / sizeof(p->resv[0]); i++) {
+		if (p->resv[i]) {
+			hr_set_error("io_uring_params.resv[%zu] is %u: must be zero", i, p->resv[i]);
+			return -EINVAL;
+		}
+	}
+	if ((f & IORING_SETUP_DEFER_TASKRUN) && !(f & IORING_SETUP_SINGLE_ISSUER)) {
+		hr_set_error("IORING_SETUP_DEFER_TASKRUN requires IORING_SETUP_SINGLE_ISSUER");
+		return -EINVAL;
+	}
+	if ((f & IORING_SETUP_DEFER_TASKRUN) && (f & IORING_SETUP_SQPOLL)) {
+		hr_set_error("IORING_SETUP_DEFER_TASKRUN cannot be combined with "
+			     "IORING_SETUP_SQPOLL");
+		return -EINVAL;
+	}
+	if ((f & IORING_SETUP_ATTACH_WQ) && fcntl((int)p->wq_fd, F_GETFD) < 0) {
+		hr_set_error("IORING_SETUP_ATTACH_WQ: wq_fd %d is not an open file descriptor",
+			     (int)p->wq_fd);
+		return -ENXIO;
+	}
+	cpus = sysconf(_SC_NPROCESSORS_CONF);
+	if ((f & IORING_SETUP_SQPOLL) && (f & IORING_SETUP_SQ_AFF) && cpus > 0 &&
+	    p->sq_thread_cpu >= (unsigned long)cpus) {
+		hr_set_error("sq_thread_cpu %u: this machine has CPUs 0-%ld", p->sq_thread_cpu,
+			     cpus - 1);
+		explain_sq_cpu(p);	/* and which of them the cpuset allows */
+		return -EINVAL;
 	}
 	return 0;
 }
@@ -749,14 +901,22 @@ static int queue_init_opts(unsigned entries, struct io_uring *ring,
 		return ret;
 	caps = hr_caps();
 	if (caps->io_uring < 0) {
-		hr_set_error(caps->io_uring == -EPERM
-			     ? "io_uring is disabled for this process (sysctl kernel.io_uring_disabled)"
-			     : "this kernel has no io_uring");
+		if (caps->io_uring == -EPERM)
+			hr_set_error("io_uring is disabled for this process "
+				     "(sysctl kernel.io_uring_disabled)");
+		else if (caps->io_uring == -ENOSYS)
+			hr_set_error("this kernel has no io_uring");
+		else
+			hr_set_error("cannot probe the kernel's io_uring: %s",
+				     strerror(-caps->io_uring));
 		return caps->io_uring;
 	}
 	orig = *p;
 	/* Where the ring's memory lives is hugering's choice. */
 	orig.flags &= ~IORING_SETUP_NO_MMAP;
+	ret = check_setup_params(&orig);
+	if (ret)
+		return ret;
 	/*
 	 * liburing < 2.6 predates NO_SQARRAY: it fills its SQ index array at
 	 * sq_off.array, 0 then, i.e. over the ring header, in every mode.  The
@@ -891,6 +1051,18 @@ static int sqpoll_group(struct io_uring *rings, unsigned n, unsigned entries,
 
 	if (!rings || !n || !p) {
 		hr_set_error("sqpoll group: NULL rings/params or n = 0");
+		return -EINVAL;
+	}
+	/*
+	 * ATTACH_WQ names the first ring by a file descriptor (the kernel
+	 * fdget()s wq_fd; a registered ring index is not looked up there), and
+	 * a REGISTERED_FD_ONLY ring has none: refuse before any ring exists.
+	 */
+	if (n > 1 && (p->flags & IORING_SETUP_REGISTERED_FD_ONLY)) {
+		hr_set_error("sqpoll group: IORING_SETUP_REGISTERED_FD_ONLY leaves the first ring "
+			     "no file descriptor for IORING_SETUP_ATTACH_WQ's wq_fd (the kernel takes "
+			     "an fd, not a registered index): drop the flag, or register each ring "
+			     "with io_uring_register_ring_fd() after the group is made");
 		return -EINVAL;
 	}
 	for (unsigned i = 0; i < n; i++) {

@@ -94,12 +94,12 @@ leaked=$(nm -D --defined-only "$so" | awk 'NF == 3 && $3 !~ /^hugering_|^HUGERIN
 [ -z "$leaked" ] || die "the shared library exports internal names: $leaked (lib/hugering.map)"
 printf 'int hr_caps(void);\nint main(void) { return hr_caps() != 0; }\n' > "$work/internal.c"
 for lib in "$ar" "$so"; do
-	if ${CC:-cc} -o "$work/internal" "$work/internal.c" "$lib" -luring -lhugetlbfs -lpthread 2>/dev/null; then
+	if ${CC:-cc} -o "$work/internal" "$work/internal.c" "$lib" -luring -lpthread 2>/dev/null; then
 		die "a program calling the internal hr_caps() links against $lib: internal names must stay unreachable"
 	fi
 done
 printf '#include <hugering.h>\nint main(void) { return hugering_check_version(0, 0); }\n' > "$work/public.c"
-${CC:-cc} -Iinclude -o "$work/public" "$work/public.c" "$ar" -luring -lhugetlbfs -lpthread ||
+${CC:-cc} -Iinclude -o "$work/public" "$work/public.c" "$ar" -luring -lpthread ||
 	die "a program calling only public names does not link against $ar"
 
 [ "$fail" = 0 ] || exit 1

@@ -87,7 +87,7 @@ build_initramfs() {
 	local root=$work/initramfs
 	rm -rf "$root" && mkdir -p "$root/dev" "$root/proc" "$root/sys"
 	cc -std=gnu11 -O2 -static -I"$top/include" -o "$root/init" "$top/tests/kernels/kinit.c" \
-		"$build/libhugering.a" -luring -lhugetlbfs -lpthread 2>"$work/cc.log" ||
+		"$build/libhugering.a" -luring -lpthread 2>"$work/cc.log" ||
 		die "building the static /init failed: $(head -n3 "$work/cc.log")"
 	(cd "$root" && find . | cpio -o -H newc --quiet | gzip -1) > "$work/initramfs.gz"
 }

@@ -6,7 +6,6 @@ here=$(cd "$(dirname "$0")" && pwd)
 
 missing=()
 pkg-config --exists 'liburing >= 2.5' 2>/dev/null || missing+=("liburing >= 2.5")
-[ -f /usr/include/hugetlbfs.h ] || missing+=(libhugetlbfs-dev)
 [ -f /usr/include/criterion/criterion.h ] || missing+=(libcriterion-dev)
 command -v cc >/dev/null || missing+=(a C compiler)
 command -v pkg-config >/dev/null || missing+=(pkg-config)

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Install what hugering needs to build and test: liburing >= 2.5, libhugetlbfs,
+# Install what hugering needs to build and test: liburing >= 2.5,
 # Criterion, the build tools.  Idempotent; run as root.  Supported: Debian 12,
 # Debian 13, Ubuntu 24.04.
 #
@@ -17,7 +17,7 @@ die()  { printf 'install-deps: error: %s\n' "$*" >&2; exit 1; }
 MIN_LIBURING=2.5
 # gnuplot-nox: hugering-bench --plot (and its test) draws with it.
 # groff-base, man-db, mandoc: scripts/check-man.sh renders and lints man/.
-COMMON_PKGS=(build-essential pkg-config make gcc libcriterion-dev libhugetlbfs-dev
+COMMON_PKGS=(build-essential pkg-config make gcc libcriterion-dev
              util-linux gnuplot-nox groff-base man-db mandoc)
 SOURCES_FILE=/etc/apt/sources.list.d/hugering-liburing.sources
 PIN_FILE=/etc/apt/preferences.d/hugering-liburing
@@ -139,9 +139,9 @@ debian:13|ubuntu:24.04)
 	install_pkgs "${COMMON_PKGS[@]}" liburing-dev
 	;;
 *)
-	die "unsupported distribution '${PRETTY_NAME:-unknown}' (${ID:-?} ${VERSION_ID:-?}); supported: Debian 12, Debian 13, Ubuntu 24.04. Install liburing-dev >= $MIN_LIBURING, libhugetlbfs-dev and libcriterion-dev by hand."
+	die "unsupported distribution '${PRETTY_NAME:-unknown}' (${ID:-?} ${VERSION_ID:-?}); supported: Debian 12, Debian 13, Ubuntu 24.04. Install liburing-dev >= $MIN_LIBURING and libcriterion-dev by hand."
 	;;
 esac
 
 liburing_ok || die "liburing >= $MIN_LIBURING not found by pkg-config after install"
-say "ok: liburing $(pkg-config --modversion liburing), libc6 $(dpkg-query -W -f='${Version}' libc6), criterion $(dpkg-query -W -f='${Version}' libcriterion-dev), libhugetlbfs $(dpkg-query -W -f='${Version}' libhugetlbfs-dev)"
+say "ok: liburing $(pkg-config --modversion liburing), libc6 $(dpkg-query -W -f='${Version}' libc6), criterion $(dpkg-query -W -f='${Version}' libcriterion-dev)"

@@ -249,3 +249,28 @@ Test(bench, bad_input_is_one_clear_line)
 	refused("--plot \"it's.svg\"", 1, "quotes, backslashes and newlines");
 	refused("extra", 2, "unexpected argument 'extra'");
 }
+
+/*
+ * --big-map (issue 16, defect 14): both rows measured in a small and a big
+ * process, the heap below the library's memory, no error.  The ratio is
+ * the bench's to report, not a test's to assert (timing).
+ */
+Test(bench, big_map_rows)
+{
+	const char *b;
+
+	cr_assert_eq(run_bench("--quick --json --modes kernel --shapes small --iterations 5 "
+			       "--seconds 0.01 --no-empty-pool --big-map", out), 0);
+	b = strstr(out, "\"big_map\": {");
+	cr_assert_not_null(b, "%s", out);
+	cr_expect_not_null(strstr(b, "\"heap_bytes\": 6442450944"), "%s", b);
+	cr_expect_eq(count(b, "\"ratio\": null"), 0, "a row not measured: %s", b);
+	cr_expect_eq(count(b, "\"ratio\": "), 2, "%s", b);
+	cr_expect_not_null(strstr(b, "\"what\": \"region 2 MiB\""), "%s", b);
+	cr_expect_not_null(strstr(b, "\"what\": \"ring 32768/65536\""), "%s", b);
+	cr_expect_not_null(strstr(b, "\"error\": null}"), "%s", b);
+	/* Without the option: no key. */
+	cr_assert_eq(run_bench("--quick --json --modes kernel --shapes small --iterations 5 "
+			       "--seconds 0.01 --no-empty-pool", out), 0);
+	cr_expect_null(strstr(out, "\"big_map\""), "%s", out);
+}
