@@ -352,6 +352,14 @@ int hugering_arena_create(const struct hugering_arena_opts *o, struct hugering_a
  */
 int hugering_arena_destroy(struct hugering_arena *a);
 int hugering_arena_stats(struct hugering_arena *a, struct hugering_arena_stats *out);
+/*
+ * Give back every hugepage the arena holds that no live ring uses: spare
+ * regions (and their fds) and shared pages whose rings are all gone, also
+ * of the default arena.  Pages dying rings still pin return to the pool
+ * when the kernel lets go of them.  Returns how many hugepages were given
+ * back, or -ECHILD in a forked child.
+ */
+int hugering_arena_trim(struct hugering_arena *a);
 /* The process-wide arena hugering_queue_init* use; created on first use. */
 struct hugering_arena *hugering_default_arena(void);
 

@@ -345,23 +345,26 @@ static void give_offset(struct hugering_arena *a, off_t off)
 
 /*
  * Spare regions go back to the pool when memory is short (max_bytes, or an
- * empty pool): they are a cache, never a reason to fail.  Returns how many.
+ * empty pool): they are a cache, never a reason to fail.  Returns the
+ * bytes of hugepages they held (0: there were none).
  */
-static unsigned drop_spares(struct hugering_arena *a)
+static size_t drop_spares(struct hugering_arena *a)
 {
 	struct spare sp[SPARE_MAX];
+	size_t held = 0;
 	unsigned n;
 
 	pthread_mutex_lock(&a->lock);
 	n = a->nspares;
 	memcpy(sp, a->spares, n * sizeof(sp[0]));
 	for (unsigned i = 0; i < n; i++)
-		a->own_held -= sp[i].held;
+		held += sp[i].held;
+	a->own_held -= held;
 	a->nspares = 0;
 	pthread_mutex_unlock(&a->lock);
 	for (unsigned i = 0; i < n; i++)
 		hr_region_free(sp[i].region);
-	return n;
+	return held;
 }
 
 /* Under the lock: would @bytes more go past max_bytes? */
@@ -375,7 +378,7 @@ static bool over_limit(const struct hugering_arena *a, size_t bytes)
 static bool room_for(struct hugering_arena *a, size_t bytes)
 {
 	while (over_limit(a, bytes)) {
-		unsigned dropped;
+		size_t dropped;
 
 		pthread_mutex_unlock(&a->lock);
 		dropped = drop_spares(a);
@@ -773,6 +776,43 @@ static void retire(struct hugering_arena *a, struct hr_page *pg)
 	       holed ? "back to the pool" : "punch failed: kept until the arena goes");
 }
 
+/*
+ * Unlink every shared page without a live ring (it may hold clean slots or
+ * dead rings' memory, which retiring keeps safe), then spares; retire the
+ * pages outside the lock.
+ */
+static int arena_trim(struct hugering_arena *a)
+{
+	struct hr_page *idle = NULL, *pg, *next;
+	unsigned spare_pages = 0, n = 0;
+
+	if (!a)
+		return -EINVAL;
+	if (a->owner != getpid())
+		return -ECHILD;
+	pthread_mutex_lock(&a->lock);
+	for (pg = a->pages; pg; pg = next) {
+		next = pg->next;
+		if (pg->live)
+			continue;
+		unlink_page(a, pg);
+		a->retiring++;
+		pg->next = idle;
+		idle = pg;
+		n++;
+	}
+	pthread_mutex_unlock(&a->lock);
+	/* Spares were resized away: nothing pins them, no refill to wait for. */
+	spare_pages = (unsigned)(drop_spares(a) / a->ps);
+	for (pg = idle; pg; pg = next) {
+		next = pg->next;
+		retire(a, pg);
+	}
+	hr_log(HUGERING_LOG_INFO, "arena: trimmed %u shared pages and %u pages of spare regions",
+	       n, spare_pages);
+	return (int)(n + spare_pages);
+}
+
 int hr_arena_wait_ms(const struct hugering_arena *a)
 {
 	return a ? a->wait_ms : DEFAULT_WAIT_MS;
@@ -872,6 +912,11 @@ int hugering_arena_destroy(struct hugering_arena *a)
 int hugering_arena_stats(struct hugering_arena *a, struct hugering_arena_stats *out)
 {
 	return HR_PUBLIC(arena_stats(a, out));
+}
+
+int hugering_arena_trim(struct hugering_arena *a)
+{
+	return HR_PUBLIC(arena_trim(a));
 }
 
 struct hugering_arena *hugering_default_arena(void)

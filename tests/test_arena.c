@@ -590,3 +590,47 @@ Test(arena, resize_threshold_is_bytes_on_1g_pages)
 	hugering_queue_exit(&ring);
 	cr_assert_eq(hugering_arena_destroy(a), 0);
 }
+
+static unsigned pages_held(struct hugering_arena *a)
+{
+	struct hugering_arena_stats st;
+
+	cr_assert_eq(hugering_arena_stats(a, &st), 0);
+	return st.pages_held;
+}
+
+/*
+ * Trim gives back the pages no live ring uses (issue 16, defect 15: the
+ * default arena kept up to 13 hugepages after every ring was gone).  Rings
+ * of ~800 KiB, two per 2 MiB page: live + dead on page 1, dead on page 2.
+ * Page 2 keeps room for its ring's shape, so exit leaves it held; trim
+ * gives it back, keeps page 1 (its live ring keeps working), and the pool
+ * gets the page once the kernel has torn the dead ring down.
+ */
+Test(arena, trim_gives_back_pages_without_live_rings)
+{
+	struct hugering_arena_opts o = { .page_size = SZ_2M };
+	struct io_uring live, dead1, dead2;
+	struct hugering_arena *a;
+	long usable0;
+
+	th_need_pool(SZ_2M, 4);
+	th_settle_pool(SZ_2M);
+	usable0 = th_pool_field(SZ_2M, "free_hugepages") - th_pool_field(SZ_2M, "resv_hugepages");
+	cr_assert_eq(hugering_arena_create(&o, &a), 0);
+	cr_assert_eq(ring_in(a, 8192, 0, 0, &live), 0);
+	cr_assert_eq(ring_in(a, 8192, 0, 0, &dead1), 0);
+	cr_assert_eq(ring_in(a, 8192, 0, 0, &dead2), 0);
+	cr_assert_eq(pages_held(a), 2);
+	hugering_queue_exit(&dead1);
+	hugering_queue_exit(&dead2);
+	cr_assert_eq(pages_held(a), 2, "exit keeps a page with room for its shape");
+	cr_assert_eq(hugering_arena_trim(a), 1);
+	cr_assert_eq(pages_held(a), 1, "only the live ring's page is held");
+	th_nops(&live, 64);
+	cr_assert(th_wait_pool(SZ_2M, usable0 - 1, 2000), "the pool got the trimmed page back");
+	cr_assert_eq(hugering_arena_trim(a), 0, "nothing left to trim");
+	hugering_queue_exit(&live);
+	cr_assert_eq(hugering_arena_destroy(a), 0);
+	cr_assert_eq(hugering_arena_trim(NULL), -EINVAL);
+}
