@@ -455,8 +455,9 @@ const char *hugering_mode_name(int mode);
 /*
  * Why this thread's last hugering call failed: one line.  Every function
  * that can fail clears it on entry and sets it on every failure, so it
- * describes the last call only ("" after a success).  The name and
- * accessor functions, which cannot fail, leave it alone.
+ * describes the last call only ("" after a success).  Functions that
+ * cannot fail (the frees and exits, names, accessors, versions) leave it
+ * alone, so cleaning up after a failure keeps its reason.
  */
 const char *hugering_last_error(void);
 

@@ -669,9 +669,9 @@ int hugering_region_alloc(const struct hugering_region_opts *o,
 	return HR_PUBLIC(region_alloc(o, out));
 }
 
+/* Cannot fail: leaves the last error alone (a cleanup after a failure). */
 void hugering_region_free(struct hugering_region *r)
 {
-	hr_clear_error();
 	hr_region_free(r);
 }
 
