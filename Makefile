@@ -248,7 +248,7 @@ install: lib tools $(BUILD)/bench/hugering-bench $(BUILD)/hugering.pc $(PRELOAD)
 	install -m 644 $(BUILD)/hugering.pc $(DESTDIR)$(PKGCONFIGDIR)/
 	install -m 755 $(TOOLS) $(BUILD)/bench/hugering-bench $(DESTDIR)$(BINDIR)/
 	install -d $(DESTDIR)$(MANDIR)/man1
-	install -m 644 man/*.1 $(DESTDIR)$(MANDIR)/man1/
+	install -m 644 man/man1/*.1 $(DESTDIR)$(MANDIR)/man1/
 	install -d $(DESTDIR)$(MANDIR)/man3 $(DESTDIR)$(MANDIR)/man7
 	install -m 644 man/man3/*.3 $(DESTDIR)$(MANDIR)/man3/
 	install -m 644 man/man7/*.7 $(DESTDIR)$(MANDIR)/man7/

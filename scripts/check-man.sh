@@ -41,7 +41,7 @@ done
 # (b) and (c), page by page.  Relative .so paths resolve from man/.
 cd "$mandir"
 shopt -s nullglob
-pages=(man3/*.3 man7/*.7 ./*.1)
+pages=(man3/*.3 man7/*.7 man1/*.1)
 [ ${#pages[@]} -gt 0 ] || fail "no man pages under $mandir"
 for p in "${pages[@]}"; do
 	p=${p#./}
