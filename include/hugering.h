@@ -547,6 +547,8 @@ struct hugering_diag_size {
 	long long cgroup_max;		/* bytes; -1: no limit, or no hugetlb controller */
 	long long cgroup_rsvd_max;	/* bytes; reservation limit, -1 likewise */
 	long reservable;		/* pages buddyinfo says could still be reserved; -1 unknown */
+	int pool_err;			/* 0, or -errno: the pool's counters could not be read,
+					 * so pool and nodes are unknown (not zero) */
 };
 
 struct hugering_diag_ring {
@@ -588,6 +590,7 @@ struct hugering_diag {
 	int busy_poll;			/* net.core.busy_poll (us); -1 unknown */
 	char thp_enabled[16];		/* always / madvise / never */
 	unsigned long long memlock_soft, memlock_hard;	/* bytes; ~0ULL = unlimited */
+	int memlock_err;		/* 0, or -errno: the limits could not be read (unknown) */
 	int cap_ipc_lock;
 	int pfn_visible;
 	int nnodes;

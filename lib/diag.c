@@ -155,9 +155,15 @@ static void collect_sizes(const char *root, struct hugering_diag *d)
 		struct hugering_diag_size *s = &d->sizes[d->nsizes];
 
 		memset(s, 0, sizeof(*s));
-		if (hr_pool_get_at(root, sizes[i], -1, &s->pool) < 0)
-			continue;
-		for (int k = 0; k < d->nnodes && s->nnodes < HUGERING_DIAG_MAX_NODES; k++)
+		s->pool_err = hr_pool_get_at(root, sizes[i], -1, &s->pool);
+		if (s->pool_err < 0) {
+			/* Unknown, not absent: the size stays in the report, said so. */
+			memset(&s->pool, 0, sizeof(s->pool));
+			s->pool.page_size = sizes[i];
+			s->pool.numa_node = -1;
+			s->pool.is_default = sizes[i] == hr_default_page_size_at(root);
+		}
+		for (int k = 0; !s->pool_err && k < d->nnodes && s->nnodes < HUGERING_DIAG_MAX_NODES; k++)
 			if (!hr_pool_get_at(root, sizes[i], d->nodes[k], &s->nodes[s->nnodes]))
 				s->nnodes++;
 		for (int k = 0; k < nm; k++)
@@ -210,12 +216,19 @@ static void memlock_limits(const char *root, struct hugering_diag *d)
 		if (!getrlimit(RLIMIT_MEMLOCK, &rl)) {
 			d->memlock_soft = rl.rlim_cur == RLIM_INFINITY ? ~0ULL : rl.rlim_cur;
 			d->memlock_hard = rl.rlim_max == RLIM_INFINITY ? ~0ULL : rl.rlim_max;
+		} else {
+			d->memlock_err = -errno;
 		}
 		return;
 	}
-	if (read_at(root, "/proc/self/limits", buf, sizeof(buf)) < 0 ||
-	    !(p = strstr(buf, "Max locked memory")) ||
-	    sscanf(p + 17, "%31s %31s", soft, hard) != 2)
+	/* Unreadable or garbage is unknown, never "unlimited". */
+	d->memlock_err = read_at(root, "/proc/self/limits", buf, sizeof(buf));
+	if (d->memlock_err >= 0)
+		d->memlock_err = 0;
+	if (!d->memlock_err && (!(p = strstr(buf, "Max locked memory")) ||
+				sscanf(p + 17, "%31s %31s", soft, hard) != 2))
+		d->memlock_err = -EIO;
+	if (d->memlock_err)
 		return;
 	if (strcmp(soft, "unlimited"))
 		d->memlock_soft = strtoull(soft, NULL, 10);
@@ -251,6 +264,20 @@ static int can_create(unsigned flags)
 	return 1;
 }
 
+/*
+ * The trial's rings pin their pages until the kernel has torn them down,
+ * milliseconds after they are closed: wait (bounded) until the pool is
+ * back to @before, so that neither the next program nor the next diag run
+ * finds it short because of us.
+ */
+static void wait_pool_back(size_t ps, long before)
+{
+	long deadline = hr_now_ms() + 500, now = 0;
+
+	while (!hr_pool_usable(ps, -1, &now) && now < before && hr_now_ms() < deadline)
+		usleep(1000);
+}
+
 static void collect_trial(struct hugering_diag *d)
 {
 	static const unsigned shapes[2][2] = { { 256, 512 }, { 4096, 65536 } };
@@ -264,9 +291,13 @@ static void collect_trial(struct hugering_diag *d)
 		struct hugering_arena_opts ao = { .page_size = ps, .numa_node = -1, .wait_ms = -1 };
 		struct hugering_region *r;
 		struct hugering_arena *a = NULL;
+		char arena_why[256] = "";
+		long before = 0;
 
 		memset(t, 0, sizeof(*t));
 		t->page_size = ps;
+		if (hr_pool_usable(ps, -1, &before))
+			before = 0;
 		t->region_err = hugering_region_alloc(&ro, &r);
 		if (!t->region_err) {
 			struct hugering_region_info ri;
@@ -276,7 +307,9 @@ static void collect_trial(struct hugering_diag *d)
 			t->proof = ri.proof;
 			hugering_region_free(r);
 		}
-		hugering_arena_create(&ao, &a);
+		if (hugering_arena_create(&ao, &a))
+			snprintf(arena_why, sizeof(arena_why), "trial arena: %s",
+				 hugering_last_error());
 		for (int k = 0; k < 2; k++) {
 			struct hugering_diag_ring *dr = &t->rings[k];
 			struct io_uring_params p = { .flags = IORING_SETUP_CQSIZE,
@@ -290,7 +323,8 @@ static void collect_trial(struct hugering_diag *d)
 			dr->cq = shapes[k][1];
 			dr->err = a ? hugering_queue_init_opts(dr->sq, &ring, &p, &io) : -ENOMEM;
 			if (dr->err) {
-				hr_copy_str(dr->reason, sizeof(dr->reason), hugering_last_error());
+				hr_copy_str(dr->reason, sizeof(dr->reason),
+					    a ? hugering_last_error() : arena_why);
 				continue;
 			}
 			hugering_ring_info(&ring, &info);
@@ -300,6 +334,7 @@ static void collect_trial(struct hugering_diag *d)
 			hugering_queue_exit(&ring);
 		}
 		hugering_arena_destroy(a);
+		wait_pool_back(ps, before);
 	}
 }
 
@@ -404,6 +439,13 @@ static void check_pools(struct hugering_diag *d)
 		if (s->cgroup_max == 0)
 			add_check(d, id, HUGERING_CHECK_FAIL, "raise this cgroup's hugetlb limit",
 				  "the cgroup hugetlb limit for %zu kB pages is 0", kb);
+		if (s->pool_err) {
+			add_check(d, id, HUGERING_CHECK_WARN,
+				  "run as root, or make /sys/kernel/mm/hugepages readable",
+				  "cannot read the %zu kB pool's counters (%s): the pool check could "
+				  "not run", kb, strerror(-s->pool_err));
+			continue;
+		}
 		if (!s->pool.is_default && s->pool.total == 0)
 			continue;	/* an unused optional size is not a problem */
 		if (s->pool.usable == 0)
@@ -427,7 +469,11 @@ static void check_pools(struct hugering_diag *d)
 static void check_memlock(struct hugering_diag *d)
 {
 	/* A 4096-entry ring needs ~400 KiB; 6.14+ charges every ring per user. */
-	if (d->cap_ipc_lock || d->memlock_soft == ~0ULL || d->memlock_soft >= (64ULL << 20))
+	if (d->memlock_err && !d->cap_ipc_lock)
+		add_check(d, "memlock", HUGERING_CHECK_WARN, "ulimit -l (to see the limit)",
+			  "RLIMIT_MEMLOCK is unknown (%s): the check could not run",
+			  strerror(-d->memlock_err));
+	else if (d->cap_ipc_lock || d->memlock_soft == ~0ULL || d->memlock_soft >= (64ULL << 20))
 		add_check(d, "memlock", HUGERING_CHECK_OK, NULL, "RLIMIT_MEMLOCK is no constraint");
 	else
 		add_check(d, "memlock", HUGERING_CHECK_WARN,

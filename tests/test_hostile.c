@@ -560,3 +560,34 @@ Test(hostile, diag_failed_null)
 {
 	cr_assert_eq(hugering_diag_failed(NULL), -EINVAL);
 }
+
+/* ------------------------------------------------------------------ */
+/* Defect 8: unknown is reported as unknown                            */
+/* ------------------------------------------------------------------ */
+
+/*
+ * One garbage counter once dropped the whole 2 MiB size from the report
+ * (no check ran for it, exit 0), and an unreadable limits file read as
+ * "RLIMIT_MEMLOCK is no constraint".
+ */
+Test(hostile, unreadable_counter_and_limits_are_unknown)
+{
+	char path[1024];
+	struct tree t;
+
+	tree_new(&t);
+	tree_put(&t, HP2M "/resv_hugepages", "garbage\n");
+	snprintf(path, sizeof(path), "%s/proc/self/limits", t.root);
+	cr_assert_eq(unlink(path), 0);
+	run_diag(&t, "");
+	cr_assert(strstr(out, "2048 kB"), "the 2 MiB size left the report:\n%s", out);
+	cr_assert(strstr(out, "cannot read the 2048 kB pool's counters"), "%s", out);
+	cr_assert(strstr(out, "RLIMIT_MEMLOCK is unknown"), "%s", out);
+	cr_assert_null(strstr(out, "RLIMIT_MEMLOCK is no constraint"), "%s", out);
+	run_diag(&t, "--json");
+	cr_assert(strstr(out, "\"size_kb\":2048,\"default\":true,\"total\":null"), "%s", out);
+	cr_assert(strstr(out, "\"counters_error\":\""), "%s", out);
+	cr_assert(strstr(out, "\"memlock_soft\":null,\"memlock_hard\":null,\"memlock_error\":\""),
+		  "%s", out);
+	tree_free(&t);
+}

@@ -83,9 +83,12 @@ static void print_size_row(const struct hugering_diag_size *s)
 		snprintf(resv, sizeof(resv), "?");
 	else
 		snprintf(resv, sizeof(resv), "%ld", s->reservable);
-	printf("  %-13s %6ld %6ld %6ld %6ld %6ld %6ld %10s  ", size, s->pool.total,
-	       s->pool.free, s->pool.reserved, s->pool.surplus, s->pool.overcommit,
-	       s->pool.usable, resv);
+	if (s->pool_err)
+		printf("  %-13s %-41s %10s  ", size, "unknown: counters unreadable", resv);
+	else
+		printf("  %-13s %6ld %6ld %6ld %6ld %6ld %6ld %10s  ", size, s->pool.total,
+		       s->pool.free, s->pool.reserved, s->pool.surplus, s->pool.overcommit,
+		       s->pool.usable, resv);
 	for (int k = 0; k < s->nmounts; k++)
 		printf("%s%s", k ? "," : "", s->mounts[k]);
 	printf("%s\n", s->nmounts ? "" : "-");
@@ -119,8 +122,12 @@ static void print_process(const struct hugering_diag *d)
 	limit_text(soft, sizeof(soft), d->memlock_soft);
 	limit_text(hard, sizeof(hard), d->memlock_hard);
 	printf("Process\n");
-	printf("  %-17s %s soft, %s hard%s\n", "RLIMIT_MEMLOCK", soft, hard,
-	       d->cap_ipc_lock ? " (CAP_IPC_LOCK: not charged)" : "");
+	if (d->memlock_err)
+		printf("  %-17s unknown (%s)%s\n", "RLIMIT_MEMLOCK", strerror(-d->memlock_err),
+		       d->cap_ipc_lock ? " (CAP_IPC_LOCK: not charged)" : "");
+	else
+		printf("  %-17s %s soft, %s hard%s\n", "RLIMIT_MEMLOCK", soft, hard,
+		       d->cap_ipc_lock ? " (CAP_IPC_LOCK: not charged)" : "");
 	printf("  %-17s %s\n", "pagemap PFNs", d->pfn_visible ? "visible" : "hidden (no CAP_SYS_ADMIN)");
 	printf("  %-17s", "NUMA nodes");
 	for (int i = 0; i < d->nnodes; i++)
@@ -264,19 +271,33 @@ static void json_kernel(const struct hugering_diag *d)
 	printf("\"pagemap\":{\"pfn_visible\":%s},", d->pfn_visible ? "true" : "false");
 }
 
+/* The pool's counters, or null for each and the reason when unreadable. */
+static void json_counters(const struct hugering_diag_size *s)
+{
+	if (s->pool_err) {
+		printf("\"total\":null,\"free\":null,\"reserved\":null,\"surplus\":null,"
+		       "\"overcommit\":null,\"usable\":null,\"counters_error\":");
+		json_str(strerror(-s->pool_err));
+		printf(",");
+		return;
+	}
+	printf("\"total\":%ld,\"free\":%ld,\"reserved\":%ld,\"surplus\":%ld,"
+	       "\"overcommit\":%ld,\"usable\":%ld,\"counters_error\":null,", s->pool.total,
+	       s->pool.free, s->pool.reserved, s->pool.surplus, s->pool.overcommit,
+	       s->pool.usable);
+}
+
 static void json_hugepages(const struct hugering_diag *d)
 {
 	printf("\"hugepages\":[");
 	for (int i = 0; i < d->nsizes; i++) {
 		const struct hugering_diag_size *s = &d->sizes[i];
 
-		printf("%s{\"size_kb\":%zu,\"default\":%s,\"total\":%ld,\"free\":%ld,"
-		       "\"reserved\":%ld,\"surplus\":%ld,\"overcommit\":%ld,\"usable\":%ld,"
-		       "\"reservable\":%ld,\"cgroup_max\":%lld,\"cgroup_rsvd_max\":%lld,\"mounts\":[",
-		       i ? "," : "", s->pool.page_size >> 10, s->pool.is_default ? "true" : "false",
-		       s->pool.total, s->pool.free, s->pool.reserved, s->pool.surplus,
-		       s->pool.overcommit, s->pool.usable, s->reservable, s->cgroup_max,
-		       s->cgroup_rsvd_max);
+		printf("%s{\"size_kb\":%zu,\"default\":%s,", i ? "," : "",
+		       s->pool.page_size >> 10, s->pool.is_default ? "true" : "false");
+		json_counters(s);
+		printf("\"reservable\":%ld,\"cgroup_max\":%lld,\"cgroup_rsvd_max\":%lld,\"mounts\":[",
+		       s->reservable, s->cgroup_max, s->cgroup_rsvd_max);
 		for (int k = 0; k < s->nmounts; k++) {
 			printf(k ? "," : "");
 			json_str(s->mounts[k]);
@@ -298,9 +319,15 @@ static void json_process(const struct hugering_diag *d)
 		printf("%s%d", i ? "," : "", d->nodes[i]);
 	printf("]},\"thp\":{\"enabled\":");
 	json_str(d->thp_enabled);
-	printf("},\"limits\":{\"memlock_soft\":%lld,\"memlock_hard\":%lld,\"cap_ipc_lock\":%s},",
-	       json_limit(d->memlock_soft), json_limit(d->memlock_hard),
-	       d->cap_ipc_lock ? "true" : "false");
+	printf("},\"limits\":{");
+	if (d->memlock_err) {
+		printf("\"memlock_soft\":null,\"memlock_hard\":null,\"memlock_error\":");
+		json_str(strerror(-d->memlock_err));
+	} else {
+		printf("\"memlock_soft\":%lld,\"memlock_hard\":%lld,\"memlock_error\":null",
+		       json_limit(d->memlock_soft), json_limit(d->memlock_hard));
+	}
+	printf(",\"cap_ipc_lock\":%s},", d->cap_ipc_lock ? "true" : "false");
 	printf("\"block\":[");
 	for (int i = 0; i < d->nblocks; i++) {
 		printf("%s{\"name\":", i ? "," : "");
