@@ -162,7 +162,7 @@ FUZZ_SECONDS ?= 60
 FUZZ_CC      ?= clang
 FUZZ_TARGETS := $(patsubst tests/fuzz/%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
 
-fuzz-build:
+fuzz-build: deps-ok
 	$(MAKE) BUILD=$(FUZZ_BUILD) CC=$(FUZZ_CC) SANITIZE=fuzz \
 	    $(FUZZ_TARGETS:%=$(FUZZ_BUILD)/fuzz/%)
 
