@@ -114,6 +114,8 @@ LAYOUT = {
     'unknown-flag': w32(8, 1 << 19, 0),
     'cq-zero': w32(8, CQSIZE, 0),
     'misuse-null': w32(7, 0, 0),
+    'cqe-mixed-cqe32': w32(8, 1 << 18 | CQE32, 0),
+    'cqe-mixed-one-cq': w32(1, 1 << 18 | CQSIZE, 1),
 }
 
 
