@@ -114,8 +114,11 @@ static void put(const char *rel, const uint8_t *text, size_t len)
 		unlink(path);
 		return;
 	}
-	mkdirs(path);
 	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	if (fd < 0 && errno == ENOENT) {
+		mkdirs(path);	/* only the first time: mkdir per file halved exec/s */
+		fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	}
 	if (fd < 0)
 		fail("open", path);
 	if (len && write(fd, text, len) != (ssize_t)len)
