@@ -31,7 +31,12 @@ WARN       := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
               -Wmissing-prototypes -Wformat=2 -Wno-format-nonliteral
 ALL_CFLAGS := -std=gnu11 -D_GNU_SOURCE $(WARN) -fPIC -Iinclude $(CFLAGS)
 LIBS       := -luring -lpthread
-ifeq ($(SANITIZE),thread)
+ifeq ($(SANITIZE),fuzz)
+# libFuzzer builds (make fuzz): coverage for the fuzzer, ASan+UBSan.
+ALL_CFLAGS += -fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer \
+              -fno-sanitize-recover=all
+LDFLAGS    += -fsanitize=address,undefined
+else ifeq ($(SANITIZE),thread)
 ALL_CFLAGS += -fsanitize=thread -fno-omit-frame-pointer
 LDFLAGS    += -fsanitize=thread
 else ifneq ($(SANITIZE),)
@@ -145,6 +150,30 @@ $(PLAIN_RING): tests/progs/plain-ring.c
 check-peer: deps-ok
 	$(MAKE) lib preload
 	LIBURING_SRC='$(LIBURING_SRC)' scripts/check-peer.sh $(BUILD)
+
+# libFuzzer targets (tests/fuzz/, README "Fuzzing"): the library rebuilt
+# with clang, coverage, ASan and UBSan in $(FUZZ_BUILD); each target runs
+# FUZZ_SECONDS from its committed corpus (tests/fuzz/corpus/<target>/, new
+# inputs go to $(FUZZ_BUILD)/corpus, not into the repo).  A crash, UB, leak or
+# an input slower than 5 s fails the run and leaves crash-* in $(FUZZ_BUILD).
+.PHONY: fuzz fuzz-build
+FUZZ_BUILD   ?= build-fuzz
+FUZZ_SECONDS ?= 60
+FUZZ_CC      ?= clang
+FUZZ_TARGETS := $(patsubst tests/fuzz/%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
+
+fuzz-build: deps-ok
+	$(MAKE) BUILD=$(FUZZ_BUILD) CC=$(FUZZ_CC) SANITIZE=fuzz \
+	    $(FUZZ_TARGETS:%=$(FUZZ_BUILD)/fuzz/%)
+
+# tools/hugering-diag.c is compiled into fuzz_sysfs (its JSON writer).
+$(BUILD)/fuzz/%: tests/fuzz/%.c tools/hugering-diag.c $(LIB_OBJ) $(BUILD)/tools/diag/setup.o
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -fsanitize=fuzzer -o $@ $< $(LIB_OBJ) \
+	    $(BUILD)/tools/diag/setup.o $(LDFLAGS) $(LIBS)
+
+fuzz: fuzz-build
+	scripts/fuzz.sh $(FUZZ_BUILD) $(FUZZ_SECONDS) $(FUZZ_TARGETS)
 
 # Dependencies: present, or installed when we are root, or a clear error.
 deps-ok:
@@ -262,4 +291,4 @@ uninstall:
 	rm -f $(patsubst man/%,$(DESTDIR)$(MANDIR)/%,$(wildcard man/man3/*.3 man/man7/*.7))
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD) build-liburing25
+	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD) build-liburing25 $(FUZZ_BUILD)

@@ -241,7 +241,9 @@ int hugering_region_info(const struct hugering_region *r,
  * The memory a NO_MMAP ring of @entries and @p (flags, cq_entries) needs,
  * exactly as the running kernel will pin it.  Entry counts are rounded and
  * clamped as the kernel does; -EINVAL wherever the kernel would refuse
- * (0 entries, > 32768 without CLAMP, CQ < SQ after rounding, unknown flags).
+ * (0 entries, > 32768 without CLAMP, CQ < SQ after rounding, unknown flags,
+ * CQE_MIXED with CQE32), -EOVERFLOW for CQE_MIXED with a 1-entry CQ (as
+ * the kernel).
  */
 struct hugering_layout {
 	unsigned sq_entries;	/* as the kernel rounds them */

@@ -29,6 +29,7 @@
 
 /* Flags this library understands (up to CQE_MIXED, Linux 6.18). */
 #define HR_SETUP_KNOWN ((1u << 19) - 1)
+#define HR_SETUP_CQE_MIXED (1u << 18)
 
 static unsigned ring_header = 64;	/* 6.6+ x86-64 until read */
 static pthread_once_t header_once = PTHREAD_ONCE_INIT;
@@ -152,6 +153,11 @@ int hr_ring_layout(unsigned entries, const struct io_uring_params *p,
 	ret = hr_ring_entries(entries, p, &sq, &cq);
 	if (ret)
 		return ret;
+	/* The kernel's own refusals of CQE_MIXED (6.18; kernel-facts 2.1). */
+	if ((p->flags & HR_SETUP_CQE_MIXED) && (p->flags & IORING_SETUP_CQE32))
+		return -EINVAL;
+	if ((p->flags & HR_SETUP_CQE_MIXED) && cq < 2)
+		return -EOVERFLOW;
 	memset(out, 0, sizeof(*out));
 	h = hr_ring_header();
 	/* struct io_rings is cache-line aligned: its size is a multiple of the line. */

@@ -17,8 +17,10 @@ die()  { printf 'install-deps: error: %s\n' "$*" >&2; exit 1; }
 MIN_LIBURING=2.5
 # gnuplot-nox: hugering-bench --plot (and its test) draws with it.
 # groff-base, man-db, mandoc: scripts/check-man.sh renders and lints man/.
+# clang, libclang-rt-dev (libFuzzer, ASan/UBSan runtimes): make fuzz.
 COMMON_PKGS=(build-essential pkg-config make gcc libcriterion-dev
-             util-linux gnuplot-nox groff-base man-db mandoc)
+             util-linux gnuplot-nox groff-base man-db mandoc
+             clang libclang-rt-dev)
 SOURCES_FILE=/etc/apt/sources.list.d/hugering-liburing.sources
 PIN_FILE=/etc/apt/preferences.d/hugering-liburing
 

@@ -252,4 +252,10 @@ Test(layout, bad_input)
 	p.flags = IORING_SETUP_CQSIZE;
 	p.cq_entries = 4;
 	cr_assert_eq(hugering_ring_layout(8, &p, &l), -EINVAL, "cq < sq");
+	/* Found by fuzz_layout: the kernel refuses these CQE_MIXED (1 << 18) shapes. */
+	p.flags = (1u << 18) | IORING_SETUP_CQE32;
+	cr_assert_eq(hugering_ring_layout(8, &p, &l), -EINVAL, "CQE_MIXED with CQE32");
+	p.flags = (1u << 18) | IORING_SETUP_CQSIZE;
+	p.cq_entries = 1;
+	cr_assert_eq(hugering_ring_layout(1, &p, &l), -EOVERFLOW, "CQE_MIXED, 1 CQE");
 }
