@@ -208,7 +208,7 @@ static bool list_number(const char *s, char **end, int *out)
  */
 static int parse_list(const char *s, int *out, int max)
 {
-	int n = 0;
+	int n = 0, last = -1;
 
 	while (*s && *s != '\n') {
 		char *end;
@@ -219,8 +219,10 @@ static int parse_list(const char *s, int *out, int max)
 		b = a;
 		if (*end == '-' && !list_number(end + 1, &end, &b))
 			return -EIO;
-		if (b < a || (*end && *end != ',' && *end != '\n'))
+		/* The kernel prints ranges ascending and apart: anything else is not its. */
+		if (b < a || a <= last || (*end && *end != ',' && *end != '\n'))
 			return -EIO;
+		last = b;
 		for (int v = a; n < max; v++) {
 			out[n++] = v;
 			if (v == b)

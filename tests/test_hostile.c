@@ -269,7 +269,7 @@ Test(hostile, node_list_long_range_is_bounded, .timeout = 60)
 Test(hostile, node_list_garbage)
 {
 	static const char *const bad[] = { "-1\n", "3-1\n", "0-1x\n", "1--5\n", "0,,a\n",
-					   "2147483648\n", "0-\n" };
+					   "2147483648\n", "0-\n", "3,1\n", "0-2,2\n" };
 	int nodes[8];
 	struct tree t;
 
