@@ -145,6 +145,15 @@ int hr_iopoll_probe(int fd, struct hugering_iopoll_verdict *out);
 /* probe.c */
 const struct hugering_kernel_caps *hr_caps(void);
 
+/* ring.c */
+/* The arena a hugering ring's memory came from; NULL for any other ring. */
+struct hugering_arena *hr_ring_arena(const struct io_uring *ring);
+/*
+ * Set once by bufring.c (a layer above): run by hugering_queue_exit() on
+ * every ring before it is closed, so its buffer rings are quarantined.
+ */
+extern void (*hr_ring_exit_hook)(const struct io_uring *ring);
+
 /* arena.c: fork handlers, run by ring.c's (default arena lock first). */
 void hr_arena_fork_prepare(void);
 void hr_arena_fork_parent(void);

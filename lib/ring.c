@@ -134,6 +134,24 @@ static void registry_note_fallback(const void *key, int err, const char *why)
 	pthread_mutex_unlock(&registry_lock);
 }
 
+struct hugering_arena *hr_ring_arena(const struct io_uring *ring)
+{
+	struct hugering_arena *a = NULL;
+	const void *key = ring->sq.sqes;
+
+	pthread_mutex_lock(&registry_lock);
+	for (struct ring_rec *r = *bucket(key); r; r = r->next) {
+		if (r->key == key) {
+			a = r->user_mem ? r->slot.arena : NULL;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&registry_lock);
+	return a;
+}
+
+void (*hr_ring_exit_hook)(const struct io_uring *ring);
+
 static int registry_info(const void *key, struct hugering_ring_info *out)
 {
 	int ret = -ENOENT;
@@ -995,10 +1013,15 @@ static bool resize_away(const struct io_uring *ring, int fd)
 static void queue_exit(struct io_uring *ring)
 {
 	struct ring_rec *rec;
+	void (*hook)(const struct io_uring *);
 	bool clean = false;
 
 	if (!ring)
 		return;
+	/* Buffer rings first: the ring may still write them until it is gone. */
+	hook = __atomic_load_n(&hr_ring_exit_hook, __ATOMIC_ACQUIRE);
+	if (hook)
+		hook(ring);
 	rec = registry_take(ring->sq.sqes);
 	if (rec && rec->user_mem && rec->info.recycle == HUGERING_RECYCLE_RESIZE)
 		clean = resize_away(ring, rec->ref_fd);
