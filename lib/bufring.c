@@ -19,7 +19,8 @@
  *
  * Records are keyed by the ring (its SQE address and fd, as the caller's
  * struct io_uring shows them) and bgid.  hugering_queue_exit() reaches them
- * through hr_ring_exit_hook (ring.c is the layer below and cannot call up).
+ * through hr_ring_hooks (ring.c is the layer below and cannot call up),
+ * which also run our fork handlers inside ring.c's.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -78,7 +79,7 @@ static void drop_dirty(struct buf_rec *r)
 	free(r);
 }
 
-/* hr_ring_exit_hook: every buffer ring of @ring, which is about to be closed. */
+/* hr_ring_hooks.exit: every buffer ring of @ring, which is about to be closed. */
 static void ring_exit(const struct io_uring *ring)
 {
 	struct buf_rec *gone = NULL, *r;
@@ -100,6 +101,24 @@ static void ring_exit(const struct io_uring *ring)
 	}
 }
 
+/* fork(): the child inherits the records (its rings' memory is shared) and an unheld lock. */
+static void fork_prepare(void)
+{
+	pthread_mutex_lock(&recs_lock);
+}
+
+static void fork_release(void)
+{
+	pthread_mutex_unlock(&recs_lock);
+}
+
+static const struct hr_ring_hooks hooks = {
+	.exit = ring_exit,
+	.fork_prepare = fork_prepare,
+	.fork_parent = fork_release,
+	.fork_child = fork_release,
+};
+
 /*
  * A new registration of @bgid on this ring was accepted: any record of the
  * same key is stale (unregistered behind our back, or an earlier ring with
@@ -109,7 +128,7 @@ static void add_rec(struct buf_rec *rec, const struct io_uring *ring)
 {
 	struct buf_rec *stale;
 
-	__atomic_store_n(&hr_ring_exit_hook, ring_exit, __ATOMIC_RELEASE);
+	__atomic_store_n(&hr_ring_hooks, &hooks, __ATOMIC_RELEASE);
 	pthread_mutex_lock(&recs_lock);
 	stale = take_locked(ring, rec->info.bgid);
 	rec->next = recs;

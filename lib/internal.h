@@ -149,10 +149,18 @@ const struct hugering_kernel_caps *hr_caps(void);
 /* The arena a hugering ring's memory came from; NULL for any other ring. */
 struct hugering_arena *hr_ring_arena(const struct io_uring *ring);
 /*
- * Set once by bufring.c (a layer above): run by hugering_queue_exit() on
- * every ring before it is closed, so its buffer rings are quarantined.
+ * Set once by bufring.c (a layer above, which ring.c cannot call): exit runs
+ * in hugering_queue_exit() on every ring before it is closed, so its buffer
+ * rings are quarantined; the fork handlers run inside ring.c's (its locks
+ * are never held across a call into ring.c, so any order is safe).
  */
-extern void (*hr_ring_exit_hook)(const struct io_uring *ring);
+struct hr_ring_hooks {
+	void (*exit)(const struct io_uring *ring);
+	void (*fork_prepare)(void);
+	void (*fork_parent)(void);
+	void (*fork_child)(void);
+};
+extern const struct hr_ring_hooks *hr_ring_hooks;
 
 /* arena.c: fork handlers, run by ring.c's (default arena lock first). */
 void hr_arena_fork_prepare(void);

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "helpers.h"
@@ -498,4 +499,60 @@ Test(bufring, empty_pool_falls_back_to_liburing)
 	th_release(&hog);
 	close(fds[0]);
 	close(fds[1]);
+}
+
+struct churn {
+	struct io_uring *ring;
+	volatile bool stop;
+};
+
+static void *churn_buf_rings(void *arg)
+{
+	struct churn *c = arg;
+	int err;
+
+	while (!c->stop) {
+		struct io_uring_buf_ring *br = hugering_setup_buf_ring(c->ring, 16, 11, 0, &err);
+
+		if (br)
+			hugering_free_buf_ring(c->ring, br, 16, 11);
+	}
+	return NULL;
+}
+
+/*
+ * fork() while another thread sets buffer rings up and frees them: the
+ * child finds the records unlocked (a lock inherited held would hang it
+ * until the timeout) and reads its inherited buffer ring's info.
+ */
+Test(bufring, fork_while_busy)
+{
+	struct hugering_buf_ring_info info;
+	struct io_uring_buf_ring *br;
+	struct churn c = { 0 };
+	struct io_uring ring;
+	pthread_t t;
+	int err;
+
+	th_need_pool(SZ_2M, 2);
+	ring_up(&ring);
+	br = hugering_setup_buf_ring(&ring, 16, 10, 0, &err);
+	cr_assert_not_null(br, "%s", hugering_last_error());
+	c.ring = &ring;
+	cr_assert_eq(pthread_create(&t, NULL, churn_buf_rings, &c), 0);
+	for (int i = 0; i < 50; i++) {
+		int status;
+		pid_t pid = fork();
+
+		cr_assert_geq(pid, 0);
+		if (!pid)
+			_exit(hugering_buf_ring_info(&ring, 10, &info) == 0 &&
+			      info.mem == (void *)br ? 0 : 1);
+		cr_assert_eq(waitpid(pid, &status, 0), pid);
+		cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child %d failed", i);
+	}
+	c.stop = true;
+	pthread_join(t, NULL);
+	cr_assert_eq(hugering_free_buf_ring(&ring, br, 16, 10), 0);
+	hugering_queue_exit(&ring);
 }
