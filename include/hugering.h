@@ -487,6 +487,51 @@ typedef void (*hugering_log_fn)(int level, const char *msg, void *arg);
 int hugering_set_log(hugering_log_fn fn, int max_level, void *arg);
 
 /* ------------------------------------------------------------------ */
+/* Provided buffer rings                                               */
+/* ------------------------------------------------------------------ */
+
+/*
+ * Drop-in replacements for liburing's io_uring_setup_buf_ring() and
+ * io_uring_free_buf_ring(): same arguments, same return convention (NULL
+ * and *@err = -errno; 0 or -errno).  The buffer ring lives in hugepage
+ * memory from the ring's arena (the default arena for other rings), many
+ * rings per hugepage at 4 KiB alignment, registered with
+ * IORING_REGISTER_PBUF_RING (@flags, e.g. IOU_PBUF_RING_INC, pass through).
+ * Where hugepages are short or the kernel refuses the memory, liburing's
+ * own allocation is used and hugering_buf_ring_info() says why.  After
+ * hugering_queue_exit() a ring's buffer rings are gone (their memory is
+ * quarantined, never handed out while the dying ring may write it).
+ */
+struct io_uring_buf_ring *hugering_setup_buf_ring(struct io_uring *ring, unsigned int nentries,
+						  int bgid, unsigned int flags, int *err);
+int hugering_free_buf_ring(struct io_uring *ring, struct io_uring_buf_ring *br,
+			   unsigned int nentries, int bgid);
+
+enum hugering_buf_ring_mode {
+	HUGERING_BUF_RING_HUGE = 1,	/* in a hugering arena's hugepage */
+	HUGERING_BUF_RING_LIBURING,	/* liburing's own allocation (fallback) */
+};
+
+struct hugering_buf_ring_info {
+	int mode;		/* enum hugering_buf_ring_mode */
+	int fallback_errno;	/* 0, or why hugepage memory was not used */
+	char fallback_reason[192];
+	int bgid;
+	unsigned nentries;
+	unsigned flags;		/* as registered (IOU_PBUF_RING_INC) */
+	void *mem;		/* the buffer ring */
+	size_t mem_bytes;	/* what the kernel pins: nentries * 16, page-rounded */
+	size_t page_size;	/* of the memory holding it */
+	void *page_addr;	/* the hugepage holding it (HUGE), else mem */
+	size_t page_offset;	/* mem - page_addr */
+	uint64_t resv[8];	/* zeroed by the library: room for new fields */
+};
+
+/* -ENOENT when @bgid of @ring was not set up by hugering_setup_buf_ring(). */
+int hugering_buf_ring_info(const struct io_uring *ring, int bgid,
+			   struct hugering_buf_ring_info *out);
+
+/* ------------------------------------------------------------------ */
 /* Polled I/O                                                          */
 /* ------------------------------------------------------------------ */
 

@@ -145,6 +145,23 @@ int hr_iopoll_probe(int fd, struct hugering_iopoll_verdict *out);
 /* probe.c */
 const struct hugering_kernel_caps *hr_caps(void);
 
+/* ring.c */
+/* The arena a hugering ring's memory came from; NULL for any other ring. */
+struct hugering_arena *hr_ring_arena(const struct io_uring *ring);
+/*
+ * Set once by bufring.c (a layer above, which ring.c cannot call): exit runs
+ * in hugering_queue_exit() on every ring before it is closed, so its buffer
+ * rings are quarantined; the fork handlers run inside ring.c's (its locks
+ * are never held across a call into ring.c, so any order is safe).
+ */
+struct hr_ring_hooks {
+	void (*exit)(const struct io_uring *ring);
+	void (*fork_prepare)(void);
+	void (*fork_parent)(void);
+	void (*fork_child)(void);
+};
+extern const struct hr_ring_hooks *hr_ring_hooks;
+
 /* arena.c: fork handlers, run by ring.c's (default arena lock first). */
 void hr_arena_fork_prepare(void);
 void hr_arena_fork_parent(void);

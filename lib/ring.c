@@ -46,25 +46,37 @@ struct ring_rec {
 static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct ring_rec *registry[REGISTRY_BUCKETS];
 
+const struct hr_ring_hooks *hr_ring_hooks;
+/* The hooks prepare ran, for parent and child (they may be set meanwhile). */
+static __thread const struct hr_ring_hooks *fork_hooks;
+
 /*
  * fork(), in one place and one order: the default arena's lock, then the
- * registry's, so that neither is inherited held.  The child gets its own
- * default arena (arena.c says why).
+ * registry's, then the buffer rings' (bufring.c, through the hooks), so that
+ * none is inherited held.  The child gets its own default arena (arena.c
+ * says why).
  */
 static void atfork_prepare(void)
 {
 	hr_arena_fork_prepare();
 	pthread_mutex_lock(&registry_lock);
+	fork_hooks = __atomic_load_n(&hr_ring_hooks, __ATOMIC_ACQUIRE);
+	if (fork_hooks)
+		fork_hooks->fork_prepare();
 }
 
 static void atfork_parent(void)
 {
+	if (fork_hooks)
+		fork_hooks->fork_parent();
 	pthread_mutex_unlock(&registry_lock);
 	hr_arena_fork_parent();
 }
 
 static void atfork_child(void)
 {
+	if (fork_hooks)
+		fork_hooks->fork_child();
 	pthread_mutex_unlock(&registry_lock);
 	hr_arena_fork_child();
 }
@@ -132,6 +144,22 @@ static void registry_note_fallback(const void *key, int err, const char *why)
 		}
 	}
 	pthread_mutex_unlock(&registry_lock);
+}
+
+struct hugering_arena *hr_ring_arena(const struct io_uring *ring)
+{
+	struct hugering_arena *a = NULL;
+	const void *key = ring->sq.sqes;
+
+	pthread_mutex_lock(&registry_lock);
+	for (struct ring_rec *r = *bucket(key); r; r = r->next) {
+		if (r->key == key) {
+			a = r->user_mem ? r->slot.arena : NULL;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&registry_lock);
+	return a;
 }
 
 static int registry_info(const void *key, struct hugering_ring_info *out)
@@ -997,10 +1025,15 @@ static bool resize_away(const struct io_uring *ring, int fd)
 static void queue_exit(struct io_uring *ring)
 {
 	struct ring_rec *rec;
+	const struct hr_ring_hooks *hooks;
 	bool clean = false;
 
 	if (!ring)
 		return;
+	/* Buffer rings first: the ring may still write them until it is gone. */
+	hooks = __atomic_load_n(&hr_ring_hooks, __ATOMIC_ACQUIRE);
+	if (hooks)
+		hooks->exit(ring);
 	rec = registry_take(ring->sq.sqes);
 	if (rec && rec->user_mem && rec->info.recycle == HUGERING_RECYCLE_RESIZE)
 		clean = resize_away(ring, rec->ref_fd);

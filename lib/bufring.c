@@ -1,0 +1,390 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Provided buffer rings in hugepage memory: liburing's
+ * io_uring_setup_buf_ring()/io_uring_free_buf_ring(), with the ring memory
+ * carved from an arena (kernel-facts.md §11.1).
+ *
+ * The kernel pins PAGE_ALIGN(nentries * 16) bytes at a page-aligned
+ * address and needs no contiguity, so a buffer ring is an arena slot of
+ * that size: one 2 MiB page holds 512 rings of 256 entries.  Recycling:
+ *  - IORING_UNREGISTER_PBUF_RING unpins before it returns, and a failed
+ *    IORING_REGISTER_PBUF_RING unpins whatever it pinned before returning:
+ *    the slot goes back clean, reusable at once;
+ *  - a ring destroyed (or whose fd is gone) with buffer rings still
+ *    registered unpins them in its asynchronous teardown, which may still
+ *    write them (IOU_PBUF_RING_INC writes back addr/len): those slots are
+ *    quarantined like ring memory, never handed out again.
+ * Where the arena cannot supply a page, or the kernel refuses the memory,
+ * liburing's own allocation is used and the record says why.
+ *
+ * Records are keyed by the ring (its SQE address and fd, as the caller's
+ * struct io_uring shows them) and bgid.  hugering_queue_exit() reaches them
+ * through hr_ring_hooks (ring.c is the layer below and cannot call up),
+ * which also run our fork handlers inside ring.c's.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "internal.h"
+
+struct buf_rec {
+	struct buf_rec *next;
+	const void *key;		/* ring->sq.sqes */
+	int ring_fd;
+	bool arena;			/* memory in slot; else liburing's mapping */
+	struct hr_slot slot;
+	struct io_uring_buf_ring *br;
+	struct hugering_buf_ring_info info;
+};
+
+static pthread_mutex_t recs_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct buf_rec *recs;
+
+/* The kernel keeps bgid in 16 bits (struct io_uring_buf_reg.bgid). */
+static bool rec_is(const struct buf_rec *r, const struct io_uring *ring, int bgid)
+{
+	return r->key == ring->sq.sqes && r->ring_fd == ring->ring_fd &&
+	       (uint16_t)r->info.bgid == (uint16_t)bgid;
+}
+
+/* Under the lock: unlink and return the record of @ring's @bgid, or NULL. */
+static struct buf_rec *take_locked(const struct io_uring *ring, int bgid)
+{
+	for (struct buf_rec **pp = &recs; *pp; pp = &(*pp)->next) {
+		struct buf_rec *r = *pp;
+
+		if (rec_is(r, ring, bgid)) {
+			*pp = r->next;
+			return r;
+		}
+	}
+	return NULL;
+}
+
+/*
+ * The buffer ring may still be in the kernel's hands (its ring is dying):
+ * hugepage memory is quarantined, liburing's mapping is only unmapped (the
+ * kernel's pin keeps the pages until the teardown drops it).
+ */
+static void drop_dirty(struct buf_rec *r)
+{
+	if (r->arena)
+		hr_arena_free(&r->slot, false);
+	else
+		munmap(r->br, r->info.mem_bytes);
+	free(r);
+}
+
+/* hr_ring_hooks.exit: every buffer ring of @ring, which is about to be closed. */
+static void ring_exit(const struct io_uring *ring)
+{
+	struct buf_rec *gone = NULL, *r;
+
+	pthread_mutex_lock(&recs_lock);
+	for (struct buf_rec **pp = &recs; (r = *pp);) {
+		if (r->key == ring->sq.sqes && r->ring_fd == ring->ring_fd) {
+			*pp = r->next;
+			r->next = gone;
+			gone = r;
+		} else {
+			pp = &r->next;
+		}
+	}
+	pthread_mutex_unlock(&recs_lock);
+	while ((r = gone)) {
+		gone = r->next;
+		drop_dirty(r);
+	}
+}
+
+/* fork(): the child inherits the records (its rings' memory is shared) and an unheld lock. */
+static void fork_prepare(void)
+{
+	pthread_mutex_lock(&recs_lock);
+}
+
+static void fork_release(void)
+{
+	pthread_mutex_unlock(&recs_lock);
+}
+
+static const struct hr_ring_hooks hooks = {
+	.exit = ring_exit,
+	.fork_prepare = fork_prepare,
+	.fork_parent = fork_release,
+	.fork_child = fork_release,
+};
+
+/*
+ * A new registration of @bgid on this ring was accepted: any record of the
+ * same key is stale (unregistered behind our back, or an earlier ring with
+ * the same fd and SQE address); we cannot tell which, so quarantine.
+ */
+static void add_rec(struct buf_rec *rec, const struct io_uring *ring)
+{
+	struct buf_rec *stale;
+
+	__atomic_store_n(&hr_ring_hooks, &hooks, __ATOMIC_RELEASE);
+	pthread_mutex_lock(&recs_lock);
+	stale = take_locked(ring, rec->info.bgid);
+	rec->next = recs;
+	recs = rec;
+	pthread_mutex_unlock(&recs_lock);
+	if (stale)
+		drop_dirty(stale);
+}
+
+/* ------------------------------------------------------------------ */
+/* Setup                                                               */
+/* ------------------------------------------------------------------ */
+
+static size_t ring_bytes(unsigned nentries)
+{
+	return HR_ALIGN_UP((size_t)nentries * sizeof(struct io_uring_buf), HR_BASE_PAGE);
+}
+
+/* Why the arena gave no memory, in @buf. */
+static void arena_reason(struct hugering_arena *a, int ret, size_t len, char *buf,
+			 size_t blen)
+{
+	if (!a)
+		snprintf(buf, blen, "no arena: %s", hugering_last_error()[0] ?
+			 hugering_last_error() : "no hugetlb in this kernel");
+	else if (ret == -ENOMEM)
+		hr_explain_no_hugepages(hr_arena_page_size(a), hr_arena_node(a), len, buf, blen);
+	else if (ret == -ENOSPC)
+		snprintf(buf, blen, "arena limit (max_bytes) reached");
+	else if (ret == -ECHILD)
+		snprintf(buf, blen, "the ring's arena belongs to the parent process");
+	else
+		snprintf(buf, blen, "arena allocation of %zu bytes failed: %s", len,
+			 strerror(-ret));
+}
+
+/*
+ * Register @nentries at an arena slot.  Returns 0 with @rec filled, or
+ * the error: -ENOMEM etc. from the arena (@why says it), or the kernel's.
+ */
+static int in_arena(struct io_uring *ring, unsigned nentries, int bgid, unsigned flags,
+		    struct buf_rec *rec, char *why, size_t wlen)
+{
+	struct hugering_arena *a = hr_ring_arena(ring);
+	size_t len = ring_bytes(nentries);
+	struct io_uring_buf_reg reg;
+	int ret;
+
+	if (!a)
+		a = hr_default_arena();
+	ret = a ? hr_arena_alloc(a, len, false, &rec->slot) : -ENOMEM;
+	if (ret) {
+		arena_reason(a, ret, len, why, wlen);
+		return ret;
+	}
+	/* The kernel reads the tail from this memory: a recycled slot starts clean. */
+	if (rec->slot.reused)
+		memset(rec->slot.addr, 0, len);
+	memset(&reg, 0, sizeof(reg));
+	reg.ring_addr = (uintptr_t)rec->slot.addr;
+	reg.ring_entries = nentries;
+	reg.bgid = (uint16_t)bgid;
+	ret = io_uring_register_buf_ring(ring, &reg, flags);
+	if (ret) {
+		/* A failed registration holds no pin when it returns. */
+		hr_arena_free(&rec->slot, true);
+		snprintf(why, wlen, "the kernel refused the buffer ring in hugepage memory "
+			 "(IORING_REGISTER_PBUF_RING: %s)", strerror(-ret));
+		return ret;
+	}
+	rec->arena = true;
+	rec->br = (struct io_uring_buf_ring *)rec->slot.addr;
+	rec->info.mode = HUGERING_BUF_RING_HUGE;
+	rec->info.mem = rec->slot.addr;
+	rec->info.page_size = rec->slot.page_size;
+	rec->info.page_addr = rec->slot.page_addr;
+	rec->info.page_offset = (size_t)(rec->slot.addr - rec->slot.page_addr);
+	return 0;
+}
+
+/* liburing's own buffer ring, because of @err (@why). */
+static int by_liburing(struct io_uring *ring, unsigned nentries, int bgid, unsigned flags,
+		       struct buf_rec *rec, int err, const char *why)
+{
+	int ret;
+
+	rec->br = io_uring_setup_buf_ring(ring, nentries, bgid, flags, &ret);
+	if (!rec->br) {
+		if (ret == err)
+			hr_set_error("io_uring_setup_buf_ring: %s (the same with liburing's "
+				     "memory: the kernel refuses these parameters)", strerror(-ret));
+		else
+			hr_set_error("io_uring_setup_buf_ring: %s; hugepage memory was not "
+				     "used: %s", strerror(-ret), why);
+		return ret;
+	}
+	hr_log(HUGERING_LOG_WARN, "buffer ring %d (%u entries) fell back to liburing's memory: %s",
+	       bgid, nentries, why);
+	rec->info.mode = HUGERING_BUF_RING_LIBURING;
+	rec->info.fallback_errno = -err;
+	hr_copy_str(rec->info.fallback_reason, sizeof(rec->info.fallback_reason), why);
+	rec->info.mem = rec->br;
+	rec->info.page_size = HR_BASE_PAGE;
+	rec->info.page_addr = rec->br;
+	return 0;
+}
+
+static struct io_uring_buf_ring *setup_buf_ring(struct io_uring *ring, unsigned nentries,
+						int bgid, unsigned flags, int *err)
+{
+	struct buf_rec *rec;
+	char why[192] = "";
+	int ret;
+
+	*err = 0;
+	if (!ring) {
+		hr_set_error("NULL ring");
+		*err = -EINVAL;
+		return NULL;
+	}
+	/* The kernel's own checks, before any memory is taken. */
+	if (!hr_is_pow2(nentries) || nentries >= 65536) {
+		hr_set_error("nentries %u: a buffer ring has a power of two below 65536 entries",
+			     nentries);
+		*err = -EINVAL;
+		return NULL;
+	}
+	rec = calloc(1, sizeof(*rec));
+	if (!rec) {
+		hr_set_error("out of memory for the buffer ring record");
+		*err = -ENOMEM;
+		return NULL;
+	}
+	rec->key = ring->sq.sqes;
+	rec->ring_fd = ring->ring_fd;
+	rec->info.bgid = bgid;
+	rec->info.nentries = nentries;
+	rec->info.flags = flags;
+	rec->info.mem_bytes = ring_bytes(nentries);
+	ret = in_arena(ring, nentries, bgid, flags, rec, why, sizeof(why));
+	/* bgid taken: the kernel's answer whatever the memory. */
+	if (ret && ret != -EEXIST)
+		ret = by_liburing(ring, nentries, bgid, flags, rec, ret, why);
+	else if (ret)
+		hr_set_error("buffer group %d is already registered on this ring", bgid);
+	if (ret) {
+		free(rec);
+		*err = ret;
+		return NULL;
+	}
+	io_uring_buf_ring_init(rec->br);
+	add_rec(rec, ring);
+	hr_clear_error();	/* what the arena or the first try said is not a failure */
+	return rec->br;
+}
+
+struct io_uring_buf_ring *hugering_setup_buf_ring(struct io_uring *ring, unsigned int nentries,
+						  int bgid, unsigned int flags, int *err)
+{
+	struct io_uring_buf_ring *br;
+	int ret;
+
+	hr_clear_error();
+	br = setup_buf_ring(ring, nentries, bgid, flags, err ? err : &ret);
+	if (!br)
+		hr_result(err ? *err : ret, __func__);
+	return br;
+}
+
+/* ------------------------------------------------------------------ */
+/* Free and info                                                       */
+/* ------------------------------------------------------------------ */
+
+static int free_buf_ring(struct io_uring *ring, struct io_uring_buf_ring *br,
+			 unsigned nentries, int bgid)
+{
+	struct io_uring_buf_ring *have = NULL;
+	struct buf_rec *r;
+	bool ours = false;
+	int ret;
+
+	if (!ring)
+		return -EINVAL;
+	pthread_mutex_lock(&recs_lock);
+	for (r = recs; r; r = r->next) {
+		if (rec_is(r, ring, bgid)) {
+			ours = true;
+			have = r->br;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&recs_lock);
+	if (!ours)
+		return io_uring_free_buf_ring(ring, br, nentries, bgid);	/* not ours */
+	if (have != br) {
+		hr_set_error("buffer group %d's ring is at %p, not %p", bgid, (void *)have,
+			     (void *)br);
+		return -EINVAL;
+	}
+	ret = io_uring_unregister_buf_ring(ring, bgid);
+	if (ret && ret != -EBADF && ret != -ENXIO) {
+		hr_set_error("IORING_UNREGISTER_PBUF_RING of group %d: %s (the buffer ring "
+			     "stays registered)", bgid, strerror(-ret));
+		return ret;
+	}
+	pthread_mutex_lock(&recs_lock);
+	r = take_locked(ring, bgid);
+	pthread_mutex_unlock(&recs_lock);
+	if (!r)
+		return ret;	/* a racing free took it */
+	if (ret) {
+		/* The ring's fd is gone: the kernel may still hold the memory. */
+		hr_set_error("IORING_UNREGISTER_PBUF_RING of group %d: %s (the ring is closed; "
+			     "its memory is quarantined)", bgid, strerror(-ret));
+		drop_dirty(r);
+		return ret;
+	}
+	/* Unregistered: unpinned before the call returned, reusable now. */
+	if (r->arena)
+		hr_arena_free(&r->slot, true);
+	else
+		munmap(r->br, (size_t)r->info.nentries * sizeof(struct io_uring_buf));
+	free(r);
+	return 0;
+}
+
+int hugering_free_buf_ring(struct io_uring *ring, struct io_uring_buf_ring *br,
+			   unsigned int nentries, int bgid)
+{
+	return HR_PUBLIC(free_buf_ring(ring, br, nentries, bgid));
+}
+
+static int buf_ring_info(const struct io_uring *ring, int bgid,
+			 struct hugering_buf_ring_info *out)
+{
+	int ret = -ENOENT;
+
+	if (!ring || !out)
+		return -EINVAL;
+	pthread_mutex_lock(&recs_lock);
+	for (struct buf_rec *r = recs; r; r = r->next) {
+		if (rec_is(r, ring, bgid)) {
+			*out = r->info;
+			ret = 0;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&recs_lock);
+	if (ret)
+		hr_set_error("buffer group %d of this ring was not set up by "
+			     "hugering_setup_buf_ring", bgid);
+	return ret;
+}
+
+int hugering_buf_ring_info(const struct io_uring *ring, int bgid,
+			   struct hugering_buf_ring_info *out)
+{
+	return HR_PUBLIC(buf_ring_info(ring, bgid, out));
+}

@@ -1,0 +1,558 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Provided buffer rings in hugepage memory (issue 13): multishot receive
+ * over a socketpair and loopback TCP (with and without IOU_PBUF_RING_INC),
+ * the memory in hugepages, many rings per page, clean reuse after free,
+ * quarantine when the ring dies first, liburing's fallback on an empty pool.
+ */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "helpers.h"
+
+TestSuite(bufring, .init = th_init, .fini = th_fini, .timeout = 120);
+
+#define NBUFS 64
+#define BUF_SIZE 4096
+#define TOTAL (1024 * 1024)
+
+/* The byte at stream offset @i: position-dependent, so a reorder shows. */
+static unsigned char pattern(size_t i)
+{
+	return (unsigned char)(i * 7 + (i >> 8) + (i >> 16));
+}
+
+struct sender {
+	int fd;
+	size_t total;
+};
+
+/* Writes the stream in chunks of 1..3000 bytes, so receives vary in size. */
+static void *send_all(void *arg)
+{
+	struct sender *s = arg;
+	unsigned char buf[3000];
+	size_t off = 0, n = 1;
+
+	while (off < s->total) {
+		size_t len = n % sizeof(buf) + 1;
+		ssize_t w;
+
+		if (len > s->total - off)
+			len = s->total - off;
+		for (size_t i = 0; i < len; i++)
+			buf[i] = pattern(off + i);
+		w = write(s->fd, buf, len);
+		if (w <= 0)
+			break;
+		off += (size_t)w;
+		n = n * 31 + 17;
+	}
+	shutdown(s->fd, SHUT_WR);
+	return NULL;
+}
+
+static void tcp_pair(int fds[2])
+{
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t alen = sizeof(a);
+	int l = socket(AF_INET, SOCK_STREAM, 0);
+
+	cr_assert_geq(l, 0);
+	cr_assert_eq(bind(l, (struct sockaddr *)&a, sizeof(a)), 0);
+	cr_assert_eq(listen(l, 1), 0);
+	cr_assert_eq(getsockname(l, (struct sockaddr *)&a, &alen), 0);
+	fds[1] = socket(AF_INET, SOCK_STREAM, 0);
+	cr_assert_eq(connect(fds[1], (struct sockaddr *)&a, sizeof(a)), 0);
+	fds[0] = accept(l, NULL, NULL);
+	cr_assert_geq(fds[0], 0);
+	close(l);
+}
+
+static void arm_recv(struct io_uring *ring, int fd, int bgid)
+{
+	struct io_uring_sqe *sqe = io_uring_get_sqe(ring);
+
+	cr_assert_not_null(sqe);
+	io_uring_prep_recv_multishot(sqe, fd, NULL, 0, 0);
+	sqe->flags |= IOSQE_BUFFER_SELECT;
+	sqe->buf_group = (uint16_t)bgid;
+	cr_assert_eq(io_uring_submit(ring), 1);
+}
+
+/*
+ * Multishot receive of the whole stream into buffer group @bgid.  The
+ * kernel takes buffers from the head in the order we added them: every
+ * completion's buffer id must be the next one we queued (a FIFO kept here),
+ * and with IOU_PBUF_RING_INC the same buffer is reported until a completion
+ * comes without IORING_CQE_F_BUF_MORE, its data continuing where the last
+ * one ended.  Returns how many completions had BUF_MORE.
+ */
+static unsigned recv_stream(struct io_uring *ring, struct io_uring_buf_ring *br, int bgid,
+			    int fd, size_t total, bool inc)
+{
+	unsigned char *bufs = aligned_alloc(4096, NBUFS * BUF_SIZE);
+	unsigned fifo[4 * NBUFS], fhead = 0, ftail = 0, more = 0;
+	size_t used[NBUFS] = { 0 }, off = 0;
+	int mask = io_uring_buf_ring_mask(NBUFS);
+
+	cr_assert_not_null(bufs);
+	for (unsigned b = 0; b < NBUFS; b++) {
+		io_uring_buf_ring_add(br, bufs + b * BUF_SIZE, BUF_SIZE, (unsigned short)b, mask,
+				      (int)b);
+		fifo[ftail++ % (4 * NBUFS)] = b;
+	}
+	io_uring_buf_ring_advance(br, NBUFS);
+	arm_recv(ring, fd, bgid);
+	while (off < total) {
+		struct io_uring_cqe *cqe;
+		unsigned bid, flags;
+		int res;
+
+		cr_assert_eq(io_uring_wait_cqe(ring, &cqe), 0);
+		res = cqe->res;
+		flags = cqe->flags;
+		io_uring_cqe_seen(ring, cqe);
+		if (res == -ENOBUFS) {
+			cr_assert(!(flags & IORING_CQE_F_MORE));
+			arm_recv(ring, fd, bgid);
+			continue;
+		}
+		cr_assert_gt(res, 0, "recv: %d (%s) at offset %zu", res, strerror(-res), off);
+		cr_assert(flags & IORING_CQE_F_BUFFER);
+		bid = flags >> IORING_CQE_BUFFER_SHIFT;
+		cr_assert_lt(bid, NBUFS);
+		cr_assert_eq(bid, fifo[fhead % (4 * NBUFS)],
+			     "kernel used buffer %u, the ring's head is %u", bid,
+			     fifo[fhead % (4 * NBUFS)]);
+		cr_assert_leq(used[bid] + (size_t)res, BUF_SIZE);
+		for (int i = 0; i < res; i++)
+			cr_assert_eq(bufs[bid * BUF_SIZE + used[bid] + (size_t)i], pattern(off + (size_t)i),
+				     "byte %zu (buffer %u)", off + (size_t)i, bid);
+		off += (size_t)res;
+		if (flags & IORING_CQE_F_BUF_MORE) {
+			cr_assert(inc, "BUF_MORE without IOU_PBUF_RING_INC");
+			used[bid] += (size_t)res;
+			more++;
+		} else {
+			/* The buffer is ours again: back at the tail. */
+			used[bid] = 0;
+			fhead++;
+			io_uring_buf_ring_add(br, bufs + bid * BUF_SIZE, BUF_SIZE,
+					      (unsigned short)bid, mask, 0);
+			io_uring_buf_ring_advance(br, 1);
+			fifo[ftail++ % (4 * NBUFS)] = bid;
+		}
+		if (!(flags & IORING_CQE_F_MORE) && off < total)
+			arm_recv(ring, fd, bgid);
+	}
+	cr_assert_eq(off, total);
+	free(bufs);
+	return more;
+}
+
+static void ring_up(struct io_uring *ring)
+{
+	struct io_uring_params p = { 0 };
+
+	cr_assert_eq(hugering_queue_init_params(64, ring, &p), 0, "%s", hugering_last_error());
+}
+
+/* Whole stream over @fds through a hugering buffer ring; asserts it is in hugepages. */
+static void stream_test(int fds[2], unsigned flags)
+{
+	struct hugering_buf_ring_info info;
+	struct sender s = { .fd = fds[1], .total = TOTAL };
+	struct io_uring_buf_ring *br;
+	struct io_uring ring;
+	pthread_t t;
+	unsigned more;
+	int err = 1;
+
+	th_need_pool(SZ_2M, 2);
+	ring_up(&ring);
+	br = hugering_setup_buf_ring(&ring, NBUFS, 7, flags, &err);
+	if (!br && err == -EINVAL && (flags & IOU_PBUF_RING_INC))
+		cr_skip("kernel lacks IOU_PBUF_RING_INC (Linux < 6.12)");
+	cr_assert_not_null(br, "setup: %d %s", err, hugering_last_error());
+	cr_assert_eq(err, 0);
+	cr_assert_str_empty(hugering_last_error());
+	cr_assert_eq(hugering_buf_ring_info(&ring, 7, &info), 0);
+	cr_assert_eq(info.mode, HUGERING_BUF_RING_HUGE, "fell back: %s", info.fallback_reason);
+	cr_assert_eq(info.flags, flags);
+	cr_assert_eq((void *)br, info.mem);
+	cr_assert_eq(pthread_create(&t, NULL, send_all, &s), 0);
+	more = recv_stream(&ring, br, 7, fds[0], TOTAL, flags & IOU_PBUF_RING_INC);
+	pthread_join(t, NULL);
+	/* 4 KiB buffers, sends of at most 3000 bytes: INC must have shared buffers. */
+	if (flags & IOU_PBUF_RING_INC)
+		cr_assert_gt(more, 0, "no completion with IORING_CQE_F_BUF_MORE");
+	cr_assert_eq(hugering_free_buf_ring(&ring, br, NBUFS, 7), 0, "%s", hugering_last_error());
+	cr_assert_eq(hugering_buf_ring_info(&ring, 7, &info), -ENOENT);
+	hugering_queue_exit(&ring);
+	close(fds[0]);
+	close(fds[1]);
+}
+
+Test(bufring, multishot_recv_socketpair)
+{
+	int fds[2];
+
+	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, fds), 0);
+	stream_test(fds, 0);
+}
+
+Test(bufring, multishot_recv_tcp)
+{
+	int fds[2];
+
+	tcp_pair(fds);
+	stream_test(fds, 0);
+}
+
+Test(bufring, multishot_recv_socketpair_inc)
+{
+	int fds[2];
+
+	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, fds), 0);
+	stream_test(fds, IOU_PBUF_RING_INC);
+}
+
+Test(bufring, multishot_recv_tcp_inc)
+{
+	int fds[2];
+
+	tcp_pair(fds);
+	stream_test(fds, IOU_PBUF_RING_INC);
+}
+
+/* The memory is a hugetlb page (pagemap-proven as root: same frame run as its page). */
+Test(bufring, memory_in_hugepages)
+{
+	struct hugering_buf_ring_info info;
+	struct hugering_addr_info ai;
+	struct hugering_verify v;
+	struct io_uring_buf_ring *br;
+	struct io_uring ring;
+	int err;
+
+	th_need_pool(SZ_2M, 2);
+	ring_up(&ring);
+	br = hugering_setup_buf_ring(&ring, 256, 1, 0, &err);
+	cr_assert_not_null(br, "%s", hugering_last_error());
+	cr_assert_eq(hugering_buf_ring_info(&ring, 1, &info), 0);
+	cr_assert_eq(info.mode, HUGERING_BUF_RING_HUGE);
+	cr_assert_eq(info.page_size, hugering_default_page_size());
+	cr_assert_eq(info.mem_bytes, 4096);
+	cr_assert_eq((uintptr_t)br % 4096, 0);
+	cr_assert_eq((char *)info.page_addr + info.page_offset, (char *)br);
+	cr_assert_eq(hugering_addr_info(br, &ai), 0);
+	cr_assert_eq(ai.backing, HUGERING_BACKING_HUGETLB);
+	cr_assert_eq(ai.page_size, info.page_size);
+	cr_assert_eq(hugering_mem_verify(br, info.mem_bytes, &v), 0);
+	cr_assert_eq(v.page_size, info.page_size);
+	cr_assert_eq(v.backing, HUGERING_BACKING_HUGETLB);
+	if (th_pfn_visible()) {
+		uint64_t pfn = th_pfn(br), base = th_pfn(info.page_addr);
+
+		cr_assert_neq(pfn, 0);
+		cr_assert_eq(pfn - base, info.page_offset / 4096,
+			     "not the hugepage's frame: pfn %#llx, page %#llx",
+			     (unsigned long long)pfn, (unsigned long long)base);
+		cr_assert_eq(v.proof, HUGERING_PROOF_PAGEMAP);
+	}
+	cr_assert_eq(hugering_free_buf_ring(&ring, br, 256, 1), 0);
+	hugering_queue_exit(&ring);
+}
+
+/* Eight rings of 256 entries in one hugepage, each used by the kernel. */
+Test(bufring, many_rings_share_one_page)
+{
+	struct io_uring_buf_ring *br[8];
+	struct hugering_buf_ring_info info[8];
+	static char bufs[8][64];
+	struct io_uring ring;
+	int fds[2], err;
+
+	th_need_pool(SZ_2M, 2);
+	ring_up(&ring);
+	cr_assert_eq(socketpair(AF_UNIX, SOCK_DGRAM, 0, fds), 0);
+	for (int g = 0; g < 8; g++) {
+		br[g] = hugering_setup_buf_ring(&ring, 256, g, 0, &err);
+		cr_assert_not_null(br[g], "group %d: %s", g, hugering_last_error());
+		cr_assert_eq(hugering_buf_ring_info(&ring, g, &info[g]), 0);
+		cr_assert_eq(info[g].mode, HUGERING_BUF_RING_HUGE);
+		cr_assert_eq(info[g].page_addr, info[0].page_addr, "ring %d in another page", g);
+		for (int h = 0; h < g; h++) {
+			uintptr_t a = (uintptr_t)br[g], b = (uintptr_t)br[h];
+
+			cr_assert(a >= b + 4096 || b >= a + 4096, "rings %d and %d overlap", g, h);
+		}
+		io_uring_buf_ring_add(br[g], bufs[g], sizeof(bufs[g]), (unsigned short)(100 + g),
+				      io_uring_buf_ring_mask(256), 0);
+		io_uring_buf_ring_advance(br[g], 1);
+	}
+	/* One datagram per group, received into that group's only buffer. */
+	for (int g = 0; g < 8; g++) {
+		struct io_uring_sqe *sqe = io_uring_get_sqe(&ring);
+		struct io_uring_cqe *cqe;
+		char msg[16];
+
+		snprintf(msg, sizeof(msg), "group-%d", g);
+		cr_assert_eq(write(fds[1], msg, strlen(msg) + 1), (ssize_t)strlen(msg) + 1);
+		io_uring_prep_recv(sqe, fds[0], NULL, 0, 0);
+		sqe->flags |= IOSQE_BUFFER_SELECT;
+		sqe->buf_group = (uint16_t)g;
+		cr_assert_eq(io_uring_submit_and_wait(&ring, 1), 1);
+		cr_assert_eq(io_uring_wait_cqe(&ring, &cqe), 0);
+		cr_assert_eq(cqe->res, (int)strlen(msg) + 1);
+		cr_assert_eq(cqe->flags >> IORING_CQE_BUFFER_SHIFT, 100u + (unsigned)g);
+		cr_assert_str_eq(bufs[g], msg);
+		io_uring_cqe_seen(&ring, cqe);
+	}
+	for (int g = 0; g < 8; g++)
+		cr_assert_eq(hugering_free_buf_ring(&ring, br[g], 256, g), 0);
+	hugering_queue_exit(&ring);
+	close(fds[0]);
+	close(fds[1]);
+}
+
+static struct hugering_arena *new_arena(void)
+{
+	struct hugering_arena_opts o = { .numa_node = -1 };
+	struct hugering_arena *a;
+
+	cr_assert_eq(hugering_arena_create(&o, &a), 0, "%s", hugering_last_error());
+	return a;
+}
+
+static void ring_in(struct hugering_arena *a, struct io_uring *ring)
+{
+	struct io_uring_params p = { 0 };
+	struct hugering_init_opts o = { .arena = a, .policy = HUGERING_POLICY_NOMMAP };
+
+	cr_assert_eq(hugering_queue_init_opts(64, ring, &p, &o), 0, "%s", hugering_last_error());
+}
+
+/* Unregistered memory is reusable at once: the next buffer ring gets it (clean). */
+Test(bufring, free_then_setup_reuses_memory)
+{
+	struct hugering_arena *a;
+	struct hugering_arena_stats st0, st;
+	struct io_uring_buf_ring *br, *br2;
+	struct io_uring ring;
+	int err;
+
+	th_need_pool(SZ_2M, 2);
+	a = new_arena();
+	ring_in(a, &ring);
+	cr_assert_eq(hugering_arena_stats(a, &st0), 0);
+	br = hugering_setup_buf_ring(&ring, 256, 3, 0, &err);
+	cr_assert_not_null(br, "%s", hugering_last_error());
+	cr_assert_eq(hugering_arena_stats(a, &st), 0);
+	cr_assert_eq(st.rings_live, st0.rings_live + 1, "not from the ring's arena");
+	/* Dirty it as a program would: the next ring must start clean anyway. */
+	memset(br, 0xa5, 4096);
+	cr_assert_eq(hugering_free_buf_ring(&ring, br, 256, 3), 0);
+	cr_assert_eq(hugering_arena_stats(a, &st), 0);
+	cr_assert_eq(st.rings_live, st0.rings_live);
+	cr_assert_eq(st.bytes_waiting, st0.bytes_waiting, "a clean free was quarantined");
+	for (int i = 0; i < 50; i++) {
+		br2 = hugering_setup_buf_ring(&ring, 256, 4, 0, &err);
+		cr_assert_eq(br2, br, "cycle %d: clean memory not reused", i);
+		cr_assert_eq(br2->tail, 0);
+		cr_assert_eq(hugering_free_buf_ring(&ring, br2, 256, 4), 0);
+	}
+	hugering_queue_exit(&ring);
+	cr_assert_eq(hugering_arena_destroy(a), 0);
+}
+
+/*
+ * A ring destroyed with its buffer ring still registered: the buffer ring's
+ * memory is quarantined (bytes_waiting), never handed out again while the
+ * page lives; a neighbour ring keeps the page alive meanwhile.
+ */
+Test(bufring, ring_exit_without_unregister_quarantines)
+{
+	struct hugering_arena *a;
+	struct hugering_arena_stats st0, st;
+	struct hugering_ring_info ri;
+	struct io_uring_buf_ring *br, *br2;
+	struct io_uring ring, keep;
+	int err;
+
+	th_need_pool(SZ_2M, 2);
+	a = new_arena();
+	ring_in(a, &keep);
+	ring_in(a, &ring);
+	cr_assert_eq(hugering_ring_info(&ring, &ri), 0);
+	br = hugering_setup_buf_ring(&ring, 256, 5, 0, &err);
+	cr_assert_not_null(br, "%s", hugering_last_error());
+	cr_assert_eq(hugering_arena_stats(a, &st0), 0);
+	hugering_queue_exit(&ring);
+	cr_assert_eq(hugering_arena_stats(a, &st), 0);
+	cr_assert_eq(st.rings_live, st0.rings_live - 2);
+	cr_assert_eq(st.bytes_waiting, st0.bytes_waiting + ri.mem_bytes + 4096,
+		     "waiting %zu, expected %zu + ring %zu + 4096", st.bytes_waiting,
+		     st0.bytes_waiting, ri.mem_bytes);
+	for (int i = 0; i < 50; i++) {
+		br2 = hugering_setup_buf_ring(&keep, 256, 5, 0, &err);
+		cr_assert_not_null(br2, "%s", hugering_last_error());
+		cr_assert_neq(br2, br, "cycle %d: quarantined memory handed out again", i);
+		cr_assert_eq(hugering_free_buf_ring(&keep, br2, 256, 5), 0);
+	}
+	hugering_queue_exit(&keep);
+	cr_assert_eq(hugering_arena_destroy(a), 0);
+}
+
+/* A plain liburing ring closed first: free fails (-EBADF) and quarantines. */
+Test(bufring, free_after_close_quarantines)
+{
+	struct hugering_arena_stats st0, st;
+	struct hugering_arena *a;
+	struct io_uring_buf_ring *br;
+	struct io_uring ring;
+	int err;
+
+	th_need_pool(SZ_2M, 2);
+	cr_assert_eq(io_uring_queue_init(8, &ring, 0), 0);
+	br = hugering_setup_buf_ring(&ring, 256, 9, 0, &err);
+	cr_assert_not_null(br, "%s", hugering_last_error());
+	a = hugering_default_arena();
+	cr_assert_not_null(a);
+	cr_assert_eq(hugering_arena_stats(a, &st0), 0);
+	io_uring_queue_exit(&ring);
+	cr_assert_eq(hugering_free_buf_ring(&ring, br, 256, 9), -EBADF);
+	cr_assert_str_not_empty(hugering_last_error());
+	cr_assert_eq(hugering_arena_stats(a, &st), 0);
+	cr_assert_eq(st.rings_live, st0.rings_live - 1);
+	cr_assert_eq(st.bytes_waiting, st0.bytes_waiting + 4096);
+}
+
+/* Errors: the kernel's, with a reason, and nothing taken. */
+Test(bufring, errors_take_nothing)
+{
+	struct hugering_arena_stats st0, st;
+	struct io_uring_buf_ring *br;
+	struct io_uring ring;
+	int err;
+
+	th_need_pool(SZ_2M, 2);
+	ring_up(&ring);
+	cr_assert_null(hugering_setup_buf_ring(&ring, 3, 1, 0, &err));
+	cr_assert_eq(err, -EINVAL);
+	cr_assert_str_not_empty(hugering_last_error());
+	cr_assert_null(hugering_setup_buf_ring(&ring, 65536, 1, 0, &err));
+	cr_assert_eq(err, -EINVAL);
+	br = hugering_setup_buf_ring(&ring, 16, 1, 0, &err);
+	cr_assert_not_null(br);
+	cr_assert_eq(hugering_arena_stats(hugering_default_arena(), &st0), 0);
+	cr_assert_null(hugering_setup_buf_ring(&ring, 16, 1, 0, &err));
+	cr_assert_eq(err, -EEXIST);
+	cr_assert_str_not_empty(hugering_last_error());
+	cr_assert_eq(hugering_arena_stats(hugering_default_arena(), &st), 0);
+	cr_assert_eq(st.rings_live, st0.rings_live);
+	cr_assert_eq(st.bytes_waiting, st0.bytes_waiting);
+	cr_assert_eq(hugering_free_buf_ring(&ring, (void *)4096, 16, 1), -EINVAL);
+	cr_assert_lt(hugering_free_buf_ring(&ring, br, 16, 2), 0);
+	cr_assert_eq(hugering_free_buf_ring(&ring, br, 16, 1), 0);
+	hugering_queue_exit(&ring);
+}
+
+/* Empty pool: liburing's own buffer ring, said so, and it works. */
+Test(bufring, empty_pool_falls_back_to_liburing)
+{
+	struct hugering_buf_ring_info info;
+	struct io_uring_buf_ring *br;
+	struct sender s;
+	struct th_hog hog;
+	struct io_uring ring;
+	pthread_t t;
+	int fds[2], err;
+
+	th_exhaust(hugering_default_page_size(), &hog);
+	ring_up(&ring);
+	br = hugering_setup_buf_ring(&ring, NBUFS, 2, 0, &err);
+	cr_assert_not_null(br, "%s", hugering_last_error());
+	cr_assert_eq(err, 0);
+	cr_assert_str_empty(hugering_last_error());
+	cr_assert_eq(hugering_buf_ring_info(&ring, 2, &info), 0);
+	cr_assert_eq(info.mode, HUGERING_BUF_RING_LIBURING);
+	cr_assert_eq(info.fallback_errno, ENOMEM);
+	cr_assert_str_not_empty(info.fallback_reason);
+	cr_assert_eq(info.page_size, 4096);
+	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, fds), 0);
+	s = (struct sender){ .fd = fds[1], .total = TOTAL / 4 };
+	cr_assert_eq(pthread_create(&t, NULL, send_all, &s), 0);
+	recv_stream(&ring, br, 2, fds[0], TOTAL / 4, false);
+	pthread_join(t, NULL);
+	cr_assert_eq(hugering_free_buf_ring(&ring, br, NBUFS, 2), 0);
+	hugering_queue_exit(&ring);
+	th_release(&hog);
+	close(fds[0]);
+	close(fds[1]);
+}
+
+struct churn {
+	struct io_uring *ring;
+	volatile bool stop;
+};
+
+static void *churn_buf_rings(void *arg)
+{
+	struct churn *c = arg;
+	int err;
+
+	while (!c->stop) {
+		struct io_uring_buf_ring *br = hugering_setup_buf_ring(c->ring, 16, 11, 0, &err);
+
+		if (br)
+			hugering_free_buf_ring(c->ring, br, 16, 11);
+	}
+	return NULL;
+}
+
+/*
+ * fork() while another thread sets buffer rings up and frees them: the
+ * child finds the records unlocked (a lock inherited held would hang it
+ * until the timeout) and reads its inherited buffer ring's info.
+ */
+Test(bufring, fork_while_busy)
+{
+	struct hugering_buf_ring_info info;
+	struct io_uring_buf_ring *br;
+	struct churn c = { 0 };
+	struct io_uring ring;
+	pthread_t t;
+	int err;
+
+	th_need_pool(SZ_2M, 2);
+	ring_up(&ring);
+	br = hugering_setup_buf_ring(&ring, 16, 10, 0, &err);
+	cr_assert_not_null(br, "%s", hugering_last_error());
+	c.ring = &ring;
+	cr_assert_eq(pthread_create(&t, NULL, churn_buf_rings, &c), 0);
+	for (int i = 0; i < 50; i++) {
+		int status;
+		pid_t pid = fork();
+
+		cr_assert_geq(pid, 0);
+		if (!pid)
+			_exit(hugering_buf_ring_info(&ring, 10, &info) == 0 &&
+			      info.mem == (void *)br ? 0 : 1);
+		cr_assert_eq(waitpid(pid, &status, 0), pid);
+		cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child %d failed", i);
+	}
+	c.stop = true;
+	pthread_join(t, NULL);
+	cr_assert_eq(hugering_free_buf_ring(&ring, br, 16, 10), 0);
+	hugering_queue_exit(&ring);
+}
