@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "helpers.h"
@@ -26,11 +27,11 @@
 
 #define PAGE_4K 4096UL
 
-static void report_sites(void);
+static void report_sites(bool to_criterion);
 
 static void fault_fini(void)
 {
-	report_sites();
+	report_sites(true);
 	th_fini();
 }
 
@@ -71,9 +72,25 @@ static const int *errs_for(const char *name, int *n)
 	return other;
 }
 
+/*
+ * Free hugepages.  Not minus resv_hugepages: a failed populate leaves the
+ * reservation its mmap made in the memfd (the kernel releases a shared
+ * mapping's reservation on punch only for pages that exist), which the next
+ * page at that offset takes over; the pages themselves must all come back.
+ */
 static long usable(void)
 {
-	return th_pool_field(SZ_2M, "free_hugepages") - th_pool_field(SZ_2M, "resv_hugepages");
+	return th_pool_field(SZ_2M, "free_hugepages");
+}
+
+static bool wait_free(long n, int ms)
+{
+	for (int w = 0; usable() < n; w += 5) {
+		if (w >= ms)
+			return false;
+		usleep(5000);
+	}
+	return true;
 }
 
 /*
@@ -100,7 +117,7 @@ static void sweep(const char *what, int (*run)(void *), void *arg)
 	for (long i = 1; i <= k; i++)
 		snprintf(names[i - 1], sizeof(names[0]), "%s", fault_name(i));
 	cr_log_info("%s: %ld hr_sys calls without faults (returned %d)", what, k, ret);
-	cr_assert(th_wait_pool(SZ_2M, free0, 3000), "%s: unfaulted run kept hugepages", what);
+	cr_assert(wait_free(free0, 3000), "%s: unfaulted run kept hugepages", what);
 	for (long n = 1; n <= k; n++) {
 		int nerr;
 		const int *errs = errs_for(names[n - 1], &nerr);
@@ -127,12 +144,103 @@ static void sweep(const char *what, int (*run)(void *), void *arg)
 			cr_assert_eq(th_fd_count(), fd0, "%s: call %ld (%s) -%s: fd leaked (%d -> %d)",
 				     what, n, names[n - 1], strerrorname_np(errs[e]), fd0,
 				     th_fd_count());
-			cr_assert(th_wait_pool(SZ_2M, free0, 3000),
+			cr_assert(wait_free(free0, 3000),
 				  "%s: call %ld (%s) -%s: hugepages kept (%ld usable, had %ld)",
 				  what, n, names[n - 1], strerrorname_np(errs[e]), usable(), free0);
 		}
 	}
 	cr_log_info("%s: %ld faults injected over %ld calls", what, injected, k);
+}
+
+static long held_by_default_arena(void)
+{
+	struct hugering_arena_stats st;
+
+	if (hugering_arena_stats(hugering_default_arena(), &st))
+		return 0;
+	return st.pages_held;
+}
+
+/*
+ * One run in a fresh child, so that the once-per-process work (the kernel
+ * probe, the ring header read, the default arena's first page) happens in
+ * it; fails call @n with -@err.  The child checks what sweep() checks (pages
+ * the default arena keeps for later rings count as given back) and reports
+ * its sites; returns the child's number of calls.
+ */
+static long child_run(const char *what, int (*run)(void *), void *arg, long n, int err)
+{
+	char msg[256] = "";
+	long calls = 0;
+	int pfd[2], status;
+	pid_t pid;
+
+	cr_assert_eq(pipe(pfd), 0);
+	pid = fork();
+	cr_assert_geq(pid, 0);
+	if (!pid) {
+		/* First: a child makes its own default arena (and memfd). */
+		long held0 = held_by_default_arena(), free0 = usable();
+		int fd0 = th_fd_count(), ret;
+
+		fault_reset_sites();
+		why[0] = 0;
+		fault_arm(n, err);
+		ret = run(arg);
+		fault_disarm();
+		calls = fault_calls();
+		if (ret > 0)
+			snprintf(msg, sizeof(msg), "returned %d", ret);
+		else if (ret < 0 && !why[0])
+			snprintf(msg, sizeof(msg), "%s without a reason", strerrorname_np(-ret));
+		else if (th_fd_count() != fd0)
+			snprintf(msg, sizeof(msg), "fd leaked (%d -> %d)", fd0, th_fd_count());
+		for (int w = 0; !msg[0]; w += 5) {
+			long back = usable() + held_by_default_arena() - held0;
+
+			if (back >= free0)
+				break;
+			if (w >= 3000)
+				snprintf(msg, sizeof(msg), "hugepages kept (%ld back, had %ld)",
+					 back, free0);
+			usleep(5000);
+		}
+		if (fault_fired()) {
+			char out[96];
+
+			snprintf(out, sizeof(out), "%s: -%s -> %s", what, strerrorname_np(err),
+				 ret ? strerrorname_np(-ret) : "0");
+			fault_note_outcome(out);
+		}
+		/* Not through Criterion: its channel is the parent's, not a child's. */
+		report_sites(false);
+		if (write(pfd[1], &calls, sizeof(calls)) != sizeof(calls) ||
+		    write(pfd[1], msg, sizeof(msg)) != sizeof(msg))
+			_exit(2);
+		_exit(msg[0] ? 1 : 0);
+	}
+	close(pfd[1]);
+	if (read(pfd[0], &calls, sizeof(calls)) != sizeof(calls) ||
+	    read(pfd[0], msg, sizeof(msg)) != sizeof(msg))
+		snprintf(msg, sizeof(msg), "child died before reporting");
+	close(pfd[0]);
+	cr_assert_eq(waitpid(pid, &status, 0), pid);
+	cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+		  "%s: call %ld -%s: %s (status %#x)", what, n, n ? strerrorname_np(err) : "-",
+		  msg, status);
+	return calls;
+}
+
+/* sweep() for what a process does once: each run in a fresh child. */
+static void sweep_first(const char *what, int (*run)(void *), void *arg)
+{
+	static const int errs[] = { ENOMEM, EMFILE, EFAULT, EINTR };
+	long k = child_run(what, run, arg, 0, 0);
+
+	cr_log_info("%s (first in a process): %ld hr_sys calls without faults", what, k);
+	for (long n = 1; n <= k; n++)
+		for (int e = 0; e < 4; e++)
+			child_run(what, run, arg, n, errs[e]);
 }
 
 /* The caller of each site, as addr2line names it. */
@@ -161,7 +269,7 @@ static void symbol_of(void *addr, char *buf, size_t len)
 	pclose(f);
 }
 
-static void report_sites(void)
+static void report_sites(bool to_criterion)
 {
 	const char *path = getenv("HUGERING_FAULT_LOG");
 	const struct fault_site *s;
@@ -173,9 +281,10 @@ static void report_sites(void)
 		char sym[256];
 
 		symbol_of(s[i].caller, sym, sizeof(sym));
-		cr_log_info("site %s in %s: %ld calls, %ld failed: %s", s[i].name, sym,
-			    s[i].calls, s[i].failed, s[i].outcomes[0] ? s[i].outcomes :
-			    fault_injectable(s[i].name) ? "-" : "not injectable");
+		if (to_criterion)
+			cr_log_info("site %s in %s: %ld calls, %ld failed: %s", s[i].name, sym,
+				    s[i].calls, s[i].failed, s[i].outcomes[0] ? s[i].outcomes :
+				    fault_injectable(s[i].name) ? "-" : "not injectable");
 		if (log)
 			fprintf(log, "%s\t%s\t%ld\t%ld\t%s\n", s[i].name, sym, s[i].calls,
 				s[i].failed, s[i].outcomes[0] ? s[i].outcomes :
@@ -260,6 +369,7 @@ Test(fault, arena_ring)
 struct ring_case {
 	unsigned entries, cq;
 	int policy;
+	unsigned flags;
 };
 
 static int ring_op(void *arg)
@@ -271,8 +381,9 @@ static int ring_op(void *arg)
 	int ret;
 
 	memset(&p, 0, sizeof(p));
+	p.flags = c->flags;
 	if (c->cq) {
-		p.flags = IORING_SETUP_CQSIZE;
+		p.flags |= IORING_SETUP_CQSIZE;
 		p.cq_entries = c->cq;
 	}
 	ret = failed(hugering_queue_init_opts(c->entries, &ring, &p, &o));
@@ -290,7 +401,7 @@ static int ring_op(void *arg)
 
 Test(fault, ring_small_auto)
 {
-	struct ring_case c = { 256, 0, HUGERING_POLICY_AUTO };
+	struct ring_case c = { 256, 0, HUGERING_POLICY_AUTO, 0 };
 
 	th_need_pool(SZ_2M, 4);
 	sweep("queue_init 256 auto", ring_op, &c);
@@ -298,7 +409,7 @@ Test(fault, ring_small_auto)
 
 Test(fault, ring_small_nommap)
 {
-	struct ring_case c = { 256, 0, HUGERING_POLICY_NOMMAP };
+	struct ring_case c = { 256, 0, HUGERING_POLICY_NOMMAP, 0 };
 
 	th_need_pool(SZ_2M, 4);
 	sweep("queue_init 256 nommap", ring_op, &c);
@@ -306,7 +417,7 @@ Test(fault, ring_small_nommap)
 
 Test(fault, ring_large_auto)
 {
-	struct ring_case c = { 32768, 65536, HUGERING_POLICY_AUTO };
+	struct ring_case c = { 32768, 65536, HUGERING_POLICY_AUTO, 0 };
 
 	th_need_pool(SZ_2M, 8);
 	sweep("queue_init 32768/65536 auto", ring_op, &c);
@@ -314,7 +425,7 @@ Test(fault, ring_large_auto)
 
 Test(fault, ring_large_nommap)
 {
-	struct ring_case c = { 32768, 65536, HUGERING_POLICY_NOMMAP };
+	struct ring_case c = { 32768, 65536, HUGERING_POLICY_NOMMAP, 0 };
 
 	th_need_pool(SZ_2M, 8);
 	sweep("queue_init 32768/65536 nommap", ring_op, &c);
@@ -352,4 +463,36 @@ Test(fault, mem_verify)
 	sweep("mem_verify 2M + 4k", verify_op, &c);
 	munmap(c.base, 4 * PAGE_4K);
 	hugering_region_free(r);
+}
+
+/* Exit by resize (DEFER_TASKRUN): the slot is freed at once through a tiny region. */
+Test(fault, ring_defer_taskrun)
+{
+	struct ring_case c = { 256, 0, HUGERING_POLICY_AUTO,
+			       IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN };
+
+	th_need_pool(SZ_2M, 4);
+	sweep("queue_init 256 DEFER_TASKRUN auto", ring_op, &c);
+}
+
+/* Once per process: the kernel probe, the ring header read, the first arena page. */
+static int probe_op(void *arg)
+{
+	struct hugering_kernel_caps caps;
+
+	(void)arg;
+	return failed(hugering_probe_kernel(&caps));
+}
+
+Test(fault, first_probe)
+{
+	sweep_first("probe_kernel", probe_op, NULL);
+}
+
+Test(fault, first_ring)
+{
+	struct ring_case c = { 256, 0, HUGERING_POLICY_AUTO, 0 };
+
+	th_need_pool(SZ_2M, 4);
+	sweep_first("queue_init 256 auto", ring_op, &c);
 }

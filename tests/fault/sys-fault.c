@@ -83,6 +83,15 @@ const struct fault_site *fault_sites(int *n)
 	return sites;
 }
 
+void fault_reset_sites(void)
+{
+	pthread_mutex_lock(&lock);
+	memset(sites, 0, sizeof(sites));
+	nsites = 0;
+	last_site = -1;
+	pthread_mutex_unlock(&lock);
+}
+
 void fault_note_outcome(const char *what)
 {
 	pthread_mutex_lock(&lock);

@@ -30,6 +30,8 @@ struct fault_site {
 };
 /* Sites seen since the process started; *n set to their count. */
 const struct fault_site *fault_sites(int *n);
+/* Forget the sites seen (a forked child reports only its own). */
+void fault_reset_sites(void);
 /* Note the outcome of the last injected failure on its site. */
 void fault_note_outcome(const char *what);
 
