@@ -241,6 +241,7 @@ check: deps-ok
 	scripts/check-install.sh
 	$(MAKE) check-tsan
 	scripts/run-tests.sh $(TEST_BIN) $(ASAN_BUILD)/tests/hugering-tests
+	$(MAKE) check-fault
 
 # Man pages: one per public function, rendering without warnings
 # (scripts/check-man.sh).
