@@ -49,7 +49,7 @@ LIB_SRC    := $(wildcard lib/*.c)
 LIB_OBJ    := $(LIB_SRC:%.c=$(BUILD)/%.o)
 EX_SRC     := $(wildcard examples/*.c)
 EX_BIN     := $(EX_SRC:examples/%.c=$(BUILD)/examples/%)
-TEST_SRC   := $(wildcard tests/*.c)
+TEST_SRC   := $(filter-out tests/test_fault.c,$(wildcard tests/*.c))
 TEST_OBJ   := $(TEST_SRC:%.c=$(BUILD)/%.o)
 TEST_BIN   := $(BUILD)/tests/hugering-tests
 BENCH_BIN  := $(BUILD)/bench/hugering-bench $(BUILD)/bench/recycle
@@ -132,6 +132,25 @@ bench-recycle: deps-ok bench
 
 $(TEST_BIN): $(TEST_OBJ) $(STATIC)
 	$(CC) $(LDFLAGS) -o $@ $^ -lcriterion $(LIBS)
+
+# Fault injection below the arena (tests/test_fault.c): the library's own
+# objects with tests/fault/sys-fault.o in place of sys.o, so every hr_sys_*
+# call can be made to fail.  Never part of the shipped library.
+FAULT_BIN  := $(BUILD)/tests/hugering-fault
+FAULT_OBJ  := $(BUILD)/tests/test_fault.o $(BUILD)/tests/helpers.o \
+              $(BUILD)/tests/fault/sys-fault.o $(filter-out $(BUILD)/lib/sys.o,$(LIB_OBJ))
+$(FAULT_BIN): $(FAULT_OBJ)
+	$(CC) $(LDFLAGS) -o $@ $^ -lcriterion $(LIBS)
+
+.PHONY: check-fault
+check-fault: deps-ok
+	$(MAKE) $(FAULT_BIN)
+	$(MAKE) BUILD=$(ASAN_BUILD) SANITIZE=1 $(ASAN_BUILD)/tests/hugering-fault
+	rm -f $(BUILD)/fault-sites.txt
+	HUGERING_FAULT_LOG=$(CURDIR)/$(BUILD)/fault-sites.txt \
+	    scripts/run-tests.sh $(FAULT_BIN) $(ASAN_BUILD)/tests/hugering-fault
+	@echo "check-fault: sites hit (syscall, caller, calls, failed, outcomes) in $(BUILD)/fault-sites.txt:"
+	@sort -u -t'	' -k1,2 $(BUILD)/fault-sites.txt | cut -f1,2 | sort | uniq
 
 # The preload: its own object plus the library's, exporting only liburing's
 # three names (hugering's copy stays local).
@@ -251,6 +270,7 @@ check: deps-ok
 	scripts/check-install.sh
 	$(MAKE) check-tsan
 	scripts/run-tests.sh $(TEST_BIN) $(ASAN_BUILD)/tests/hugering-tests
+	$(MAKE) check-fault
 
 # Man pages: one per public function, rendering without warnings
 # (scripts/check-man.sh).

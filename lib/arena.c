@@ -155,8 +155,8 @@ static int arena_create(const struct hugering_arena_opts *o, struct hugering_are
 		free(a);
 		return ret;
 	}
-	if (ftruncate(a->fd, (off_t)ARENA_FILE_SIZE)) {
-		ret = -errno;
+	ret = hr_sys_ftruncate(a->fd, (off_t)ARENA_FILE_SIZE);
+	if (ret) {
 		hr_set_error("arena: ftruncate of its memfd: %s", strerror(-ret));
 		close(a->fd);
 		free(a);
@@ -173,7 +173,8 @@ static void note_release(void);
 /* The frame goes back to the pool when the last dying ring unpins it. */
 static bool punch(struct hugering_arena *a, off_t off)
 {
-	return !fallocate(a->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, off, (off_t)a->ps);
+	return !hr_sys_fallocate(a->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, off,
+				 (off_t)a->ps);
 }
 
 /* Returns whether the offset is a hole again (safe to give a fresh page). */
@@ -181,7 +182,7 @@ static bool drop_page(struct hugering_arena *a, struct hr_page *pg)
 {
 	bool holed;
 
-	munmap(pg->addr, a->ps);
+	hr_sys_munmap(pg->addr, a->ps);
 	holed = punch(a, pg->off);
 	note_release();
 	free(pg->free);
@@ -418,10 +419,10 @@ static int add_page(struct hugering_arena *a, struct hr_page **out)
 
 	pg = calloc(1, sizeof(*pg));
 	ret = pg ? spares_then_wait(a, try_map_page, &t) : -ENOMEM;
-	if (!ret && (a->flags & HUGERING_ARENA_DONTFORK) &&
-	    madvise(t.addr, a->ps, MADV_DONTFORK)) {
-		ret = -errno;
-		munmap(t.addr, a->ps);
+	if (!ret && (a->flags & HUGERING_ARENA_DONTFORK)) {
+		ret = hr_sys_madvise(t.addr, a->ps, MADV_DONTFORK);
+		if (ret)
+			hr_sys_munmap(t.addr, a->ps);
 	}
 	if (ret) {
 		/* Whatever reached the file goes back to the pool. */

@@ -24,6 +24,28 @@ static inline bool hr_is_pow2(size_t x)
 	return x && !(x & (x - 1));
 }
 
+/*
+ * sys.c: the platform layer.  Each call returns -errno on failure (fds,
+ * byte counts and ioctl results otherwise); tests link a fault seam in its
+ * place (tests/fault/sys-fault.c).
+ */
+struct io_uring_params;
+int hr_sys_memfd_create(const char *name, unsigned flags);
+int hr_sys_ftruncate(int fd, off_t len);
+int hr_sys_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off,
+		void **out);
+int hr_sys_munmap(void *addr, size_t len);
+int hr_sys_fallocate(int fd, int mode, off_t off, off_t len);
+int hr_sys_madvise(void *addr, size_t len, int advice);
+int hr_sys_mbind(void *addr, size_t len, int mode, const unsigned long *mask,
+		 unsigned long maxnode, unsigned flags);
+/* Where @n pages are (move_pages without target nodes). */
+int hr_sys_move_pages(unsigned long n, void *const *addrs, int *nodes);
+int hr_sys_io_uring_setup(unsigned entries, struct io_uring_params *p);
+int hr_sys_io_uring_register(int fd, unsigned op, void *arg, unsigned nr);
+ssize_t hr_sys_pread(int fd, void *buf, size_t len, off_t off);
+long hr_sys_ioctl(int fd, unsigned long req, void *arg);
+
 /* util.c */
 int hr_read_long(const char *path, long *out);
 int hr_read_text(const char *path, char *buf, size_t len);
@@ -133,8 +155,6 @@ int hr_arena_node(const struct hugering_arena *a);
 /* layout.c */
 int hr_ring_layout(unsigned entries, const struct io_uring_params *p,
 		   struct hugering_layout *out);
-int hr_sys_io_uring_setup(unsigned entries, struct io_uring_params *p);
-int hr_sys_io_uring_register(int fd, unsigned op, void *arg, unsigned nr);
 unsigned hr_ring_header(void);
 int hr_ring_entries(unsigned entries, const struct io_uring_params *p,
 		    unsigned *sq, unsigned *cq);

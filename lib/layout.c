@@ -19,7 +19,6 @@
 #include <errno.h>
 #include <pthread.h>
 #include <string.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -33,20 +32,6 @@
 
 static unsigned ring_header = 64;	/* 6.6+ x86-64 until read */
 static pthread_once_t header_once = PTHREAD_ONCE_INIT;
-
-int hr_sys_io_uring_setup(unsigned entries, struct io_uring_params *p)
-{
-	long fd = syscall(__NR_io_uring_setup, entries, p);
-
-	return fd < 0 ? -errno : (int)fd;
-}
-
-int hr_sys_io_uring_register(int fd, unsigned op, void *arg, unsigned nr)
-{
-	long ret = syscall(__NR_io_uring_register, fd, op, arg, nr);
-
-	return ret < 0 ? -errno : (int)ret;
-}
 
 static void read_ring_header_here(void *unused)
 {

@@ -14,7 +14,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -33,10 +32,10 @@ int hr_pagemap_read(int fd, uintptr_t addr, size_t n, uint64_t *out)
 {
 	off_t off = (off_t)(addr / HR_BASE_PAGE) * 8;
 	size_t want = n * 8;
-	ssize_t got = pread(fd, out, want, off);
+	ssize_t got = hr_sys_pread(fd, out, want, off);
 
 	if (got < 0)
-		return -errno;
+		return (int)got;
 	return (size_t)got == want ? 0 : -EIO;
 }
 
@@ -60,11 +59,7 @@ int hr_pfn_visible(void)
 
 int hr_numa_nodes_of(void *const *addrs, size_t n, int *nodes)
 {
-	/* move_pages with no target nodes only reports where pages are. */
-	long ret = syscall(SYS_move_pages, 0, (unsigned long)n, addrs, NULL,
-			   nodes, 0);
-
-	return ret < 0 ? -errno : 0;
+	return hr_sys_move_pages((unsigned long)n, addrs, nodes);
 }
 
 /*
@@ -112,13 +107,11 @@ static int scan_thp(uintptr_t lo, uintptr_t hi, int *backing)
 	if (fd < 0)
 		return fd;
 	while (a.start < a.end) {
-		long n = ioctl(fd, HR_PAGEMAP_SCAN, &a);
+		long n = hr_sys_ioctl(fd, HR_PAGEMAP_SCAN, &a);
 
 		if (n < 0) {
-			int err = -errno;
-
 			close(fd);
-			return err;
+			return (int)n;
 		}
 		for (long i = 0; i < n; i++) {
 			present += vec[i].end - vec[i].start;
@@ -149,8 +142,7 @@ static int query_vma(uintptr_t addr, uintptr_t *lo, uintptr_t *hi, size_t *ps)
 
 	if (fd < 0)
 		return -errno;
-	if (ioctl(fd, HR_PROCMAP_QUERY, &q))
-		ret = -errno;
+	ret = (int)hr_sys_ioctl(fd, HR_PROCMAP_QUERY, &q);
 	close(fd);
 	if (ret)
 		return ret;

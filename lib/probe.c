@@ -76,26 +76,28 @@ struct scratch {
 
 static int scratch_map(struct scratch *s, unsigned npages)
 {
+	void *v;
+
 	s->len = (npages + 1) * HR_BASE_PAGE;
-	s->fd = memfd_create("hugering-probe", MFD_CLOEXEC);
+	s->fd = hr_sys_memfd_create("hugering-probe", MFD_CLOEXEC);
 	if (s->fd < 0)
-		return -errno;
-	if (ftruncate(s->fd, 3 * HR_BASE_PAGE))
+		return s->fd;
+	if (hr_sys_ftruncate(s->fd, 3 * HR_BASE_PAGE))
 		goto err;
-	s->base = mmap(NULL, s->len, PROT_READ | PROT_WRITE, MAP_SHARED, s->fd, 0);
-	if (s->base == MAP_FAILED)
+	if (hr_sys_mmap(NULL, s->len, PROT_READ | PROT_WRITE, MAP_SHARED, s->fd, 0, &v))
 		goto err;
+	s->base = v;
 	for (unsigned i = 0; i <= npages; i++) {
 		/* frame A for the first two pages, B for the last, SQEs after */
 		off_t frame = i == npages ? 2 : (npages > 2 && i == npages - 1) ? 1 : 0;
 
-		if (mmap(s->base + i * HR_BASE_PAGE, HR_BASE_PAGE, PROT_READ | PROT_WRITE,
-			 MAP_SHARED | MAP_FIXED, s->fd, frame * (off_t)HR_BASE_PAGE) == MAP_FAILED)
+		if (hr_sys_mmap(s->base + i * HR_BASE_PAGE, HR_BASE_PAGE, PROT_READ | PROT_WRITE,
+				MAP_SHARED | MAP_FIXED, s->fd, frame * (off_t)HR_BASE_PAGE, &v))
 			goto err_unmap;
 	}
 	return 0;
 err_unmap:
-	munmap(s->base, s->len);
+	hr_sys_munmap(s->base, s->len);
 err:
 	close(s->fd);
 	return -ENOMEM;
@@ -103,7 +105,7 @@ err:
 
 static void scratch_unmap(struct scratch *s)
 {
-	munmap(s->base, s->len);
+	hr_sys_munmap(s->base, s->len);
 	close(s->fd);
 }
 

@@ -22,7 +22,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -67,12 +66,10 @@ struct frame {
 int hr_memfd_for(size_t page_size, const char *name)
 {
 	unsigned flags = MFD_CLOEXEC;
-	int fd;
 
 	if (page_size > HR_BASE_PAGE)
 		flags |= MFD_HUGETLB | (hr_log2(page_size) << MFD_HUGE_SHIFT);
-	fd = memfd_create(name, flags);
-	return fd < 0 ? -errno : fd;
+	return hr_sys_memfd_create(name, flags);
 }
 
 static int bind_node(void *addr, size_t len, int node)
@@ -82,25 +79,25 @@ static int bind_node(void *addr, size_t len, int node)
 	if (node < 0)
 		return 0;
 	mask[node / (8 * sizeof(unsigned long))] |= 1UL << (node % (8 * sizeof(unsigned long)));
-	if (syscall(SYS_mbind, addr, len, MPOL_BIND, mask, MAX_NUMA_NODE + 2, 0))
-		return -errno;
-	return 0;
+	return hr_sys_mbind(addr, len, MPOL_BIND, mask, MAX_NUMA_NODE + 2, 0);
 }
 
 /* Fault every page in; an unsatisfiable fault becomes -ENOMEM, not SIGBUS. */
 static int populate(void *addr, size_t len)
 {
-	if (!madvise(addr, len, MADV_POPULATE_WRITE))
+	int ret = hr_sys_madvise(addr, len, MADV_POPULATE_WRITE);
+
+	switch (ret) {
+	case 0:
 		return 0;
-	switch (errno) {
-	case EINVAL:
+	case -EINVAL:
 		return -EOPNOTSUPP;	/* kernel < 5.14 */
-	case EFAULT:
-	case ENOMEM:
-	case EHWPOISON:
+	case -EFAULT:
+	case -ENOMEM:
+	case -EHWPOISON:
 		return -ENOMEM;
 	default:
-		return -errno;
+		return ret;
 	}
 }
 
@@ -112,16 +109,16 @@ int hr_map_populated(int fd, off_t off, size_t len, int node, void *fixed,
 		     void **out)
 {
 	int flags = MAP_SHARED | (fixed ? MAP_FIXED : 0);
-	void *p = mmap(fixed, len, PROT_READ | PROT_WRITE, flags, fd, off);
-	int ret;
+	void *p;
+	int ret = hr_sys_mmap(fixed, len, PROT_READ | PROT_WRITE, flags, fd, off, &p);
 
-	if (p == MAP_FAILED)
-		return errno == ENOMEM || errno == ENOSPC ? -ENOMEM : -errno;
+	if (ret)
+		return ret == -ENOSPC ? -ENOMEM : ret;
 	ret = bind_node(p, len, node);
 	if (!ret)
 		ret = populate(p, len);
 	if (ret) {
-		munmap(p, len);
+		hr_sys_munmap(p, len);
 		return ret;
 	}
 	*out = p;
@@ -148,10 +145,9 @@ static int alloc_linear(struct hugering_region *r, size_t ps, size_t n, int node
 
 	if (fd < 0)
 		return fd;
-	if (ftruncate(fd, (off_t)(n * ps))) {
-		ret = -errno;
+	ret = hr_sys_ftruncate(fd, (off_t)(n * ps));
+	if (ret)
 		goto err;
-	}
 	ret = hr_map_populated(fd, 0, n * ps, node, NULL, &r->addr);
 	if (ret)
 		goto err;
@@ -198,8 +194,9 @@ static int grow_frames(int fd, size_t ps, int node, struct frame *f,
 	void *tmp;
 	int ret;
 
-	if (ftruncate(fd, (off_t)(want * ps)))
-		return -errno;
+	ret = hr_sys_ftruncate(fd, (off_t)(want * ps));
+	if (ret)
+		return ret;
 	ret = hr_map_populated(fd, (off_t)(have * ps), add * ps, node, NULL, &tmp);
 	if (ret)
 		return ret;
@@ -212,7 +209,7 @@ static int grow_frames(int fd, size_t ps, int node, struct frame *f,
 		if (!ret && !f[have + i].pfn)
 			ret = -EPERM;	/* PFNs hidden after all */
 	}
-	munmap(tmp, add * ps);
+	hr_sys_munmap(tmp, add * ps);
 	return ret;
 }
 
@@ -221,24 +218,25 @@ static int map_run(int fd, size_t ps, const struct frame *run, size_t n,
 		   int node, void **out)
 {
 	size_t len = n * ps;
-	char *resv = mmap(NULL, len + ps, PROT_NONE,
-			  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-	char *base;
-	int ret = 0;
+	void *v;
+	char *resv, *base;
+	int ret = hr_sys_mmap(NULL, len + ps, PROT_NONE,
+			      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0, &v);
 
-	if (resv == MAP_FAILED)
-		return -errno;
+	if (ret)
+		return ret;
+	resv = v;
 	base = (char *)HR_ALIGN_UP((uintptr_t)resv, ps);
 	if (base > resv)
-		munmap(resv, base - resv);
-	munmap(base + len, resv + len + ps - (base + len));
+		hr_sys_munmap(resv, base - resv);
+	hr_sys_munmap(base + len, resv + len + ps - (base + len));
 	for (size_t i = 0; i < n && !ret; i++) {
 		void *p;
 
 		ret = hr_map_populated(fd, run[i].off, ps, node, base + i * ps, &p);
 	}
 	if (ret) {
-		munmap(base, len);
+		hr_sys_munmap(base, len);
 		return ret;
 	}
 	*out = base;
@@ -253,8 +251,8 @@ static void punch_others(int fd, size_t ps, const struct frame *f, size_t have,
 		if ((long)i >= start && i < start + n)
 			continue;
 		/* Failure only keeps a page until the region is freed. */
-		(void)fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-				f[i].off, (off_t)ps);
+		(void)hr_sys_fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+				       f[i].off, (off_t)ps);
 	}
 }
 
@@ -518,9 +516,11 @@ static int settle(struct hugering_region *r, const struct hugering_region_opts *
 	struct hugering_verify v;
 	int ret;
 
-	if ((o->flags & HUGERING_REGION_DONTFORK) &&
-	    madvise(r->addr, r->size, MADV_DONTFORK))
-		return -errno;
+	if (o->flags & HUGERING_REGION_DONTFORK) {
+		ret = hr_sys_madvise(r->addr, r->size, MADV_DONTFORK);
+		if (ret)
+			return ret;
+	}
 	/* A hugetlb memfd's backing is known: no need to look the VMA up. */
 	ret = hr_mem_verify(r->addr, r->size,
 			    r->page_size > HR_BASE_PAGE ? r->page_size : 0, &v);
@@ -544,7 +544,7 @@ static int settle(struct hugering_region *r, const struct hugering_region_opts *
 static void release(struct hugering_region *r)
 {
 	if (r->addr)
-		munmap(r->addr, r->size);
+		hr_sys_munmap(r->addr, r->size);
 	if (r->fd >= 0)
 		close(r->fd);
 	r->addr = NULL;

@@ -999,13 +999,15 @@ int hugering_queue_init(unsigned entries, struct io_uring *ring, unsigned flags)
 static bool resize_away(const struct io_uring *ring, int fd)
 {
 	size_t len = 2 * HR_BASE_PAGE;
-	char *t = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	unsigned op = IORING_REGISTER_RESIZE_RINGS;
 	struct io_uring_params p;
+	char *t;
+	void *v;
 	int ret;
 
-	if (t == MAP_FAILED)
+	if (hr_sys_mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0, &v))
 		return false;
+	t = v;
 	memset(&p, 0, sizeof(p));
 	p.sq_entries = 1;
 	p.cq_entries = 2;
@@ -1018,7 +1020,7 @@ static bool resize_away(const struct io_uring *ring, int fd)
 	}
 	/* -EOVERFLOW (completions pending) or -EEXIST (not the submitter): quarantine */
 	ret = hr_sys_io_uring_register(fd, op, &p, 1);
-	munmap(t, len);
+	hr_sys_munmap(t, len);
 	return ret == 0;
 }
 
