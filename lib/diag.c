@@ -272,7 +272,7 @@ static int can_create(unsigned flags)
  */
 static void wait_pool_back(size_t ps, long before)
 {
-	long deadline = hr_now_ms() + 500, now = 0;
+	long deadline = hr_now_ms() + 2000, now = 0;
 
 	while (!hr_pool_usable(ps, -1, &now) && now < before && hr_now_ms() < deadline)
 		usleep(1000);

@@ -32,10 +32,16 @@ static bool caps_done;
 static pthread_mutex_t caps_lock = PTHREAD_MUTEX_INITIALIZER;
 static __thread struct hugering_kernel_caps caps_transient;
 
-/* A failure of the process's resources, not an answer of the kernel's. */
+/*
+ * A failure of the process's resources, not an answer of the kernel's:
+ * -ENOMEM too, which a 1-entry ring gets when this user's RLIMIT_MEMLOCK
+ * charge is held by rings of its processes that are still being torn down
+ * (Linux 6.14+ charges ring memory per user).
+ */
 static bool transient(int err)
 {
-	return err == -EMFILE || err == -ENFILE || err == -EAGAIN || err == -EINTR;
+	return err == -EMFILE || err == -ENFILE || err == -EAGAIN || err == -EINTR ||
+	       err == -ENOMEM;
 }
 
 struct probe_run {
@@ -183,8 +189,14 @@ static void probe_all_here(void *arg)
 	ret = hr_pfn_visible();
 	note(r, ret);
 	c->pfn_visible = ret > 0;
-	memset(&p, 0, sizeof(p));
-	fd = hr_sys_io_uring_setup(1, &p);
+	/* Dying rings give their memlock charge back within milliseconds. */
+	for (int waited = 0; ; waited += 5) {
+		memset(&p, 0, sizeof(p));
+		fd = hr_sys_io_uring_setup(1, &p);
+		if (fd != -ENOMEM || waited >= 200)
+			break;
+		usleep(5000);
+	}
 	if (fd < 0) {
 		/* -EPERM: kernel.io_uring_disabled; -ENOSYS: not built in. */
 		note(r, fd);
