@@ -181,7 +181,8 @@ FUZZ_SECONDS ?= 60
 FUZZ_CC      ?= clang
 FUZZ_TARGETS := $(patsubst tests/fuzz/%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
 
-fuzz-build: deps-ok
+fuzz-build:
+	scripts/deps-ok.sh fuzz
 	$(MAKE) BUILD=$(FUZZ_BUILD) CC=$(FUZZ_CC) SANITIZE=fuzz \
 	    $(FUZZ_TARGETS:%=$(FUZZ_BUILD)/fuzz/%)
 

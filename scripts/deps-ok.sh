@@ -14,8 +14,11 @@ command -v gnuplot >/dev/null || missing+=(gnuplot-nox)
 command -v groff >/dev/null || missing+=(groff-base)
 command -v man >/dev/null || missing+=(man-db)
 command -v mandoc >/dev/null || missing+=(mandoc)
-# make fuzz: clang with its libFuzzer runtime.
-if ! command -v clang >/dev/null; then
+# Only make fuzz (deps-ok.sh fuzz) needs clang with its libFuzzer runtime:
+# make demo and make check do not pull a second compiler in for it.
+if [ "${1:-}" != fuzz ]; then
+	:
+elif ! command -v clang >/dev/null; then
 	missing+=(clang)
 elif [ ! -f "$(clang -print-file-name=libclang_rt.fuzzer-$(uname -m).a 2>/dev/null)" ] &&
      [ ! -f "$(clang -print-runtime-dir 2>/dev/null)/libclang_rt.fuzzer.a" ]; then
