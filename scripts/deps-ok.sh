@@ -14,6 +14,7 @@ command -v gnuplot >/dev/null || missing+=(gnuplot-nox)
 command -v groff >/dev/null || missing+=(groff-base)
 command -v man >/dev/null || missing+=(man-db)
 command -v mandoc >/dev/null || missing+=(mandoc)
+command -v sysctl >/dev/null || missing+=("procps (sysctl)")
 # Only make fuzz (deps-ok.sh fuzz) needs clang with its libFuzzer runtime:
 # make demo and make check do not pull a second compiler in for it.
 if [ "${1:-}" != fuzz ]; then

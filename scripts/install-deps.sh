@@ -18,8 +18,9 @@ MIN_LIBURING=2.5
 # gnuplot-nox: hugering-bench --plot (and its test) draws with it.
 # groff-base, man-db, mandoc: scripts/check-man.sh renders and lints man/.
 # clang, libclang-rt-dev (libFuzzer, ASan/UBSan runtimes): make fuzz.
+# procps: sysctl, which the --persist test runs on what hugering-diag wrote.
 COMMON_PKGS=(build-essential pkg-config make gcc libcriterion-dev
-             util-linux gnuplot-nox groff-base man-db mandoc
+             util-linux gnuplot-nox groff-base man-db mandoc procps
              clang libclang-rt-dev)
 SOURCES_FILE=/etc/apt/sources.list.d/hugering-liburing.sources
 PIN_FILE=/etc/apt/preferences.d/hugering-liburing

@@ -449,7 +449,8 @@ Test(diag, persist_fake_root)
 			 "mkdir -p .$(dirname $s); cp $s .$s; "
 			 "for l in $(ldd $s | grep -o '/[^ ]*'); do mkdir -p .$(dirname $l); "
 			 "cp -L $l .$l; done; chroot . $s --system 2>&1", dir);
-		cr_assert_eq(th_run(cmd, out, sizeof(out)), 0, "%s", out);
+		cr_assert_eq(th_run(cmd, out, sizeof(out)), 0, "sysctl --system in the fake root "
+			     "(procps installed?): %s", out);
 		cr_assert(strstr(out, "60-hugering.conf"), "%s", out);
 		snprintf(cmd, sizeof(cmd), "%s/proc/sys/vm/nr_hugepages", dir);
 		cr_assert_eq(th_read_long(cmd), 64, "sysctl --system did not apply it: %s", out);
