@@ -344,7 +344,9 @@ run_suite() {
 	mapfile -t facts < "$log.facts"
 	cat "$log.facts" >>"$log"
 	rm -f "$log.facts"
-	counts=$(sed -n 's/^check: \([0-9]* passed, [0-9]* failed\)$/\1/p' "$log" | tail -n1)
+	# make check prints a count per suite binary set (main suite, fault seam): sum them.
+	counts=$(sed -n 's/^check: \([0-9]*\) passed, \([0-9]*\) failed$/\1 \2/p' "$log" |
+		 awk '{p += $1; f += $2} END {if (NR) printf "%d passed, %d failed", p, f}')
 	if [ -n "$counts" ]; then
 		total_pass=$((total_pass + $(echo "$counts" | awk '{print $1}')))
 		total_fail=$((total_fail + $(echo "$counts" | awk '{print $3}')))
