@@ -167,11 +167,17 @@ Test(pagemap, verify_reports_deliberate_discontiguity)
 				   (off_t)((2 - i) * SZ_2M)), MAP_FAILED);
 	cr_assert_eq(hugering_mem_verify(base, 3 * SZ_2M, &v), 0);
 	if (th_pfn_visible()) {
+		/*
+		 * Usually 2 or 3 runs; 1 when the pool handed the file its pages in
+		 * descending frame order (a LIFO free list refilled in ascending
+		 * order does): reversed, they are adjacent.  The library must agree
+		 * with our own reading either way.
+		 */
 		long truth = th_runs(base, 3 * SZ_2M);
 
-		cr_assert_geq(truth, 2, "reverse order of distinct pages is never one run");
+		cr_assert_geq(truth, 1);
 		cr_assert_eq(v.runs, (unsigned)truth);
-		cr_assert_eq(v.contiguous, HUGERING_CONTIG_NO);
+		cr_assert_eq(v.contiguous, truth == 1 ? HUGERING_CONTIG_YES : HUGERING_CONTIG_NO);
 	} else {
 		cr_assert_neq(v.proof, HUGERING_PROOF_PAGEMAP);
 	}
