@@ -33,6 +33,14 @@
 #define IORING_REGISTER_RESIZE_RINGS 33
 #endif
 
+/* Linux 6.12 (liburing 2.8 headers; an enum there): incremental buffer rings. */
+#ifndef IOU_PBUF_RING_INC
+#define IOU_PBUF_RING_INC 2
+#endif
+#ifndef IORING_CQE_F_BUF_MORE
+#define IORING_CQE_F_BUF_MORE (1U << 4)
+#endif
+
 /*
  * io_uring_queue_exit() for a ring set up by io_uring_queue_init_mem() in
  * the caller's memory.  liburing 2.5 to 2.7 munmap the SQEs of every
