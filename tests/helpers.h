@@ -76,6 +76,8 @@ const char *th_data_dir(void);
 void th_need_contig_run(size_t page_size, long n);
 
 /* Is this a CI run (CI set, not "false")?  What a CI run needs must not skip. */
+/* @path's text into @buf (NUL-terminated, cut to @len - 1; "" if unreadable). */
+void th_slurp(const char *path, char *buf, size_t len);
 /* FALLOC_FL_PUNCH_HOLE @len bytes at @off of @fd (gives hugepages back). */
 void th_punch(int fd, size_t off, size_t len);
 /* As root, grow the pool to @n pages (the harness restores it); else skip. */

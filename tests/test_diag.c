@@ -238,18 +238,6 @@ static void write_long(const char *path, long v)
 	fclose(f);
 }
 
-static void slurp(const char *path, char *buf, size_t len)
-{
-	FILE *f = fopen(path, "r");
-	size_t n = 0;
-
-	if (f) {
-		n = fread(buf, 1, len - 1, f);
-		fclose(f);
-	}
-	buf[n] = '\0';
-}
-
 /* A writable copy of tests/data/sysroot/@tree in @dir. */
 static void tree_copy(const char *tree, char *dir, size_t len)
 {
@@ -298,7 +286,7 @@ static void golden_checks(const char *tree)
 			strcat(strcat(got, line), "\n");
 	}
 	snprintf(path, sizeof(path), "%s/golden/%s-checks.txt", th_data_dir(), tree);
-	slurp(path, want, sizeof(want));
+	th_slurp(path, want, sizeof(want));
 	cr_assert_str_eq(got, want, "%s differs from %s", tree, path);
 }
 
@@ -433,14 +421,14 @@ Test(diag, persist_fake_root)
 	cr_assert_eq(run_tool(dir, "--persist", out, sizeof(out)), 0, "%s", out);
 	cr_assert(strstr(out, "wrote "), "%s", out);
 	cr_assert(strstr(out, "hugepagesz=1G hugepages=2"), "%s", out);
-	slurp(file, first, sizeof(first));
+	th_slurp(file, first, sizeof(first));
 	cr_assert(strstr(first, "vm.nr_hugepages = 64\n"), "%s", first);
 	cr_assert(strstr(first, "vm.min_free_kbytes = 90112\n"), "%s", first);
 	cr_assert(strstr(first, "vm.nr_overcommit_hugepages = 8\n"), "%s", first);
 	cr_assert_eq(run_tool(dir, "--persist --json", out, sizeof(out)), 0, "%s", out);
 	cr_assert(strstr(out, "\"action\":\"persist\""), "%s", out);
 	cr_assert(strstr(out, "\"changed\":false"), "the second run changed something: %s", out);
-	slurp(file, second, sizeof(second));
+	th_slurp(file, second, sizeof(second));
 	cr_assert_str_eq(first, second);
 	if (is_root()) {
 		snprintf(cmd, sizeof(cmd),

@@ -100,18 +100,6 @@ static void report_path(char *buf, size_t len)
 	unlink(buf);
 }
 
-static void read_file(const char *path, char *buf, size_t len)
-{
-	FILE *f = fopen(path, "r");
-	size_t n = 0;
-
-	if (f) {
-		n = fread(buf, 1, len - 1, f);
-		fclose(f);
-	}
-	buf[n] = '\0';
-}
-
 /* What plain-ring prints whatever makes its rings. */
 static void assert_program_ok(int rc, const char *out)
 {
@@ -134,7 +122,7 @@ Test(preload, every_ring_nommap_huge)
 	report_path(path, sizeof(path));
 	snprintf(env, sizeof(env), "HUGERING_MODE=auto HUGERING_PRELOAD_REPORT='%s'", path);
 	rc = run_plain(true, env, out);
-	read_file(path, rep, sizeof(rep));
+	th_slurp(path, rep, sizeof(rep));
 	unlink(path);
 	assert_program_ok(rc, out);
 	cr_assert_eq(count_lines(out, "nommap=1"), RINGS + 1, "rings not in user memory: %s", out);
