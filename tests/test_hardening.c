@@ -198,9 +198,10 @@ static void expect_exhaustion(int ret, const char *what)
 		  "%s: the reason does not say descriptors ran out: \"%s\"", what, why);
 }
 
-Test(hardening, fd_exhaustion_region_given_page_size)
+/* A 2 MiB region made with no descriptor left (@page_size 0: automatic). */
+static void region_without_fds(size_t page_size, const char *what)
 {
-	struct hugering_region_opts o = { .size = SZ_2M, .page_size = SZ_2M };
+	struct hugering_region_opts o = { .size = SZ_2M, .page_size = page_size };
 	struct hugering_region *r = NULL;
 	struct fd_hog h;
 	int ret;
@@ -209,21 +210,17 @@ Test(hardening, fd_exhaustion_region_given_page_size)
 	ret = hugering_region_alloc(&o, &r);
 	fds_free(&h);
 	hugering_region_free(r);
-	expect_exhaustion(ret, "2 MiB region, page size given");
+	expect_exhaustion(ret, what);
+}
+
+Test(hardening, fd_exhaustion_region_given_page_size)
+{
+	region_without_fds(SZ_2M, "2 MiB region, page size given");
 }
 
 Test(hardening, fd_exhaustion_region_automatic)
 {
-	struct hugering_region_opts o = { .size = SZ_2M };
-	struct hugering_region *r = NULL;
-	struct fd_hog h;
-	int ret;
-
-	fds_exhaust(&h);
-	ret = hugering_region_alloc(&o, &r);
-	fds_free(&h);
-	hugering_region_free(r);
-	expect_exhaustion(ret, "2 MiB region, automatic page size");
+	region_without_fds(0, "2 MiB region, automatic page size");
 }
 
 Test(hardening, fd_exhaustion_arena_create)
