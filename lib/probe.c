@@ -47,7 +47,11 @@ static bool transient(int err)
 struct probe_run {
 	struct hugering_kernel_caps *c;
 	int transient;		/* 0, or the -errno that spoiled the probe */
+	int waited_ms;		/* spent waiting for memlock, all steps together */
 };
+
+/* How long the whole probe waits for dying rings' memlock charge. */
+#define PROBE_MEMLOCK_WAIT_MS 200
 
 static void note(struct probe_run *r, int err)
 {
@@ -55,10 +59,29 @@ static void note(struct probe_run *r, int err)
 		r->transient = err;
 }
 
-/* A setup that succeeds is closed at once: only the verdict matters. */
-static int try_setup(unsigned entries, struct io_uring_params *p)
+/*
+ * io_uring_setup, waiting out -ENOMEM: rings this user's processes just
+ * closed (the probe's own steps among them) keep their RLIMIT_MEMLOCK charge
+ * until the kernel's asynchronous teardown ends (Linux 6.14+ charges ring
+ * memory per user), so any step, not only the first, can see it.  A failed
+ * setup copies nothing back, so @p is retried as given.
+ */
+static int probe_setup(struct probe_run *r, unsigned entries, struct io_uring_params *p)
 {
-	int fd = hr_sys_io_uring_setup(entries, p);
+	for (;;) {
+		int fd = hr_sys_io_uring_setup(entries, p);
+
+		if (fd != -ENOMEM || r->waited_ms >= PROBE_MEMLOCK_WAIT_MS)
+			return fd;
+		usleep(5000);
+		r->waited_ms += 5;
+	}
+}
+
+/* A setup that succeeds is closed at once: only the verdict matters. */
+static int try_setup(struct probe_run *r, unsigned entries, struct io_uring_params *p)
+{
+	int fd = probe_setup(r, entries, p);
 
 	if (fd >= 0) {
 		close(fd);
@@ -116,7 +139,7 @@ static void scratch_unmap(struct scratch *s)
 }
 
 /* One NO_MMAP setup with a rings region of @ring_pages (aliased) pages. */
-static int try_nommap(unsigned ring_pages, unsigned cq)
+static int try_nommap(struct probe_run *r, unsigned ring_pages, unsigned cq)
 {
 	struct io_uring_params p;
 	struct scratch s = { 0 };
@@ -130,7 +153,7 @@ static int try_nommap(unsigned ring_pages, unsigned cq)
 	p.cq_entries = cq;
 	p.cq_off.user_addr = (uintptr_t)s.base;
 	p.sq_off.user_addr = (uintptr_t)(s.base + ring_pages * HR_BASE_PAGE);
-	ret = try_setup(1, &p);
+	ret = try_setup(r, 1, &p);
 	scratch_unmap(&s);
 	return ret;
 }
@@ -138,7 +161,7 @@ static int try_nommap(unsigned ring_pages, unsigned cq)
 static int probe_nommap(struct probe_run *r)
 {
 	/* cq = 2: H + 32 + 4 bytes, one page on every kernel. */
-	int ret = try_nommap(1, 2);
+	int ret = try_nommap(r, 1, 2);
 
 	note(r, ret);
 	if (ret == -EINVAL)
@@ -146,7 +169,7 @@ static int probe_nommap(struct probe_run *r)
 	if (ret)
 		return HUGERING_NOMMAP_UNSUPPORTED;
 	/* cq = 512: 8 KiB + header, three pages: frames A, A, B. */
-	ret = try_nommap(3, 512);
+	ret = try_nommap(r, 3, 512);
 	note(r, ret);
 	if (!ret)
 		return HUGERING_NOMMAP_ANY;
@@ -162,7 +185,7 @@ static int probe_resize(struct probe_run *r)
 
 	memset(&p, 0, sizeof(p));
 	p.flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN;
-	fd = hr_sys_io_uring_setup(1, &p);
+	fd = probe_setup(r, 1, &p);
 	note(r, fd);
 	if (fd < 0)
 		return 0;
@@ -189,14 +212,8 @@ static void probe_all_here(void *arg)
 	ret = hr_pfn_visible();
 	note(r, ret);
 	c->pfn_visible = ret > 0;
-	/* Dying rings give their memlock charge back within milliseconds. */
-	for (int waited = 0; ; waited += 5) {
-		memset(&p, 0, sizeof(p));
-		fd = hr_sys_io_uring_setup(1, &p);
-		if (fd != -ENOMEM || waited >= 200)
-			break;
-		usleep(5000);
-	}
+	memset(&p, 0, sizeof(p));
+	fd = probe_setup(r, 1, &p);
 	if (fd < 0) {
 		/* -EPERM: kernel.io_uring_disabled; -ENOSYS: not built in. */
 		note(r, fd);
@@ -209,7 +226,7 @@ static void probe_all_here(void *arg)
 	c->ring_header = hr_ring_header();
 	memset(&p, 0, sizeof(p));
 	p.flags = IORING_SETUP_NO_SQARRAY;
-	ret = try_setup(1, &p);
+	ret = try_setup(r, 1, &p);
 	note(r, ret);
 	c->no_sqarray = ret == 0;
 	c->nommap = probe_nommap(r);
@@ -227,7 +244,7 @@ static void probe_all_here(void *arg)
  */
 const struct hugering_kernel_caps *hr_caps(void)
 {
-	struct probe_run r = { &caps_transient, 0 };
+	struct probe_run r = { &caps_transient, 0, 0 };
 
 	if (__atomic_load_n(&caps_done, __ATOMIC_ACQUIRE))
 		return &caps;
