@@ -149,8 +149,8 @@ check-fault: deps-ok
 	rm -f $(BUILD)/fault-sites.txt
 	HUGERING_FAULT_LOG=$(CURDIR)/$(BUILD)/fault-sites.txt \
 	    scripts/run-tests.sh $(FAULT_BIN) $(ASAN_BUILD)/tests/hugering-fault
-	@echo "check-fault: sites hit (syscall, caller, calls, failed, outcomes) in $(BUILD)/fault-sites.txt:"
-	@sort -u -t'	' -k1,2 $(BUILD)/fault-sites.txt | cut -f1,2 | sort | uniq
+	@echo "check-fault: each syscall site in lib/ (syscall, caller, calls, failed: outcomes):"
+	scripts/check-fault-sites.sh $(BUILD)/fault-sites.txt
 
 # The preload: its own object plus the library's, exporting only liburing's
 # three names (hugering's copy stays local).

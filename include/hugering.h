@@ -12,7 +12,13 @@
  * Options structs: a zeroed struct (or NULL where allowed) means the
  * defaults, field by field.  A NUMA node is named only with the struct's
  * *_NUMA_NODE flag (then numa_node 0 is node 0); without it numa_node must
- * be 0 (or -1, the older spelling) and means any node.
+ * be 0 (or -1, the older spelling) and means any node.  The *_NODE_LOCAL
+ * flag names the node of the CPU instead: the calling thread's, as getcpu()
+ * reports it at the call (the SQPOLL thread's CPU for a ring with
+ * IORING_SETUP_SQPOLL|IORING_SETUP_SQ_AFF); with *_NUMA_NODE it is -EINVAL.
+ * Either way the node is required, as for *_NUMA_NODE: memory on another
+ * node is a failure (-ENOMEM), never a silent placement elsewhere.  On a
+ * machine with one node, that node is 0.
  */
 #ifndef HUGERING_H
 #define HUGERING_H
@@ -179,10 +185,13 @@ int hugering_mem_verify(const void *addr, size_t len, struct hugering_verify *ou
 #define HUGERING_REGION_DONTFORK	(1u << 2)
 /* numa_node names the node (0 is node 0); without it 0 means any. */
 #define HUGERING_REGION_NUMA_NODE	(1u << 3)
+/* On the node of the calling thread's CPU (numa_node 0; not with NUMA_NODE). */
+#define HUGERING_REGION_NODE_LOCAL	(1u << 4)
 #define HUGERING_REGION_FLAGS_ALL	(HUGERING_REGION_CONTIG | \
 					 HUGERING_REGION_FALLBACK | \
 					 HUGERING_REGION_DONTFORK | \
-					 HUGERING_REGION_NUMA_NODE)
+					 HUGERING_REGION_NUMA_NODE | \
+					 HUGERING_REGION_NODE_LOCAL)
 
 struct hugering_region_opts {
 	size_t size;		/* bytes wanted, > 0 */
@@ -319,8 +328,14 @@ struct hugering_arena;
 #define HUGERING_ARENA_ZERO_RECYCLED (1u << 2)
 /* numa_node names the node (0 is node 0); without it 0 means any. */
 #define HUGERING_ARENA_NUMA_NODE (1u << 3)
+/*
+ * On the node of the CPU of the thread calling hugering_arena_create(),
+ * fixed then for the arena's life (numa_node 0; not with NUMA_NODE).
+ */
+#define HUGERING_ARENA_NODE_LOCAL (1u << 4)
 #define HUGERING_ARENA_FLAGS_ALL (HUGERING_ARENA_DONTFORK | HUGERING_ARENA_NO_RESIZE | \
-				  HUGERING_ARENA_ZERO_RECYCLED | HUGERING_ARENA_NUMA_NODE)
+				  HUGERING_ARENA_ZERO_RECYCLED | HUGERING_ARENA_NUMA_NODE | \
+				  HUGERING_ARENA_NODE_LOCAL)
 
 struct hugering_arena_opts {
 	size_t page_size;	/* 0 = default hugepage size */
@@ -411,6 +426,14 @@ struct hugering_init_opts {
 #define HUGERING_INIT_IOPOLL_STRICT (1u << 0)
 /* numa_node names the node (0 is node 0); without it 0 means the arena's. */
 #define HUGERING_INIT_NUMA_NODE (1u << 1)
+/*
+ * As HUGERING_INIT_NUMA_NODE with the node of the calling thread's CPU, or
+ * with IORING_SETUP_SQPOLL|IORING_SETUP_SQ_AFF of sq_thread_cpu (the CPU
+ * that works the rings).  numa_node 0; not with HUGERING_INIT_NUMA_NODE.
+ * The ring gets a region of its own unless the arena is on that node (an
+ * arena made with HUGERING_ARENA_NODE_LOCAL on the same node packs rings).
+ */
+#define HUGERING_INIT_NODE_LOCAL (1u << 2)
 
 struct hugering_ring_info {
 	int mode;		/* enum hugering_mode */

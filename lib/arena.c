@@ -110,7 +110,8 @@ static int check_arena_opts(const struct hugering_arena_opts *o, int *node)
 		if (ret)
 			return ret;
 	}
-	return hr_opts_node(o->numa_node, o->flags & HUGERING_ARENA_NUMA_NODE, node);
+	return hr_opts_node_local(o->numa_node, o->flags & HUGERING_ARENA_NUMA_NODE,
+				  o->flags & HUGERING_ARENA_NODE_LOCAL, -1, node);
 }
 
 static int arena_create(const struct hugering_arena_opts *o, struct hugering_arena **out)
@@ -125,7 +126,8 @@ static int arena_create(const struct hugering_arena_opts *o, struct hugering_are
 	if (ret) {
 		if (ret == -EINVAL)
 			hr_set_error("bad hugering_arena_opts (page size, NUMA node, flags, "
-				     "wait_ms or reserved fields)");
+				     "wait_ms or reserved fields; NUMA_NODE and NODE_LOCAL "
+				     "exclude each other)");
 		else
 			hr_set_error("arena options: cannot read the kernel's hugepage sizes "
 				     "or NUMA nodes: %s", strerror(-ret));
@@ -145,7 +147,7 @@ static int arena_create(const struct hugering_arena_opts *o, struct hugering_are
 	a->node = node;
 	a->max_bytes = o->max_bytes;
 	a->wait_ms = o->wait_ms ? o->wait_ms : DEFAULT_WAIT_MS;
-	a->flags = o->flags & ~HUGERING_ARENA_NUMA_NODE;
+	a->flags = o->flags & ~(HUGERING_ARENA_NUMA_NODE | HUGERING_ARENA_NODE_LOCAL);
 	a->owner = getpid();
 	a->fd = hr_memfd_for(a->ps, "hugering-arena");
 	if (a->fd < 0) {

@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -198,6 +199,56 @@ static bool list_number(const char *s, char **end, int *out)
 		return false;
 	*out = (int)v;
 	return true;
+}
+
+/*
+ * The CPU's node as the kernel sees it: getcpu for the calling thread (a
+ * snapshot: the thread may move later, as with any first-touch placement),
+ * else the nodeN link in the CPU's sysfs directory.  A kernel without NUMA
+ * has neither a node link nor more than one node: node 0.
+ */
+int hr_cpu_node(int cpu, int *node)
+{
+	char path[64];
+	struct dirent *e;
+	DIR *d;
+
+	if (cpu < 0) {
+		unsigned c, n;
+
+		if (syscall(SYS_getcpu, &c, &n, NULL))
+			return -errno;
+		*node = (int)n;
+		return 0;
+	}
+	snprintf(path, sizeof(path), "/sys/devices/system/cpu/cpu%d", cpu);
+	d = opendir(path);
+	if (!d)
+		return errno == ENOENT ? -EINVAL : -errno;
+	*node = 0;
+	while ((e = readdir(d))) {
+		int n;
+		char *end;
+
+		if (strncmp(e->d_name, "node", 4) || !list_number(e->d_name + 4, &end, &n) || *end)
+			continue;
+		*node = n;
+		break;
+	}
+	closedir(d);
+	return 0;
+}
+
+int hr_opts_node_local(int numa_node, bool flagged, bool local, int cpu, int *node)
+{
+	int ret;
+
+	if (!local)
+		return hr_opts_node(numa_node, flagged, node);
+	if (flagged || (numa_node != 0 && numa_node != -1))
+		return -EINVAL;
+	ret = hr_cpu_node(cpu, node);
+	return ret ? ret : numa_node_check(*node);
 }
 
 /*

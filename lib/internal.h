@@ -80,6 +80,13 @@ int hr_pool_usable(size_t page_size, int numa_node, long *usable);
 bool hr_numa_node_online(int node);
 /* An options struct's numa_node and NUMA_NODE flag -> @node (-1 = any). */
 int hr_opts_node(int numa_node, bool flagged, int *node);
+/* The node of @cpu, or of the CPU the calling thread is on (@cpu < 0). */
+int hr_cpu_node(int cpu, int *node);
+/*
+ * hr_opts_node with a *_NODE_LOCAL flag: @local puts @node on hr_cpu_node(@cpu);
+ * -EINVAL with the NUMA_NODE flag too (one way to name a node).
+ */
+int hr_opts_node_local(int numa_node, bool flagged, bool local, int cpu, int *node);
 /* This process's hugetlb cgroup for one page size (v1 hierarchy, else v2). */
 struct hr_hugetlb_cg {
 	char dir[512];

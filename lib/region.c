@@ -598,13 +598,14 @@ static int region_alloc(const struct hugering_region_opts *o, struct hugering_re
 		return -EINVAL;
 	*out = NULL;
 	ro = *o;
-	ro.flags &= ~HUGERING_REGION_NUMA_NODE;
-	ret = hr_opts_node(o->numa_node, o->flags & HUGERING_REGION_NUMA_NODE, &ro.numa_node);
+	ro.flags &= ~(HUGERING_REGION_NUMA_NODE | HUGERING_REGION_NODE_LOCAL);
+	ret = hr_opts_node_local(o->numa_node, o->flags & HUGERING_REGION_NUMA_NODE,
+				 o->flags & HUGERING_REGION_NODE_LOCAL, -1, &ro.numa_node);
 	if (!ret)
 		ret = check_opts(&ro);
 	if (ret == -EINVAL) {
 		hr_set_error("bad hugering_region_opts (size, page size, NUMA node, flags or "
-			     "reserved fields)");
+			     "reserved fields; NUMA_NODE and NODE_LOCAL exclude each other)");
 		return ret;
 	}
 	if (ret) {

@@ -16,6 +16,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdio.h>
@@ -208,24 +209,43 @@ static int resolve_policy(const struct hugering_init_opts *o, int *policy)
 	return 0;
 }
 
-static int check_init_opts(const struct hugering_init_opts *o, struct hugering_init_opts *norm)
+/* The CPU whose node HUGERING_INIT_NODE_LOCAL means: the SQPOLL thread's if pinned. */
+static int local_cpu(const struct io_uring_params *p)
+{
+	unsigned sq_cpu = IORING_SETUP_SQPOLL | IORING_SETUP_SQ_AFF;
+
+	if ((p->flags & sq_cpu) != sq_cpu)
+		return -1;
+	return p->sq_thread_cpu > INT_MAX ? INT_MAX : (int)p->sq_thread_cpu;
+}
+
+static int check_init_opts(const struct hugering_init_opts *o, const struct io_uring_params *p,
+			   struct hugering_init_opts *norm)
 {
 	int ret;
 
 	if (!o)
 		return 0;
 	*norm = *o;
-	norm->flags &= ~HUGERING_INIT_NUMA_NODE;
-	if (o->flags & ~(HUGERING_INIT_IOPOLL_STRICT | HUGERING_INIT_NUMA_NODE) ||
+	norm->flags &= ~(HUGERING_INIT_NUMA_NODE | HUGERING_INIT_NODE_LOCAL);
+	if (o->flags & ~(HUGERING_INIT_IOPOLL_STRICT | HUGERING_INIT_NUMA_NODE |
+			 HUGERING_INIT_NODE_LOCAL) ||
 	    (o->n_iopoll_fds && !o->iopoll_fds))
 		goto bad;
 	for (size_t i = 0; i < sizeof(o->resv) / sizeof(o->resv[0]); i++)
 		if (o->resv[i])
 			goto bad;
 	ret = o->page_size && o->page_size != HR_BASE_PAGE ? hr_page_size_check(o->page_size) : 0;
+	if (!ret && (o->flags & HUGERING_INIT_NODE_LOCAL) && local_cpu(p) >= 0 &&
+	    hr_cpu_node(local_cpu(p), &norm->numa_node) == -EINVAL) {
+		hr_set_error("HUGERING_INIT_NODE_LOCAL: sq_thread_cpu %u is no CPU of this "
+			     "machine", p->sq_thread_cpu);
+		return -EINVAL;
+	}
 	if (!ret)
-		ret = hr_opts_node(o->numa_node, o->flags & HUGERING_INIT_NUMA_NODE,
-				   &norm->numa_node);
+		ret = hr_opts_node_local(o->numa_node, o->flags & HUGERING_INIT_NUMA_NODE,
+					 o->flags & HUGERING_INIT_NODE_LOCAL, local_cpu(p),
+					 &norm->numa_node);
 	if (ret && ret != -EINVAL) {
 		hr_set_error("ring options: cannot read the kernel's hugepage sizes or NUMA "
 			     "nodes: %s", strerror(-ret));
@@ -235,7 +255,8 @@ static int check_init_opts(const struct hugering_init_opts *o, struct hugering_i
 		goto bad;
 	return 0;
 bad:
-	hr_set_error("bad hugering_init_opts (page size, NUMA node, flags, iopoll_fds or reserved fields)");
+	hr_set_error("bad hugering_init_opts (page size, NUMA node, flags, iopoll_fds or "
+		     "reserved fields; NUMA_NODE and NODE_LOCAL exclude each other)");
 	return -EINVAL;
 }
 
@@ -921,7 +942,7 @@ static int queue_init_opts(unsigned entries, struct io_uring *ring,
 		hr_set_error("NULL ring or params");
 		return -EINVAL;
 	}
-	ret = check_init_opts(o, &norm);
+	ret = check_init_opts(o, p, &norm);
 	/* From here on numa_node is the library's: -1 = the arena's. */
 	if (o)
 		o = &norm;

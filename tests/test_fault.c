@@ -8,7 +8,9 @@
  *
  * Built only into build/tests/hugering-fault, linked with
  * tests/fault/sys-fault.o in place of lib/sys.o.  Each site hit (syscall and
- * caller) and its outcomes go to the Criterion log and to $HUGERING_FAULT_LOG.
+ * caller) and its outcomes go to the Criterion log and to $HUGERING_FAULT_LOG;
+ * scripts/check-fault-sites.sh (make check-fault) then fails unless every
+ * hr_sys_* call in lib/ was failed at least once by some case here.
  */
 #include <criterion/criterion.h>
 #include <criterion/logging.h>
@@ -333,6 +335,77 @@ Test(fault, region_base)
 	sweep("region_alloc 4k pages", region_op, &o);
 }
 
+/* A node named: the mbind before populate (bind_node). */
+Test(fault, region_numa_node)
+{
+	struct hugering_region_opts o = { .size = 2 * SZ_2M, .page_size = SZ_2M,
+					  .numa_node = 0, .flags = HUGERING_REGION_NUMA_NODE };
+
+	th_need_pool(SZ_2M, 4);
+	sweep("region_alloc 2x2M on node 0", region_op, &o);
+}
+
+/*
+ * The pages of the first CONTIG search round made non-adjacent, so that the
+ * search grows and punches the pages outside its run (punch_others).  The
+ * pool's free list is LIFO: of a file's pages with sorted frames p0 < p1 <
+ * p2 < ..., give back all but p0 and p2, then p2, then p0; the next two
+ * pages taken are p0 and p2, which are never adjacent.  Done before every
+ * run, as each run reorders the free list.
+ */
+#define ARRANGE_PAGES 8
+
+static int by_pfn(const void *a, const void *b)
+{
+	const uint64_t *x = a, *y = b;
+
+	return x[0] < y[0] ? -1 : x[0] > y[0];
+}
+
+static void arrange_free_list(void)
+{
+	uint64_t pages[ARRANGE_PAGES][2];	/* pfn, file offset */
+	int fd = memfd_create("fault-arrange", MFD_HUGETLB | MFD_HUGE_2MB);
+	size_t len = ARRANGE_PAGES * SZ_2M;
+	char *p;
+
+	cr_assert_geq(fd, 0);
+	cr_assert_eq(ftruncate(fd, (off_t)len), 0);
+	p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, 0);
+	cr_assert_neq(p, MAP_FAILED);
+	for (int i = 0; i < ARRANGE_PAGES; i++) {
+		pages[i][0] = th_pfn(p + i * SZ_2M);
+		pages[i][1] = i * SZ_2M;
+		cr_assert_neq(pages[i][0], 0, "arranging the pool needs visible PFNs");
+	}
+	munmap(p, len);
+	qsort(pages, ARRANGE_PAGES, sizeof(pages[0]), by_pfn);
+	for (int i = ARRANGE_PAGES - 1; i >= 0; i--)
+		if (i != 0 && i != 2)
+			th_punch(fd, pages[i][1], SZ_2M);
+	th_punch(fd, pages[2][1], SZ_2M);
+	th_punch(fd, pages[0][1], SZ_2M);
+	close(fd);
+}
+
+static int region_arranged_op(void *arg)
+{
+	arrange_free_list();
+	return region_op(arg);
+}
+
+Test(fault, region_contig_search_punches)
+{
+	struct hugering_region_opts o = { .size = 2 * SZ_2M, .page_size = SZ_2M,
+					  .flags = HUGERING_REGION_CONTIG };
+
+	if (!th_pfn_visible())
+		cr_skip_test("PFNs hidden: the pool cannot be arranged (root pass covers it)");
+	th_need_pool(SZ_2M, 16);
+	th_need_contig_run(SZ_2M, 2);
+	sweep("region_alloc CONTIG 2x2M, first pages apart", region_arranged_op, &o);
+}
+
 /* Arenas */
 
 static int arena_op(void *arg)
@@ -473,6 +546,42 @@ Test(fault, ring_defer_taskrun)
 
 	th_need_pool(SZ_2M, 4);
 	sweep("queue_init 256 DEFER_TASKRUN auto", ring_op, &c);
+}
+
+/*
+ * A ring of 128 KiB or more on DEFER_TASKRUN: its exit resizes it into a
+ * throw-away region (resize_away) so the slot is reusable at once; a
+ * failure there quarantines the slot instead.
+ */
+Test(fault, ring_defer_taskrun_resized)
+{
+	struct ring_case c = { 4096, 0, HUGERING_POLICY_AUTO,
+			       IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN };
+	struct hugering_kernel_caps caps;
+
+	cr_assert_eq(hugering_probe_kernel(&caps), 0);
+	if (!caps.resize)
+		cr_skip_test("kernel %s cannot resize rings (6.13+)", caps.release);
+	th_need_pool(SZ_2M, 4);
+	sweep("queue_init 4096 DEFER_TASKRUN auto", ring_op, &c);
+}
+
+/* The diagnosis without its trial: the SQPOLL/IOPOLL test rings (can_create). */
+static int diag_op(void *arg)
+{
+	struct hugering_diag *d = calloc(1, sizeof(*d));
+	int ret;
+
+	(void)arg;
+	cr_assert_not_null(d);
+	ret = failed(hugering_diag_collect(d, 0));
+	free(d);
+	return ret;
+}
+
+Test(fault, diag_collect)
+{
+	sweep("diag_collect", diag_op, NULL);
 }
 
 /* Once per process: the kernel probe, the ring header read, the first arena page. */

@@ -8,6 +8,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include "helpers.h"
 
@@ -148,6 +150,140 @@ Test(options, arena_zero_is_the_default)
 	ao.flags = HUGERING_ARENA_NUMA_NODE;
 	ao.numa_node = 4000;
 	cr_assert_eq(hugering_arena_create(&ao, &a), -EINVAL, "no such node");
+}
+
+/*
+ * NODE_LOCAL: the node of the CPU.  Where the memory really is comes from
+ * move_pages in query mode (no target nodes), read by the test itself.
+ */
+static int node_of(void *addr)
+{
+	int status = -1;
+
+	cr_assert_eq(syscall(SYS_move_pages, 0, 1UL, &addr, NULL, &status, 0), 0,
+		     "move_pages: %s", strerror(errno));
+	return status;
+}
+
+static int my_node(void)
+{
+	unsigned cpu, node;
+
+	cr_assert_eq(syscall(SYS_getcpu, &cpu, &node, NULL), 0);
+	return (int)node;
+}
+
+/* A ring made with @o (and @flags, @sq_cpu) is in hugepages on @node. */
+static void ring_on_node(const struct hugering_init_opts *o, unsigned flags, unsigned sq_cpu,
+			 int node)
+{
+	struct hugering_ring_info info;
+	struct io_uring_params p;
+	struct io_uring ring;
+	int ret;
+
+	memset(&p, 0, sizeof(p));
+	p.flags = flags;
+	p.sq_thread_cpu = sq_cpu;
+	ret = hugering_queue_init_opts(64, &ring, &p, o);
+	cr_assert_eq(ret, 0, "init: %s: %s", strerror(-ret), hugering_last_error());
+	cr_assert_eq(hugering_ring_info(&ring, &info), 0);
+	cr_assert_eq(info.mode, HUGERING_MODE_NOMMAP_HUGE, "%s", info.fallback_reason);
+	cr_assert_eq(node_of(info.mem), node, "ring memory on node %d, want %d",
+		     node_of(info.mem), node);
+	cr_assert_eq(info.numa_node, node);
+	th_nops(&ring, 8);
+	hugering_queue_exit(&ring);
+}
+
+static void bad_with_reason(int ret, const char *what)
+{
+	cr_assert_eq(ret, -EINVAL, "%s: %d", what, ret);
+	cr_assert(strstr(hugering_last_error(), "NODE_LOCAL"), "%s: reason \"%s\"", what,
+		  hugering_last_error());
+}
+
+Test(options, region_node_local)
+{
+	struct hugering_region_opts o = { .size = 2 * SZ_2M,
+					  .flags = HUGERING_REGION_NODE_LOCAL };
+	struct hugering_region_info ri;
+	struct hugering_region *r;
+	int node;
+
+	th_need_pool(SZ_2M, 2);
+	node = my_node();
+	cr_assert_eq(hugering_region_alloc(&o, &r), 0, "%s", hugering_last_error());
+	cr_assert_eq(hugering_region_info(r, &ri), 0);
+	cr_assert_eq(ri.numa_node, node);
+	for (size_t off = 0; off < ri.size; off += ri.page_size)
+		cr_assert_eq(node_of((char *)ri.addr + off), node, "page at +%zu", off);
+	hugering_region_free(r);
+
+	o.flags |= HUGERING_REGION_NUMA_NODE;
+	bad_with_reason(hugering_region_alloc(&o, &r), "NODE_LOCAL|NUMA_NODE");
+	cr_assert_null(r);
+	o.flags = HUGERING_REGION_NODE_LOCAL;
+	o.numa_node = 1;
+	bad_with_reason(hugering_region_alloc(&o, &r), "NODE_LOCAL with numa_node 1");
+}
+
+Test(options, arena_node_local)
+{
+	struct hugering_arena_opts ao = { .flags = HUGERING_ARENA_NODE_LOCAL };
+	struct hugering_init_opts io = { 0 };
+	struct hugering_arena *a;
+	int ret;
+
+	th_need_pool(SZ_2M, 2);
+	ret = hugering_arena_create(&ao, &a);
+	cr_assert_eq(ret, 0, "%s", hugering_last_error());
+	io.arena = a;
+	ring_on_node(&io, 0, 0, my_node());
+	cr_assert_eq(hugering_arena_destroy(a), 0);
+
+	ao.flags |= HUGERING_ARENA_NUMA_NODE;
+	bad_with_reason(hugering_arena_create(&ao, &a), "NODE_LOCAL|NUMA_NODE");
+	ao.flags = HUGERING_ARENA_NODE_LOCAL;
+	ao.numa_node = 1;
+	bad_with_reason(hugering_arena_create(&ao, &a), "NODE_LOCAL with numa_node 1");
+}
+
+Test(options, init_node_local)
+{
+	struct hugering_init_opts o = { .flags = HUGERING_INIT_NODE_LOCAL };
+	struct io_uring_params p;
+	struct io_uring ring;
+	unsigned sq = IORING_SETUP_SQPOLL | IORING_SETUP_SQ_AFF;
+	long ncpu = sysconf(_SC_NPROCESSORS_CONF);
+	char path[64];
+
+	th_need_pool(SZ_2M, 2);
+	ring_on_node(&o, 0, 0, my_node());
+	/* The SQPOLL thread's CPU decides: here the last CPU's node. */
+	snprintf(path, sizeof(path), "/sys/devices/system/cpu/cpu%ld/online", ncpu - 1);
+	if (ncpu > 0 && th_read_long(path) != 0) {
+		char dir[64], buf[4096];
+		int node = 0;
+
+		snprintf(dir, sizeof(dir), "/sys/devices/system/cpu/cpu%ld", ncpu - 1);
+		snprintf(buf, sizeof(buf), "ls -d %s/node* 2>/dev/null | sed 's/.*node//'", dir);
+		if (th_run(buf, buf, sizeof(buf)) == 0 && buf[0])
+			node = atoi(buf);
+		ring_on_node(&o, sq, (unsigned)(ncpu - 1), node);
+	}
+
+	memset(&p, 0, sizeof(p));
+	p.flags = sq;
+	p.sq_thread_cpu = 100000;
+	bad_with_reason(hugering_queue_init_opts(64, &ring, &p, &o), "sq_thread_cpu 100000");
+	cr_assert(strstr(hugering_last_error(), "sq_thread_cpu"), "%s", hugering_last_error());
+	memset(&p, 0, sizeof(p));
+	o.flags |= HUGERING_INIT_NUMA_NODE;
+	bad_with_reason(hugering_queue_init_opts(64, &ring, &p, &o), "NODE_LOCAL|NUMA_NODE");
+	o.flags = HUGERING_INIT_NODE_LOCAL;
+	o.numa_node = 1;
+	bad_with_reason(hugering_queue_init_opts(64, &ring, &p, &o), "NODE_LOCAL with numa_node 1");
 }
 
 /* Every failure leaves a reason; the next call that can fail clears it. */
