@@ -107,9 +107,9 @@ static int read_at(const char *root, const char *abs, char *buf, size_t len)
 }
 
 /*
- * The file's text, whole, into *@out (to its first NUL byte, which a
- * hostile tree may hold).  The count read, as hr_read_text gives it: *@out
- * is set only when that is > 0.
+ * The file's text, whole (up to its first NUL byte, which a hostile tree
+ * may hold): > 0, the bytes read, with the text in *@out to free; else
+ * the file is empty or unreadable and *@out is NULL.
  */
 static ssize_t read_whole(struct diag *d, const char *root, const char *abs, char **out)
 {
