@@ -113,9 +113,21 @@ $(BUILD)/examples/%: $(BUILD)/examples/%.o $(STATIC)
 $(BUILD)/tools/%: $(BUILD)/tools/%.o $(STATIC)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
-# hugering-diag's actions that change the machine (--reserve, --fix,
-# --persist) live in tools/diag/, not in the library.
-$(BUILD)/tools/hugering-diag: $(BUILD)/tools/hugering-diag.o $(BUILD)/tools/diag/setup.o $(STATIC)
+# hugering-diag's model and checks (tools/diag/collect.c) and its actions
+# that change the machine (--reserve, --fix, --persist) live in tools/diag/,
+# not in the library, so a new check or field is no ABI change.  The
+# collection reads through the library's internal readers (hr_*: sysroot
+# files, pool counters, the hugetlb cgroup walker, the helper thread),
+# which libhugering.a keeps local; so it is linked with the library's own
+# objects into one relocatable object whose internal names are then made
+# local again, as in hugering-lib.o.  The tool and the test suite link it.
+DIAG_MODEL := $(BUILD)/tools/diag/model-lib.o
+$(BUILD)/tools/diag/collect.o: ALL_CFLAGS += -Ilib
+$(DIAG_MODEL): $(BUILD)/tools/diag/collect.o $(LIB_OBJ)
+	$(LD) -r -o $@ $^
+	objcopy --localize-hidden $@
+
+$(BUILD)/tools/hugering-diag: $(BUILD)/tools/hugering-diag.o $(BUILD)/tools/diag/setup.o $(DIAG_MODEL)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
 $(BUILD)/bench/%: $(BUILD)/bench/%.o $(STATIC)
@@ -130,7 +142,9 @@ bench-recycle: deps-ok bench
 	scripts/with-pool.sh $(BUILD)/bench/recycle 5000 256 512
 	scripts/with-pool.sh $(BUILD)/bench/recycle 2000 4096 65536
 
-$(TEST_BIN): $(TEST_OBJ) $(STATIC)
+# The library as libhugering.a has it, plus hugering-diag's model, which
+# test_diag and test_hostile call in-process.
+$(TEST_BIN): $(TEST_OBJ) $(DIAG_MODEL)
 	$(CC) $(LDFLAGS) -o $@ $^ -lcriterion $(LIBS)
 
 # Fault injection below the arena (tests/test_fault.c): the library's own
@@ -186,11 +200,13 @@ fuzz-build:
 	$(MAKE) BUILD=$(FUZZ_BUILD) CC=$(FUZZ_CC) SANITIZE=fuzz \
 	    $(FUZZ_TARGETS:%=$(FUZZ_BUILD)/fuzz/%)
 
-# tools/hugering-diag.c is compiled into fuzz_sysfs (its JSON writer).
-$(BUILD)/fuzz/%: tests/fuzz/%.c tools/hugering-diag.c $(LIB_OBJ) $(BUILD)/tools/diag/setup.o
+# tools/hugering-diag.c is compiled into fuzz_sysfs (its JSON writer), with
+# the tool's model (tools/diag/collect.c).
+FUZZ_TOOL_OBJ := $(BUILD)/tools/diag/setup.o $(BUILD)/tools/diag/collect.o
+$(BUILD)/fuzz/%: tests/fuzz/%.c tools/hugering-diag.c $(LIB_OBJ) $(FUZZ_TOOL_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -fsanitize=fuzzer -o $@ $< $(LIB_OBJ) \
-	    $(BUILD)/tools/diag/setup.o $(LDFLAGS) $(LIBS)
+	    $(FUZZ_TOOL_OBJ) $(LDFLAGS) $(LIBS)
 
 fuzz: fuzz-build
 	scripts/fuzz.sh $(FUZZ_BUILD) $(FUZZ_SECONDS) $(FUZZ_TARGETS)

@@ -422,7 +422,7 @@ int hr_pool_usable(size_t page_size, int numa_node, long *usable)
 }
 
 /* "pagesize=1G" / "pagesize=2M" / "pagesize=2097152" */
-static size_t parse_pagesize_opt(const char *root, const char *opts)
+size_t hr_mount_page_size(const char *root, const char *opts)
 {
 	const char *p = strstr(opts, "pagesize=");
 	char *end;
@@ -463,7 +463,7 @@ int hr_mounts_at(const char *root, struct hugering_mount *out, int max)
 		if (n < max) {
 			memset(&out[n], 0, sizeof(out[n]));
 			hr_copy_str(out[n].path, sizeof(out[n].path), ent.mnt_dir);
-			out[n].page_size = parse_pagesize_opt(root, ent.mnt_opts);
+			out[n].page_size = hr_mount_page_size(root, ent.mnt_opts);
 			n++;
 		}
 	}

@@ -73,6 +73,8 @@ int hr_numa_nodes_at(const char *root, int *nodes, int max);
 int hr_pool_get_at(const char *root, size_t page_size, int numa_node,
 		   struct hugering_pool *out);
 int hr_mounts_at(const char *root, struct hugering_mount *out, int max);
+/* A hugetlbfs mount's page size, from its options ("pagesize=2M"; else the default). */
+size_t hr_mount_page_size(const char *root, const char *opts);
 bool hr_page_size_supported(size_t page_size);
 /* 0, -EINVAL (not offered), or -errno when the sizes cannot be read. */
 int hr_page_size_check(size_t page_size);

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "helpers.h"
+#include "../tools/diag/model.h"
 #include "persona.h"
 
 TestSuite(diag, .init = th_init, .fini = th_fini, .timeout = 300);
@@ -31,14 +32,14 @@ static int run_tool(const char *sysroot, const char *args, char *buf, size_t len
 /* Acceptance 1: every figure equals the kernel's own, per size and node. */
 Test(diag, figures_equal_sysfs)
 {
-	struct hugering_diag *d = malloc(sizeof(*d));
+	struct diag *d = malloc(sizeof(*d));
 	char path[256];
 
 	cr_assert_not_null(d);
-	cr_assert_eq(hugering_diag_collect(d, 0), 0);
+	cr_assert_eq(diag_collect(d, 0), 0);
 	cr_assert_gt(d->nsizes, 0);
 	for (int i = 0; i < d->nsizes; i++) {
-		const struct hugering_diag_size *s = &d->sizes[i];
+		const struct diag_size *s = &d->sizes[i];
 		size_t kb = s->pool.page_size >> 10;
 		static const struct { const char *f; size_t off; } fields[] = {
 			{ "nr_hugepages", offsetof(struct hugering_pool, total) },
@@ -67,6 +68,7 @@ Test(diag, figures_equal_sysfs)
 	}
 	cr_assert_eq(d->io_uring_disabled, th_read_long("/proc/sys/kernel/io_uring_disabled"));
 	cr_assert_eq(d->pfn_visible, th_pfn_visible());
+	diag_free(d);
 	free(d);
 }
 
@@ -188,18 +190,18 @@ Test(diag, fake_tree_checks)
 /* Acceptance 3: under the personas, the class and the trial's fallback. */
 static void under_persona(enum persona p, int nommap, int fallback_errno)
 {
-	struct hugering_diag *d = malloc(sizeof(*d));
+	struct diag *d = malloc(sizeof(*d));
 	bool fallback_seen = false;
 
 	cr_assert_not_null(d);
 	th_need_pool(SZ_2M, 4);
 	persona_install(p);
-	cr_assert_eq(hugering_diag_collect(d, HUGERING_DIAG_TRIAL), 0);
+	cr_assert_eq(diag_collect(d, DIAG_TRIAL), 0);
 	cr_assert_eq(d->caps.nommap, nommap, "%s", hugering_nommap_name(d->caps.nommap));
 	cr_assert_gt(d->ntrials, 0);
 	for (int i = 0; i < d->ntrials; i++)
 		for (int k = 0; k < 2; k++) {
-			const struct hugering_diag_ring *r = &d->trials[i].rings[k];
+			const struct diag_ring *r = &d->trials[i].rings[k];
 
 			cr_assert_eq(r->err, 0, "%s", r->reason);
 			if (r->mode == HUGERING_MODE_KERNEL) {
@@ -211,7 +213,8 @@ static void under_persona(enum persona p, int nommap, int fallback_errno)
 	cr_assert(fallback_seen, "no trial ring fell back");
 	for (int i = 0; i < d->nchecks; i++)
 		if (!strcmp(d->checks[i].id, "nommap"))
-			cr_assert_eq(d->checks[i].status, HUGERING_CHECK_WARN);
+			cr_assert_eq(d->checks[i].status, DIAG_WARN);
+	diag_free(d);
 	free(d);
 }
 
@@ -292,6 +295,75 @@ static void golden_checks(const char *tree)
 
 Test(diag, golden_checks_fragile) { golden_checks("fragile"); }
 Test(diag, golden_checks_roomy)   { golden_checks("roomy"); }
+
+/*
+ * The model has no caps (issue 15): the twonode tree grown to 20 NUMA
+ * nodes, 22 disks and 20 hugetlbfs mounts of 2 MiB pages, one of them with
+ * a 400-byte path, reports every one, whole.  (It once kept 16 nodes, 16
+ * disks, 4 mounts per size of 16 in all, and cut paths at 255 bytes.)
+ */
+#define BIG_NODES 20
+#define BIG_DISKS 20
+#define BIG_MOUNTS 18
+
+static void tree_grow_big(const char *dir, const char *long_path)
+{
+	char cmd[4096], out[1024];
+
+	snprintf(cmd, sizeof(cmd),
+		 "set -e; cd '%s'; echo 0-%d > sys/devices/system/node/online; "
+		 "for n in $(seq 0 %d); do "
+		 "d=sys/devices/system/node/node$n/hugepages/hugepages-2048kB; mkdir -p $d; "
+		 "echo $n > $d/nr_hugepages; echo 1 > $d/free_hugepages; "
+		 "echo 0 > $d/surplus_hugepages; done; "
+		 "for n in $(seq 0 %d); do mkdir -p sys/block/vd$n/queue; "
+		 "echo 0 > sys/block/vd$n/queue/io_poll; done; "
+		 "for n in $(seq 0 %d); do "
+		 "echo \"hugetlbfs /mnt/h$n hugetlbfs rw,pagesize=2M 0 0\" >> proc/self/mounts; done; "
+		 "echo 'hugetlbfs %s hugetlbfs rw,pagesize=2M 0 0' >> proc/self/mounts 2>&1",
+		 dir, BIG_NODES - 1, BIG_NODES - 1, BIG_DISKS - 1, BIG_MOUNTS - 1, long_path);
+	cr_assert_eq(th_run(cmd, out, sizeof(out)), 0, "%s", out);
+}
+
+Test(diag, big_machine_nothing_dropped)
+{
+	static char out[262144], want[4096];
+	char dir[256], long_path[401], *p;
+	int n = 0;
+
+	memset(long_path, 'x', sizeof(long_path) - 1);
+	long_path[sizeof(long_path) - 1] = '\0';
+	memcpy(long_path, "/mnt/", 5);
+	long_path[sizeof(long_path) - 2] = 'Z';	/* the last byte, to see it is there */
+	tree_copy("twonode", dir, sizeof(dir));
+	tree_grow_big(dir, long_path);
+	run_tool(dir, "--no-trial --json", out, sizeof(out));
+	tree_remove(dir);
+
+	p = want + sprintf(want, "\"numa\":{\"nodes\":[");
+	for (int i = 0; i < BIG_NODES; i++)
+		p += sprintf(p, "%s%d", i ? "," : "", i);
+	sprintf(p, "]}");
+	cr_assert(strstr(out, want), "want %s in %s", want, out);
+	/* Each node's 2 MiB pool, the last one too. */
+	for (int i = 0; i < BIG_NODES; i++) {
+		sprintf(want, "{\"node\":%d,\"total\":%d,\"free\":1,\"surplus\":0}", i, i);
+		cr_assert(strstr(out, want), "want %s in %s", want, out);
+	}
+	for (int i = 0; i < BIG_DISKS; i++) {
+		sprintf(want, "{\"name\":\"vd%d\",\"io_poll\":0,\"poll_queues\":-1}", i);
+		cr_assert(strstr(out, want), "want %s in %s", want, out);
+	}
+	for (p = out; (p = strstr(p, "{\"name\":")); p++)
+		n++;
+	cr_assert_eq(n, BIG_DISKS + 2, "nvme0n1, sda and the %d vd* disks: %s", BIG_DISKS, out);
+	for (int i = 0; i < BIG_MOUNTS; i++) {
+		sprintf(want, "\"/mnt/h%d\"", i);
+		cr_assert(strstr(out, want), "want %s in %s", want, out);
+	}
+	sprintf(want, ",\"%s\"],\"nodes\":[", long_path);
+	cr_assert(strstr(out, want), "the %zu-byte path, whole, last: %s", strlen(long_path), out);
+}
 
 /* Acceptance 1 (real kernel): set, free, too many, no such node. */
 Test(diag, reserve_real_pool)

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * hugering-diag: what this machine's hugepages and io_uring can do, what is
- * wrong, and the exact command that fixes it.  The library collects
- * (hugering_diag_collect); this file only formats.
+ * wrong, and the exact command that fixes it.  tools/diag/collect.c
+ * collects (diag_collect, diag/model.h); this file only formats.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -12,6 +12,7 @@
 
 #include <hugering.h>
 
+#include "diag/model.h"
 #include "diag/setup.h"
 
 #define VERSION "0.1.0"
@@ -58,7 +59,7 @@ static void limit_text(char *buf, size_t len, unsigned long long v)
 		snprintf(buf, len, "%llu kB", v >> 10);
 }
 
-static void print_kernel(const struct hugering_diag *d)
+static void print_kernel(const struct diag *d)
 {
 	printf("Kernel\n");
 	printf("  %-17s %s\n", "release", d->release);
@@ -73,7 +74,7 @@ static void print_kernel(const struct hugering_diag *d)
 	       d->preemptible < 0 ? "unknown" : d->preemptible ? "yes" : "no");
 }
 
-static void print_size_row(const struct hugering_diag_size *s)
+static void print_size_row(const struct diag_size *s)
 {
 	char size[24], resv[24];
 
@@ -101,7 +102,7 @@ static void print_size_row(const struct hugering_diag_size *s)
 		printf("    cgroup reservation limit %lld kB\n", s->cgroup_rsvd_max >> 10);
 }
 
-static void print_hugepages(const struct hugering_diag *d)
+static void print_hugepages(const struct diag *d)
 {
 	printf("Hugepages\n");
 	if (!d->nsizes) {
@@ -115,7 +116,7 @@ static void print_hugepages(const struct hugering_diag *d)
 	printf("  * default size; reservable: free buddy blocks big enough (? = unknown)\n");
 }
 
-static void print_process(const struct hugering_diag *d)
+static void print_process(const struct diag *d)
 {
 	char soft[32], hard[32];
 
@@ -135,13 +136,13 @@ static void print_process(const struct hugering_diag *d)
 	printf("\n  %-17s %s\n", "THP", d->thp_enabled);
 }
 
-static void print_blocks(const struct hugering_diag *d)
+static void print_blocks(const struct diag *d)
 {
 	printf("Block devices (polled I/O, IOPOLL)\n");
 	if (!d->nblocks)
 		printf("  none\n");
 	for (int i = 0; i < d->nblocks; i++) {
-		const struct hugering_diag_block *b = &d->blocks[i];
+		const struct diag_block *b = &d->blocks[i];
 
 		printf("  %-17s io_poll %s", b->name,
 		       b->io_poll < 0 ? "unknown" : b->io_poll ? "yes" : "no");
@@ -151,11 +152,11 @@ static void print_blocks(const struct hugering_diag *d)
 	}
 }
 
-static void print_trial(const struct hugering_diag *d)
+static void print_trial(const struct diag *d)
 {
 	printf("Trial\n");
 	for (int i = 0; i < d->ntrials; i++) {
-		const struct hugering_diag_trial *t = &d->trials[i];
+		const struct diag_trial *t = &d->trials[i];
 
 		printf("  %zu kB: region ", t->page_size >> 10);
 		if (t->region_err)
@@ -164,7 +165,7 @@ static void print_trial(const struct hugering_diag *d)
 			printf("ok, contiguous %s (%s)\n", hugering_contig_name(t->contiguous),
 			       hugering_proof_name(t->proof));
 		for (int k = 0; k < 2; k++) {
-			const struct hugering_diag_ring *r = &t->rings[k];
+			const struct diag_ring *r = &t->rings[k];
 
 			printf("    ring %u/%u: ", r->sq, r->cq);
 			if (r->err)
@@ -177,15 +178,15 @@ static void print_trial(const struct hugering_diag *d)
 	}
 }
 
-static void print_checks(const struct hugering_diag *d)
+static void print_checks(const struct diag *d)
 {
 	printf("Checks\n");
 	for (int i = 0; i < d->nchecks; i++) {
-		const struct hugering_diag_check *c = &d->checks[i];
+		const struct diag_check *c = &d->checks[i];
 
-		printf("  %-4s  %-20s %s\n", hugering_check_status_name(c->status), c->id,
+		printf("  %-4s  %-20s %s\n", diag_status_name(c->status), c->id,
 		       c->message);
-		if (c->fix[0] && c->status != HUGERING_CHECK_OK)
+		if (c->fix[0] && c->status != DIAG_OK)
 			printf("  %-4s  %-20s fix: %s\n", "", "", c->fix);
 	}
 }
@@ -256,7 +257,7 @@ static long long json_limit(unsigned long long v)
 	return v == ~0ULL ? -1 : (long long)v;
 }
 
-static void json_kernel(const struct hugering_diag *d)
+static void json_kernel(const struct diag *d)
 {
 	printf("\"kernel\":{\"release\":");
 	json_str(d->release);
@@ -272,7 +273,7 @@ static void json_kernel(const struct hugering_diag *d)
 }
 
 /* The pool's counters, or null for each and the reason when unreadable. */
-static void json_counters(const struct hugering_diag_size *s)
+static void json_counters(const struct diag_size *s)
 {
 	if (s->pool_err) {
 		printf("\"total\":null,\"free\":null,\"reserved\":null,\"surplus\":null,"
@@ -287,11 +288,11 @@ static void json_counters(const struct hugering_diag_size *s)
 	       s->pool.usable);
 }
 
-static void json_hugepages(const struct hugering_diag *d)
+static void json_hugepages(const struct diag *d)
 {
 	printf("\"hugepages\":[");
 	for (int i = 0; i < d->nsizes; i++) {
-		const struct hugering_diag_size *s = &d->sizes[i];
+		const struct diag_size *s = &d->sizes[i];
 
 		printf("%s{\"size_kb\":%zu,\"default\":%s,", i ? "," : "",
 		       s->pool.page_size >> 10, s->pool.is_default ? "true" : "false");
@@ -312,7 +313,7 @@ static void json_hugepages(const struct hugering_diag *d)
 	printf("],");
 }
 
-static void json_process(const struct hugering_diag *d)
+static void json_process(const struct diag *d)
 {
 	printf("\"numa\":{\"nodes\":[");
 	for (int i = 0; i < d->nnodes; i++)
@@ -338,12 +339,12 @@ static void json_process(const struct hugering_diag *d)
 	printf("],");
 }
 
-static void json_trial(const struct hugering_diag *d)
+static void json_trial(const struct diag *d)
 {
 	printf("\"trial\":[");
 	for (int i = 0; i < d->ntrials; i++) {
-		const struct hugering_diag_trial *t = &d->trials[i];
-		const struct hugering_diag_ring *r0 = &t->rings[0];
+		const struct diag_trial *t = &d->trials[i];
+		const struct diag_ring *r0 = &t->rings[0];
 		const char *err = t->region_err ? strerror(-t->region_err) :
 				  r0->err ? r0->reason : NULL;
 
@@ -357,7 +358,7 @@ static void json_trial(const struct hugering_diag *d)
 			printf("null");
 		printf(",\"rings\":[");
 		for (int k = 0; k < 2; k++) {
-			const struct hugering_diag_ring *r = &t->rings[k];
+			const struct diag_ring *r = &t->rings[k];
 
 			printf("%s{\"sq\":%u,\"cq\":%u,\"mode\":\"%s\",\"error\":%d,"
 			       "\"fallback_errno\":%d,\"reason\":", k ? "," : "", r->sq, r->cq,
@@ -371,15 +372,15 @@ static void json_trial(const struct hugering_diag *d)
 	printf("],");
 }
 
-static void json_checks(const struct hugering_diag *d)
+static void json_checks(const struct diag *d)
 {
 	printf("\"checks\":[");
 	for (int i = 0; i < d->nchecks; i++) {
-		const struct hugering_diag_check *c = &d->checks[i];
+		const struct diag_check *c = &d->checks[i];
 
 		printf("%s{\"id\":", i ? "," : "");
 		json_str(c->id);
-		printf(",\"status\":\"%s\",\"message\":", hugering_check_status_name(c->status));
+		printf(",\"status\":\"%s\",\"message\":", diag_status_name(c->status));
 		json_str(c->message);
 		printf(",\"fix\":");
 		json_str(c->fix);
@@ -388,7 +389,7 @@ static void json_checks(const struct hugering_diag *d)
 	printf("]");
 }
 
-static void print_json(const struct hugering_diag *d)
+static void print_json(const struct diag *d)
 {
 	printf("{");
 	json_kernel(d);
@@ -420,7 +421,7 @@ int main(int argc, char **argv)
 	};
 	static struct reserve_req reqs[SETUP_MAX_REQS];
 	struct setup_opts so = { 0 };
-	struct hugering_diag *d;
+	struct diag d;
 	bool json = false, trial = true, fix = false, persist = false;
 	int c, ret, nreqs = 0;
 	char err[256];
@@ -477,30 +478,23 @@ int main(int argc, char **argv)
 		return setup_fix(&so);
 	if (persist)
 		return setup_persist(&so);
-	d = malloc(sizeof(*d));
-	if (!d) {
-		fprintf(stderr, "hugering-diag: out of memory; nothing to fix here but the machine\n");
-		return 1;
-	}
-	ret = hugering_diag_collect(d, trial ? HUGERING_DIAG_TRIAL : 0);
+	ret = diag_collect(&d, trial ? DIAG_TRIAL : 0);
 	if (ret) {
-		fprintf(stderr, "hugering-diag: collecting failed: %s; check that /sys and /proc "
-			"are mounted (or HUGERING_SYSROOT)\n", strerror(-ret));
-		free(d);
+		fprintf(stderr, "hugering-diag: collecting failed: %s\n", strerror(-ret));
 		return 1;
 	}
 	if (json) {
-		print_json(d);
+		print_json(&d);
 	} else {
-		print_kernel(d);
-		print_hugepages(d);
-		print_process(d);
-		print_blocks(d);
+		print_kernel(&d);
+		print_hugepages(&d);
+		print_process(&d);
+		print_blocks(&d);
 		if (trial)
-			print_trial(d);
-		print_checks(d);
+			print_trial(&d);
+		print_checks(&d);
 	}
-	ret = hugering_diag_failed(d);
-	free(d);
+	ret = diag_failed(&d);
+	diag_free(&d);
 	return ret;
 }

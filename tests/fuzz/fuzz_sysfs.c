@@ -5,8 +5,9 @@
  * The input is split at NUL bytes; piece i becomes the file files[i] (a
  * missing piece removes the file), pieces NAME_HP and NAME_BLOCK name a
  * hugepages-*kB directory and a block device.  Then every reader runs,
- * hugering_diag_collect() without the trial, and hugering-diag's text and
- * JSON writers (tools/hugering-diag.c, compiled in); the JSON must be
+ * hugering-diag's diag_collect() without the trial (tools/diag/collect.c,
+ * linked in), and its text and JSON writers (tools/hugering-diag.c,
+ * compiled in); the JSON must be
  * well-formed, valid UTF-8.
  */
 #include <errno.h>
@@ -70,7 +71,7 @@ static const char *const files[] = {
 #define NAME_BLOCK 22
 
 static char root[64];
-static struct hugering_diag *diag;
+static struct diag diag;
 static FILE *out;	/* the tool's stdout */
 
 static void fail(const char *what, const char *detail)
@@ -135,10 +136,9 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 		fail("mkdtemp", strerror(errno));
 	atexit(remove_tree);
 	setenv("HUGERING_SYSROOT", root, 1);
-	diag = malloc(sizeof(*diag));
 	/* The tool writes to stdout: keep it in a file we read back. */
 	out = tmpfile();
-	if (!diag || !out || dup2(fileno(out), STDOUT_FILENO) < 0)
+	if (!out || dup2(fileno(out), STDOUT_FILENO) < 0)
 		fail("setup", strerror(errno));
 	return 0;
 }
@@ -279,7 +279,7 @@ static const char *tool_output(size_t *len)
 	return buf;
 }
 
-static void check_json(const struct hugering_diag *d)
+static void check_json(const struct diag *d)
 {
 	const char *s, *end;
 	size_t len;
@@ -292,7 +292,7 @@ static void check_json(const struct hugering_diag *d)
 		fail("invalid JSON", s);
 }
 
-static void print_text(const struct hugering_diag *d)
+static void print_text(const struct diag *d)
 {
 	size_t len;
 
@@ -339,7 +339,7 @@ static void check_pool(size_t ps, int node)
 static void check_readers(void)
 {
 	size_t sizes[HUGERING_MAX_PAGE_SIZES + 1];
-	int nodes[HUGERING_DIAG_MAX_NODES];
+	int nodes[16];
 	struct hugering_mount m[4];
 	int n, nn, nm;
 
@@ -352,8 +352,8 @@ static void check_readers(void)
 	}
 	require(hugering_page_sizes(sizes, 1) <= 1);
 	(void)hugering_default_page_size();
-	nn = hugering_numa_nodes(nodes, HUGERING_DIAG_MAX_NODES);
-	require(nn <= HUGERING_DIAG_MAX_NODES);
+	nn = hugering_numa_nodes(nodes, 16);
+	require(nn <= 16);
 	require(nn >= 0 || hugering_last_error()[0]);
 	for (int i = 0; i < nn; i++)
 		require(nodes[i] >= 0);
@@ -368,35 +368,33 @@ static void check_readers(void)
 		require(terminated(m[i].path));
 }
 
-static void check_diag(const struct hugering_diag *d)
+static void check_diag(const struct diag *d)
 {
 	require(d->nsizes >= 0 && d->nsizes <= HUGERING_MAX_PAGE_SIZES);
-	require(d->nnodes >= 0 && d->nnodes <= HUGERING_DIAG_MAX_NODES);
-	require(d->nblocks >= 0 && d->nblocks <= 16);
-	require(d->nchecks >= 0 && d->nchecks <= HUGERING_DIAG_MAX_CHECKS);
+	require(d->nnodes >= 0 && d->nblocks >= 0 && d->nchecks > 0);
 	require(d->ntrials == 0);
-	require(terminated(d->release) && terminated(d->thp_enabled) && terminated(d->caps.release));
+	require(d->release && d->thp_enabled && terminated(d->caps.release));
 	for (int i = 0; i < d->nsizes; i++) {
-		const struct hugering_diag_size *s = &d->sizes[i];
+		const struct diag_size *s = &d->sizes[i];
 
-		require(s->nnodes >= 0 && s->nnodes <= HUGERING_DIAG_MAX_NODES);
-		require(s->nmounts >= 0 && s->nmounts <= 4);
+		require(s->nnodes >= 0 && s->nnodes <= d->nnodes);
+		require(s->nmounts >= 0);
 		require(s->pool.usable >= 0);
 		require(s->pool_err <= 0);
 		require(s->reservable >= -1);
 		for (int k = 0; k < s->nmounts; k++)
-			require(terminated(s->mounts[k]));
+			require(s->mounts[k]);
 	}
 	for (int i = 0; i < d->nblocks; i++)
-		require(terminated(d->blocks[i].name));
+		require(d->blocks[i].name && d->blocks[i].name[0]);
 	for (int i = 0; i < d->nchecks; i++) {
-		const struct hugering_diag_check *c = &d->checks[i];
+		const struct diag_check *c = &d->checks[i];
 
-		require(terminated(c->id) && terminated(c->message) && terminated(c->fix));
+		require(c->id && c->message && c->fix);
 		require(c->id[0] && c->message[0]);
-		require(c->status >= HUGERING_CHECK_OK && c->status <= HUGERING_CHECK_FAIL);
+		require(c->status >= DIAG_OK && c->status <= DIAG_FAIL);
 	}
-	require(hugering_diag_failed(d) == 0 || hugering_diag_failed(d) == 1);
+	require(diag_failed(d) == 0 || diag_failed(d) == 1);
 }
 
 /* ------------------------------------------------------------------ */
@@ -465,10 +463,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 
 	check_readers();
-	require(hugering_diag_collect(diag, 0) == 0);
-	check_diag(diag);
-	check_json(diag);
-	print_text(diag);
+	require(diag_collect(&diag, 0) == 0);
+	check_diag(&diag);
+	check_json(&diag);
+	print_text(&diag);
+	diag_free(&diag);
 	remove_named();
 	return 0;
 }

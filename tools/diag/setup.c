@@ -23,6 +23,7 @@
 
 #include <hugering.h>
 
+#include "model.h"
 #include "setup.h"
 
 #ifndef MADV_POPULATE_WRITE
@@ -604,7 +605,7 @@ static long fix_value(const char *fix, const char *key)
 }
 
 /* The pool the report wants: enough usable pages for the trial and more. */
-static void plan_pool(const struct hugering_diag *d, const struct hugering_diag_check *c,
+static void plan_pool(const struct diag *d, const struct diag_check *c,
 		      bool apply, struct step *s)
 {
 	size_t kb = 0;
@@ -637,7 +638,7 @@ static void plan_write(struct step *s, bool apply, const char *abs, const char *
 }
 
 /* One step per check that is not ok; what --fix may not do is "manual". */
-static int plan_fix(const struct hugering_diag *d, const struct setup_opts *o, bool apply,
+static int plan_fix(const struct diag *d, const struct setup_opts *o, bool apply,
 		    struct step *st)
 {
 	int n = 0;
@@ -648,11 +649,11 @@ static int plan_fix(const struct hugering_diag *d, const struct setup_opts *o, b
 		plan_write(&st[n++], apply, "/sys/kernel/mm/transparent_hugepage/enabled", o->thp);
 	}
 	for (int i = 0; i < d->nchecks && n < MAX_STEPS; i++) {
-		const struct hugering_diag_check *c = &d->checks[i];
+		const struct diag_check *c = &d->checks[i];
 		struct step *s = &st[n];
 		char val[32];
 
-		if (c->status == HUGERING_CHECK_OK)
+		if (c->status == DIAG_OK)
 			continue;
 		memset(s, 0, sizeof(*s));
 		if (!strncmp(c->id, "hugepages_", 10) && strstr(c->fix, "nr_hugepages")) {
@@ -708,17 +709,15 @@ static void print_fix(const struct step *st, int n, int failed_after)
 int setup_fix(const struct setup_opts *o)
 {
 	static struct step st[MAX_STEPS];
-	struct hugering_diag *d = malloc(sizeof(*d));
+	struct diag d;
 	bool apply = !o->dry_run;
-	int n, ret = 0, todo = 0;
+	int n, ret = 0, todo = 0, failed_after;
 
-	if (!d || hugering_diag_collect(d, 0)) {
-		fprintf(stderr, "hugering-diag: collecting failed; check that /sys and /proc are "
-			"mounted (or HUGERING_SYSROOT)\n");
-		free(d);
+	if (diag_collect(&d, 0)) {
+		fprintf(stderr, "hugering-diag: collecting failed: out of memory\n");
 		return 1;
 	}
-	n = plan_fix(d, o, false, st);
+	n = plan_fix(&d, o, false, st);
 	for (int i = 0; i < n; i++)
 		todo += st[i].ncmds > 0;
 	if (apply && todo) {
@@ -738,30 +737,31 @@ int setup_fix(const struct setup_opts *o)
 				json_steps("fix", o, st, n, 2);
 			else
 				print_commands(st, n);
-			free(d);
+			diag_free(&d);
 			return 2;
 		}
-		n = plan_fix(d, o, true, st);
+		n = plan_fix(&d, o, true, st);
 	}
 	if (!apply) {
 		if (o->json)
 			json_steps("fix", o, st, n, 0);
 		else
 			print_commands(st, n);
-		free(d);
+		diag_free(&d);
 		return 0;
 	}
 	for (int i = 0; i < n; i++)
 		if (!strcmp(st[i].status, "failed") || !strcmp(st[i].status, "short"))
 			ret = 1;
-	hugering_diag_collect(d, 0);
-	if (hugering_diag_failed(d))
+	diag_free(&d);
+	failed_after = diag_collect(&d, 0) || diag_failed(&d);
+	diag_free(&d);
+	if (failed_after)
 		ret = 1;
 	if (o->json)
 		json_steps("fix", o, st, n, ret);
 	else
-		print_fix(st, n, hugering_diag_failed(d));
-	free(d);
+		print_fix(st, n, failed_after);
 	return ret;
 }
 
@@ -775,7 +775,7 @@ int setup_fix(const struct setup_opts *o)
  * surplus pages if set.  1 GiB pages go on the kernel command line: at run
  * time memory is rarely free in 1 GiB pieces.
  */
-static void persist_text(const struct hugering_diag *d, char *buf, size_t len, char *cmdline,
+static void persist_text(const struct diag *d, char *buf, size_t len, char *cmdline,
 			 size_t clen)
 {
 	size_t off = 0;
@@ -871,21 +871,19 @@ int setup_persist(const struct setup_opts *o)
 {
 	static char text[4096], old[4096];
 	char path[1024], dir[1024], cmdline[128];
-	struct hugering_diag *d;
+	struct diag d;
 	bool changed;
 	int r;
 
 	rpath(path, sizeof(path), PERSIST_FILE);
 	if (o->undo)
 		return persist_undo(o, path);
-	d = malloc(sizeof(*d));
-	if (!d || hugering_diag_collect(d, 0)) {
-		fprintf(stderr, "hugering-diag: collecting failed; check /sys and /proc\n");
-		free(d);
+	if (diag_collect(&d, 0)) {
+		fprintf(stderr, "hugering-diag: collecting failed: out of memory\n");
 		return 1;
 	}
-	persist_text(d, text, sizeof(text), cmdline, sizeof(cmdline));
-	free(d);
+	persist_text(&d, text, sizeof(text), cmdline, sizeof(cmdline));
+	diag_free(&d);
 	r = persist_read(path, old, sizeof(old));
 	if (r == -EEXIST) {
 		fprintf(stderr, "hugering-diag: %s exists and was not written by hugering-diag: "
