@@ -152,7 +152,8 @@ $(TEST_BIN): $(TEST_OBJ) $(DIAG_MODEL)
 # call can be made to fail.  Never part of the shipped library.
 FAULT_BIN  := $(BUILD)/tests/hugering-fault
 FAULT_OBJ  := $(BUILD)/tests/test_fault.o $(BUILD)/tests/helpers.o \
-              $(BUILD)/tests/fault/sys-fault.o $(filter-out $(BUILD)/lib/sys.o,$(LIB_OBJ))
+              $(BUILD)/tests/fault/sys-fault.o $(filter-out $(BUILD)/lib/sys.o,$(LIB_OBJ)) \
+              $(BUILD)/tools/diag/collect.o
 $(FAULT_BIN): $(FAULT_OBJ)
 	$(CC) $(LDFLAGS) -o $@ $^ -lcriterion $(LIBS)
 
@@ -163,7 +164,7 @@ check-fault: deps-ok
 	rm -f $(BUILD)/fault-sites.txt
 	HUGERING_FAULT_LOG=$(CURDIR)/$(BUILD)/fault-sites.txt \
 	    scripts/run-tests.sh $(FAULT_BIN) $(ASAN_BUILD)/tests/hugering-fault
-	@echo "check-fault: each syscall site in lib/ (syscall, caller, calls, failed: outcomes):"
+	@echo "check-fault: each syscall site in lib/ and the diag model (syscall, caller, calls, failed: outcomes):"
 	scripts/check-fault-sites.sh $(BUILD)/fault-sites.txt
 
 # The preload: its own object plus the library's, exporting only liburing's

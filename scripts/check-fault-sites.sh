@@ -13,10 +13,11 @@ log=${1:?usage: check-fault-sites.sh FAULT_LOG}
 top=$(cd "$(dirname "$0")/.." && pwd)
 [ -s "$log" ] || { echo "check-fault-sites: $log is empty or missing: did the fault tests run (make check-fault)?" >&2; exit 1; }
 
-# "syscall<TAB>function<TAB>file:line" for each hr_sys_ call in lib/.
+# "syscall<TAB>function<TAB>file:line" for each hr_sys_ call in lib/ and in
+# the diag model (tools/diag/collect.c, built on lib/'s platform layer).
 sites() {
 	local f
-	for f in "$top"/lib/*.c; do
+	for f in "$top"/lib/*.c "$top"/tools/diag/collect.c; do
 		[ "$(basename "$f")" = sys.c ] && continue
 		awk -v file="$(basename "$f")" '
 			# A definition starts in column 0 and is not a declaration.

@@ -26,6 +26,7 @@
 
 #include "helpers.h"
 #include "fault/sys-fault.h"
+#include "../tools/diag/model.h"
 
 #define PAGE_4K 4096UL
 
@@ -569,12 +570,13 @@ Test(fault, ring_defer_taskrun_resized)
 /* The diagnosis without its trial: the SQPOLL/IOPOLL test rings (can_create). */
 static int diag_op(void *arg)
 {
-	struct hugering_diag *d = calloc(1, sizeof(*d));
+	struct diag *d = calloc(1, sizeof(*d));
 	int ret;
 
 	(void)arg;
 	cr_assert_not_null(d);
-	ret = failed(hugering_diag_collect(d, 0));
+	ret = failed(diag_collect(d, 0));
+	diag_free(d);
 	free(d);
 	return ret;
 }
