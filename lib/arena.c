@@ -27,7 +27,7 @@
  *    unpinned its memory (the kernel does it in an asynchronous worker and
  *    signals no one), so that memory is never reused and a fresh, zeroed
  *    page is the only safe one; the zeroing is not saved (the process
- *    spends as much CPU or ~15% more, measured), only moved off the
+ *    spends as much CPU or up to ~20% more, measured), only moved off the
  *    caller's path (opt-in: HUGERING_ARENA_PREPARE; like jemalloc's
  *    background thread, a library thread is the program's choice);
  *  - larger rings get a region of their own, unmapped when they die;
@@ -102,6 +102,7 @@ struct hugering_arena {
 	uint64_t pool_waits;	/* atomic: bumped outside the lock */
 	struct hr_page *ready;	/* fresh pages faulted in ahead of need */
 	unsigned nready;
+	unsigned preparing;	/* pages the worker is faulting in (also in pending_pages) */
 	struct hr_job prepare;	/* refills ready (worker.c) */
 	unsigned own_regions;	/* rings with a region of their own */
 	size_t own_bytes, own_held;	/* own_held includes the spares */
@@ -413,7 +414,7 @@ static size_t drop_ready(struct hugering_arena *a)
 static size_t drop_spares(struct hugering_arena *a)
 {
 	struct spare sp[SPARE_MAX];
-	size_t held = drop_ready(a);
+	size_t ready = drop_ready(a), held = 0;
 	unsigned n;
 
 	pthread_mutex_lock(&a->lock);
@@ -426,7 +427,7 @@ static size_t drop_spares(struct hugering_arena *a)
 	pthread_mutex_unlock(&a->lock);
 	for (unsigned i = 0; i < n; i++)
 		hr_region_free(sp[i].region);
-	return held;
+	return ready + held;
 }
 
 /* Under the lock: would @bytes more go past max_bytes? */
@@ -513,12 +514,16 @@ static void prepare_run(struct hr_job *j)
 		return;
 	}
 	a->pending_pages++;
+	a->preparing++;
 	t.off = take_offset(a);
 	pthread_mutex_unlock(&a->lock);
 
 	pg = calloc(1, sizeof(*pg));
 	if (!pg || fault_page(&t, try_once)) {
 		free(pg);
+		pthread_mutex_lock(&a->lock);
+		a->preparing--;
+		pthread_mutex_unlock(&a->lock);
 		fault_failed(a, t.off);
 		return;
 	}
@@ -526,6 +531,7 @@ static void prepare_run(struct hr_job *j)
 	pg->off = t.off;
 	pthread_mutex_lock(&a->lock);
 	a->pending_pages--;
+	a->preparing--;
 	pg->next = a->ready;
 	a->ready = pg;
 	a->nready++;
@@ -564,6 +570,13 @@ static int add_page(struct hugering_arena *a, struct hr_page **out)
 
 	pthread_mutex_lock(&a->lock);
 	pg = take_ready(a);
+	if (!pg && a->preparing && over_limit(a, a->ps)) {
+		/* The page the worker is faulting in is the room there is: wait for it. */
+		pthread_mutex_unlock(&a->lock);
+		hr_worker_cancel(&a->prepare);
+		pthread_mutex_lock(&a->lock);
+		pg = take_ready(a);
+	}
 	if (pg) {
 		pthread_mutex_unlock(&a->lock);
 		want_ready_page(a);

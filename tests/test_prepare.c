@@ -175,7 +175,9 @@ Test(prepare, trim_takes_the_ready_page)
 	for (int i = 0; i < 5; i++)
 		cycle(a, 0);
 	cr_assert_geq(hugering_arena_trim(a), 0);
-	cr_assert_eq(stats_of(a).pages_held, 0);
+	cr_assert_eq(stats_of(a).pages_held, 0, "after the trim: %u pages held, %u rings live, "
+		     "%zu bytes free", stats_of(a).pages_held, stats_of(a).rings_live,
+		     stats_of(a).bytes_free);
 	sleep_ms(50);
 	cr_assert_eq(stats_of(a).pages_held, 0, "a page came back after the trim");
 	cr_assert_eq(hugering_arena_destroy(a), 0);
