@@ -17,6 +17,7 @@ enum mode_kind {
 	KIND_HUGERING_1G,	/* the factory, an arena of 1 GiB pages */
 	KIND_FLOOR,		/* io_uring_setup(1) + close */
 	KIND_HUGERING_AUTO,	/* the factory, auto policy, default arena (empty-pool phase) */
+	KIND_HUGERING_PREP,	/* the factory, an arena with HUGERING_ARENA_PREPARE */
 };
 
 struct mode_def {
@@ -55,6 +56,7 @@ struct cell {
 	long cycles;		/* create+destroy cycles that completed */
 	long cap;		/* cycles asked for (churn cap) */
 	double cd_median_us, cd_p99_us, cycles_per_s;
+	double cpu_us;		/* process CPU (all threads) per cycle; < 0: not measured */
 	double nop_mops[NBATCH];	/* < 0: not measured */
 	double sweep_mops;		/* < 0: not measured */
 	/*

@@ -24,6 +24,7 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/utsname.h>
 #include <sys/wait.h>
@@ -48,6 +49,7 @@ static const struct mode_def modes[] = {
 	{ "floor", KIND_FLOOR, false, true },
 	{ "kernel-sqpoll", KIND_KERNEL, true, false },
 	{ "hugering-sqpoll", KIND_HUGERING, true, false },
+	{ "hugering-prepare", KIND_HUGERING_PREP, false, false },
 	/* Last, not a --modes choice: the drop-in of the empty-pool phase. */
 	{ "hugering-auto", KIND_HUGERING_AUTO, false, false },
 };
@@ -198,6 +200,7 @@ static int make_ring(struct maker *mk, unsigned sq, unsigned cq, unsigned flags,
 		return user_4k_ring(mk, sq, ring, &p);
 	case KIND_HUGERING:
 	case KIND_HUGERING_1G:
+	case KIND_HUGERING_PREP:
 		return hugering_queue_init_opts(sq, ring, &p, &o);
 	case KIND_HUGERING_AUTO:
 		/* hugering_queue_init_params as it behaves without HUGERING_MODE */
@@ -215,6 +218,7 @@ static void drop_ring(struct maker *mk, struct io_uring *ring)
 	case KIND_HUGERING:
 	case KIND_HUGERING_1G:
 	case KIND_HUGERING_AUTO:
+	case KIND_HUGERING_PREP:
 		hugering_queue_exit(ring);
 		break;
 	case KIND_FLOOR:
@@ -347,7 +351,7 @@ static long pool_in_use(size_t ps)
 static bool is_hugering(const struct mode_def *m)
 {
 	return m->kind == KIND_HUGERING || m->kind == KIND_HUGERING_1G ||
-	       m->kind == KIND_HUGERING_AUTO;
+	       m->kind == KIND_HUGERING_AUTO || m->kind == KIND_HUGERING_PREP;
 }
 
 static void set_error(struct cell *c, const struct mode_def *m, const char *what, int err)
@@ -363,6 +367,14 @@ static int open_maker(struct maker *mk, struct cell *c)
 	struct hugering_pool p;
 	int ret;
 
+	if (mk->m->kind == KIND_HUGERING_PREP) {
+		struct hugering_arena_opts prep = { .flags = HUGERING_ARENA_PREPARE };
+
+		ret = hugering_arena_create(&prep, &mk->arena);
+		if (ret)
+			set_error(c, mk->m, "arena", ret);
+		return ret;
+	}
 	if (mk->m->kind != KIND_HUGERING_1G)
 		return 0;
 	if (hugering_pool_get(SZ_1G, -1, &p) || p.total <= 0) {
@@ -386,6 +398,7 @@ struct churn {
 	struct cell *c;
 	double *t;		/* each completed cycle, in us */
 	double busy_us;		/* time spent in cycles (not waiting for a turn) */
+	double cpu0_us;		/* process CPU time when the cycles began */
 	long before;		/* pool pages in use at the start */
 	size_t ps;
 	bool failed;
@@ -438,9 +451,25 @@ static int warm_up(struct churn *ch)
 	return 0;
 }
 
+/*
+ * CPU time of every thread of this process, user and system: a mode that
+ * moves work to a thread of its own (hugering-prepare) pays for it here.
+ * The kernel's own workers (a ring's teardown) are not counted, for any mode.
+ */
+static double process_cpu_us(void)
+{
+	struct rusage ru;
+
+	if (getrusage(RUSAGE_SELF, &ru))
+		return -1;
+	return (ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1e6 + ru.ru_utime.tv_usec +
+	       ru.ru_stime.tv_usec;
+}
+
 static int churn_open(struct churn *ch, struct cell *c)
 {
 	const struct mode_def *m = &modes[c->mode];
+	int ret;
 
 	memset(ch, 0, sizeof(*ch));
 	ch->c = c;
@@ -457,7 +486,9 @@ static int churn_open(struct churn *ch, struct cell *c)
 		return -1;
 	}
 	ch->before = pool_in_use(ch->ps);
-	return warm_up(ch);
+	ret = warm_up(ch);
+	ch->cpu0_us = process_cpu_us();
+	return ret;
 }
 
 /* Up to @k more cycles, stopping at the first failure; false once failed. */
@@ -507,6 +538,7 @@ static long pages_used(struct churn *ch)
 	case KIND_HUGERING:
 	case KIND_HUGERING_1G:
 	case KIND_HUGERING_AUTO:
+	case KIND_HUGERING_PREP:
 		a = ch->mk.arena ? ch->mk.arena : hugering_default_arena();
 		return a && !hugering_arena_stats(a, &st) ? st.pages_held : 0;
 	case KIND_LIBURING_NOMMAP:
@@ -528,6 +560,10 @@ static void churn_close(struct churn *ch)
 			c->pool_waits = (long long)st.pool_waits;
 	}
 	if (c->cycles) {
+		double cpu = process_cpu_us();
+
+		if (cpu >= 0 && ch->cpu0_us >= 0)
+			c->cpu_us = (cpu - ch->cpu0_us) / (double)c->cycles;
 		c->cycles_per_s = c->cycles / (ch->busy_us / 1e6);
 		qsort(ch->t, (size_t)c->cycles, sizeof(*ch->t), cmp_double);
 		c->cd_median_us = ch->t[c->cycles / 2];
@@ -815,6 +851,7 @@ static void init_cell(const struct options *o, int m, int s, long cap, struct ce
 	c->cd_x = -1;
 	c->pool_waits = -1;
 	c->cd_median_us = c->cd_p99_us = c->cycles_per_s = -1;	/* until a cycle ran */
+	c->cpu_us = -1;
 	c->sweep_mops = -1;
 	c->dtlb_per_op = -1;
 	if (modes[m].kind != KIND_FLOOR) {
@@ -1226,7 +1263,7 @@ static void usage(FILE *f)
 		"                      [--no-empty-pool] [--big-map] [--json | --csv]\n"
 		"                      [--plot FILE.png|FILE.svg]\n"
 		"modes:  kernel liburing-nommap user-4k hugering hugering-1g floor (default),\n"
-		"        kernel-sqpoll hugering-sqpoll\n"
+		"        kernel-sqpoll hugering-sqpoll hugering-prepare\n"
 		"shapes: small (64) medium (256/512) large (4096/65536) max (32768/65536)\n"
 		"        max-sqe128 max-cqe32\n");
 }

@@ -100,10 +100,11 @@ static void table_create(FILE *f, const struct report *r)
 
 	fprintf(f, "create+destroy, us per cycle; x kernel = median over rounds of kernel's round "
 		"median / this mode's (> 1: faster;\n* = run alone: kernel median / mode median); "
-		"x floor = mode median / floor median\n");
-	fprintf(f, "%-11s %-16s %9s %9s %10s %8s %7s %8s %12s %10s %6s %7s  %s\n", "shape",
-		"mode", "median", "p99", "cycles/s", "x kernel", "x rate", "x floor", "churn ok/cap",
-		"ring bytes", "pages", "per 2M", "error");
+		"x floor = mode median / floor median;\ncpu/cyc = CPU us per cycle of every thread "
+		"of the mode's process (not the kernel's own workers)\n");
+	fprintf(f, "%-11s %-16s %9s %9s %10s %8s %7s %8s %8s %12s %10s %6s %7s  %s\n", "shape",
+		"mode", "median", "p99", "cycles/s", "x kernel", "x rate", "x floor", "cpu/cyc",
+		"churn ok/cap", "ring bytes", "pages", "per 2M", "error");
 	for (int i = 0; i < r->n; i++) {
 		const struct cell *c = &r->cells[i], *k = peer(r, c);
 		char churn[32];
@@ -117,6 +118,7 @@ static void table_create(FILE *f, const struct report *r)
 			     : -1, c->cd_x >= 0 ? "" : "*");
 		num(f, 7, 2, k ? ratio(c->cycles_per_s, k->cycles_per_s) : -1, "");
 		num(f, 8, 2, fl ? ratio(c->cd_median_us, fl->cd_median_us) : -1, "");
+		num(f, 8, 1, c->cpu_us, "");
 		fprintf(f, " %12s", churn);
 		num(f, 10, 0, c->ring_bytes ? (double)c->ring_bytes : -1, "");
 		fprintf(f, " %6ld", c->hugepages_used);
@@ -270,6 +272,8 @@ static void json_cell(FILE *f, const struct report *r, const struct cell *c)
 	json_num(f, c->cd_p99_us, 2, "null");
 	fprintf(f, ", \"cycles_per_s\": ");
 	json_num(f, c->cycles_per_s, 1, "null");
+	fprintf(f, ", \"cpu_us_per_cycle\": ");
+	json_num(f, c->cpu_us, 2, "null");
 	fprintf(f, ", \"create_destroy_vs_kernel\": ");
 	json_num(f, c->cd_x, 3, "null");
 	fprintf(f, ",\n     \"churn_cycles_ok\": %ld, \"churn_cap\": %ld, \"nop_mops\": {", c->cycles,
@@ -425,6 +429,8 @@ static void csv_cell(FILE *f, const struct report *r, const struct cell *c)
 	fputc(',', f);
 	json_num(f, c->cycles_per_s, 1, "");
 	fputc(',', f);
+	json_num(f, c->cpu_us, 2, "");
+	fputc(',', f);
 	json_num(f, c->cd_x, 3, "");
 	fprintf(f, ",%ld,%ld", c->cycles, c->cap);
 	for (int b = 0; b < NBATCH; b++) {
@@ -466,7 +472,7 @@ static void csv_empty(FILE *f, const struct report *r, const struct empty_row *e
 void report_csv(FILE *f, const struct report *r)
 {
 	fprintf(f, "mode,shape,sq,cq,flags,create_destroy_us_median,create_destroy_us_p99,"
-		"cycles_per_s,create_destroy_vs_kernel,churn_cycles_ok,churn_cap,nop_mops_b1,nop_mops_b32,nop_mops_b256,"
+		"cycles_per_s,cpu_us_per_cycle,create_destroy_vs_kernel,churn_cycles_ok,churn_cap,nop_mops_b1,nop_mops_b32,nop_mops_b256,"
 		"sweep_mops,nop_vs_kernel_b1,nop_vs_kernel_b32,nop_vs_kernel_b256,"
 		"nop_vs_kernel_sweep,dtlb_misses_per_op,ring_bytes,hugepages_used,error,"
 		"phase,kernel_us_median,cost_vs_kernel,hugering_mode,fallback_errno,pool_waits,ok\n");

@@ -20,6 +20,16 @@
  *    mapping is removed and the page punched out of the memfd.  The kernel
  *    frees the old frame when the last dying ring unpins it; the file
  *    offset, now a hole, later gets a fresh page;
+ *  - the next fresh page is faulted in ahead of need by the background
+ *    worker (worker.c) once pages are being retired, so a ring that needs
+ *    one does not wait ~0.4 ms for the kernel to zero 2 MiB: nothing a
+ *    process can see says when a plain or SQPOLL ring's teardown has
+ *    unpinned its memory (the kernel does it in an asynchronous worker and
+ *    signals no one), so that memory is never reused and a fresh, zeroed
+ *    page is the only safe one; the zeroing is not saved (the process
+ *    spends as much CPU or up to ~20% more, measured), only moved off the
+ *    caller's path (opt-in: HUGERING_ARENA_PREPARE; like jemalloc's
+ *    background thread, a library thread is the program's choice);
  *  - larger rings get a region of their own, unmapped when they die;
  *  - when the pool is empty because this process's dying rings still pin
  *    pages (it let go of hugepages within wait_ms), allocation waits a
@@ -32,6 +42,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stddef.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,6 +56,8 @@
 /* Clean dedicated regions kept for the next ring of the same size. */
 #define SPARE_MAX 4
 #define WAIT_STEP_US 1000
+/* Fresh pages kept faulted in for the next ring (the worker refills). */
+#define READY_MAX 1
 /* Sparse size of the arena memfd: offsets are handed out, never truncated. */
 #define ARENA_FILE_SIZE (1ULL << 40)
 
@@ -87,6 +100,10 @@ struct hugering_arena {
 	unsigned pending_pages;	/* being faulted in, counted against max_bytes */
 	unsigned retiring;	/* pages being unmapped and punched */
 	uint64_t pool_waits;	/* atomic: bumped outside the lock */
+	struct hr_page *ready;	/* fresh pages faulted in ahead of need */
+	unsigned nready;
+	unsigned preparing;	/* pages the worker is faulting in (also in pending_pages) */
+	struct hr_job prepare;	/* refills ready (worker.c) */
 	unsigned own_regions;	/* rings with a region of their own */
 	size_t own_bytes, own_held;	/* own_held includes the spares */
 	struct spare spares[SPARE_MAX];
@@ -113,6 +130,8 @@ static int check_arena_opts(const struct hugering_arena_opts *o, int *node)
 	return hr_opts_node_local(o->numa_node, o->flags & HUGERING_ARENA_NUMA_NODE,
 				  o->flags & HUGERING_ARENA_NODE_LOCAL, -1, node);
 }
+
+static void prepare_run(struct hr_job *j);
 
 static int arena_create(const struct hugering_arena_opts *o, struct hugering_arena **out)
 {
@@ -165,6 +184,7 @@ static int arena_create(const struct hugering_arena_opts *o, struct hugering_are
 		return ret;
 	}
 	pthread_mutex_init(&a->lock, NULL);
+	a->prepare.run = prepare_run;
 	a->st.page_size = a->ps;
 	*out = a;
 	return 0;
@@ -209,12 +229,24 @@ static int arena_destroy(struct hugering_arena *a)
 		return -EBUSY;
 	}
 	pthread_mutex_lock(&a->lock);
-	if (a->st.rings_live || a->retiring || a->pending_pages) {
+	if (a->st.rings_live || a->retiring) {
+		pthread_mutex_unlock(&a->lock);
+		return -EBUSY;
+	}
+	pthread_mutex_unlock(&a->lock);
+	/* No refill may start or be under way once the arena is gone. */
+	hr_worker_cancel(&a->prepare);
+	pthread_mutex_lock(&a->lock);
+	if (a->pending_pages) {
 		pthread_mutex_unlock(&a->lock);
 		return -EBUSY;
 	}
 	pthread_mutex_unlock(&a->lock);
 	for (pg = a->pages; pg; pg = next) {
+		next = pg->next;
+		drop_page(a, pg);
+	}
+	for (pg = a->ready; pg; pg = next) {
 		next = pg->next;
 		drop_page(a, pg);
 	}
@@ -234,10 +266,10 @@ static int arena_stats(struct hugering_arena *a, struct hugering_arena_stats *ou
 	pthread_mutex_lock(&a->lock);
 	*out = a->st;
 	out->pool_waits = __atomic_load_n(&a->pool_waits, __ATOMIC_RELAXED);
-	out->pages_held = a->npages + (unsigned)(a->own_held / a->ps);
+	out->pages_held = a->npages + a->nready + (unsigned)(a->own_held / a->ps);
 	out->bytes_in_use = a->own_bytes;
 	out->bytes_waiting = 0;
-	out->bytes_free = 0;
+	out->bytes_free = a->nready * a->ps;
 	for (struct hr_page *pg = a->pages; pg; pg = pg->next) {
 		out->bytes_in_use += pg->live_bytes;
 		out->bytes_waiting += pg->dead_bytes;
@@ -346,15 +378,45 @@ static void give_offset(struct hugering_arena *a, off_t off)
 	a->holes[a->nholes++] = off;
 }
 
+/* Ready pages never held a ring: punched, their frames are free at once. */
+static size_t drop_ready(struct hugering_arena *a)
+{
+	struct hr_page *pg, *next;
+	size_t held;
+
+	pthread_mutex_lock(&a->lock);
+	pg = a->ready;
+	held = a->nready * a->ps;
+	a->ready = NULL;
+	a->nready = 0;
+	a->retiring++;	/* keeps destroy away while they go */
+	pthread_mutex_unlock(&a->lock);
+	for (; pg; pg = next) {
+		off_t off = pg->off;
+		bool holed;
+
+		next = pg->next;
+		holed = drop_page(a, pg);
+		pthread_mutex_lock(&a->lock);
+		if (holed)
+			give_offset(a, off);
+		pthread_mutex_unlock(&a->lock);
+	}
+	pthread_mutex_lock(&a->lock);
+	a->retiring--;
+	pthread_mutex_unlock(&a->lock);
+	return held;
+}
+
 /*
- * Spare regions go back to the pool when memory is short (max_bytes, or an
- * empty pool): they are a cache, never a reason to fail.  Returns the
- * bytes of hugepages they held (0: there were none).
+ * Spare regions and ready pages go back to the pool when memory is short
+ * (max_bytes, or an empty pool): they are a cache, never a reason to fail.
+ * Returns the bytes of hugepages they held (0: there were none).
  */
 static size_t drop_spares(struct hugering_arena *a)
 {
 	struct spare sp[SPARE_MAX];
-	size_t held = 0;
+	size_t ready = drop_ready(a), held = 0;
 	unsigned n;
 
 	pthread_mutex_lock(&a->lock);
@@ -367,14 +429,15 @@ static size_t drop_spares(struct hugering_arena *a)
 	pthread_mutex_unlock(&a->lock);
 	for (unsigned i = 0; i < n; i++)
 		hr_region_free(sp[i].region);
-	return held;
+	return ready + held;
 }
 
 /* Under the lock: would @bytes more go past max_bytes? */
 static bool over_limit(const struct hugering_arena *a, size_t bytes)
 {
 	return a->max_bytes &&
-	       (a->npages + a->pending_pages) * a->ps + a->own_held + bytes > a->max_bytes;
+	       (a->npages + a->nready + a->pending_pages) * a->ps + a->own_held + bytes >
+		       a->max_bytes;
 }
 
 /* Under the lock (dropped and retaken): room for @bytes, spares given up if need be. */
@@ -403,7 +466,104 @@ static int spares_then_wait(struct hugering_arena *a, int (*try)(void *), void *
 	return with_pool_wait(a->wait_ms, &a->pool_waits, try, arg);
 }
 
-/* A fresh page: fault in outside the lock, waiting for the pool if empty. */
+/* Fault in the page at t->off (MADV_DONTFORK if the arena asks for it). */
+static int fault_page(struct page_try *t, int (*how)(struct hugering_arena *, int (*)(void *),
+						    void *))
+{
+	int ret = how(t->a, try_map_page, t);
+
+	if (!ret && (t->a->flags & HUGERING_ARENA_DONTFORK)) {
+		ret = hr_sys_madvise(t->addr, t->a->ps, MADV_DONTFORK);
+		if (ret)
+			hr_sys_munmap(t->addr, t->a->ps);
+	}
+	return ret;
+}
+
+/* Whatever reached the file at @off goes back to the pool; the offset is reused if holed. */
+static void fault_failed(struct hugering_arena *a, off_t off)
+{
+	bool holed = punch(a, off);
+
+	pthread_mutex_lock(&a->lock);
+	a->pending_pages--;
+	if (holed)
+		give_offset(a, off);
+	pthread_mutex_unlock(&a->lock);
+}
+
+static int try_once(struct hugering_arena *a, int (*try)(void *), void *arg)
+{
+	(void)a;
+	return try(arg);
+}
+
+/*
+ * The worker's job: one fresh page faulted in ahead of need.  A single try:
+ * with the pool short it is a cache not worth waiting for.  Without a node
+ * the page lands on the worker's node, as it would on the caller's.
+ */
+static void prepare_run(struct hr_job *j)
+{
+	struct hugering_arena *a = (struct hugering_arena *)((char *)j -
+							      offsetof(struct hugering_arena, prepare));
+	struct page_try t = { .a = a };
+	struct hr_page *pg;
+
+	pthread_mutex_lock(&a->lock);
+	if (a->nready >= READY_MAX || over_limit(a, a->ps)) {
+		pthread_mutex_unlock(&a->lock);
+		return;
+	}
+	a->pending_pages++;
+	a->preparing++;
+	t.off = take_offset(a);
+	pthread_mutex_unlock(&a->lock);
+
+	pg = calloc(1, sizeof(*pg));
+	if (!pg || fault_page(&t, try_once)) {
+		free(pg);
+		pthread_mutex_lock(&a->lock);
+		a->preparing--;
+		pthread_mutex_unlock(&a->lock);
+		fault_failed(a, t.off);
+		return;
+	}
+	pg->addr = t.addr;
+	pg->off = t.off;
+	pthread_mutex_lock(&a->lock);
+	a->pending_pages--;
+	a->preparing--;
+	pg->next = a->ready;
+	a->ready = pg;
+	a->nready++;
+	a->st.pages_prepared++;
+	pthread_mutex_unlock(&a->lock);
+}
+
+/* Pages are being retired: have the next fresh one faulted in ahead of need. */
+static void want_ready_page(struct hugering_arena *a)
+{
+	if (a->flags & HUGERING_ARENA_PREPARE)
+		hr_worker_post(&a->prepare);
+}
+
+/* Under the lock: a ready page, counted as pending like one being faulted in. */
+static struct hr_page *take_ready(struct hugering_arena *a)
+{
+	struct hr_page *pg = a->ready;
+
+	if (!pg)
+		return NULL;
+	a->ready = pg->next;
+	a->nready--;
+	pg->next = NULL;
+	a->pending_pages++;
+	a->st.prepared_used++;
+	return pg;
+}
+
+/* A fresh page: a ready one, or faulted in outside the lock, waiting for the pool if empty. */
 static int add_page(struct hugering_arena *a, struct hr_page **out)
 {
 	struct page_try t = { .a = a };
@@ -411,6 +571,20 @@ static int add_page(struct hugering_arena *a, struct hr_page **out)
 	int ret;
 
 	pthread_mutex_lock(&a->lock);
+	pg = take_ready(a);
+	if (!pg && a->preparing && over_limit(a, a->ps)) {
+		/* The page the worker is faulting in is the room there is: wait for it. */
+		pthread_mutex_unlock(&a->lock);
+		hr_worker_cancel(&a->prepare);
+		pthread_mutex_lock(&a->lock);
+		pg = take_ready(a);
+	}
+	if (pg) {
+		pthread_mutex_unlock(&a->lock);
+		want_ready_page(a);
+		*out = pg;
+		return 0;
+	}
 	if (!room_for(a, a->ps)) {
 		pthread_mutex_unlock(&a->lock);
 		return -ENOSPC;
@@ -420,22 +594,10 @@ static int add_page(struct hugering_arena *a, struct hr_page **out)
 	pthread_mutex_unlock(&a->lock);
 
 	pg = calloc(1, sizeof(*pg));
-	ret = pg ? spares_then_wait(a, try_map_page, &t) : -ENOMEM;
-	if (!ret && (a->flags & HUGERING_ARENA_DONTFORK)) {
-		ret = hr_sys_madvise(t.addr, a->ps, MADV_DONTFORK);
-		if (ret)
-			hr_sys_munmap(t.addr, a->ps);
-	}
+	ret = pg ? fault_page(&t, spares_then_wait) : -ENOMEM;
 	if (ret) {
-		/* Whatever reached the file goes back to the pool. */
-		bool holed = punch(a, t.off);
-
 		free(pg);
-		pthread_mutex_lock(&a->lock);
-		a->pending_pages--;
-		if (holed)
-			give_offset(a, t.off);
-		pthread_mutex_unlock(&a->lock);
+		fault_failed(a, t.off);
 		return ret;
 	}
 	pg->addr = t.addr;
@@ -755,6 +917,8 @@ void hr_arena_free(struct hr_slot *s, bool clean)
 	unlink_page(a, pg);
 	a->retiring++;
 	pthread_mutex_unlock(&a->lock);
+	/* Posted while retiring keeps destroy away: the arena is still there. */
+	want_ready_page(a);
 	retire(a, pg);
 }
 
@@ -793,6 +957,8 @@ static int arena_trim(struct hugering_arena *a)
 		return -EINVAL;
 	if (a->owner != getpid())
 		return -ECHILD;
+	/* A refill under way would put a page back right after the trim. */
+	hr_worker_cancel(&a->prepare);
 	pthread_mutex_lock(&a->lock);
 	for (pg = a->pages; pg; pg = next) {
 		next = pg->next;
@@ -805,13 +971,14 @@ static int arena_trim(struct hugering_arena *a)
 		n++;
 	}
 	pthread_mutex_unlock(&a->lock);
-	/* Spares were resized away: nothing pins them, no refill to wait for. */
+	/* Spares were resized away, ready pages never held a ring: nothing pins them. */
 	spare_pages = (unsigned)(drop_spares(a) / a->ps);
 	for (pg = idle; pg; pg = next) {
 		next = pg->next;
 		retire(a, pg);
 	}
-	hr_log(HUGERING_LOG_INFO, "arena: trimmed %u shared pages and %u pages of spare regions",
+	hr_log(HUGERING_LOG_INFO, "arena: trimmed %u shared pages and %u pages of spare regions "
+	       "and ready pages",
 	       n, spare_pages);
 	return (int)(n + spare_pages);
 }
@@ -852,10 +1019,12 @@ static struct hugering_arena *default_arena;
 void hr_arena_fork_prepare(void)
 {
 	pthread_mutex_lock(&default_lock);
+	hr_worker_fork_prepare();
 }
 
 void hr_arena_fork_parent(void)
 {
+	hr_worker_fork_parent();
 	pthread_mutex_unlock(&default_lock);
 }
 
@@ -865,6 +1034,7 @@ void hr_arena_fork_parent(void)
  */
 void hr_arena_fork_child(void)
 {
+	hr_worker_fork_child();
 	default_arena = NULL;
 	pthread_mutex_unlock(&default_lock);
 }

@@ -64,6 +64,25 @@ void hr_run_on_helper(void (*fn)(void *), void *arg);
 /* CLOCK_MONOTONIC in ms. */
 long hr_now_ms(void);
 
+/*
+ * worker.c: one background thread for work the caller should not wait
+ * for.  A job is embedded in its owner; fields are the worker's.
+ */
+struct hr_job {
+	struct hr_job *next;
+	void (*run)(struct hr_job *j);
+	bool queued, running;
+};
+/* Queue @j unless it is queued or running; starts the thread if need be. */
+void hr_worker_post(struct hr_job *j);
+/* After this, @j is neither queued nor running (a run in progress is waited for). */
+void hr_worker_cancel(struct hr_job *j);
+/* Threads started so far in this process. */
+unsigned long hr_worker_started(void);
+void hr_worker_fork_prepare(void);
+void hr_worker_fork_parent(void);
+void hr_worker_fork_child(void);
+
 /* hugepage.c: @root "" is the live system */
 int hr_page_sizes_at(const char *root, size_t *sizes, int max);
 size_t hr_default_page_size_at(const char *root);
