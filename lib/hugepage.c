@@ -389,6 +389,9 @@ static size_t parse_pagesize_opt(const char *root, const char *opts)
 	return (size_t)v;
 }
 
+/* A mount table line: source and mount point of up to PATH_MAX each, type, options. */
+#define MNT_LINE_MAX (3 * PATH_MAX)
+
 int hr_mounts_at(const char *root, struct hugering_mount *out, int max)
 {
 	/*
@@ -397,8 +400,8 @@ int hr_mounts_at(const char *root, struct hugering_mount *out, int max)
 	 */
 	FILE *f;
 	struct mntent ent;
-	char buf[4096], path[512];
-	int n = 0;
+	char *buf, path[PATH_MAX];
+	int n = 0, ret = 0;
 
 	if (!out || max < 0)
 		return -EINVAL;
@@ -406,18 +409,27 @@ int hr_mounts_at(const char *root, struct hugering_mount *out, int max)
 	f = setmntent(path, "re");
 	if (!f)
 		return -errno;
-	while (getmntent_r(f, &ent, buf, sizeof(buf))) {
+	buf = malloc(MNT_LINE_MAX);
+	if (!buf) {
+		endmntent(f);
+		return -ENOMEM;
+	}
+	while (!ret && getmntent_r(f, &ent, buf, MNT_LINE_MAX)) {
 		if (strcmp(ent.mnt_type, "hugetlbfs"))
 			continue;
 		if (n < max) {
 			memset(&out[n], 0, sizeof(out[n]));
-			hr_copy_str(out[n].path, sizeof(out[n].path), ent.mnt_dir);
+			/* Whole and kept: a caller's array of mounts needs no freeing. */
+			out[n].path = hr_intern(ent.mnt_dir);
+			if (!out[n].path)
+				ret = -ENOMEM;
 			out[n].page_size = parse_pagesize_opt(root, ent.mnt_opts);
 			n++;
 		}
 	}
 	endmntent(f);
-	return n;
+	free(buf);
+	return ret ? ret : n;
 }
 
 int hugering_mounts(struct hugering_mount *out, int max)
@@ -446,7 +458,7 @@ static void cg_size_name(size_t ps, char *buf, size_t len)
  */
 static int cg_mount(const char *root, bool v1, char *dir, size_t len)
 {
-	char path[1024], buf[4096];
+	char path[PATH_MAX], *buf;
 	struct mntent ent;
 	FILE *f;
 	int ret = -ENOENT;
@@ -455,26 +467,33 @@ static int cg_mount(const char *root, bool v1, char *dir, size_t len)
 	f = setmntent(path, "re");
 	if (!f)
 		return -ENOENT;
+	buf = malloc(MNT_LINE_MAX);
+	if (!buf) {
+		endmntent(f);
+		return -ENOMEM;
+	}
 	/* getmntent_r: rings may be created on several threads at once */
-	while (ret && getmntent_r(f, &ent, buf, sizeof(buf)))
+	while (ret && getmntent_r(f, &ent, buf, MNT_LINE_MAX))
 		if (v1 ? !strcmp(ent.mnt_type, "cgroup") && hasmntopt(&ent, "hugetlb")
 		       : !strcmp(ent.mnt_type, "cgroup2")) {
-			hr_copy_str(dir, len, ent.mnt_dir);
-			ret = 0;
+			/* A cut mount point would name another directory. */
+			ret = strlen(ent.mnt_dir) < len ? 0 : -ENAMETOOLONG;
+			if (!ret)
+				strcpy(dir, ent.mnt_dir);
 		}
 	endmntent(f);
+	free(buf);
 	return ret;
 }
 
 /* A limit or usage file: -1 for "max", v1's "no limit" (~2^63), or unreadable. */
 static long long cg_bytes(const char *root, const char *dir, const char *file)
 {
-	char rel[800], path[1024], buf[64], *end;
+	char path[PATH_MAX], buf[64], *end;
 	long long v;
 
-	snprintf(rel, sizeof(rel), "%s/%s", dir, file);
-	hr_path(root, rel, path, sizeof(path));
-	if (hr_read_text(path, buf, sizeof(buf)) <= 0 || !strncmp(buf, "max", 3))
+	if (snprintf(path, sizeof(path), "%s%s/%s", root, dir, file) >= (int)sizeof(path) ||
+	    hr_read_text(path, buf, sizeof(buf)) <= 0 || !strncmp(buf, "max", 3))
 		return -1;
 	v = strtoll(buf, &end, 10);
 	return end == buf || v >= LLONG_MAX / 2 ? -1 : v;
@@ -488,7 +507,7 @@ static int cg_read(const char *root, size_t ps, bool v1, struct hr_hugetlb_cg *c
 	static const char *const v2_files[] = { "max", "current", "rsvd.max", "rsvd.current" };
 	const char *const *files = v1 ? v1_files : v2_files;
 	long long *vals[] = { &cg->max, &cg->usage, &cg->rsvd_max, &cg->rsvd_usage };
-	char name[16], rel[800], path[1024];
+	char name[16], path[PATH_MAX];
 
 	cg_size_name(ps, name, sizeof(name));
 	for (int i = 0; i < 4; i++) {
@@ -497,9 +516,8 @@ static int cg_read(const char *root, size_t ps, bool v1, struct hr_hugetlb_cg *c
 	}
 	/* Neither limit nor usage file: no hugetlb controller here for this size. */
 	for (int i = 0; i < 2; i++) {
-		snprintf(rel, sizeof(rel), "%s/%s", cg->dir, cg->file[i]);
-		hr_path(root, rel, path, sizeof(path));
-		if (!access(path, F_OK))
+		if (snprintf(path, sizeof(path), "%s%s/%s", root, cg->dir, cg->file[i]) <
+		    (int)sizeof(path) && !access(path, F_OK))
 			return 0;
 	}
 	return -ENOENT;
@@ -535,15 +553,21 @@ static int cg_nearest(const char *root, const char *mnt, const char *path, size_
 	return 0;
 }
 
-int hr_hugetlb_cgroup_at(const char *root, size_t ps, struct hr_hugetlb_cg *cg)
-{
-	char text[4096], path[1024], mnt[256], *line, *save = NULL;
-	char v2_path[256] = "";
+/*
+ * /proc/self/cgroup: a line per hierarchy, each with a path of up to
+ * PATH_MAX.  Read whole or not at all: a cut path names another cgroup.
+ */
+#define CG_TEXT_MAX (16 * PATH_MAX)
 
-	memset(cg, 0, sizeof(*cg));
-	cg->max = cg->usage = cg->rsvd_max = cg->rsvd_usage = -1;
+static int cg_scan(const char *root, size_t ps, char *text, struct hr_hugetlb_cg *cg)
+{
+	char path[PATH_MAX], mnt[PATH_MAX], *line, *save = NULL;
+	const char *v2_path = NULL;
+	int n;
+
 	hr_path(root, "/proc/self/cgroup", path, sizeof(path));
-	if (hr_read_text(path, text, sizeof(text)) < 0)
+	n = hr_read_text(path, text, CG_TEXT_MAX);
+	if (n < 0 || n == CG_TEXT_MAX - 1)
 		return -ENOENT;
 	for (line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
 		char *p = strchr(line, ':'), *q = p ? strchr(p + 1, ':') : NULL;
@@ -552,16 +576,30 @@ int hr_hugetlb_cgroup_at(const char *root, size_t ps, struct hr_hugetlb_cg *cg)
 			continue;
 		*q = '\0';
 		if (!strcmp(p + 1, "") && !strncmp(line, "0:", 2))
-			hr_copy_str(v2_path, sizeof(v2_path), q + 1);
+			v2_path = q + 1;
 		/* A hierarchy of its own (v1): the unified one cannot have it. */
 		else if (strstr(p + 1, "hugetlb") && !cg_mount(root, true, mnt, sizeof(mnt)))
 			return cg_nearest(root, mnt, q + 1, ps, true, cg);
 	}
-	if (!v2_path[0])
+	if (!v2_path || !*v2_path)
 		return -ENOENT;
 	if (cg_mount(root, false, mnt, sizeof(mnt)))
-		hr_copy_str(mnt, sizeof(mnt), "/sys/fs/cgroup");	/* where systemd puts it */
+		strcpy(mnt, "/sys/fs/cgroup");	/* where systemd puts it */
 	return cg_nearest(root, mnt, v2_path, ps, false, cg);
+}
+
+int hr_hugetlb_cgroup_at(const char *root, size_t ps, struct hr_hugetlb_cg *cg)
+{
+	char *text = malloc(CG_TEXT_MAX);
+	int ret;
+
+	memset(cg, 0, sizeof(*cg));
+	cg->max = cg->usage = cg->rsvd_max = cg->rsvd_usage = -1;
+	if (!text)
+		return -ENOMEM;
+	ret = cg_scan(root, ps, text, cg);
+	free(text);
+	return ret;
 }
 
 /*
@@ -569,7 +607,7 @@ int hr_hugetlb_cgroup_at(const char *root, size_t ps, struct hr_hugetlb_cg *cg)
  * pages out?  A limit set on a parent (a pod, a slice) binds as much as one
  * on the leaf.
  */
-static bool cg_refuses(struct hr_hugetlb_cg *cg, size_t ps, long long need, char *buf, size_t len)
+static bool cg_refuses(struct hr_hugetlb_cg *cg, size_t ps, long long need, char **why)
 {
 	do {
 		for (int i = 0; i < 4; i += 2) {
@@ -577,10 +615,9 @@ static bool cg_refuses(struct hr_hugetlb_cg *cg, size_t ps, long long need, char
 			long long used = i ? cg->rsvd_usage : cg->usage;
 
 			if (max >= 0 && used >= 0 && used + need > max) {
-				/* Numbers first: a long path is what gets cut. */
-				snprintf(buf, len, "hugetlb cgroup limit %s = %lld kB, %lld kB in use, "
-					 "%lld kB more needed (cgroup %s)", cg->file[i], max >> 10,
-					 used >> 10, need >> 10, cg->dir);
+				*why = hr_strf("hugetlb cgroup limit %s = %lld kB, %lld kB in use, "
+					       "%lld kB more needed (cgroup %s)", cg->file[i],
+					       max >> 10, used >> 10, need >> 10, cg->dir);
 				return true;
 			}
 		}
@@ -592,9 +629,10 @@ static bool cg_refuses(struct hr_hugetlb_cg *cg, size_t ps, long long need, char
  * Why @bytes more of @ps pages (on @node, -1 any) cannot be had: this
  * process's hugetlb cgroup or a parent (fault-time or reservation limit),
  * else the pool.  False if neither explains it (the pool has them:
- * fragmentation, NUMA placement, a race); @buf then says what was seen.
+ * fragmentation, NUMA placement, a race); *@why then says what was seen.
+ * *@why is a heap string for the caller to free (NULL when memory is out).
  */
-bool hr_explain_no_hugepages(size_t ps, int node, size_t bytes, char *buf, size_t len)
+bool hr_explain_no_hugepages(size_t ps, int node, size_t bytes, char **why)
 {
 	struct hr_hugetlb_cg cg;
 	struct hugering_pool pool;
@@ -607,20 +645,22 @@ bool hr_explain_no_hugepages(size_t ps, int node, size_t bytes, char *buf, size_
 	 * the cgroup says.
 	 */
 	if (hr_pool_get_at("", ps, node, &pool)) {
-		snprintf(buf, len, "no %zu kB hugepages in this kernel%s", ps >> 10,
-			 node >= 0 ? " on this node" : "");
+		*why = hr_strf("no %zu kB hugepages in this kernel%s", ps >> 10,
+			       node >= 0 ? " on this node" : "");
 		return true;
 	}
 	if (pool.usable * (long long)ps < need) {
-		snprintf(buf, len, "hugepage pool %s: %zu kB pool%s has %ld usable pages "
-			 "(%ld free, %ld reserved), %lld kB needed",
-			 pool.usable > 0 ? "short" : "empty", ps >> 10, node >= 0 ? " of the node" : "",
-			 pool.usable, pool.free, pool.reserved, need >> 10);
+		*why = hr_strf("hugepage pool %s: %zu kB pool%s has %ld usable pages "
+			       "(%ld free, %ld reserved), %lld kB needed",
+			       pool.usable > 0 ? "short" : "empty", ps >> 10,
+			       node >= 0 ? " of the node" : "", pool.usable, pool.free,
+			       pool.reserved, need >> 10);
 		return true;
 	}
-	if (!hr_hugetlb_cgroup_at("", ps, &cg) && cg_refuses(&cg, ps, need, buf, len))
+	if (!hr_hugetlb_cgroup_at("", ps, &cg) && cg_refuses(&cg, ps, need, why))
 		return true;
-	snprintf(buf, len, "%lld kB of %zu kB hugepages not obtained though the pool%s has %ld "
-		 "usable pages", need >> 10, ps >> 10, node >= 0 ? " of the node" : "", pool.usable);
+	*why = hr_strf("%lld kB of %zu kB hugepages not obtained though the pool%s has %ld "
+		       "usable pages", need >> 10, ps >> 10, node >= 0 ? " of the node" : "",
+		       pool.usable);
 	return false;
 }

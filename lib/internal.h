@@ -3,7 +3,9 @@
 #ifndef HUGERING_INTERNAL_H
 #define HUGERING_INTERNAL_H
 
+#include <limits.h>
 #include <sched.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -51,6 +53,14 @@ int hr_read_long(const char *path, long *out);
 int hr_read_text(const char *path, char *buf, size_t len);
 unsigned hr_log2(size_t x);
 void hr_copy_str(char *dst, size_t len, const char *src);
+/* Heap strings of the formatted size (never cut); NULL when memory is out. */
+char *hr_vstrf(const char *fmt, va_list ap) __attribute__((format(printf, 1, 0)));
+char *hr_strf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* An object's reason: "" (static) or a heap copy; hr_reason_free tells them apart. */
+const char *hr_reason_dup(const char *s);
+void hr_reason_free(const char *s);
+/* One copy of @s for the life of the process (answers no object owns). */
+const char *hr_intern(const char *s);
 bool hr_liburing_at_least(int major, int minor);
 /* HUGERING_SYSROOT, or "" for the live system. */
 const char *hr_sysroot(void);
@@ -82,7 +92,7 @@ bool hr_numa_node_online(int node);
 int hr_opts_node(int numa_node, bool flagged, int *node);
 /* This process's hugetlb cgroup for one page size (v1 hierarchy, else v2). */
 struct hr_hugetlb_cg {
-	char dir[512];
+	char dir[PATH_MAX];	/* a longer one cannot be read by path: -ENAMETOOLONG */
 	size_t top;		/* length of the hierarchy's mount point in dir */
 	char file[4][48];	/* limit, usage, rsvd limit, rsvd usage file names */
 	bool v1;
@@ -90,8 +100,11 @@ struct hr_hugetlb_cg {
 	long long rsvd_max, rsvd_usage;
 };
 int hr_hugetlb_cgroup_at(const char *root, size_t ps, struct hr_hugetlb_cg *cg);
-/* One line: why @bytes more of @ps pages on @node (-1 any) cannot be had. */
-bool hr_explain_no_hugepages(size_t ps, int node, size_t bytes, char *buf, size_t len);
+/*
+ * One line: why @bytes more of @ps pages on @node (-1 any) cannot be had;
+ * *@why is the caller's to free (NULL when memory is out).
+ */
+bool hr_explain_no_hugepages(size_t ps, int node, size_t bytes, char **why);
 
 /* pagemap.c */
 int hr_pagemap_open(void);

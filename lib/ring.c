@@ -43,6 +43,30 @@ struct ring_rec {
 	struct hugering_ring_info info;
 };
 
+/* A record whose reasons are "" until said (the public fields are never NULL). */
+static struct ring_rec *rec_new(void)
+{
+	struct ring_rec *rec = calloc(1, sizeof(*rec));
+
+	if (!rec) {
+		hr_set_error("out of memory for the ring record");
+		return NULL;
+	}
+	rec->info.fallback_reason = "";
+	rec->info.iopoll_reason = "";
+	return rec;
+}
+
+/* The reasons live as long as the ring: freed with its record. */
+static void rec_free(struct ring_rec *rec)
+{
+	if (!rec)
+		return;
+	hr_reason_free(rec->info.fallback_reason);
+	hr_reason_free(rec->info.iopoll_reason);
+	free(rec);
+}
+
 static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct ring_rec *registry[REGISTRY_BUCKETS];
 
@@ -126,7 +150,8 @@ static void registry_note_iopoll(const void *key, const char *why)
 	for (struct ring_rec *r = *bucket(key); r; r = r->next) {
 		if (r->key == key) {
 			r->info.iopoll_degraded = 1;
-			hr_copy_str(r->info.iopoll_reason, sizeof(r->info.iopoll_reason), why);
+			hr_reason_free(r->info.iopoll_reason);
+			r->info.iopoll_reason = hr_reason_dup(why);
 			break;
 		}
 	}
@@ -139,7 +164,8 @@ static void registry_note_fallback(const void *key, int err, const char *why)
 	for (struct ring_rec *r = *bucket(key); r; r = r->next) {
 		if (r->key == key) {
 			r->info.fallback_errno = err;
-			hr_copy_str(r->info.fallback_reason, sizeof(r->info.fallback_reason), why);
+			hr_reason_free(r->info.fallback_reason);
+			r->info.fallback_reason = hr_reason_dup(why);
 			break;
 		}
 	}
@@ -299,16 +325,14 @@ static int kernel_ring(unsigned entries, struct io_uring *ring, struct io_uring_
 			     reason);
 		return -EINVAL;
 	}
-	rec = calloc(1, sizeof(*rec));
-	if (!rec) {
-		hr_set_error("out of memory for the ring record");
+	rec = rec_new();
+	if (!rec)
 		return -ENOMEM;
-	}
 	q.flags &= ~IORING_SETUP_NO_MMAP;
 	ret = io_uring_queue_init_params(entries, ring, &q);
 	if (ret) {
 		kernel_ring_error(ret, err, reason);
-		free(rec);
+		rec_free(rec);
 		return ret;
 	}
 	rec->key = ring->sq.sqes;
@@ -317,7 +341,7 @@ static int kernel_ring(unsigned entries, struct io_uring *ring, struct io_uring_
 		hr_log(HUGERING_LOG_WARN, "ring of %u entries fell back to kernel-mapped memory: %s",
 		       entries, reason);
 	rec->info.fallback_errno = err;
-	hr_copy_str(rec->info.fallback_reason, sizeof(rec->info.fallback_reason), reason);
+	rec->info.fallback_reason = hr_reason_dup(reason);
 	registry_add(rec);
 	*p = q;
 	return 0;
@@ -420,7 +444,7 @@ static struct {
 	size_t ps;
 	int node;
 	size_t bytes;			/* the smallest ring it failed for */
-	char reason[192];
+	char *reason;			/* heap; replaced by the next note */
 } empty_pool = { .lock = PTHREAD_MUTEX_INITIALIZER };
 
 static void empty_pool_key(const struct hugering_init_opts *o,
@@ -431,9 +455,10 @@ static void empty_pool_key(const struct hugering_init_opts *o,
 	*node = o ? o->numa_node : -1;
 }
 
-static bool empty_pool_known(const struct hugering_init_opts *o, size_t bytes,
-			     char *reason, size_t len)
+/* The reason noted, as a heap copy for the caller to free; NULL if none is known. */
+static char *empty_pool_known(const struct hugering_init_opts *o, size_t bytes)
 {
+	char *reason = NULL;
 	const struct hugering_arena *a;
 	bool known;
 	size_t ps;
@@ -445,10 +470,10 @@ static bool empty_pool_known(const struct hugering_init_opts *o, size_t bytes,
 		empty_pool.node == node && bytes >= empty_pool.bytes &&
 		hr_now_ms() - empty_pool.since < POOL_RECHECK_MS &&
 		!hr_arena_released_since(empty_pool.since);
-	if (known)
-		hr_copy_str(reason, len, empty_pool.reason);
+	if (known && empty_pool.reason)
+		reason = strdup(empty_pool.reason);
 	pthread_mutex_unlock(&empty_pool.lock);
-	return known;
+	return reason;
 }
 
 static void empty_pool_note(const struct hugering_init_opts *o, size_t bytes,
@@ -458,12 +483,13 @@ static void empty_pool_note(const struct hugering_init_opts *o, size_t bytes,
 	empty_pool.bytes = bytes;
 	empty_pool_key(o, &empty_pool.arena, &empty_pool.ps, &empty_pool.node);
 	empty_pool.since = hr_now_ms();
-	hr_copy_str(empty_pool.reason, sizeof(empty_pool.reason), reason);
+	free(empty_pool.reason);
+	empty_pool.reason = strdup(reason);
 	pthread_mutex_unlock(&empty_pool.lock);
 }
 
-static void pool_reason(char *buf, size_t len, const struct hugering_layout *lay,
-			const struct hugering_init_opts *o)
+/* Why the pool gave no ring memory: a heap string (NULL when memory is out). */
+static char *pool_reason(const struct hugering_layout *lay, const struct hugering_init_opts *o)
 {
 	struct hugering_arena *a = o && o->arena ? o->arena : hr_default_arena();
 	size_t ps = o && o->page_size ? o->page_size :
@@ -472,14 +498,16 @@ static void pool_reason(char *buf, size_t len, const struct hugering_layout *lay
 	if (ps > HR_BASE_PAGE) {
 		int node = o && o->numa_node >= 0 ? o->numa_node : a ? hr_arena_node(a) : -1;
 		int waited = hr_arena_last_wait_ms();
-		size_t n;
+		char *buf = NULL, *w;
 
-		hr_explain_no_hugepages(ps, node, lay->total_bytes, buf, len);
-		n = strlen(buf);
-		if (waited > 0)
-			snprintf(buf + n, len - n, "; waited %d ms", waited);
-	} else
-		snprintf(buf, len, "no memory for %zu bytes of ring memory", lay->total_bytes);
+		hr_explain_no_hugepages(ps, node, lay->total_bytes, &buf);
+		if (waited <= 0 || !buf)
+			return buf;
+		w = hr_strf("%s; waited %d ms", buf, waited);
+		free(buf);
+		return w;
+	}
+	return hr_strf("no memory for %zu bytes of ring memory", lay->total_bytes);
 }
 
 /*
@@ -619,7 +647,7 @@ static int fd_only_fallback(unsigned entries, struct io_uring *ring, struct io_u
 			    int err, const char *reason)
 {
 	struct hugering_init_opts b;
-	char why[192];
+	char *why;
 	int ret;
 
 	if (o && o->page_size == HR_BASE_PAGE)
@@ -633,15 +661,15 @@ static int fd_only_fallback(unsigned entries, struct io_uring *ring, struct io_u
 	b.page_size = HR_BASE_PAGE;
 	ret = user_ring(entries, ring, p, orig, HUGERING_POLICY_NOMMAP, &b);
 	if (ret) {
-		hr_copy_str(why, sizeof(why), hugering_last_error());
+		/* hr_set_error takes a fresh copy, so quoting the current reason is safe. */
 		hr_set_error("IORING_SETUP_REGISTERED_FD_ONLY needs the ring in user memory (no "
 			     "kernel-mapped fallback exists): hugepages: %s; base pages: %s",
-			     reason, why);
+			     reason, hugering_last_error());
 		return ret;
 	}
-	snprintf(why, sizeof(why), "REGISTERED_FD_ONLY: base pages, not kernel-mapped: %s",
-		 reason);
-	registry_note_fallback(ring->sq.sqes, err, why);
+	why = hr_strf("REGISTERED_FD_ONLY: base pages, not kernel-mapped: %s", reason);
+	registry_note_fallback(ring->sq.sqes, err, why ? why : "");
+	free(why);
 	return 0;
 }
 
@@ -719,6 +747,18 @@ static int setup_waiting(unsigned entries, struct io_uring *ring, const struct i
 	return -ENOMEM;
 }
 
+/* No user memory, because of @err; @reason is a heap string, freed here. */
+static int no_user_memory_free(unsigned entries, struct io_uring *ring, struct io_uring_params *p,
+			       const struct io_uring_params *orig, int policy, int err,
+			       char *reason, const struct hugering_init_opts *o)
+{
+	int ret = no_user_memory(entries, ring, p, orig, policy, err,
+				 reason ? reason : "out of memory for the reason", o);
+
+	free(reason);
+	return ret;
+}
+
 static int user_ring(unsigned entries, struct io_uring *ring, struct io_uring_params *p,
 		     const struct io_uring_params *orig, int policy,
 		     const struct hugering_init_opts *o)
@@ -727,46 +767,46 @@ static int user_ring(unsigned entries, struct io_uring *ring, struct io_uring_pa
 	struct hugering_layout lay;
 	struct io_uring_params q, in;
 	struct ring_rec *rec;
-	char reason[192];
+	char *reason;
 	int ret, refuse;
 
 	ret = user_layout(entries, orig, &in, &lay);
 	if (ret)
 		return ret;
 	if (!lay.liburing_ok) {
-		snprintf(reason, sizeof(reason), "liburing %d.%d cannot place this ring in user "
-			 "memory (SQE128 needs 2.9, NO_SQARRAY 2.6; 2.7 misplaces an SQ array)",
-			 io_uring_major_version(), io_uring_minor_version());
-		return no_user_memory(entries, ring, p, orig, policy, -ENOTSUP, reason, o);
+		reason = hr_strf("liburing %d.%d cannot place this ring in user memory (SQE128 "
+				 "needs 2.9, NO_SQARRAY 2.6; 2.7 misplaces an SQ array)",
+				 io_uring_major_version(), io_uring_minor_version());
+		return no_user_memory_free(entries, ring, p, orig, policy, -ENOTSUP, reason, o);
 	}
 	refuse = kernel_would_refuse(caps->nommap, &lay, o ? o->page_size : 0);
 	if (refuse && policy == HUGERING_POLICY_AUTO)
 		return fall_back(entries, ring, p, orig, o, -refuse,
 				 class_reason(caps->nommap, refuse));
 
-	if (policy == HUGERING_POLICY_AUTO &&
-	    empty_pool_known(o, lay.total_bytes, reason, sizeof(reason)))
-		return fall_back(entries, ring, p, orig, o, ENOMEM, reason);
-	rec = calloc(1, sizeof(*rec));
-	if (!rec) {
-		hr_set_error("out of memory for the ring record");
-		return -ENOMEM;
+	if (policy == HUGERING_POLICY_AUTO && (reason = empty_pool_known(o, lay.total_bytes))) {
+		ret = fall_back(entries, ring, p, orig, o, ENOMEM, reason);
+		free(reason);
+		return ret;
 	}
+	rec = rec_new();
+	if (!rec)
+		return -ENOMEM;
 	ret = alloc_ring_mem(&lay, caps->nommap, o, &rec->slot);
 	if (ret == -ENOMEM || ret == -EPERM || ret == -ENOSPC) {
-		free(rec);
+		rec_free(rec);
 		if (ret == -ENOMEM) {
-			pool_reason(reason, sizeof(reason), &lay, o);
-			if (!hr_arena_last_wait_ms())
+			reason = pool_reason(&lay, o);
+			if (!hr_arena_last_wait_ms() && reason)
 				empty_pool_note(o, lay.total_bytes, reason);
 		} else if (ret == -ENOSPC)
-			snprintf(reason, sizeof(reason), "arena limit (max_bytes) reached");
+			reason = hr_strf("arena limit (max_bytes) reached");
 		else
-			hr_copy_str(reason, sizeof(reason), class_reason(caps->nommap, ret));
-		return no_user_memory(entries, ring, p, orig, policy, ret, reason, o);
+			reason = hr_strf("%s", class_reason(caps->nommap, ret));
+		return no_user_memory_free(entries, ring, p, orig, policy, ret, reason, o);
 	}
 	if (ret) {
-		free(rec);
+		rec_free(rec);
 		hr_set_error(ret == -ECHILD ? "this arena belongs to the parent process"
 			     : "allocating %zu bytes of ring memory failed", lay.total_bytes);
 		return ret;
@@ -781,22 +821,22 @@ static int user_ring(unsigned entries, struct io_uring *ring, struct io_uring_pa
 		 * into it: quarantine, never reuse.
 		 */
 		hr_arena_free(&rec->slot, false);
-		free(rec);
+		rec_free(rec);
 		if (ret == -EPROTO || ret == -ENOMEM)
 			return ret;
-		snprintf(reason, sizeof(reason), "%s (io_uring_setup: %s)",
-			 class_reason(caps->nommap, ret), strerror(-ret));
+		reason = hr_strf("%s (io_uring_setup: %s)", class_reason(caps->nommap, ret),
+				 strerror(-ret));
 		/* If the kernel-mapped ring fails too, it was not the memory. */
-		return no_user_memory(entries, ring, p, orig, policy, ret, reason, o);
+		return no_user_memory_free(entries, ring, p, orig, policy, ret, reason, o);
 	}
 	ret = hold_ring(ring, &rec->ref_fd);
 	if (ret) {
 		hr_queue_exit_app_mem(ring);	/* compat.h: liburing < 2.8 */
 		hr_arena_free(&rec->slot, false);
-		free(rec);
-		snprintf(reason, sizeof(reason), "no file descriptor left for hugering's own "
-			 "reference to the ring (%s)", strerror(-ret));
-		return no_user_memory(entries, ring, p, orig, policy, ret, reason, o);
+		rec_free(rec);
+		reason = hr_strf("no file descriptor left for hugering's own reference to the "
+				 "ring (%s)", strerror(-ret));
+		return no_user_memory_free(entries, ring, p, orig, policy, ret, reason, o);
 	}
 	rec->key = ring->sq.sqes;
 	rec->user_mem = true;
@@ -815,7 +855,7 @@ static int user_ring(unsigned entries, struct io_uring *ring, struct io_uring_pa
  * can be polled; otherwise drop it (said in ring_info) or, strict, fail.
  */
 static int iopoll_policy(struct io_uring_params *q, const struct hugering_init_opts *o,
-			 char *why, size_t len)
+			 char **why)
 {
 	if (!(q->flags & IORING_SETUP_IOPOLL) || !o || !o->n_iopoll_fds)
 		return 0;
@@ -829,10 +869,15 @@ static int iopoll_policy(struct io_uring_params *q, const struct hugering_init_o
 		}
 		if (v.supported == 1)
 			continue;
-		snprintf(why, len, "fd %d: %s", o->iopoll_fds[i], v.reason);
 		if (o->flags & HUGERING_INIT_IOPOLL_STRICT) {
-			hr_set_error("IOPOLL refused (strict): %s", why);
+			hr_set_error("IOPOLL refused (strict): fd %d: %s", o->iopoll_fds[i],
+				     v.reason);
 			return -EOPNOTSUPP;
+		}
+		*why = hr_strf("fd %d: %s", o->iopoll_fds[i], v.reason);
+		if (!*why) {
+			hr_set_error("out of memory for the IOPOLL reason");
+			return -ENOMEM;
 		}
 		q->flags &= ~IORING_SETUP_IOPOLL;
 		return 0;
@@ -914,7 +959,7 @@ static int queue_init_opts(unsigned entries, struct io_uring *ring,
 	const struct hugering_kernel_caps *caps;
 	struct hugering_init_opts norm;
 	struct io_uring_params orig;
-	char degraded[160] = "";
+	char *degraded = NULL;
 	int policy, ret;
 
 	if (!ring || !p) {
@@ -954,15 +999,16 @@ static int queue_init_opts(unsigned entries, struct io_uring *ring,
 	 */
 	if (!hr_liburing_at_least(2, 6))
 		orig.flags &= ~IORING_SETUP_NO_SQARRAY;
-	ret = iopoll_policy(&orig, o, degraded, sizeof(degraded));
+	ret = iopoll_policy(&orig, o, &degraded);
 	if (ret)
 		return ret;
 	if (policy == HUGERING_POLICY_KERNEL)
 		ret = kernel_ring(entries, ring, p, &orig, 0, "");
 	else
 		ret = user_ring(entries, ring, p, &orig, policy, o);
-	if (!ret && degraded[0])
+	if (!ret && degraded)
 		registry_note_iopoll(ring->sq.sqes, degraded);
+	free(degraded);
 	if (ret == -EINVAL)
 		explain_sq_cpu(p);
 	return ret;
@@ -1054,7 +1100,7 @@ static void queue_exit(struct io_uring *ring)
 	} else {
 		io_uring_queue_exit(ring);
 	}
-	free(rec);
+	rec_free(rec);
 }
 
 /* Cannot fail: leaves the last error alone (a cleanup after a failure). */
