@@ -62,6 +62,8 @@ void hr_reason_free(const char *s);
 /* One copy of @s for the life of the process (answers no object owns). */
 const char *hr_intern(const char *s);
 bool hr_liburing_at_least(int major, int minor);
+/* A mount table line: source and mount point of up to PATH_MAX each, type, options. */
+#define HR_MNT_LINE_MAX (3 * PATH_MAX)
 /* HUGERING_SYSROOT, or "" for the live system. */
 const char *hr_sysroot(void);
 void hr_path(const char *root, const char *abs, char *buf, size_t len);
@@ -73,6 +75,23 @@ int hr_cpuset_cpus(cpu_set_t *out, char *list, size_t len);
 void hr_run_on_helper(void (*fn)(void *), void *arg);
 /* CLOCK_MONOTONIC in ms. */
 long hr_now_ms(void);
+
+/* cgroup.c: this process's hugetlb cgroup for one page size (v1 hierarchy, else v2). */
+struct hr_hugetlb_cg {
+	char dir[PATH_MAX];	/* a longer one cannot be read by path: -ENAMETOOLONG */
+	size_t top;		/* length of the hierarchy's mount point in dir */
+	char file[4][48];	/* limit, usage, rsvd limit, rsvd usage file names */
+	bool v1;
+	long long max, usage;		/* bytes; -1: no limit / unknown */
+	long long rsvd_max, rsvd_usage;
+};
+int hr_hugetlb_cgroup_at(const char *root, size_t ps, struct hr_hugetlb_cg *cg);
+/*
+ * Does this process's hugetlb cgroup, or a parent, keep @need more bytes of
+ * @ps pages out?  Then *@why names the limit file and the cgroup (heap,
+ * the caller's to free).
+ */
+bool hr_hugetlb_cgroup_refuses(size_t ps, long long need, char **why);
 
 /* hugepage.c: @root "" is the live system */
 int hr_page_sizes_at(const char *root, size_t *sizes, int max);
@@ -90,16 +109,6 @@ int hr_pool_usable(size_t page_size, int numa_node, long *usable);
 bool hr_numa_node_online(int node);
 /* An options struct's numa_node and NUMA_NODE flag -> @node (-1 = any). */
 int hr_opts_node(int numa_node, bool flagged, int *node);
-/* This process's hugetlb cgroup for one page size (v1 hierarchy, else v2). */
-struct hr_hugetlb_cg {
-	char dir[PATH_MAX];	/* a longer one cannot be read by path: -ENAMETOOLONG */
-	size_t top;		/* length of the hierarchy's mount point in dir */
-	char file[4][48];	/* limit, usage, rsvd limit, rsvd usage file names */
-	bool v1;
-	long long max, usage;		/* bytes; -1: no limit / unknown */
-	long long rsvd_max, rsvd_usage;
-};
-int hr_hugetlb_cgroup_at(const char *root, size_t ps, struct hr_hugetlb_cg *cg);
 /*
  * One line: why @bytes more of @ps pages on @node (-1 any) cannot be had;
  * *@why is the caller's to free (NULL when memory is out).
