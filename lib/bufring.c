@@ -19,8 +19,8 @@
  *
  * Records are keyed by the ring (its SQE address and fd, as the caller's
  * struct io_uring shows them) and bgid.  hugering_queue_exit() reaches them
- * through hr_ring_hooks (ring.c is the layer below and cannot call up),
- * which also run our fork handlers inside ring.c's.
+ * through hr_ring_hooks (registry.c is a layer below and cannot call up),
+ * which also run our fork handlers inside registry.c's.
  */
 #include <errno.h>
 #include <pthread.h>

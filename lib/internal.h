@@ -187,14 +187,32 @@ int hr_iopoll_probe(int fd, struct hugering_iopoll_verdict *out);
 /* probe.c */
 const struct hugering_kernel_caps *hr_caps(void);
 
-/* ring.c */
+/* registry.c: what hugering knows of each ring it made, keyed by its SQE address */
+struct hr_ring_rec {
+	struct hr_ring_rec *next;
+	const void *key;
+	bool user_mem;			/* else kernel-mapped */
+	int ref_fd;			/* user_mem: our own reference to the ring */
+	struct hr_slot slot;
+	struct hugering_ring_info info;	/* reasons: "" or the record's heap copies */
+};
+/* A record with "" reasons; NULL (and the error set) when memory is out. */
+struct hr_ring_rec *hr_ring_rec_new(void);
+void hr_ring_rec_free(struct hr_ring_rec *rec);
+void hr_registry_add(struct hr_ring_rec *rec);
+/* Unlink and return the record of @key, or NULL. */
+struct hr_ring_rec *hr_registry_take(const void *key);
+void hr_registry_note_iopoll(const void *key, const char *why);
+void hr_registry_note_fallback(const void *key, int err, const char *why);
+int hr_registry_info(const void *key, struct hugering_ring_info *out);
 /* The arena a hugering ring's memory came from; NULL for any other ring. */
 struct hugering_arena *hr_ring_arena(const struct io_uring *ring);
 /*
- * Set once by bufring.c (a layer above, which ring.c cannot call): exit runs
- * in hugering_queue_exit() on every ring before it is closed, so its buffer
- * rings are quarantined; the fork handlers run inside ring.c's (its locks
- * are never held across a call into ring.c, so any order is safe).
+ * Set once by bufring.c (a layer above, which the registry cannot call):
+ * exit runs in hugering_queue_exit() on every ring before it is closed, so
+ * its buffer rings are quarantined; the fork handlers run inside the
+ * registry's (its locks are never held across a call into the ring layers,
+ * so any order is safe).
  */
 struct hr_ring_hooks {
 	void (*exit)(const struct io_uring *ring);
@@ -204,10 +222,61 @@ struct hr_ring_hooks {
 };
 extern const struct hr_ring_hooks *hr_ring_hooks;
 
-/* arena.c: fork handlers, run by ring.c's (default arena lock first). */
+/* arena.c: fork handlers, run by registry.c's (default arena lock first). */
 void hr_arena_fork_prepare(void);
 void hr_arena_fork_parent(void);
 void hr_arena_fork_child(void);
+
+/* policy.c: the options' policy, else HUGERING_MODE's (auto when unset). */
+int hr_ring_policy(const struct hugering_init_opts *o, int *policy);
+
+/* cpuset.c: after an -EINVAL, say so if sq_thread_cpu is outside the cpuset. */
+void hr_explain_sq_cpu(const struct io_uring_params *p);
+
+/* params.c: the caller's input, before any memory is taken */
+int hr_check_init_opts(const struct hugering_init_opts *o, struct hugering_init_opts *norm);
+int hr_check_setup_params(const struct io_uring_params *p);
+
+/* place.c: set the ring up in slot @s as @lay says (-EPROTO if liburing put it elsewhere) */
+int hr_setup_in(unsigned entries, struct io_uring *ring, const struct io_uring_params *in,
+		struct io_uring_params *q, const struct hugering_layout *lay,
+		const struct hr_slot *s);
+
+/* memlock.c */
+struct rlimit;
+/* Would RLIMIT_MEMLOCK explain an -ENOMEM from io_uring_setup (6.14+)? */
+bool hr_memlock_explains(struct rlimit *rl);
+/* hr_setup_in, retried up to @wait_ms while a dying ring holds the memlock charge. */
+int hr_setup_waiting(unsigned entries, struct io_uring *ring, const struct io_uring_params *in,
+		     struct io_uring_params *q, const struct hugering_layout *lay,
+		     struct hr_slot *s, int wait_ms);
+
+/* resize.c */
+/* Will this ring be recycled by resize at exit? */
+bool hr_resize_recycles(const struct io_uring_params *q, const struct hr_slot *s);
+/* Resize the ring into a throw-away region; true if its memory is free now. */
+bool hr_resize_away(const struct io_uring *ring, int fd);
+
+/* kernelring.c: a kernel-mapped ring; @err and @reason say why not user memory. */
+int hr_kernel_ring(unsigned entries, struct io_uring *ring, struct io_uring_params *p,
+		   const struct io_uring_params *orig, int err, const char *reason);
+
+/* emptypool.c */
+/* A pool found empty for this ring's arena, size and node: its reason (heap), or NULL. */
+char *hr_empty_pool_known(const struct hugering_init_opts *o, size_t bytes);
+void hr_empty_pool_note(const struct hugering_init_opts *o, size_t bytes, const char *reason);
+/* Why the pool gave no ring memory: a heap string (NULL when memory is out). */
+char *hr_pool_reason(const struct hugering_layout *lay, const struct hugering_init_opts *o);
+
+/* usermem.c: a ring in user memory, or its fallback as @policy says. */
+int hr_user_ring(unsigned entries, struct io_uring *ring, struct io_uring_params *p,
+		 const struct io_uring_params *orig, int policy,
+		 const struct hugering_init_opts *o);
+
+/* ring.c: the entry points' work, for sqpoll.c */
+int hr_queue_init_opts(unsigned entries, struct io_uring *ring, struct io_uring_params *p,
+		       const struct hugering_init_opts *o);
+void hr_queue_exit(struct io_uring *ring);
 
 /*
  * error.c: this thread's hugering_last_error().  Every public entry point
