@@ -414,12 +414,13 @@ static double note_mode(struct cell *c, const struct io_uring *ring)
 {
 	double t0 = now_us();
 	struct hugering_ring_info in;
+	char why[192];
 	bool expected;
 
 	if (hugering_ring_info(ring, &in)) {
 		memset(&in, 0, sizeof(in));
-		snprintf(in.fallback_reason, sizeof(in.fallback_reason), "hugering_ring_info: %s",
-			 hugering_last_error());
+		snprintf(why, sizeof(why), "hugering_ring_info: %s", hugering_last_error());
+		in.fallback_reason = why;
 	}
 	expected = in.mode == HUGERING_MODE_KERNEL && in.fallback_errno == ENOMEM;
 	if (!c->ring_mode || (!expected && !c->rings_unexpected)) {

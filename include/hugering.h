@@ -9,6 +9,10 @@
  * Output structs end in reserved space the library zeroes, so later fields
  * fit without changing their size (abi/ records every layout).
  *
+ * Text in output structs (reasons, paths) is never cut: a const char *,
+ * never NULL ("" when there is none), owned by the library; each field
+ * says how long it stays valid.
+ *
  * Options structs: a zeroed struct (or NULL where allowed) means the
  * defaults, field by field.  A NUMA node is named only with the struct's
  * *_NUMA_NODE flag (then numa_node 0 is node 0); without it numa_node must
@@ -94,7 +98,7 @@ int hugering_pool_get(size_t page_size, int numa_node, struct hugering_pool *out
 int hugering_numa_nodes(int *nodes, int max);
 
 struct hugering_mount {
-	char path[256];
+	const char *path;	/* kept by the library for the life of the process */
 	size_t page_size;
 	uint64_t resv[8];	/* zeroed by the library: room for new fields */
 };
@@ -234,7 +238,7 @@ struct hugering_region_info {
 	int numa_node;		/* node all pages are on; -1 if not known */
 	unsigned hugepages;	/* hugetlb pages held */
 	int fallback_errno;	/* 0, or why a smaller page was used */
-	char fallback_reason[128];
+	const char *fallback_reason;	/* valid until hugering_region_free() */
 	int fd;			/* the backing memfd (owned by the region) */
 	uint64_t resv[8];	/* zeroed by the library: room for new fields */
 };
@@ -449,7 +453,7 @@ struct hugering_init_opts {
 struct hugering_ring_info {
 	int mode;		/* enum hugering_mode */
 	int fallback_errno;	/* 0, or why user memory was not used */
-	char fallback_reason[192];
+	const char *fallback_reason;	/* valid until hugering_queue_exit() */
 	size_t page_size;	/* page size of the ring memory */
 	size_t mem_bytes;	/* ring memory: SQEs + rings (kernel mode: as mapped) */
 	unsigned sq_entries;
@@ -464,7 +468,7 @@ struct hugering_ring_info {
 	size_t page_offset;	/* mem - page_addr */
 	int recycle;		/* enum hugering_recycle */
 	int iopoll_degraded;	/* IOPOLL was asked for and dropped: see iopoll_reason */
-	char iopoll_reason[160];
+	const char *iopoll_reason;	/* valid until hugering_queue_exit() */
 	uint64_t resv[8];	/* zeroed by the library: room for new fields */
 };
 
@@ -489,7 +493,8 @@ int hugering_ring_info(const struct io_uring *ring, struct hugering_ring_info *o
 const char *hugering_mode_name(int mode);
 
 /*
- * Why this thread's last hugering call failed: one line.  Every function
+ * Why this thread's last hugering call failed: one line, whole (valid until
+ * this thread's next hugering call; freed at thread exit).  Every function
  * that can fail clears it on entry and sets it on every failure, so it
  * describes the last call only ("" after a success).  Functions that
  * cannot fail (the frees and exits, names, accessors, versions) leave it
@@ -549,7 +554,7 @@ enum hugering_buf_ring_mode {
 struct hugering_buf_ring_info {
 	int mode;		/* enum hugering_buf_ring_mode */
 	int fallback_errno;	/* 0, or why hugepage memory was not used */
-	char fallback_reason[192];
+	const char *fallback_reason;	/* valid until the buffer ring is freed (or its ring exits) */
 	int bgid;
 	unsigned nentries;
 	unsigned flags;		/* as registered (IOU_PBUF_RING_INC) */
@@ -571,7 +576,7 @@ int hugering_buf_ring_info(const struct io_uring *ring, int bgid,
 
 struct hugering_iopoll_verdict {
 	int supported;		/* 1 yes, 0 no, -1 unknown */
-	char reason[128];
+	const char *reason;	/* kept by the library for the life of the process */
 	uint64_t resv[8];	/* zeroed by the library: room for new fields */
 };
 
@@ -585,7 +590,9 @@ int hugering_iopoll_probe(int fd, struct hugering_iopoll_verdict *out);
 /*
  * A completion came back -EOPNOTSUPP from an IOPOLL ring: was it polled I/O
  * that @fd cannot do?  Returns 1 and the reason in @buf (switch that file to
- * a ring without IOPOLL and resubmit), 0 if not, -errno on bad input.
+ * a ring without IOPOLL and resubmit), 0 if not, -errno on bad input;
+ * -ERANGE if the reason does not fit in @len bytes (never cut:
+ * hugering_last_error() says how many it needs).
  */
 int hugering_iopoll_explain(const struct io_uring_cqe *cqe, int fd, char *buf, size_t len);
 

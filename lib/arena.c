@@ -12,7 +12,7 @@
  *  - rings that fit in one hugepage get a slot in a shared page, carved
  *    from space no ring ever used (a bump pointer);
  *  - a destroyed ring's slot is never reused (quarantine) unless the ring
- *    was first resized into a throw-away region (ring.c does that for
+ *    was first resized into a throw-away region (resize.c does that for
  *    DEFER_TASKRUN rings on kernels with IORING_REGISTER_RESIZE_RINGS: the
  *    kernel then unpins the slot synchronously), in which case the slot is
  *    clean and goes back on the page's free list;
@@ -796,7 +796,7 @@ static int own_slot(struct hugering_arena *a, size_t len, bool contig, struct hr
 }
 
 /* ------------------------------------------------------------------ */
-/* The interface ring.c uses                                           */
+/* The interface the ring layers use                                  */
 /* ------------------------------------------------------------------ */
 
 int hr_arena_alloc(struct hugering_arena *a, size_t len, bool contig, struct hr_slot *s)
@@ -1015,7 +1015,7 @@ int hr_arena_node(const struct hugering_arena *a)
 static pthread_mutex_t default_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct hugering_arena *default_arena;
 
-/* fork() handlers, called by ring.c's in its fixed order. */
+/* fork() handlers, called by registry.c's in its fixed order. */
 void hr_arena_fork_prepare(void)
 {
 	pthread_mutex_lock(&default_lock);

@@ -19,8 +19,8 @@
  *
  * Records are keyed by the ring (its SQE address and fd, as the caller's
  * struct io_uring shows them) and bgid.  hugering_queue_exit() reaches them
- * through hr_ring_hooks (ring.c is the layer below and cannot call up),
- * which also run our fork handlers inside ring.c's.
+ * through hr_ring_hooks (registry.c is a layer below and cannot call up),
+ * which also run our fork handlers inside registry.c's.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -70,13 +70,19 @@ static struct buf_rec *take_locked(const struct io_uring *ring, int bgid)
  * hugepage memory is quarantined, liburing's mapping is only unmapped (the
  * kernel's pin keeps the pages until the teardown drops it).
  */
+static void rec_free(struct buf_rec *r)
+{
+	hr_reason_free(r->info.fallback_reason);
+	free(r);
+}
+
 static void drop_dirty(struct buf_rec *r)
 {
 	if (r->arena)
 		hr_arena_free(&r->slot, false);
 	else
 		munmap(r->br, r->info.mem_bytes);
-	free(r);
+	rec_free(r);
 }
 
 /* hr_ring_hooks.exit: every buffer ring of @ring, which is about to be closed. */
@@ -147,30 +153,32 @@ static size_t ring_bytes(unsigned nentries)
 	return HR_ALIGN_UP((size_t)nentries * sizeof(struct io_uring_buf), HR_BASE_PAGE);
 }
 
-/* Why the arena gave no memory, in @buf. */
-static void arena_reason(struct hugering_arena *a, int ret, size_t len, char *buf,
-			 size_t blen)
+/* Why the arena gave no memory: a heap string (NULL when memory is out). */
+static char *arena_reason(struct hugering_arena *a, int ret, size_t len)
 {
+	char *why = NULL;
+
 	if (!a)
-		snprintf(buf, blen, "no arena: %s", hugering_last_error()[0] ?
-			 hugering_last_error() : "no hugetlb in this kernel");
-	else if (ret == -ENOMEM)
-		hr_explain_no_hugepages(hr_arena_page_size(a), hr_arena_node(a), len, buf, blen);
-	else if (ret == -ENOSPC)
-		snprintf(buf, blen, "arena limit (max_bytes) reached");
-	else if (ret == -ECHILD)
-		snprintf(buf, blen, "the ring's arena belongs to the parent process");
-	else
-		snprintf(buf, blen, "arena allocation of %zu bytes failed: %s", len,
-			 strerror(-ret));
+		return hr_strf("no arena: %s", hugering_last_error()[0] ?
+			       hugering_last_error() : "no hugetlb in this kernel");
+	if (ret == -ENOMEM) {
+		hr_explain_no_hugepages(hr_arena_page_size(a), hr_arena_node(a), len, &why);
+		return why;
+	}
+	if (ret == -ENOSPC)
+		return hr_strf("arena limit (max_bytes) reached");
+	if (ret == -ECHILD)
+		return hr_strf("the ring's arena belongs to the parent process");
+	return hr_strf("arena allocation of %zu bytes failed: %s", len, strerror(-ret));
 }
 
 /*
  * Register @nentries at an arena slot.  Returns 0 with @rec filled, or
- * the error: -ENOMEM etc. from the arena (@why says it), or the kernel's.
+ * the error: -ENOMEM etc. from the arena, or the kernel's; *@why (heap,
+ * the caller's to free) says it.
  */
 static int in_arena(struct io_uring *ring, unsigned nentries, int bgid, unsigned flags,
-		    struct buf_rec *rec, char *why, size_t wlen)
+		    struct buf_rec *rec, char **why)
 {
 	struct hugering_arena *a = hr_ring_arena(ring);
 	size_t len = ring_bytes(nentries);
@@ -181,7 +189,7 @@ static int in_arena(struct io_uring *ring, unsigned nentries, int bgid, unsigned
 		a = hr_default_arena();
 	ret = a ? hr_arena_alloc(a, len, false, &rec->slot) : -ENOMEM;
 	if (ret) {
-		arena_reason(a, ret, len, why, wlen);
+		*why = arena_reason(a, ret, len);
 		return ret;
 	}
 	/* The kernel reads the tail from this memory: a recycled slot starts clean. */
@@ -195,8 +203,8 @@ static int in_arena(struct io_uring *ring, unsigned nentries, int bgid, unsigned
 	if (ret) {
 		/* A failed registration holds no pin when it returns. */
 		hr_arena_free(&rec->slot, true);
-		snprintf(why, wlen, "the kernel refused the buffer ring in hugepage memory "
-			 "(IORING_REGISTER_PBUF_RING: %s)", strerror(-ret));
+		*why = hr_strf("the kernel refused the buffer ring in hugepage memory "
+			       "(IORING_REGISTER_PBUF_RING: %s)", strerror(-ret));
 		return ret;
 	}
 	rec->arena = true;
@@ -229,7 +237,7 @@ static int by_liburing(struct io_uring *ring, unsigned nentries, int bgid, unsig
 	       bgid, nentries, why);
 	rec->info.mode = HUGERING_BUF_RING_LIBURING;
 	rec->info.fallback_errno = -err;
-	hr_copy_str(rec->info.fallback_reason, sizeof(rec->info.fallback_reason), why);
+	rec->info.fallback_reason = hr_reason_dup(why);
 	rec->info.mem = rec->br;
 	rec->info.page_size = HR_BASE_PAGE;
 	rec->info.page_addr = rec->br;
@@ -240,7 +248,7 @@ static struct io_uring_buf_ring *setup_buf_ring(struct io_uring *ring, unsigned 
 						int bgid, unsigned flags, int *err)
 {
 	struct buf_rec *rec;
-	char why[192] = "";
+	char *why = NULL;
 	int ret;
 
 	*err = 0;
@@ -264,18 +272,21 @@ static struct io_uring_buf_ring *setup_buf_ring(struct io_uring *ring, unsigned 
 	}
 	rec->key = ring->sq.sqes;
 	rec->ring_fd = ring->ring_fd;
+	rec->info.fallback_reason = "";
 	rec->info.bgid = bgid;
 	rec->info.nentries = nentries;
 	rec->info.flags = flags;
 	rec->info.mem_bytes = ring_bytes(nentries);
-	ret = in_arena(ring, nentries, bgid, flags, rec, why, sizeof(why));
+	ret = in_arena(ring, nentries, bgid, flags, rec, &why);
 	/* bgid taken: the kernel's answer whatever the memory. */
 	if (ret && ret != -EEXIST)
-		ret = by_liburing(ring, nentries, bgid, flags, rec, ret, why);
+		ret = by_liburing(ring, nentries, bgid, flags, rec, ret,
+				  why ? why : "out of memory for the reason");
 	else if (ret)
 		hr_set_error("buffer group %d is already registered on this ring", bgid);
+	free(why);
 	if (ret) {
-		free(rec);
+		rec_free(rec);
 		*err = ret;
 		return NULL;
 	}
@@ -351,7 +362,7 @@ static int free_buf_ring(struct io_uring *ring, struct io_uring_buf_ring *br,
 		hr_arena_free(&r->slot, true);
 	else
 		munmap(r->br, (size_t)r->info.nentries * sizeof(struct io_uring_buf));
-	free(r);
+	rec_free(r);
 	return 0;
 }
 

@@ -12,7 +12,46 @@
 
 #include "internal.h"
 
-static __thread char last_error[256];
+/*
+ * This thread's reason, whole: a heap string of the text's own size,
+ * replaced on every set (the new text may quote the old one), emptied in
+ * place on every clear, freed at thread exit by the key's destructor.
+ */
+static __thread char *last_error;
+static __thread bool last_error_oom;	/* the text did not fit in memory */
+static pthread_key_t error_key;
+static pthread_once_t error_once = PTHREAD_ONCE_INIT;
+static bool error_key_ok;
+
+static void error_free(void *p)
+{
+	free(p);
+	last_error = NULL;
+}
+
+static void error_key_init(void)
+{
+	error_key_ok = !pthread_key_create(&error_key, error_free);
+}
+
+/*
+ * @msg (heap, or NULL when out of memory) becomes this thread's reason.
+ * Without the key (PTHREAD_KEYS_MAX reached) nothing would free it at
+ * thread exit: then the reason is the out-of-memory one.
+ */
+static void error_take(char *msg)
+{
+	pthread_once(&error_once, error_key_init);
+	if (!error_key_ok) {
+		free(msg);
+		msg = NULL;
+	}
+	free(last_error);
+	last_error = msg;
+	last_error_oom = !msg;
+	if (error_key_ok)
+		pthread_setspecific(error_key, msg);
+}
 
 /*
  * The log callback: one snapshot struct swapped whole, so a reader never
@@ -63,12 +102,15 @@ bool hr_log_on(int level)
 static void vlog(int level, const char *fmt, va_list ap)
 {
 	struct log_sink *s = __atomic_load_n(&sink, __ATOMIC_ACQUIRE);
-	char msg[512];
+	char *msg;
 
 	if (!s || level > s->max_level)
 		return;
-	vsnprintf(msg, sizeof(msg), fmt, ap);
+	/* Whole, like every reason; out of memory the event is not told. */
+	if (vasprintf(&msg, fmt, ap) < 0)
+		return;
 	s->fn(level, msg, s->arg);
+	free(msg);
 }
 
 void hr_log(int level, const char *fmt, ...)
@@ -83,22 +125,30 @@ void hr_log(int level, const char *fmt, ...)
 void hr_set_error(const char *fmt, ...)
 {
 	va_list ap;
+	char *msg;
 
 	va_start(ap, fmt);
-	vsnprintf(last_error, sizeof(last_error), fmt, ap);
+	if (vasprintf(&msg, fmt, ap) < 0)
+		msg = NULL;
 	va_end(ap);
+	error_take(msg);
 	if (hr_log_on(HUGERING_LOG_DEBUG))
-		hr_log(HUGERING_LOG_DEBUG, "%s", last_error);
+		hr_log(HUGERING_LOG_DEBUG, "%s", hugering_last_error());
 }
 
 const char *hugering_last_error(void)
 {
-	return last_error;
+	if (last_error)
+		return last_error;
+	return last_error_oom ? "out of memory for the error text" : "";
 }
 
+/* In place: every public call clears, and that must not cost an allocation. */
 void hr_clear_error(void)
 {
-	last_error[0] = '\0';
+	if (last_error)
+		last_error[0] = '\0';
+	last_error_oom = false;
 }
 
 /*
@@ -107,7 +157,7 @@ void hr_clear_error(void)
  */
 int hr_result(int ret, const char *what)
 {
-	if (ret < 0 && !last_error[0])
+	if (ret < 0 && !hugering_last_error()[0])
 		hr_set_error("%s: %s", what, strerror(-ret));
 	return ret;
 }

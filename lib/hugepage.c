@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Hugepage discovery: which sizes the kernel offers (sysfs), the
- * pool counters per size and per NUMA node (sysfs), hugetlbfs mounts.
+ * pool counters per size and per NUMA node (sysfs), hugetlbfs mounts, and
+ * why hugepages could not be had (the pool, else cgroup.c's limits).
  *
  * Every reader takes a root: "" for the live system, or the tree named by
  * HUGERING_SYSROOT (a captured or fake /sys and /proc, for hugering-diag and
@@ -448,8 +449,8 @@ int hr_mounts_at(const char *root, struct hugering_mount *out, int max)
 	 */
 	FILE *f;
 	struct mntent ent;
-	char buf[4096], path[512];
-	int n = 0;
+	char *buf, path[PATH_MAX];
+	int n = 0, ret = 0;
 
 	if (!out || max < 0)
 		return -EINVAL;
@@ -457,18 +458,27 @@ int hr_mounts_at(const char *root, struct hugering_mount *out, int max)
 	f = setmntent(path, "re");
 	if (!f)
 		return -errno;
-	while (getmntent_r(f, &ent, buf, sizeof(buf))) {
+	buf = malloc(HR_MNT_LINE_MAX);
+	if (!buf) {
+		endmntent(f);
+		return -ENOMEM;
+	}
+	while (!ret && getmntent_r(f, &ent, buf, HR_MNT_LINE_MAX)) {
 		if (strcmp(ent.mnt_type, "hugetlbfs"))
 			continue;
 		if (n < max) {
 			memset(&out[n], 0, sizeof(out[n]));
-			hr_copy_str(out[n].path, sizeof(out[n].path), ent.mnt_dir);
+			/* Whole and kept: a caller's array of mounts needs no freeing. */
+			out[n].path = hr_intern(ent.mnt_dir);
+			if (!out[n].path)
+				ret = -ENOMEM;
 			out[n].page_size = hr_mount_page_size(root, ent.mnt_opts);
 			n++;
 		}
 	}
 	endmntent(f);
-	return n;
+	free(buf);
+	return ret ? ret : n;
 }
 
 int hugering_mounts(struct hugering_mount *out, int max)
@@ -476,178 +486,15 @@ int hugering_mounts(struct hugering_mount *out, int max)
 	return HR_PUBLIC(hr_mounts_at(hr_sysroot(), out, max));
 }
 
-/* ------------------------------------------------------------------ */
-/* hugetlb cgroup limits                                               */
-/* ------------------------------------------------------------------ */
-
-/* "2MB", "1GB": a page size as hugetlb cgroup file names spell it. */
-static void cg_size_name(size_t ps, char *buf, size_t len)
-{
-	if (ps >= (1UL << 30))
-		snprintf(buf, len, "%zuGB", ps >> 30);
-	else if (ps >= (1UL << 20))
-		snprintf(buf, len, "%zuMB", ps >> 20);
-	else
-		snprintf(buf, len, "%zuKB", ps >> 10);
-}
-
-/*
- * Where the hierarchy holding hugetlb is mounted, from @root/proc/self/mounts:
- * the v1 one (@v1), or the unified one (cgroup2).
- */
-static int cg_mount(const char *root, bool v1, char *dir, size_t len)
-{
-	char path[1024], buf[4096];
-	struct mntent ent;
-	FILE *f;
-	int ret = -ENOENT;
-
-	hr_path(root, "/proc/self/mounts", path, sizeof(path));
-	f = setmntent(path, "re");
-	if (!f)
-		return -ENOENT;
-	/* getmntent_r: rings may be created on several threads at once */
-	while (ret && getmntent_r(f, &ent, buf, sizeof(buf)))
-		if (v1 ? !strcmp(ent.mnt_type, "cgroup") && hasmntopt(&ent, "hugetlb")
-		       : !strcmp(ent.mnt_type, "cgroup2")) {
-			hr_copy_str(dir, len, ent.mnt_dir);
-			ret = 0;
-		}
-	endmntent(f);
-	return ret;
-}
-
-/* A limit or usage file: -1 for "max", v1's "no limit" (~2^63), or unreadable. */
-static long long cg_bytes(const char *root, const char *dir, const char *file)
-{
-	char rel[800], path[1024], buf[64], *end;
-	long long v;
-
-	snprintf(rel, sizeof(rel), "%s/%s", dir, file);
-	hr_path(root, rel, path, sizeof(path));
-	if (hr_read_text(path, buf, sizeof(buf)) <= 0 || !strncmp(buf, "max", 3))
-		return -1;
-	v = strtoll(buf, &end, 10);
-	return end == buf || v >= LLONG_MAX / 2 ? -1 : v;
-}
-
-/* Fill @cg from the v1 (@v1 true) or v2 files in @cg->dir. */
-static int cg_read(const char *root, size_t ps, bool v1, struct hr_hugetlb_cg *cg)
-{
-	static const char *const v1_files[] = { "limit_in_bytes", "usage_in_bytes",
-						"rsvd.limit_in_bytes", "rsvd.usage_in_bytes" };
-	static const char *const v2_files[] = { "max", "current", "rsvd.max", "rsvd.current" };
-	const char *const *files = v1 ? v1_files : v2_files;
-	long long *vals[] = { &cg->max, &cg->usage, &cg->rsvd_max, &cg->rsvd_usage };
-	char name[16], rel[800], path[1024];
-
-	cg_size_name(ps, name, sizeof(name));
-	for (int i = 0; i < 4; i++) {
-		snprintf(cg->file[i], sizeof(cg->file[i]), "hugetlb.%s.%s", name, files[i]);
-		*vals[i] = cg_bytes(root, cg->dir, cg->file[i]);
-	}
-	/* Neither limit nor usage file: no hugetlb controller here for this size. */
-	for (int i = 0; i < 2; i++) {
-		snprintf(rel, sizeof(rel), "%s/%s", cg->dir, cg->file[i]);
-		hr_path(root, rel, path, sizeof(path));
-		if (!access(path, F_OK))
-			return 0;
-	}
-	return -ENOENT;
-}
-
-/* Up to the parent cgroup; false at the top of the hierarchy. */
-static bool cg_parent(struct hr_hugetlb_cg *cg)
-{
-	char *slash = strrchr(cg->dir, '/');
-
-	if (!slash || (size_t)(slash - cg->dir) < cg->top)
-		return false;
-	*slash = '\0';
-	return true;
-}
-
-/*
- * Fill @cg for the cgroup at @mnt + @path or, where that one does not have
- * the controller (a v2 leaf below a parent that did not enable it: its pages
- * are charged to that parent), the nearest ancestor that has.
- */
-static int cg_nearest(const char *root, const char *mnt, const char *path, size_t ps, bool v1,
-		      struct hr_hugetlb_cg *cg)
-{
-	if (snprintf(cg->dir, sizeof(cg->dir), "%s%s", mnt, strcmp(path, "/") ? path : "") >=
-	    (int)sizeof(cg->dir))
-		return -ENAMETOOLONG;
-	cg->top = strlen(mnt);
-	cg->v1 = v1;
-	while (cg_read(root, ps, v1, cg))
-		if (!cg_parent(cg))
-			return -ENOENT;
-	return 0;
-}
-
-int hr_hugetlb_cgroup_at(const char *root, size_t ps, struct hr_hugetlb_cg *cg)
-{
-	char text[4096], path[1024], mnt[256], *line, *save = NULL;
-	char v2_path[256] = "";
-
-	memset(cg, 0, sizeof(*cg));
-	cg->max = cg->usage = cg->rsvd_max = cg->rsvd_usage = -1;
-	hr_path(root, "/proc/self/cgroup", path, sizeof(path));
-	if (hr_read_text(path, text, sizeof(text)) < 0)
-		return -ENOENT;
-	for (line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
-		char *p = strchr(line, ':'), *q = p ? strchr(p + 1, ':') : NULL;
-
-		if (!q)
-			continue;
-		*q = '\0';
-		if (!strcmp(p + 1, "") && !strncmp(line, "0:", 2))
-			hr_copy_str(v2_path, sizeof(v2_path), q + 1);
-		/* A hierarchy of its own (v1): the unified one cannot have it. */
-		else if (strstr(p + 1, "hugetlb") && !cg_mount(root, true, mnt, sizeof(mnt)))
-			return cg_nearest(root, mnt, q + 1, ps, true, cg);
-	}
-	if (!v2_path[0])
-		return -ENOENT;
-	if (cg_mount(root, false, mnt, sizeof(mnt)))
-		hr_copy_str(mnt, sizeof(mnt), "/sys/fs/cgroup");	/* where systemd puts it */
-	return cg_nearest(root, mnt, v2_path, ps, false, cg);
-}
-
-/*
- * Does the cgroup in @cg->dir, or a parent of it, keep @need bytes of @ps
- * pages out?  A limit set on a parent (a pod, a slice) binds as much as one
- * on the leaf.
- */
-static bool cg_refuses(struct hr_hugetlb_cg *cg, size_t ps, long long need, char *buf, size_t len)
-{
-	do {
-		for (int i = 0; i < 4; i += 2) {
-			long long max = i ? cg->rsvd_max : cg->max;
-			long long used = i ? cg->rsvd_usage : cg->usage;
-
-			if (max >= 0 && used >= 0 && used + need > max) {
-				/* Numbers first: a long path is what gets cut. */
-				snprintf(buf, len, "hugetlb cgroup limit %s = %lld kB, %lld kB in use, "
-					 "%lld kB more needed (cgroup %s)", cg->file[i], max >> 10,
-					 used >> 10, need >> 10, cg->dir);
-				return true;
-			}
-		}
-	} while (cg_parent(cg) && !cg_read("", ps, cg->v1, cg));
-	return false;
-}
-
 /*
  * Why @bytes more of @ps pages (on @node, -1 any) cannot be had: this
  * process's hugetlb cgroup or a parent (fault-time or reservation limit),
  * else the pool.  False if neither explains it (the pool has them:
- * fragmentation, NUMA placement, a race); @buf then says what was seen.
+ * fragmentation, NUMA placement, a race); *@why then says what was seen.
+ * *@why is a heap string for the caller to free (NULL when memory is out).
  */
-bool hr_explain_no_hugepages(size_t ps, int node, size_t bytes, char *buf, size_t len)
+bool hr_explain_no_hugepages(size_t ps, int node, size_t bytes, char **why)
 {
-	struct hr_hugetlb_cg cg;
 	struct hugering_pool pool;
 	long long need = (long long)HR_ALIGN_UP(bytes, ps);
 
@@ -658,20 +505,22 @@ bool hr_explain_no_hugepages(size_t ps, int node, size_t bytes, char *buf, size_
 	 * the cgroup says.
 	 */
 	if (hr_pool_get_at("", ps, node, &pool)) {
-		snprintf(buf, len, "no %zu kB hugepages in this kernel%s", ps >> 10,
-			 node >= 0 ? " on this node" : "");
+		*why = hr_strf("no %zu kB hugepages in this kernel%s", ps >> 10,
+			       node >= 0 ? " on this node" : "");
 		return true;
 	}
 	if (pool.usable * (long long)ps < need) {
-		snprintf(buf, len, "hugepage pool %s: %zu kB pool%s has %ld usable pages "
-			 "(%ld free, %ld reserved), %lld kB needed",
-			 pool.usable > 0 ? "short" : "empty", ps >> 10, node >= 0 ? " of the node" : "",
-			 pool.usable, pool.free, pool.reserved, need >> 10);
+		*why = hr_strf("hugepage pool %s: %zu kB pool%s has %ld usable pages "
+			       "(%ld free, %ld reserved), %lld kB needed",
+			       pool.usable > 0 ? "short" : "empty", ps >> 10,
+			       node >= 0 ? " of the node" : "", pool.usable, pool.free,
+			       pool.reserved, need >> 10);
 		return true;
 	}
-	if (!hr_hugetlb_cgroup_at("", ps, &cg) && cg_refuses(&cg, ps, need, buf, len))
+	if (hr_hugetlb_cgroup_refuses(ps, need, why))
 		return true;
-	snprintf(buf, len, "%lld kB of %zu kB hugepages not obtained though the pool%s has %ld "
-		 "usable pages", need >> 10, ps >> 10, node >= 0 ? " of the node" : "", pool.usable);
+	*why = hr_strf("%lld kB of %zu kB hugepages not obtained though the pool%s has %ld "
+		       "usable pages", need >> 10, ps >> 10, node >= 0 ? " of the node" : "",
+		       pool.usable);
 	return false;
 }

@@ -3,7 +3,9 @@
 #ifndef HUGERING_INTERNAL_H
 #define HUGERING_INTERNAL_H
 
+#include <limits.h>
 #include <sched.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -51,7 +53,17 @@ int hr_read_long(const char *path, long *out);
 int hr_read_text(const char *path, char *buf, size_t len);
 unsigned hr_log2(size_t x);
 void hr_copy_str(char *dst, size_t len, const char *src);
+/* Heap strings of the formatted size (never cut); NULL when memory is out. */
+char *hr_vstrf(const char *fmt, va_list ap) __attribute__((format(printf, 1, 0)));
+char *hr_strf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* An object's reason: "" (static) or a heap copy; hr_reason_free tells them apart. */
+const char *hr_reason_dup(const char *s);
+void hr_reason_free(const char *s);
+/* One copy of @s for the life of the process (answers no object owns). */
+const char *hr_intern(const char *s);
 bool hr_liburing_at_least(int major, int minor);
+/* A mount table line: source and mount point of up to PATH_MAX each, type, options. */
+#define HR_MNT_LINE_MAX (3 * PATH_MAX)
 /* HUGERING_SYSROOT, or "" for the live system. */
 const char *hr_sysroot(void);
 void hr_path(const char *root, const char *abs, char *buf, size_t len);
@@ -83,6 +95,23 @@ void hr_worker_fork_prepare(void);
 void hr_worker_fork_parent(void);
 void hr_worker_fork_child(void);
 
+/* cgroup.c: this process's hugetlb cgroup for one page size (v1 hierarchy, else v2). */
+struct hr_hugetlb_cg {
+	char dir[PATH_MAX];	/* a longer one cannot be read by path: -ENAMETOOLONG */
+	size_t top;		/* length of the hierarchy's mount point in dir */
+	char file[4][48];	/* limit, usage, rsvd limit, rsvd usage file names */
+	bool v1;
+	long long max, usage;		/* bytes; -1: no limit / unknown */
+	long long rsvd_max, rsvd_usage;
+};
+int hr_hugetlb_cgroup_at(const char *root, size_t ps, struct hr_hugetlb_cg *cg);
+/*
+ * Does this process's hugetlb cgroup, or a parent, keep @need more bytes of
+ * @ps pages out?  Then *@why names the limit file and the cgroup (heap,
+ * the caller's to free).
+ */
+bool hr_hugetlb_cgroup_refuses(size_t ps, long long need, char **why);
+
 /* hugepage.c: @root "" is the live system */
 int hr_page_sizes_at(const char *root, size_t *sizes, int max);
 size_t hr_default_page_size_at(const char *root);
@@ -108,18 +137,11 @@ int hr_cpu_node(int cpu, int *node);
  * -EINVAL with the NUMA_NODE flag too (one way to name a node).
  */
 int hr_opts_node_local(int numa_node, bool flagged, bool local, int cpu, int *node);
-/* This process's hugetlb cgroup for one page size (v1 hierarchy, else v2). */
-struct hr_hugetlb_cg {
-	char dir[512];
-	size_t top;		/* length of the hierarchy's mount point in dir */
-	char file[4][48];	/* limit, usage, rsvd limit, rsvd usage file names */
-	bool v1;
-	long long max, usage;		/* bytes; -1: no limit / unknown */
-	long long rsvd_max, rsvd_usage;
-};
-int hr_hugetlb_cgroup_at(const char *root, size_t ps, struct hr_hugetlb_cg *cg);
-/* One line: why @bytes more of @ps pages on @node (-1 any) cannot be had. */
-bool hr_explain_no_hugepages(size_t ps, int node, size_t bytes, char *buf, size_t len);
+/*
+ * One line: why @bytes more of @ps pages on @node (-1 any) cannot be had;
+ * *@why is the caller's to free (NULL when memory is out).
+ */
+bool hr_explain_no_hugepages(size_t ps, int node, size_t bytes, char **why);
 
 /* pagemap.c */
 int hr_pagemap_open(void);
@@ -193,14 +215,32 @@ int hr_iopoll_probe(int fd, struct hugering_iopoll_verdict *out);
 /* probe.c */
 const struct hugering_kernel_caps *hr_caps(void);
 
-/* ring.c */
+/* registry.c: what hugering knows of each ring it made, keyed by its SQE address */
+struct hr_ring_rec {
+	struct hr_ring_rec *next;
+	const void *key;
+	bool user_mem;			/* else kernel-mapped */
+	int ref_fd;			/* user_mem: our own reference to the ring */
+	struct hr_slot slot;
+	struct hugering_ring_info info;	/* reasons: "" or the record's heap copies */
+};
+/* A record with "" reasons; NULL (and the error set) when memory is out. */
+struct hr_ring_rec *hr_ring_rec_new(void);
+void hr_ring_rec_free(struct hr_ring_rec *rec);
+void hr_registry_add(struct hr_ring_rec *rec);
+/* Unlink and return the record of @key, or NULL. */
+struct hr_ring_rec *hr_registry_take(const void *key);
+void hr_registry_note_iopoll(const void *key, const char *why);
+void hr_registry_note_fallback(const void *key, int err, const char *why);
+int hr_registry_info(const void *key, struct hugering_ring_info *out);
 /* The arena a hugering ring's memory came from; NULL for any other ring. */
 struct hugering_arena *hr_ring_arena(const struct io_uring *ring);
 /*
- * Set once by bufring.c (a layer above, which ring.c cannot call): exit runs
- * in hugering_queue_exit() on every ring before it is closed, so its buffer
- * rings are quarantined; the fork handlers run inside ring.c's (its locks
- * are never held across a call into ring.c, so any order is safe).
+ * Set once by bufring.c (a layer above, which the registry cannot call):
+ * exit runs in hugering_queue_exit() on every ring before it is closed, so
+ * its buffer rings are quarantined; the fork handlers run inside the
+ * registry's (its locks are never held across a call into the ring layers,
+ * so any order is safe).
  */
 struct hr_ring_hooks {
 	void (*exit)(const struct io_uring *ring);
@@ -210,10 +250,62 @@ struct hr_ring_hooks {
 };
 extern const struct hr_ring_hooks *hr_ring_hooks;
 
-/* arena.c: fork handlers, run by ring.c's (default arena lock first). */
+/* arena.c: fork handlers, run by registry.c's (default arena lock first). */
 void hr_arena_fork_prepare(void);
 void hr_arena_fork_parent(void);
 void hr_arena_fork_child(void);
+
+/* policy.c: the options' policy, else HUGERING_MODE's (auto when unset). */
+int hr_ring_policy(const struct hugering_init_opts *o, int *policy);
+
+/* cpuset.c: after an -EINVAL, say so if sq_thread_cpu is outside the cpuset. */
+void hr_explain_sq_cpu(const struct io_uring_params *p);
+
+/* params.c: the caller's input, before any memory is taken */
+int hr_check_init_opts(const struct hugering_init_opts *o, const struct io_uring_params *p,
+		       struct hugering_init_opts *norm);
+int hr_check_setup_params(const struct io_uring_params *p);
+
+/* place.c: set the ring up in slot @s as @lay says (-EPROTO if liburing put it elsewhere) */
+int hr_setup_in(unsigned entries, struct io_uring *ring, const struct io_uring_params *in,
+		struct io_uring_params *q, const struct hugering_layout *lay,
+		const struct hr_slot *s);
+
+/* memlock.c */
+struct rlimit;
+/* Would RLIMIT_MEMLOCK explain an -ENOMEM from io_uring_setup (6.14+)? */
+bool hr_memlock_explains(struct rlimit *rl);
+/* hr_setup_in, retried up to @wait_ms while a dying ring holds the memlock charge. */
+int hr_setup_waiting(unsigned entries, struct io_uring *ring, const struct io_uring_params *in,
+		     struct io_uring_params *q, const struct hugering_layout *lay,
+		     struct hr_slot *s, int wait_ms);
+
+/* resize.c */
+/* Will this ring be recycled by resize at exit? */
+bool hr_resize_recycles(const struct io_uring_params *q, const struct hr_slot *s);
+/* Resize the ring into a throw-away region; true if its memory is free now. */
+bool hr_resize_away(const struct io_uring *ring, int fd);
+
+/* kernelring.c: a kernel-mapped ring; @err and @reason say why not user memory. */
+int hr_kernel_ring(unsigned entries, struct io_uring *ring, struct io_uring_params *p,
+		   const struct io_uring_params *orig, int err, const char *reason);
+
+/* emptypool.c */
+/* A pool found empty for this ring's arena, size and node: its reason (heap), or NULL. */
+char *hr_empty_pool_known(const struct hugering_init_opts *o, size_t bytes);
+void hr_empty_pool_note(const struct hugering_init_opts *o, size_t bytes, const char *reason);
+/* Why the pool gave no ring memory: a heap string (NULL when memory is out). */
+char *hr_pool_reason(const struct hugering_layout *lay, const struct hugering_init_opts *o);
+
+/* usermem.c: a ring in user memory, or its fallback as @policy says. */
+int hr_user_ring(unsigned entries, struct io_uring *ring, struct io_uring_params *p,
+		 const struct io_uring_params *orig, int policy,
+		 const struct hugering_init_opts *o);
+
+/* ring.c: the entry points' work, for sqpoll.c */
+int hr_queue_init_opts(unsigned entries, struct io_uring *ring, struct io_uring_params *p,
+		       const struct hugering_init_opts *o);
+void hr_queue_exit(struct io_uring *ring);
 
 /*
  * error.c: this thread's hugering_last_error().  Every public entry point

@@ -12,6 +12,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,14 +26,29 @@
 static int verdict(struct hugering_iopoll_verdict *out, int supported, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
+/*
+ * The reason is interned (hr_intern): a verdict belongs to no object that
+ * could own it, and its texts come from this machine's disks, so each is
+ * kept once for the life of the process.
+ */
 static int verdict(struct hugering_iopoll_verdict *out, int supported, const char *fmt, ...)
 {
+	const char *kept = NULL;
 	va_list ap;
+	char *text;
 
-	out->supported = supported;
 	va_start(ap, fmt);
-	vsnprintf(out->reason, sizeof(out->reason), fmt, ap);
+	text = hr_vstrf(fmt, ap);
 	va_end(ap);
+	if (text)
+		kept = hr_intern(text);
+	free(text);
+	if (!kept) {
+		hr_set_error("out of memory for the IOPOLL verdict's reason");
+		return -ENOMEM;
+	}
+	out->supported = supported;
+	out->reason = kept;
 	return 0;
 }
 
@@ -107,10 +123,13 @@ static void member_without_poll(const char *dir, int depth, char *name, size_t l
 		closedir(d);
 }
 
+/* The kernel's bound on a device-mapper name (DM_NAME_LEN), with its NUL. */
+#define DM_NAME_MAX 128
+
 /* "dm-0 (vg-data)": the device-mapper name too, where there is one. */
 static void friendly_name(const char *dir, char *name, size_t len)
 {
-	char path[600], dm[64];
+	char path[600], dm[DM_NAME_MAX + 1];
 
 	snprintf(path, sizeof(path), "%s/dm/name", dir);
 	if (hr_read_text(path, dm, sizeof(dm)) <= 0)
@@ -122,7 +141,7 @@ static void friendly_name(const char *dir, char *name, size_t len)
 
 static int no_poll_queues(struct hugering_iopoll_verdict *out, const char *dir, const char *name)
 {
-	char member[64], path[600];
+	char member[NAME_MAX + 1], path[600];
 
 	member_without_poll(dir, 0, member, sizeof(member));
 	if (member[0])
@@ -188,7 +207,8 @@ static int probe_read(int fd, int *res)
 int hr_iopoll_probe(int fd, struct hugering_iopoll_verdict *out)
 {
 	const char *root = hr_sysroot();
-	char name[96], dir[512];
+	/* Room for the disk's name and its device-mapper name: never cut. */
+	char name[NAME_MAX + DM_NAME_MAX + 4], dir[512];
 	struct stat st;
 	long io_poll;
 	int flags, ret, res = 0;
@@ -197,6 +217,7 @@ int hr_iopoll_probe(int fd, struct hugering_iopoll_verdict *out)
 	if (!out)
 		return -EINVAL;
 	memset(out, 0, sizeof(*out));
+	out->reason = "";
 	if (fd < 0 || fstat(fd, &st))
 		return -EBADF;
 	if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode))
@@ -232,7 +253,7 @@ int hr_iopoll_probe(int fd, struct hugering_iopoll_verdict *out)
 static int iopoll_explain(const struct io_uring_cqe *cqe, int fd, char *buf, size_t len)
 {
 	struct hugering_iopoll_verdict v;
-	int ret;
+	int ret, need;
 
 	if (!cqe || !buf || !len)
 		return -EINVAL;
@@ -244,7 +265,13 @@ static int iopoll_explain(const struct io_uring_cqe *cqe, int fd, char *buf, siz
 		return ret;
 	if (v.supported == 1)
 		return 0;	/* the file polls: something else refused it */
-	snprintf(buf, len, "fd %d cannot do polled I/O: %s", fd, v.reason);
+	need = snprintf(buf, len, "fd %d cannot do polled I/O: %s", fd, v.reason);
+	if ((size_t)need >= len) {
+		/* Never a cut reason: the caller learns the size and asks again. */
+		buf[0] = '\0';
+		hr_set_error("the reason needs a buffer of %d bytes, got %zu", need + 1, len);
+		return -ERANGE;
+	}
 	return 1;
 }
 

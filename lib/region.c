@@ -54,7 +54,7 @@ struct hugering_region {
 	int contiguous;
 	int proof;
 	int fallback_errno;
-	char fallback_reason[128];
+	const char *fallback_reason;	/* "" or the region's own heap copy */
 };
 
 /* One hugepage of the file being searched: its frame and file offset. */
@@ -131,11 +131,15 @@ static void set_reason(struct hugering_region *r, int err, const char *fmt, ...)
 static void set_reason(struct hugering_region *r, int err, const char *fmt, ...)
 {
 	va_list ap;
+	char *text;
 
 	r->fallback_errno = -err;
 	va_start(ap, fmt);
-	vsnprintf(r->fallback_reason, sizeof(r->fallback_reason), fmt, ap);
+	text = hr_vstrf(fmt, ap);
 	va_end(ap);
+	hr_reason_free(r->fallback_reason);
+	r->fallback_reason = hr_reason_dup(text);
+	free(text);
 }
 
 /* Pages anywhere, mapped in file order: contiguity is whatever it is. */
@@ -406,22 +410,27 @@ static size_t wanted_page_size(const struct hugering_region_opts *o)
 	return o->page_size ? o->page_size : hr_default_page_size_at("");
 }
 
-/* Why hugepages failed, for a fallback reason: a cgroup limit is worth naming. */
-static const char *why_for(const struct hugering_region_opts *o, int err, char *buf, size_t len)
+/*
+ * Why hugepages failed, for a fallback reason: a cgroup limit is worth
+ * naming.  A heap string for the caller to free (NULL when memory is out).
+ */
+static char *why_for(const struct hugering_region_opts *o, int err)
 {
 	size_t ps = wanted_page_size(o);
+	char *buf = NULL;
 
 	if (err == -ENOMEM && ps > HR_BASE_PAGE &&
-	    hr_explain_no_hugepages(ps, o->numa_node, o->size, buf, len))
+	    hr_explain_no_hugepages(ps, o->numa_node, o->size, &buf))
 		return buf;
-	return why(err);
+	free(buf);
+	return hr_strf("%s", why(err));
 }
 
 /* FALLBACK: hugepages without the contiguity promise, then base pages. */
 static int alloc_fallback(struct hugering_region *r, const struct hugering_region_opts *o,
 			  int err)
 {
-	char buf[256];
+	char *text;
 	int ret = -ENOMEM;
 
 	if (o->page_size != HR_BASE_PAGE && (o->flags & HUGERING_REGION_CONTIG)) {
@@ -435,8 +444,11 @@ static int alloc_fallback(struct hugering_region *r, const struct hugering_regio
 	if (ret != -ENOMEM && ret != -EPERM)
 		return ret;
 	ret = alloc_base(r, o);
-	if (!ret)
-		set_reason(r, err, "base pages: %s", why_for(o, err, buf, sizeof(buf)));
+	if (!ret) {
+		text = why_for(o, err);
+		set_reason(r, err, "base pages: %s", text ? text : why(err));
+		free(text);
+	}
 	return ret;
 }
 
@@ -444,14 +456,21 @@ static int alloc_fallback(struct hugering_region *r, const struct hugering_regio
 static void explain_failure(const struct hugering_region_opts *o, int err)
 {
 	size_t ps = wanted_page_size(o);
-	char buf[256];
+	char *buf = NULL;
+	bool explained;
 
 	if (err == -EPERM) {
 		hr_set_error("%s", why(err));
-	} else if (err != -ENOMEM || ps <= HR_BASE_PAGE) {
+		return;
+	}
+	if (err != -ENOMEM || ps <= HR_BASE_PAGE) {
 		hr_set_error("region of %zu bytes: %s", o->size, strerror(-err));
-	} else if (hr_explain_no_hugepages(ps, o->numa_node, o->size, buf, sizeof(buf)) ||
-		   !(o->flags & HUGERING_REGION_CONTIG)) {
+		return;
+	}
+	explained = hr_explain_no_hugepages(ps, o->numa_node, o->size, &buf);
+	if (!buf) {
+		hr_set_error("region of %zu bytes: %s", o->size, strerror(-err));
+	} else if (explained || !(o->flags & HUGERING_REGION_CONTIG)) {
 		hr_set_error("%s", buf);
 	} else {
 		char tries[40] = "the whole usable pool";
@@ -461,6 +480,7 @@ static void explain_failure(const struct hugering_region_opts *o, int err)
 		hr_set_error("no physically contiguous run of %zu kB in %s (%s)",
 			     HR_ALIGN_UP(o->size, ps) >> 10, tries, buf);
 	}
+	free(buf);
 }
 
 static int check_opts(const struct hugering_region_opts *o)
@@ -566,6 +586,7 @@ int hr_region_alloc(const struct hugering_region_opts *o, struct hugering_region
 		return -ENOMEM;
 	r->fd = -1;
 	r->flags = o->flags;
+	r->fallback_reason = "";
 	contig = o->flags & HUGERING_REGION_CONTIG;
 
 	if (o->page_size == HR_BASE_PAGE) {
@@ -581,8 +602,7 @@ int hr_region_alloc(const struct hugering_region_opts *o, struct hugering_region
 	if (!ret)
 		ret = settle(r, o);
 	if (ret) {
-		release(r);
-		free(r);
+		hr_region_free(r);
 		return ret;
 	}
 	*out = r;
@@ -626,6 +646,7 @@ void hr_region_free(struct hugering_region *r)
 	if (!r)
 		return;
 	release(r);
+	hr_reason_free(r->fallback_reason);
 	free(r);
 }
 
@@ -658,8 +679,7 @@ int hr_region_info(const struct hugering_region *r, struct hugering_region_info 
 	out->numa_node = r->numa_node;
 	out->hugepages = r->hugepages;
 	out->fallback_errno = r->fallback_errno;
-	hr_copy_str(out->fallback_reason, sizeof(out->fallback_reason),
-		    r->fallback_reason);
+	out->fallback_reason = r->fallback_reason;
 	out->fd = r->fd;
 	return 0;
 }

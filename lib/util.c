@@ -2,8 +2,10 @@
 /* Small helpers: reading sysfs/procfs values, strings, integer math. */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -95,6 +97,80 @@ void hr_copy_str(char *dst, size_t len, const char *src)
 	dst[n] = '\0';
 }
 
+/*
+ * Reason texts are never cut: they are formatted into a heap string of
+ * their own size.  NULL only when memory is out.
+ */
+char *hr_vstrf(const char *fmt, va_list ap)
+{
+	char *s;
+
+	return vasprintf(&s, fmt, ap) < 0 ? NULL : s;
+}
+
+char *hr_strf(const char *fmt, ...)
+{
+	va_list ap;
+	char *s;
+
+	va_start(ap, fmt);
+	s = hr_vstrf(fmt, ap);
+	va_end(ap);
+	return s;
+}
+
+/*
+ * A reason an object owns: "" (static) for none, else a heap copy, so the
+ * public field is never NULL and hr_reason_free knows what to free.  Out of
+ * memory the reason is lost ("") rather than the object.
+ */
+const char *hr_reason_dup(const char *s)
+{
+	char *d;
+
+	if (!s || !*s || !(d = strdup(s)))
+		return "";
+	return d;
+}
+
+void hr_reason_free(const char *s)
+{
+	if (s && *s)
+		free((char *)s);
+}
+
+/*
+ * Texts kept for the life of the process, one copy each: for answers that
+ * belong to no object (an IOPOLL verdict, a mount path).  They come from a
+ * vocabulary bounded by the machine (its disks, its mounts), so the table
+ * stays small; a text handed out stays valid however often it is asked for.
+ * NULL only when memory is out.
+ */
+struct interned {
+	struct interned *next;
+	char text[];
+};
+
+static struct interned *interned;
+static pthread_mutex_t interned_lock = PTHREAD_MUTEX_INITIALIZER;
+
+const char *hr_intern(const char *s)
+{
+	struct interned *i;
+	size_t n = strlen(s) + 1;
+
+	pthread_mutex_lock(&interned_lock);
+	for (i = interned; i && strcmp(i->text, s); i = i->next)
+		;
+	if (!i && (i = malloc(sizeof(*i) + n))) {
+		memcpy(i->text, s, n);
+		i->next = interned;
+		interned = i;
+	}
+	pthread_mutex_unlock(&interned_lock);
+	return i ? i->text : NULL;
+}
+
 /* The liburing the dynamic linker loaded, not the one we compiled against. */
 bool hr_liburing_at_least(int major, int minor)
 {
@@ -166,11 +242,16 @@ int hr_cpuset_cpus(cpu_set_t *out, char *list, size_t len)
 		"/sys/fs/cgroup/cpuset%s/cpuset.effective_cpus",
 		"/sys/devices/system/cpu/online",
 	};
-	char rel[256] = "", path[512], abs[512];
+	char rel[PATH_MAX] = "", path[PATH_MAX], abs[PATH_MAX];
 	const char *root = hr_sysroot();
+	int n;
 
 	hr_path(root, "/proc/self/cpuset", path, sizeof(path));
-	if (hr_read_text(path, rel, sizeof(rel)) > 0)
+	n = hr_read_text(path, rel, sizeof(rel));
+	/* A cut cgroup path would name another cpuset (or none: the online set). */
+	if (n == (int)sizeof(rel) - 1)
+		return -ENOENT;
+	if (n > 0)
 		rel[strcspn(rel, "\n")] = '\0';
 	if (!strcmp(rel, "/"))
 		rel[0] = '\0';

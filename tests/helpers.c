@@ -340,6 +340,26 @@ int th_setup_retry(unsigned entries, const struct io_uring_params *p, struct io_
 	}
 }
 
+/* Kept copies, on a list so they stay reachable (LeakSanitizer). */
+struct kept {
+	struct kept *next;
+	char text[];
+};
+
+static struct kept *kept;
+
+const char *th_keep(const char *s)
+{
+	size_t n = strlen(s) + 1;
+	struct kept *k = malloc(sizeof(*k) + n);
+
+	cr_assert_not_null(k);
+	memcpy(k->text, s, n);
+	k->next = kept;
+	kept = k;
+	return k->text;
+}
+
 struct hugering_ring_info th_ring_in_mode(unsigned entries, struct io_uring_params *p,
 					  const struct hugering_init_opts *o, int mode,
 					  unsigned nops)
@@ -354,6 +374,9 @@ struct hugering_ring_info th_ring_in_mode(unsigned entries, struct io_uring_para
 		     hugering_mode_name(mode), info.fallback_reason);
 	if (nops)
 		th_nops(&ring, nops);
+	/* The reasons are the library's only until the ring exits. */
+	info.fallback_reason = th_keep(info.fallback_reason);
+	info.iopoll_reason = th_keep(info.iopoll_reason);
 	hugering_queue_exit(&ring);
 	return info;
 }

@@ -130,6 +130,8 @@ int th_setup_retry(unsigned entries, const struct io_uring_params *p,
  * Make a ring with hugering_queue_init_opts(@entries, @p, @o), assert it
  * succeeded in @mode, run @nops NOPs on it, destroy it; returns its info.
  */
+/* A copy of @s for the rest of the test (a reason that outlives its ring). */
+const char *th_keep(const char *s);
 struct hugering_ring_info th_ring_in_mode(unsigned entries, struct io_uring_params *p,
 					  const struct hugering_init_opts *o, int mode,
 					  unsigned nops);

@@ -20,14 +20,31 @@
 TestSuite(cgroup, .init = th_init, .fini = th_fini, .timeout = 60);
 
 struct cg {
-	char dir[512];
+	char dir[1024];
 	bool v1;
 };
+
+/* Write @text into @dir/@file; 0 or errno. */
+static int try_put_text(const char *dir, const char *file, const char *text)
+{
+	char path[1100];
+	int fd, err = 0;
+	size_t n = strlen(text);
+
+	snprintf(path, sizeof(path), "%s/%s", dir, file);
+	fd = open(path, O_WRONLY);
+	if (fd < 0)
+		return errno;
+	if (write(fd, text, n) != (ssize_t)n)
+		err = errno;
+	close(fd);
+	return err;
+}
 
 /* Write @v (< 0: no limit, "-1" in v1, "max" in v2) into @dir/@file; 0 or errno. */
 static int try_put(const char *dir, bool v1, const char *file, long long v)
 {
-	char path[700], buf[32];
+	char path[1100], buf[32];
 	int fd, n, err = 0;
 
 	snprintf(path, sizeof(path), "%s/%s", dir, file);
@@ -69,15 +86,9 @@ static void put(const struct cg *c, const char *dir, const char *name, long long
 	cr_assert_eq(err, 0, "%s/%s = %lld: %s", dir, name, v, strerror(err));
 }
 
-/*
- * Move this process into a new hugetlb cgroup limited to @limit / @rsvd bytes
- * (-1: none); with @nested, into an unlimited child of it (the limit is a
- * parent's, as a pod's or a slice's would be).
- */
-static void enter(struct cg *c, long long limit, long long rsvd, bool nested)
+static const char *harness_cgroup(void)
 {
 	const char *base = getenv("HUGERING_TEST_HUGETLB_CGROUP");
-	char path[600];
 
 	if (!base || !*base) {
 		if (th_ci())
@@ -85,6 +96,19 @@ static void enter(struct cg *c, long long limit, long long rsvd, bool nested)
 				       "scripts/run-tests.sh prepares one)");
 		cr_skip_test("no hugetlb cgroup: run the tests as root through scripts/run-tests.sh");
 	}
+	return base;
+}
+
+/*
+ * Move this process into a new hugetlb cgroup limited to @limit / @rsvd bytes
+ * (-1: none); with @nested, into an unlimited child of it (the limit is a
+ * parent's, as a pod's or a slice's would be).
+ */
+static void enter(struct cg *c, long long limit, long long rsvd, bool nested)
+{
+	const char *base = harness_cgroup();
+	char path[1100];
+
 	snprintf(c->dir, sizeof(c->dir), "%s/t-%d", base, (int)getpid());
 	cr_assert_eq(mkdir(c->dir, 0755), 0, "mkdir %s: %s", c->dir, strerror(errno));
 	snprintf(path, sizeof(path), "%s/hugetlb.2MB.limit_in_bytes", c->dir);
@@ -97,10 +121,41 @@ static void enter(struct cg *c, long long limit, long long rsvd, bool nested)
 	put(c, nested ? path : c->dir, "cgroup.procs", getpid());
 }
 
+/*
+ * Move this process into a cgroup five levels below a new one under the
+ * harness's, each level named with 70 characters (a path longer than any
+ * fixed reason buffer the library had), limited there to @limit bytes.
+ * In v2 each level passes the controller down.
+ */
+static void enter_deep(struct cg *c, long long limit)
+{
+	static const char name[] = "abcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghij";
+	char path[1100];
+	size_t n;
+	int err;
+
+	snprintf(c->dir, sizeof(c->dir), "%s/t-%d", harness_cgroup(), (int)getpid());
+	cr_assert_eq(mkdir(c->dir, 0755), 0, "mkdir %s: %s", c->dir, strerror(errno));
+	snprintf(path, sizeof(path), "%s/hugetlb.2MB.limit_in_bytes", c->dir);
+	c->v1 = !access(path, F_OK);
+	for (int i = 0; i < 5; i++) {
+		if (!c->v1) {
+			err = try_put_text(c->dir, "cgroup.subtree_control", "+hugetlb");
+			cr_assert_eq(err, 0, "%s: +hugetlb: %s", c->dir, strerror(err));
+		}
+		n = strlen(c->dir);
+		snprintf(c->dir + n, sizeof(c->dir) - n, "/level-%d-%s", i, name);
+		cr_assert_eq(mkdir(c->dir, 0755), 0, "mkdir %s: %s", c->dir, strerror(errno));
+	}
+	cr_assert_gt(strlen(c->dir), 300, "%s", c->dir);
+	put(c, c->dir, file(c, LIMIT), limit);
+	put(c, c->dir, "cgroup.procs", getpid());
+}
+
 /* How often the cgroup refused a page (v1 failcnt; v2 events "max N"). */
 static long fails(const struct cg *c)
 {
-	char path[700], buf[256], *p;
+	char path[1100], buf[256], *p;
 	FILE *f;
 	size_t n;
 
@@ -220,4 +275,53 @@ Test(cgroup, parent_limit_is_found)
 	cr_assert(strstr(hugering_last_error(), file(&c, LIMIT)) &&
 		  strstr(hugering_last_error(), c.dir) && !strstr(hugering_last_error(), "leaf"),
 		  "%s", hugering_last_error());
+}
+
+/*
+ * A cgroup path longer than 300 characters: the ring's fallback reason, the
+ * nommap error and a region's fallback reason name it whole.
+ */
+Test(cgroup, long_cgroup_path_named_whole)
+{
+	struct hugering_arena_opts ao = { .page_size = SZ_2M, .wait_ms = -1 };
+	struct hugering_region_opts ro = { .size = SZ_2M, .page_size = SZ_2M,
+					   .flags = HUGERING_REGION_FALLBACK };
+	struct io_uring_params p = { 0 };
+	struct hugering_init_opts o = { 0 };
+	struct hugering_region_info ri;
+	struct hugering_ring_info info;
+	struct hugering_region *r;
+	struct hugering_arena *a;
+	struct io_uring ring;
+	struct cg c;
+
+	th_need_pool(SZ_2M, 2);
+	enter_deep(&c, 0);
+	cr_assert_eq(hugering_arena_create(&ao, &a), 0, "%s", hugering_last_error());
+	o.arena = a;
+	cr_assert_eq(hugering_queue_init_opts(256, &ring, &p, &o), 0, "%s", hugering_last_error());
+	cr_assert_eq(hugering_ring_info(&ring, &info), 0);
+	cr_assert_eq(info.mode, HUGERING_MODE_KERNEL);
+	cr_assert(strstr(info.fallback_reason, "hugetlb cgroup limit") &&
+		  strstr(info.fallback_reason, c.dir), "cgroup %s, reason %s", c.dir,
+		  info.fallback_reason);
+	hugering_queue_exit(&ring);
+
+	o.policy = HUGERING_POLICY_NOMMAP;
+	p = (struct io_uring_params){ 0 };
+	cr_assert_eq(hugering_queue_init_opts(256, &ring, &p, &o), -ENOMEM);
+	cr_assert(strstr(hugering_last_error(), c.dir), "cgroup %s, error %s", c.dir,
+		  hugering_last_error());
+	cr_assert_eq(hugering_arena_destroy(a), 0);
+
+	cr_assert_eq(hugering_region_alloc(&ro, &r), 0, "%s", hugering_last_error());
+	cr_assert_eq(hugering_region_info(r, &ri), 0);
+	cr_assert_eq(ri.page_size, 4096);
+	cr_assert(strstr(ri.fallback_reason, c.dir), "cgroup %s, reason %s", c.dir,
+		  ri.fallback_reason);
+	hugering_region_free(r);
+	ro.flags = 0;
+	cr_assert_eq(hugering_region_alloc(&ro, &r), -ENOMEM);
+	cr_assert(strstr(hugering_last_error(), c.dir), "cgroup %s, error %s", c.dir,
+		  hugering_last_error());
 }

@@ -134,6 +134,42 @@ static void fake(bool partition)
 }
 
 Test(iopoll, fake_sysfs_disk)       { fake(false); }
+
+/*
+ * A device-mapper name as long as the kernel allows (127 characters): the
+ * verdict names it whole, and keeps it valid after later verdicts.
+ */
+Test(iopoll, long_dm_name_named_whole)
+{
+	char root[] = "/tmp/hugering-sysroot-XXXXXX", rel[128], name[128], cmd[256];
+	struct hugering_iopoll_verdict v, w;
+	struct stat st;
+	int fd = data_file(O_DIRECT);
+
+	cr_assert_not_null(mkdtemp(root));
+	cr_assert_eq(fstat(fd, &st), 0);
+	setenv("HUGERING_SYSROOT", root, 1);
+	fake_tree(root, st.st_dev, false, 0);
+	memset(name, 'v', sizeof(name) - 1);
+	name[sizeof(name) - 1] = '\0';
+	name[sizeof(name) - 2] = 'Z';	/* the end is what a cut loses */
+	snprintf(rel, sizeof(rel), "sys/dev/block/%u:%u/dm/name", major(st.st_dev),
+		 minor(st.st_dev));
+	put(root, rel, name);
+	cr_assert_eq(hugering_iopoll_probe(fd, &v), 0);
+	cr_assert_eq(v.supported, 0, "%s", v.reason);
+	cr_assert(strstr(v.reason, name), "%s", v.reason);
+	cr_assert_gt(strlen(v.reason), 128, "%s", v.reason);
+	/* Another verdict does not take the first one's text away. */
+	fake_tree(root, st.st_dev, false, 1);
+	cr_assert_eq(hugering_iopoll_probe(fd, &w), 0);
+	cr_assert_eq(w.supported, 1, "%s", w.reason);
+	cr_assert(strstr(v.reason, name) && strstr(v.reason, "no poll queues"), "%s", v.reason);
+	unsetenv("HUGERING_SYSROOT");
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", root);
+	cr_assert_eq(system(cmd), 0);
+	close(fd);
+}
 Test(iopoll, fake_sysfs_partition)  { fake(true); }
 
 /*
@@ -262,7 +298,7 @@ Test(iopoll, eopnotsupp_explained_request_not_lost)
 	struct io_uring poll_ring, plain;
 	struct io_uring_cqe cqe = { 0 };
 	int fd = data_file(O_DIRECT), res = 0;
-	char why[256];
+	char why[256], small[8];
 	void *buf = NULL;
 
 	th_need_pool(SZ_2M, 2);
@@ -274,6 +310,10 @@ Test(iopoll, eopnotsupp_explained_request_not_lost)
 	cqe.res = res;
 	cr_assert_eq(hugering_iopoll_explain(&cqe, fd, why, sizeof(why)), 1);
 	cr_assert(strstr(why, "cannot do polled I/O"), "%s", why);
+	/* Too small a buffer: no cut reason, the size it needs instead. */
+	cr_assert_eq(hugering_iopoll_explain(&cqe, fd, small, sizeof(small)), -ERANGE);
+	cr_assert_str_empty(small);
+	cr_assert(strstr(hugering_last_error(), "bytes"), "%s", hugering_last_error());
 	cr_assert_eq(hugering_queue_init(8, &plain, 0), 0);
 	cr_assert_eq(read_once(&plain, fd, buf, &res), 0);
 	cr_assert_eq(res, 4096);

@@ -4,6 +4,7 @@
  * only with the struct's NUMA_NODE flag.
  */
 #include <criterion/criterion.h>
+#include <pthread.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,6 +28,9 @@ static struct hugering_ring_info ring_with(const struct hugering_init_opts *o)
 	cr_assert_eq(ret, 0, "init: %s: %s", strerror(-ret), hugering_last_error());
 	cr_assert_eq(hugering_ring_info(&ring, &info), 0);
 	th_nops(&ring, 8);
+	/* The reasons are the library's only until the ring exits. */
+	info.fallback_reason = th_keep(info.fallback_reason);
+	info.iopoll_reason = th_keep(info.iopoll_reason);
 	hugering_queue_exit(&ring);
 	return info;
 }
@@ -325,6 +329,43 @@ Test(options, last_error_set_on_failure_cleared_on_success)
 	failed_with_reason(hugering_arena_destroy(hugering_default_arena()), "destroy default");
 	cr_assert_geq(hugering_pfn_visible(), 0);
 	cleared("pfn_visible");
+}
+
+static void *fail_long(void *arg)
+{
+	struct io_uring ring;
+
+	(void)arg;
+	/* The reason is freed at this thread's exit (LeakSanitizer checks). */
+	return (void *)(long)(hugering_queue_init(8, &ring, 0) == -EINVAL &&
+			      strlen(hugering_last_error()) > 1000);
+}
+
+/* A reason longer than any fixed buffer comes back whole, on every thread. */
+Test(options, last_error_is_whole)
+{
+	char mode[1200];
+	struct io_uring ring;
+	pthread_t t;
+	void *ok;
+
+	memset(mode, 'x', sizeof(mode) - 1);
+	mode[sizeof(mode) - 1] = '\0';
+	mode[sizeof(mode) - 2] = 'Z';	/* the end is what a cut loses */
+	setenv("HUGERING_MODE", mode, 1);
+	cr_assert_eq(hugering_queue_init(8, &ring, 0), -EINVAL);
+	cr_assert(strstr(hugering_last_error(), mode), "%zu bytes: %s",
+		  strlen(hugering_last_error()), hugering_last_error());
+	cr_assert_gt(strlen(hugering_last_error()), 256);
+	cr_assert_eq(pthread_create(&t, NULL, fail_long, NULL), 0);
+	cr_assert_eq(pthread_join(t, &ok), 0);
+	cr_assert(ok, "another thread's reason was cut");
+	/* This thread's own reason is untouched by the other's. */
+	cr_assert(strstr(hugering_last_error(), mode));
+	unsetenv("HUGERING_MODE");
+	cr_assert_eq(hugering_queue_init(8, &ring, 0), 0, "%s", hugering_last_error());
+	cleared("queue_init");
+	hugering_queue_exit(&ring);
 }
 
 struct heard {

@@ -120,7 +120,7 @@ static void fuzz_region(struct in *in)
 	require(hugering_region_page_size(r) == 4096, ret);
 	require(hugering_region_info(r, &info) == 0, -1);
 	require(info.addr == hugering_region_addr(r) && info.size == hugering_region_size(r), 0);
-	require(memchr(info.fallback_reason, '\0', sizeof(info.fallback_reason)) != NULL, 0);
+	require(info.fallback_reason && strlen(info.fallback_reason) < SIZE_MAX, 0);
 	((volatile char *)info.addr)[0] = 1;
 	((volatile char *)info.addr)[info.size - 1] = 1;
 	hugering_region_free(r);
@@ -205,8 +205,8 @@ static void fuzz_queue(struct in *in, struct hugering_arena *a)
 	require(hugering_ring_info(&ring, &info) == 0, 0);
 	require(info.mode == HUGERING_MODE_KERNEL, 0);
 	require(info.sq_entries >= entries && info.cq_entries >= info.sq_entries, 0);
-	require(memchr(info.fallback_reason, '\0', sizeof(info.fallback_reason)) != NULL, 0);
-	require(memchr(info.iopoll_reason, '\0', sizeof(info.iopoll_reason)) != NULL, 0);
+	require(info.fallback_reason && strlen(info.fallback_reason) < SIZE_MAX, 0);
+	require(info.iopoll_reason && strlen(info.iopoll_reason) < SIZE_MAX, 0);
 	hugering_queue_exit(&ring);
 }
 

@@ -1,0 +1,178 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The ring registry: what hugering knows of each ring it made (its memory,
+ * its reasons), keyed by the SQE address (stable across copies of struct
+ * io_uring), so hugering_queue_exit() and hugering_ring_info() need nothing
+ * but the ring.  Fork handling lives here too, in one place and one order,
+ * because the registry's lock sits between the arena's and the buffer
+ * rings' (and this file is linked whenever rings are).
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+#define REGISTRY_BUCKETS 256
+
+/* A record whose reasons are "" until said (the public fields are never NULL). */
+struct hr_ring_rec *hr_ring_rec_new(void)
+{
+	struct hr_ring_rec *rec = calloc(1, sizeof(*rec));
+
+	if (!rec) {
+		hr_set_error("out of memory for the ring record");
+		return NULL;
+	}
+	rec->info.fallback_reason = "";
+	rec->info.iopoll_reason = "";
+	return rec;
+}
+
+/* The reasons live as long as the ring: freed with its record. */
+void hr_ring_rec_free(struct hr_ring_rec *rec)
+{
+	if (!rec)
+		return;
+	hr_reason_free(rec->info.fallback_reason);
+	hr_reason_free(rec->info.iopoll_reason);
+	free(rec);
+}
+
+static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct hr_ring_rec *registry[REGISTRY_BUCKETS];
+
+const struct hr_ring_hooks *hr_ring_hooks;
+/* The hooks prepare ran, for parent and child (they may be set meanwhile). */
+static __thread const struct hr_ring_hooks *fork_hooks;
+
+/*
+ * fork(), in one place and one order: the default arena's lock, then the
+ * registry's, then the buffer rings' (bufring.c, through the hooks), so that
+ * none is inherited held.  The child gets its own default arena (arena.c
+ * says why).
+ */
+static void atfork_prepare(void)
+{
+	hr_arena_fork_prepare();
+	pthread_mutex_lock(&registry_lock);
+	fork_hooks = __atomic_load_n(&hr_ring_hooks, __ATOMIC_ACQUIRE);
+	if (fork_hooks)
+		fork_hooks->fork_prepare();
+}
+
+static void atfork_parent(void)
+{
+	if (fork_hooks)
+		fork_hooks->fork_parent();
+	pthread_mutex_unlock(&registry_lock);
+	hr_arena_fork_parent();
+}
+
+static void atfork_child(void)
+{
+	if (fork_hooks)
+		fork_hooks->fork_child();
+	pthread_mutex_unlock(&registry_lock);
+	hr_arena_fork_child();
+}
+
+/* At load time, so no fork can come before it. */
+__attribute__((constructor)) static void register_atfork(void)
+{
+	pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
+}
+
+static struct hr_ring_rec **bucket(const void *key)
+{
+	uintptr_t k = (uintptr_t)key >> 12;
+
+	return &registry[(k ^ (k >> 8)) % REGISTRY_BUCKETS];
+}
+
+void hr_registry_add(struct hr_ring_rec *rec)
+{
+	pthread_mutex_lock(&registry_lock);
+	struct hr_ring_rec **b = bucket(rec->key);
+
+	rec->next = *b;
+	*b = rec;
+	pthread_mutex_unlock(&registry_lock);
+}
+
+struct hr_ring_rec *hr_registry_take(const void *key)
+{
+	struct hr_ring_rec **pp, *rec = NULL;
+
+	pthread_mutex_lock(&registry_lock);
+	for (pp = bucket(key); *pp; pp = &(*pp)->next) {
+		if ((*pp)->key == key) {
+			rec = *pp;
+			*pp = rec->next;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&registry_lock);
+	return rec;
+}
+
+void hr_registry_note_iopoll(const void *key, const char *why)
+{
+	pthread_mutex_lock(&registry_lock);
+	for (struct hr_ring_rec *r = *bucket(key); r; r = r->next) {
+		if (r->key == key) {
+			r->info.iopoll_degraded = 1;
+			hr_reason_free(r->info.iopoll_reason);
+			r->info.iopoll_reason = hr_reason_dup(why);
+			break;
+		}
+	}
+	pthread_mutex_unlock(&registry_lock);
+}
+
+void hr_registry_note_fallback(const void *key, int err, const char *why)
+{
+	pthread_mutex_lock(&registry_lock);
+	for (struct hr_ring_rec *r = *bucket(key); r; r = r->next) {
+		if (r->key == key) {
+			r->info.fallback_errno = err;
+			hr_reason_free(r->info.fallback_reason);
+			r->info.fallback_reason = hr_reason_dup(why);
+			break;
+		}
+	}
+	pthread_mutex_unlock(&registry_lock);
+}
+
+struct hugering_arena *hr_ring_arena(const struct io_uring *ring)
+{
+	struct hugering_arena *a = NULL;
+	const void *key = ring->sq.sqes;
+
+	pthread_mutex_lock(&registry_lock);
+	for (struct hr_ring_rec *r = *bucket(key); r; r = r->next) {
+		if (r->key == key) {
+			a = r->user_mem ? r->slot.arena : NULL;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&registry_lock);
+	return a;
+}
+
+int hr_registry_info(const void *key, struct hugering_ring_info *out)
+{
+	int ret = -ENOENT;
+
+	pthread_mutex_lock(&registry_lock);
+	for (struct hr_ring_rec *r = *bucket(key); r; r = r->next) {
+		if (r->key == key) {
+			*out = r->info;
+			ret = 0;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&registry_lock);
+	return ret;
+}

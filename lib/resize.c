@@ -1,0 +1,64 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Recycling by resize (Linux 6.13+, DEFER_TASKRUN rings): which rings are
+ * worth it, and the resize into a throw-away region just before close that
+ * lets the ring's own memory be reused at once.
+ */
+#include <string.h>
+#include <sys/mman.h>
+
+#include "internal.h"
+
+/*
+ * Resize-to-throw-away costs a fixed ~30 us per ring.  Quarantine costs the
+ * ring's share of a fresh page, which the kernel zeroes: about 175 us per
+ * MiB of ring, whatever the page size (350 us per 2 MiB page; a 1 GiB page
+ * stalls ~0.2 s once per page).  They break even near 128 KiB (measured on
+ * 2 MiB pages: bench/recycle, README): resize from there up.  An arena's
+ * dedicated region (a ring larger than a page) is always worth it: it is
+ * kept as a spare instead of being faulted in again.
+ */
+#define RESIZE_MIN_BYTES (128u << 10)
+
+bool hr_resize_recycles(const struct io_uring_params *q, const struct hr_slot *s)
+{
+	if (!s->arena || !hr_caps()->resize || !(q->flags & IORING_SETUP_DEFER_TASKRUN) ||
+	    !hr_arena_may_resize(s->arena))
+		return false;
+	return !s->page || s->len >= RESIZE_MIN_BYTES;
+}
+
+/*
+ * Move a DEFER_TASKRUN ring into a tiny throw-away region (Linux 6.13+):
+ * the kernel unpins the old memory before returning, so the slot can take
+ * a new ring at once.  The throw-away pages stay pinned until the ring's
+ * teardown; unmapping our view of them is harmless.  @fd is hugering's own
+ * reference (hold_ring), or -1 for a ring that only has a registered index.
+ */
+bool hr_resize_away(const struct io_uring *ring, int fd)
+{
+	size_t len = 2 * HR_BASE_PAGE;
+	unsigned op = IORING_REGISTER_RESIZE_RINGS;
+	struct io_uring_params p;
+	char *t;
+	void *v;
+	int ret;
+
+	if (hr_sys_mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0, &v))
+		return false;
+	t = v;
+	memset(&p, 0, sizeof(p));
+	p.sq_entries = 1;
+	p.cq_entries = 2;
+	p.flags = IORING_SETUP_CQSIZE;
+	p.cq_off.user_addr = (uintptr_t)t;
+	p.sq_off.user_addr = (uintptr_t)(t + HR_BASE_PAGE);
+	if (fd < 0) {
+		fd = ring->enter_ring_fd;
+		op |= IORING_REGISTER_USE_REGISTERED_RING;
+	}
+	/* -EOVERFLOW (completions pending) or -EEXIST (not the submitter): quarantine */
+	ret = hr_sys_io_uring_register(fd, op, &p, 1);
+	hr_sys_munmap(t, len);
+	return ret == 0;
+}
