@@ -246,7 +246,7 @@ check-liburing25: deps-ok
 	scripts/check-liburing.sh
 
 # Real 6.1 and 6.12 kernels under QEMU (scripts/check-kernels.sh).
-check-kernels: deps-ok lib
+check-kernels: deps-ok lib $(DIAG_MODEL)
 	scripts/check-kernels.sh $(BUILD)
 
 # The README's two commands in fresh minimal Debian 12 and 13 chroots

@@ -10,7 +10,8 @@
 # node 1, and the local-node option from a thread on CPU 1 and for an SQPOLL
 # thread on CPU 1, all on node 1 per move_pages; hugering-diag --json shows
 # both nodes' pools.  (Debian's cloud kernel has CONFIG_NUMA and ACPI SRAT.)
-# Usage: check-kernels.sh BUILD_DIR   (needs BUILD_DIR/libhugering.a)
+# Usage: check-kernels.sh BUILD_DIR   (needs BUILD_DIR/libhugering.a and
+# BUILD_DIR/tools/diag/model-lib.o, the diag model the tool links)
 # Serial logs stay in BUILD_DIR/kernels/*.log.
 set -uo pipefail
 build=${1:?usage: check-kernels.sh BUILD_DIR}
@@ -97,8 +98,8 @@ build_initramfs() {
 	# The diag for the NUMA boot's view of both nodes' pools.
 	mkdir -p "$root/bin"
 	cc -std=gnu11 -O2 -static -I"$top/include" -o "$root/bin/hugering-diag" \
-		"$top/tools/hugering-diag.c" "$top/tools/diag/setup.c" "$build/libhugering.a" \
-		-luring -lpthread 2>"$work/cc.log" ||
+		"$top/tools/hugering-diag.c" "$top/tools/diag/setup.c" \
+		"$build/tools/diag/model-lib.o" -luring -lpthread 2>"$work/cc.log" ||
 		die "building the static hugering-diag failed: $(head -n3 "$work/cc.log")"
 	(cd "$root" && find . | cpio -o -H newc --quiet | gzip -1) > "$work/initramfs.gz"
 }
