@@ -7,7 +7,7 @@
 set -euo pipefail
 
 # Bottom first.  A new file must be placed here.
-LAYERS=(sys error util hugepage pagemap region arena layout probe iopoll ring bufring diag version)
+LAYERS=(sys error util hugepage pagemap region arena layout probe iopoll ring bufring bufpool regbuf diag version)
 
 build=${1:?usage: check-layers.sh BUILD}
 top=$(cd "$(dirname "$0")/.." && pwd)
