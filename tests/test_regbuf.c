@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "helpers.h"
+#include "persona.h"
 
 TestSuite(regbuf, .init = th_init, .fini = th_fini, .timeout = 120);
 
@@ -609,6 +610,69 @@ Test(regbuf, clone_shares_without_second_charge)
 	cr_assert_eq(hugering_unregister_buffers(&b), 0);
 	cr_assert_eq(hugering_unregister_buffers(&a), 0);
 	close(fd);
+	hugering_queue_exit(&a);
+	hugering_queue_exit(&b);
+	hugering_bufpool_destroy(p);
+}
+
+/*
+ * A kernel without IORING_REGISTER_CLONE_BUFFERS (the 6.6 persona answers
+ * -EINVAL, as 6.6 does for an unknown opcode): the buffers are registered
+ * on the second ring again, the repeated charge reported and seen in VmPin.
+ */
+Test(regbuf, clone_falls_back_to_registering_again)
+{
+	struct hugering_bufpool_info in;
+	struct hugering_reg_charge c, first;
+	struct hugering_bufpool *p;
+	struct io_uring a, b, plain;
+	struct iovec iov;
+	char path[64];
+	uint64_t pin0;
+	int fd;
+
+	th_need_pool(SZ_2M, 4);
+	persona_install(PERSONA_6_6);
+	ring_up(&a);
+	ring_up(&b);
+	p = pool_up(NFIX, FIXSZ, 0, &in);
+	cr_assert_eq(in.page_size, SZ_2M, "%s", in.fallback_reason);
+	cr_assert_eq(hugering_register_buffers(&a, p, NULL, 0, &first), 0, "%s",
+		     hugering_last_error());
+	fd = direct_file(path, NFIX * FIXSZ);
+	for (unsigned i = 0; i < NFIX; i++) {
+		unsigned char *buf = hugering_bufpool_buf(p, i);
+
+		for (size_t k = 0; k < FIXSZ; k++)
+			buf[k] = pattern(i * FIXSZ + k + 3);
+		rw_fixed(&a, true, fd, buf, i, (off_t)(i * FIXSZ));
+		memset(buf, 0, FIXSZ);
+	}
+	pin0 = vm_pin();
+	memset(&c, 0xff, sizeof(c));
+	cr_assert_eq(hugering_clone_buffers(&b, &a, &c), 0, "%s", hugering_last_error());
+	cr_assert_geq(persona_refused(), 1);
+	cr_assert_eq(c.cloned, 0);
+	cr_assert_eq(c.charge_bytes, first.charge_bytes);
+	cr_assert_eq(vm_pin() - pin0, c.charge_bytes, "the repeated charge is not what VmPin shows");
+	for (unsigned i = 0; i < NFIX; i++)
+		rw_fixed(&b, false, fd, hugering_bufpool_buf(p, i), i, (off_t)(i * FIXSZ));
+	for (unsigned i = 0; i < NFIX; i++) {
+		const unsigned char *buf = hugering_bufpool_buf(p, i);
+
+		for (size_t k = 0; k < FIXSZ; k++)
+			cr_assert_eq(buf[k], pattern(i * FIXSZ + k + 3), "block %u byte %zu", i, k);
+	}
+	/* Buffers registered behind hugering's back: nothing to register again. */
+	ring_up(&plain);
+	cr_assert_eq(hugering_unregister_buffers(&a), 0);
+	iov = (struct iovec){ hugering_bufpool_buf(p, 0), FIXSZ };
+	cr_assert_eq(io_uring_register_buffers(&a, &iov, 1), 0);
+	cr_assert_eq(hugering_clone_buffers(&plain, &a, &c), -EINVAL);
+	cr_assert_not_null(strstr(hugering_last_error(), "nothing to register again"), "%s",
+			   hugering_last_error());
+	close(fd);
+	hugering_queue_exit(&plain);
 	hugering_queue_exit(&a);
 	hugering_queue_exit(&b);
 	hugering_bufpool_destroy(p);
