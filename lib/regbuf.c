@@ -208,7 +208,8 @@ static int predict(const struct iovec *iov, unsigned nr, size_t known,
 		free(w.heads);
 		return ret;
 	}
-	qsort(w.heads, w.nheads, sizeof(*w.heads), cmp_head);
+	if (w.nheads)
+		qsort(w.heads, w.nheads, sizeof(*w.heads), cmp_head);
 	out->pages = (unsigned)w.base_pages;
 	out->charge_bytes = w.base_pages * HR_BASE_PAGE;
 	for (size_t i = 0; i < w.nheads; i++) {
