@@ -620,15 +620,28 @@ struct hugering_reg_charge {
 };
 
 /*
- * Predict registering @pool's buffers (one entry per buffer) or @nr caller
- * @iov (exactly one of the two).  -EINVAL for empty or oversized buffers
+ * Table layout.  Default: a pool registers one entry per buffer (entry i is
+ * buffer i), caller iovecs one entry each.  HUGERING_REG_SPANS: a pool
+ * registers runs of whole pages of at most 1 GiB holding whole buffers
+ * (buffer i is in entry hugering_bufpool_reg_index(); for pools of more
+ * than 16384 buffers), caller iovecs over 1 GiB are split into 1 GiB
+ * pieces (consecutive entries).  Runs of hugepages are coalesced by the
+ * kernel on 6.12+ (one bvec per folio).
+ */
+#define HUGERING_REG_SPANS	(1u << 0)
+
+/*
+ * Predict registering @pool's buffers or @nr caller @iov (exactly one of
+ * the two), laid out by @flags.  -EINVAL for empty or oversized buffers
  * (0 or > 1 GiB each, > 16384 entries: the kernel's limits); -EFAULT for
  * unmapped memory.
  */
 int hugering_register_charge(const struct hugering_bufpool *pool, const struct iovec *iov,
-			     unsigned nr, struct hugering_reg_charge *out);
+			     unsigned nr, unsigned flags, struct hugering_reg_charge *out);
+/* The table entry of buffer @i registered with @flags; -EINVAL out of range. */
+int hugering_bufpool_reg_index(const struct hugering_bufpool *p, unsigned i, unsigned flags);
 /*
- * io_uring_register_buffers() of @pool (entry i = buffer i) or @iov, after
+ * io_uring_register_buffers() of @pool or @iov, laid out by @flags, after
  * the prediction above: -ENOMEM, with the limit and the predicted bytes in
  * hugering_last_error(), where the kernel would refuse it.  @out (may be
  * NULL) gets the prediction.  Sparse tables and tagged updates: use
@@ -636,7 +649,7 @@ int hugering_register_charge(const struct hugering_bufpool *pool, const struct i
  * directly; hugering_register_charge() predicts their cost.
  */
 int hugering_register_buffers(struct io_uring *ring, const struct hugering_bufpool *pool,
-			      const struct iovec *iov, unsigned nr,
+			      const struct iovec *iov, unsigned nr, unsigned flags,
 			      struct hugering_reg_charge *out);
 /* io_uring_unregister_buffers(), and forget what hugering_register_buffers() recorded. */
 int hugering_unregister_buffers(struct io_uring *ring);

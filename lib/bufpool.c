@@ -274,3 +274,49 @@ int hugering_bufpool_fill(const struct hugering_bufpool *p, struct io_uring_buf_
 {
 	return HR_PUBLIC(bufpool_fill(p, br, nentries));
 }
+
+/*
+ * HUGERING_REG_SPANS: the pool as runs of whole pages (whole buffers when
+ * a buffer is larger than a page), each at most 1 GiB (the kernel's limit
+ * for one fixed buffer).  Buffers never cross a span: spans are whole
+ * units and buffers never cross a unit.
+ */
+static size_t span_bytes(const struct hugering_bufpool *p)
+{
+	size_t unit = p->per_page ? p->page_size : p->stride;
+
+	return (HUGERING_BUFPOOL_MAX_SIZE / unit) * unit;
+}
+
+int hr_bufpool_spans(const struct hugering_bufpool *p, struct iovec *iov, unsigned max)
+{
+	size_t span = span_bytes(p), n = (p->mem_bytes + span - 1) / span;
+
+	if (!iov)
+		return (int)n;
+	if (max < n)
+		return -ENOSPC;
+	for (size_t k = 0; k < n; k++) {
+		size_t off = k * span;
+
+		iov[k].iov_base = p->mem + off;
+		iov[k].iov_len = p->mem_bytes - off < span ? p->mem_bytes - off : span;
+	}
+	return (int)n;
+}
+
+static int reg_index(const struct hugering_bufpool *p, unsigned i, unsigned flags)
+{
+	if (!p || i >= p->count || (flags & ~HUGERING_REG_SPANS)) {
+		hr_set_error("no buffer %u in this pool, or unknown flags %#x", i, flags);
+		return -EINVAL;
+	}
+	if (!(flags & HUGERING_REG_SPANS))
+		return (int)i;
+	return (int)(buf_off(p, i) / span_bytes(p));
+}
+
+int hugering_bufpool_reg_index(const struct hugering_bufpool *p, unsigned i, unsigned flags)
+{
+	return HR_PUBLIC(reg_index(p, i, flags));
+}

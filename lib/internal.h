@@ -186,6 +186,8 @@ extern const struct hr_ring_hooks *hr_ring_hooks;
 void *hr_bufpool_buf(const struct hugering_bufpool *p, unsigned i);
 int hr_bufpool_info(const struct hugering_bufpool *p, struct hugering_bufpool_info *out);
 int hr_bufpool_iovecs(const struct hugering_bufpool *p, struct iovec *iov, unsigned max);
+/* The pool as HUGERING_REG_SPANS entries; with @iov NULL, how many. */
+int hr_bufpool_spans(const struct hugering_bufpool *p, struct iovec *iov, unsigned max);
 
 /* arena.c: fork handlers, run by ring.c's (default arena lock first). */
 void hr_arena_fork_prepare(void);

@@ -223,44 +223,84 @@ static int predict(const struct iovec *iov, unsigned nr, size_t known,
 	return 0;
 }
 
-/* @pool's iovecs (malloc'd, into *@iov) or the caller's; the pool's page size in *@known. */
+/* @uiov with every iovec over 1 GiB split into 1 GiB pieces (malloc'd), in *@iov. */
+static int split(const struct iovec *uiov, unsigned nr, struct iovec **iov, unsigned *n)
+{
+	size_t total = 0, k = 0;
+
+	if (!uiov || !nr || nr > MAX_ENTRIES)
+		return check_iovecs(uiov, nr);
+	for (unsigned i = 0; i < nr; i++)
+		total += uiov[i].iov_len ? (uiov[i].iov_len + MAX_BUF - 1) / MAX_BUF : 1;
+	if (total > MAX_ENTRIES) {
+		hr_set_error("%zu entries after splitting at 1 GiB: a table holds %u", total,
+			     MAX_ENTRIES);
+		return -EINVAL;
+	}
+	*iov = calloc(total, sizeof(**iov));
+	if (!*iov)
+		return -ENOMEM;
+	for (unsigned i = 0; i < nr; i++) {
+		size_t off = 0;
+
+		do {
+			size_t len = uiov[i].iov_len - off;
+
+			(*iov)[k].iov_base = (char *)uiov[i].iov_base + off;
+			(*iov)[k++].iov_len = len < MAX_BUF ? len : MAX_BUF;
+			off += MAX_BUF;
+		} while (off < uiov[i].iov_len);
+	}
+	*n = (unsigned)total;
+	return 0;
+}
+
+/*
+ * The entries to register: @pool's buffers or spans, or the caller's
+ * iovecs (split with SPANS); malloc'd into *@iov unless they are @uiov
+ * as given.  *@known: the pool's page size.
+ */
 static int source(const struct hugering_bufpool *pool, const struct iovec *uiov, unsigned nr,
-		  struct iovec **iov, unsigned *n, size_t *known)
+		  unsigned flags, struct iovec **iov, unsigned *n, size_t *known)
 {
 	struct hugering_bufpool_info pi;
+	bool spans = flags & HUGERING_REG_SPANS;
 	int ret;
 
 	*iov = NULL;
 	*known = 0;
-	if (!pool == !uiov) {
-		hr_set_error("pass a buffer pool or iovecs, exactly one of them");
+	if (!pool == !uiov || (flags & ~HUGERING_REG_SPANS)) {
+		hr_set_error("pass a buffer pool or iovecs, exactly one of them, and only "
+			     "HUGERING_REG_SPANS in flags");
 		return -EINVAL;
 	}
 	if (!pool) {
 		*n = nr;
-		return 0;
+		return spans ? split(uiov, nr, iov, n) : 0;
 	}
 	hr_bufpool_info(pool, &pi);
-	if (pi.count > MAX_ENTRIES) {
-		hr_set_error("a pool of %u buffers does not fit a table of %u entries", pi.count,
-			     MAX_ENTRIES);
+	ret = spans ? hr_bufpool_spans(pool, NULL, 0) : (int)pi.count;
+	if ((unsigned)ret > MAX_ENTRIES) {
+		hr_set_error("a pool of %u buffers does not fit a table of %u entries: "
+			     "register it with HUGERING_REG_SPANS", pi.count, MAX_ENTRIES);
 		return -EINVAL;
 	}
-	*iov = calloc(pi.count, sizeof(**iov));
+	*n = (unsigned)ret;
+	*iov = calloc(*n, sizeof(**iov));
 	if (!*iov)
 		return -ENOMEM;
-	ret = hr_bufpool_iovecs(pool, *iov, pi.count);
+	ret = spans ? hr_bufpool_spans(pool, *iov, *n) : hr_bufpool_iovecs(pool, *iov, *n);
 	if (ret < 0) {
 		free(*iov);
+		*iov = NULL;
 		return ret;
 	}
-	*n = pi.count;
 	*known = pi.page_size;
 	return 0;
 }
 
 static int register_charge(const struct hugering_bufpool *pool, const struct iovec *uiov,
-			   unsigned nr, struct hugering_reg_charge *out)
+			   unsigned nr, unsigned flags, struct hugering_reg_charge *out)
 {
 	struct iovec *iov;
 	size_t known;
@@ -268,7 +308,7 @@ static int register_charge(const struct hugering_bufpool *pool, const struct iov
 
 	if (!out)
 		return -EINVAL;
-	ret = source(pool, uiov, nr, &iov, &nr, &known);
+	ret = source(pool, uiov, nr, flags, &iov, &nr, &known);
 	if (ret)
 		return ret;
 	ret = predict(iov ? iov : uiov, nr, known, out);
@@ -277,9 +317,9 @@ static int register_charge(const struct hugering_bufpool *pool, const struct iov
 }
 
 int hugering_register_charge(const struct hugering_bufpool *pool, const struct iovec *iov,
-			     unsigned nr, struct hugering_reg_charge *out)
+			     unsigned nr, unsigned flags, struct hugering_reg_charge *out)
 {
-	return HR_PUBLIC(register_charge(pool, iov, nr, out));
+	return HR_PUBLIC(register_charge(pool, iov, nr, flags, out));
 }
 
 /* ------------------------------------------------------------------ */
@@ -379,7 +419,8 @@ static int register_iovecs(struct io_uring *ring, const struct iovec *iov, unsig
 }
 
 static int register_buffers(struct io_uring *ring, const struct hugering_bufpool *pool,
-			    const struct iovec *uiov, unsigned nr, struct hugering_reg_charge *out)
+			    const struct iovec *uiov, unsigned nr, unsigned flags,
+			    struct hugering_reg_charge *out)
 {
 	struct hugering_reg_charge c;
 	struct iovec *iov;
@@ -390,7 +431,7 @@ static int register_buffers(struct io_uring *ring, const struct hugering_bufpool
 		hr_set_error("NULL ring");
 		return -EINVAL;
 	}
-	ret = source(pool, uiov, nr, &iov, &nr, &known);
+	ret = source(pool, uiov, nr, flags, &iov, &nr, &known);
 	if (ret)
 		return ret;
 	ret = register_iovecs(ring, iov ? iov : uiov, nr, known, &c);
@@ -401,10 +442,10 @@ static int register_buffers(struct io_uring *ring, const struct hugering_bufpool
 }
 
 int hugering_register_buffers(struct io_uring *ring, const struct hugering_bufpool *pool,
-			      const struct iovec *iov, unsigned nr,
+			      const struct iovec *iov, unsigned nr, unsigned flags,
 			      struct hugering_reg_charge *out)
 {
-	return HR_PUBLIC(register_buffers(ring, pool, iov, nr, out));
+	return HR_PUBLIC(register_buffers(ring, pool, iov, nr, flags, out));
 }
 
 static int unregister_buffers(struct io_uring *ring)

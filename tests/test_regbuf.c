@@ -186,22 +186,22 @@ Test(regbuf, bad_input_is_einval)
 
 	ring_up(&ring);
 	mem = hugering_bufpool_buf(p, 0);
-	cr_assert_eq(hugering_register_buffers(NULL, p, NULL, 0, &c), -EINVAL);
-	cr_assert_eq(hugering_register_buffers(&ring, NULL, NULL, 0, &c), -EINVAL);
+	cr_assert_eq(hugering_register_buffers(NULL, p, NULL, 0, 0, &c), -EINVAL);
+	cr_assert_eq(hugering_register_buffers(&ring, NULL, NULL, 0, 0, &c), -EINVAL);
 	iov[0] = (struct iovec){ mem, 4096 };
-	cr_assert_eq(hugering_register_buffers(&ring, p, iov, 1, &c), -EINVAL);
-	cr_assert_eq(hugering_register_buffers(&ring, NULL, iov, 0, &c), -EINVAL);
-	cr_assert_eq(hugering_register_buffers(&ring, NULL, iov, 16385, &c), -EINVAL);
+	cr_assert_eq(hugering_register_buffers(&ring, p, iov, 1, 0, &c), -EINVAL);
+	cr_assert_eq(hugering_register_buffers(&ring, NULL, iov, 0, 0, &c), -EINVAL);
+	cr_assert_eq(hugering_register_buffers(&ring, NULL, iov, 16385, 0, &c), -EINVAL);
 	iov[0] = (struct iovec){ mem, 0 };
-	cr_assert_eq(hugering_register_buffers(&ring, NULL, iov, 1, &c), -EINVAL);
+	cr_assert_eq(hugering_register_buffers(&ring, NULL, iov, 1, 0, &c), -EINVAL);
 	iov[0] = (struct iovec){ mem, (1UL << 30) + 1 };
-	cr_assert_eq(hugering_register_buffers(&ring, NULL, iov, 1, &c), -EINVAL);
+	cr_assert_eq(hugering_register_buffers(&ring, NULL, iov, 1, 0, &c), -EINVAL);
 	iov[0] = (struct iovec){ NULL, 4096 };
-	cr_assert_eq(hugering_register_buffers(&ring, NULL, iov, 1, &c), -EINVAL);
+	cr_assert_eq(hugering_register_buffers(&ring, NULL, iov, 1, 0, &c), -EINVAL);
 	iov[0] = (struct iovec){ (void *)(UINTPTR_MAX - 10), 4096 };
-	cr_assert_eq(hugering_register_buffers(&ring, NULL, iov, 1, &c), -EINVAL);
+	cr_assert_eq(hugering_register_buffers(&ring, NULL, iov, 1, 0, &c), -EINVAL);
 	cr_assert_str_not_empty(hugering_last_error());
-	cr_assert_eq(hugering_register_charge(p, NULL, 0, NULL), -EINVAL);
+	cr_assert_eq(hugering_register_charge(p, NULL, 0, 0, NULL), -EINVAL);
 	/* Unmapped memory: -EFAULT from the prediction, before the kernel. */
 	{
 		char *hole = mmap(NULL, 8192, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -209,7 +209,7 @@ Test(regbuf, bad_input_is_einval)
 		cr_assert_neq(hole, MAP_FAILED);
 		munmap(hole, 8192);
 		iov[0] = (struct iovec){ hole, 4096 };
-		cr_assert_eq(hugering_register_charge(NULL, iov, 1, &c), -EFAULT);
+		cr_assert_eq(hugering_register_charge(NULL, iov, 1, 0, &c), -EFAULT);
 	}
 	cr_assert_eq(hugering_clone_buffers(&ring, &ring, &c), -EINVAL);
 	cr_assert_eq(hugering_clone_buffers(NULL, &ring, &c), -EINVAL);
@@ -406,7 +406,7 @@ Test(regbuf, read_write_fixed_odirect)
 	p = pool_up(NFIX, FIXSZ, 0, &in);
 	cr_assert_eq(in.page_size, SZ_2M, "%s", in.fallback_reason);
 	cr_assert_eq(in.pages, 1);
-	cr_assert_eq(hugering_register_charge(p, NULL, 0, &c), 0, "%s", hugering_last_error());
+	cr_assert_eq(hugering_register_charge(p, NULL, 0, 0, &c), 0, "%s", hugering_last_error());
 	/* 16 x 64 KiB in one 2 MiB page: that page, charged once, in full. */
 	cr_assert_eq(c.entries, NFIX);
 	cr_assert_eq(c.buffer_bytes, NFIX * FIXSZ);
@@ -415,7 +415,7 @@ Test(regbuf, read_write_fixed_odirect)
 	cr_assert_eq(c.page_size, SZ_2M);
 	cr_assert_eq(c.exact, 1);
 	pin0 = vm_pin();
-	cr_assert_eq(hugering_register_buffers(&ring, p, NULL, 0, &c2), 0, "%s",
+	cr_assert_eq(hugering_register_buffers(&ring, p, NULL, 0, 0, &c2), 0, "%s",
 		     hugering_last_error());
 	pin1 = vm_pin();
 	cr_assert_eq(c2.charge_bytes, c.charge_bytes);
@@ -467,14 +467,14 @@ Test(regbuf, base_pages_charge_per_page)
 	iov[0] = (struct iovec){ m, 6000 };		/* pages 0, 1 */
 	iov[1] = (struct iovec){ m + 6000, 100 };	/* page 1 again */
 	iov[2] = (struct iovec){ m + 16 * KiB, 32 * KiB };	/* 8 pages */
-	cr_assert_eq(hugering_register_charge(NULL, iov, 3, &c), 0, "%s", hugering_last_error());
+	cr_assert_eq(hugering_register_charge(NULL, iov, 3, 0, &c), 0, "%s", hugering_last_error());
 	cr_assert_eq(c.pages, 11);
 	cr_assert_eq(c.charge_bytes, 11 * 4096);
 	cr_assert_eq(c.page_size, 4096);
 	cr_assert_eq(c.exact, 1);
 	ring_up(&ring);
 	pin0 = vm_pin();
-	cr_assert_eq(hugering_register_buffers(&ring, NULL, iov, 3, NULL), 0, "%s",
+	cr_assert_eq(hugering_register_buffers(&ring, NULL, iov, 3, 0, NULL), 0, "%s",
 		     hugering_last_error());
 	cr_assert_eq(vm_pin() - pin0, c.charge_bytes);
 	cr_assert_eq(hugering_unregister_buffers(&ring), 0);
@@ -517,7 +517,7 @@ Test(regbuf, memlock_limit_refused_with_figure)
 	cr_assert_eq(in.page_size, SZ_2M, "%s", in.fallback_reason);
 	pin0 = vm_pin();
 	memset(&c, 0xff, sizeof(c));
-	cr_assert_eq(hugering_register_buffers(&ring, big, NULL, 0, &c), -ENOMEM);
+	cr_assert_eq(hugering_register_buffers(&ring, big, NULL, 0, 0, &c), -ENOMEM);
 	cr_assert_eq(c.charge_bytes, SZ_2M);
 	cr_assert_eq(c.limit, MiB);
 	cr_assert_eq(c.cap_ipc_lock, 0);
@@ -536,12 +536,12 @@ Test(regbuf, memlock_limit_refused_with_figure)
 	}
 	/* 16 x 4 KiB in base pages: 64 KiB, under the limit. */
 	small = pool_up(16, 4096, 4096, &in);
-	cr_assert_eq(hugering_register_charge(small, NULL, 0, &c), 0);
+	cr_assert_eq(hugering_register_charge(small, NULL, 0, 0, &c), 0);
 	cr_assert_eq(c.charge_bytes, 64 * KiB);
 	cr_assert_eq(c.fits, 1);
 	/* Rings of earlier tests may hold this user's charge a moment longer. */
 	for (int i = 0; i < 40; i++) {
-		ret = hugering_register_buffers(&ring, small, NULL, 0, &c);
+		ret = hugering_register_buffers(&ring, small, NULL, 0, 0, &c);
 		if (ret != -ENOMEM || !c.fits)
 			break;
 		usleep(50000);
@@ -573,7 +573,7 @@ Test(regbuf, clone_shares_without_second_charge)
 	ring_up(&b);
 	p = pool_up(NFIX, FIXSZ, 0, &in);
 	cr_assert_eq(in.page_size, SZ_2M, "%s", in.fallback_reason);
-	cr_assert_eq(hugering_register_buffers(&a, p, NULL, 0, &c), 0, "%s",
+	cr_assert_eq(hugering_register_buffers(&a, p, NULL, 0, 0, &c), 0, "%s",
 		     hugering_last_error());
 	/* Data written through ring a's table ... */
 	fd = direct_file(path, NFIX * FIXSZ);
@@ -637,7 +637,7 @@ Test(regbuf, clone_falls_back_to_registering_again)
 	ring_up(&b);
 	p = pool_up(NFIX, FIXSZ, 0, &in);
 	cr_assert_eq(in.page_size, SZ_2M, "%s", in.fallback_reason);
-	cr_assert_eq(hugering_register_buffers(&a, p, NULL, 0, &first), 0, "%s",
+	cr_assert_eq(hugering_register_buffers(&a, p, NULL, 0, 0, &first), 0, "%s",
 		     hugering_last_error());
 	fd = direct_file(path, NFIX * FIXSZ);
 	for (unsigned i = 0; i < NFIX; i++) {
@@ -676,4 +676,82 @@ Test(regbuf, clone_falls_back_to_registering_again)
 	hugering_queue_exit(&a);
 	hugering_queue_exit(&b);
 	hugering_bufpool_destroy(p);
+}
+
+/*
+ * HUGERING_REG_SPANS: a pool of more buffers than a table holds registers
+ * as runs of whole pages; a fixed read through the span's entry lands in
+ * the buffer.  Caller iovecs over 1 GiB split into 1 GiB entries.
+ */
+Test(regbuf, spans_register_large_pools_and_split_iovecs)
+{
+	struct hugering_bufpool_opts o = { .align = 64 };
+	struct hugering_bufpool_info in;
+	struct hugering_reg_charge c;
+	struct io_uring_sqe *sqe;
+	struct io_uring_cqe *cqe;
+	struct hugering_bufpool *p;
+	struct io_uring ring;
+	struct iovec iov;
+	char path[] = "/tmp/hugering-spans-XXXXXX", msg[64];
+	unsigned char *b;
+	size_t big = (1UL << 30) + 8192;
+	char *m;
+	int fd, idx;
+
+	th_need_pool(SZ_2M, 4);
+	cr_assert_eq(hugering_bufpool_create(20000, 64, &o, &p), 0, "%s", hugering_last_error());
+	cr_assert_eq(hugering_bufpool_info(p, &in), 0);
+	cr_assert_eq(in.page_size, SZ_2M, "%s", in.fallback_reason);
+	cr_assert_eq(in.stride, 64);
+	cr_assert_eq(in.pages, 1);
+	ring_up(&ring);
+	cr_assert_eq(hugering_register_buffers(&ring, p, NULL, 0, 0, &c), -EINVAL);
+	cr_assert_not_null(strstr(hugering_last_error(), "HUGERING_REG_SPANS"), "%s",
+			   hugering_last_error());
+	cr_assert_eq(hugering_register_buffers(&ring, p, NULL, 0, 1u << 7, &c), -EINVAL);
+	cr_assert_eq(hugering_register_buffers(&ring, p, NULL, 0, HUGERING_REG_SPANS, &c), 0,
+		     "%s", hugering_last_error());
+	cr_assert_eq(c.entries, 1);
+	cr_assert_eq(c.buffer_bytes, SZ_2M);
+	cr_assert_eq(c.charge_bytes, SZ_2M);
+	idx = hugering_bufpool_reg_index(p, 19999, HUGERING_REG_SPANS);
+	cr_assert_eq(idx, 0);
+	cr_assert_eq(hugering_bufpool_reg_index(p, 19999, 0), 19999);
+	cr_assert_eq(hugering_bufpool_reg_index(p, 20000, 0), -EINVAL);
+	cr_assert_eq(hugering_bufpool_reg_index(NULL, 0, 0), -EINVAL);
+
+	fd = mkstemp(path);
+	cr_assert_geq(fd, 0);
+	unlink(path);
+	for (size_t k = 0; k < sizeof(msg); k++)
+		msg[k] = (char)pattern(k + 99);
+	cr_assert_eq(write(fd, msg, sizeof(msg)), (ssize_t)sizeof(msg));
+	b = hugering_bufpool_buf(p, 19999);
+	sqe = io_uring_get_sqe(&ring);
+	io_uring_prep_read_fixed(sqe, fd, b, 64, 0, idx);
+	cr_assert_eq(io_uring_submit_and_wait(&ring, 1), 1);
+	cr_assert_eq(io_uring_wait_cqe(&ring, &cqe), 0);
+	cr_assert_eq(cqe->res, 64, "READ_FIXED through the span: %d", cqe->res);
+	io_uring_cqe_seen(&ring, cqe);
+	cr_assert_eq(memcmp(b, msg, 64), 0);
+	cr_assert_eq(hugering_unregister_buffers(&ring), 0);
+	close(fd);
+	hugering_queue_exit(&ring);
+	hugering_bufpool_destroy(p);
+
+	/* 1 GiB + 8 KiB of caller memory: two entries with SPANS, refused without. */
+	m = mmap(NULL, big, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+		 -1, 0);
+	cr_assert_neq(m, MAP_FAILED);
+	madvise(m, big, MADV_NOHUGEPAGE);
+	iov = (struct iovec){ m, big };
+	cr_assert_eq(hugering_register_charge(NULL, &iov, 1, 0, &c), -EINVAL);
+	cr_assert_eq(hugering_register_charge(NULL, &iov, 1, HUGERING_REG_SPANS, &c), 0, "%s",
+		     hugering_last_error());
+	cr_assert_eq(c.entries, 2);
+	cr_assert_eq(c.buffer_bytes, big);
+	cr_assert_eq(c.charge_bytes, big);
+	cr_assert_eq(c.pages, big / 4096);
+	munmap(m, big);
 }
