@@ -130,8 +130,10 @@ static int bufpool_create(unsigned count, size_t size, const struct hugering_buf
 	if (ps > HR_BASE_PAGE) {
 		lay_out(p, align, ps);
 		ret = alloc_pages(p, ps, node);
-		if (ret && ret != -ENOMEM && ret != -EPERM)
+		if (ret && ret != -ENOMEM && ret != -EPERM) {
+			hr_set_error("buffer pool of %zu bytes: %s", p->mem_bytes, strerror(-ret));
 			goto fail;
+		}
 		if (ret && (o.flags & HUGERING_BUFPOOL_NO_FALLBACK)) {
 			hr_explain_no_hugepages(ps, node, p->mem_bytes, p->reason, sizeof(p->reason));
 			hr_set_error("buffer pool of %zu bytes: %s", p->mem_bytes, p->reason);

@@ -755,3 +755,41 @@ Test(regbuf, spans_register_large_pools_and_split_iovecs)
 	cr_assert_eq(c.pages, big / 4096);
 	munmap(m, big);
 }
+
+/*
+ * One 4 KiB buffer in a 1 GiB page is charged 1 GiB: predicted, and then
+ * either registered with VmPin growing by exactly that (within the limit,
+ * or CAP_IPC_LOCK) or refused with the figure.
+ */
+Test(regbuf, one_gib_page_charges_one_gib)
+{
+	struct hugering_bufpool_info in;
+	struct hugering_reg_charge c;
+	struct hugering_bufpool *p;
+	struct io_uring ring;
+	uint64_t pin0;
+	int ret;
+
+	th_need_pool(SZ_1G, 1);
+	p = pool_up(1, 4096, SZ_1G, &in);
+	cr_assert_eq(in.page_size, SZ_1G, "%s", in.fallback_reason);
+	cr_assert_eq(hugering_register_charge(p, NULL, 0, 0, &c), 0, "%s", hugering_last_error());
+	cr_assert_eq(c.buffer_bytes, 4096);
+	cr_assert_eq(c.charge_bytes, SZ_1G);
+	cr_assert_eq(c.pages, 1);
+	ring_up(&ring);
+	pin0 = vm_pin();
+	ret = hugering_register_buffers(&ring, p, NULL, 0, 0, &c);
+	if (c.fits) {
+		cr_assert_eq(ret, 0, "%s", hugering_last_error());
+		cr_assert_eq(vm_pin() - pin0, SZ_1G);
+		cr_assert_eq(hugering_unregister_buffers(&ring), 0);
+	} else {
+		cr_assert_eq(ret, -ENOMEM);
+		cr_assert_not_null(strstr(hugering_last_error(), "1073741824"), "%s",
+				   hugering_last_error());
+		cr_assert_eq(vm_pin(), pin0);
+	}
+	hugering_queue_exit(&ring);
+	hugering_bufpool_destroy(p);
+}
