@@ -571,6 +571,138 @@ int hugering_buf_ring_info(const struct io_uring *ring, int bgid,
 			   struct hugering_buf_ring_info *out);
 
 /* ------------------------------------------------------------------ */
+/* Buffer pools and registered (fixed) buffers                         */
+/* ------------------------------------------------------------------ */
+
+/*
+ * A buffer pool: @count buffers of @size bytes in hugepage memory (a region
+ * of its own, shared memory like ring memory).  A buffer never straddles a
+ * hugepage boundary unless @size is larger than a hugepage (then it starts
+ * on one).  Where the pool is short, base pages are used and the info says
+ * why (HUGERING_BUFPOOL_NO_FALLBACK: -ENOMEM instead).
+ */
+#define HUGERING_BUFPOOL_NO_FALLBACK	(1u << 0)
+/* numa_node names the node (0 is node 0); without it 0 means any. */
+#define HUGERING_BUFPOOL_NUMA_NODE	(1u << 1)
+#define HUGERING_BUFPOOL_FLAGS_ALL	(HUGERING_BUFPOOL_NO_FALLBACK | \
+					 HUGERING_BUFPOOL_NUMA_NODE)
+/* The largest buffer and pool: the kernel's limit for one fixed buffer; bids are 16 bits. */
+#define HUGERING_BUFPOOL_MAX_SIZE	(1UL << 30)
+#define HUGERING_BUFPOOL_MAX_COUNT	65536u
+
+struct hugering_bufpool_opts {
+	size_t page_size;	/* 0 = default hugepage size; 4096 = base pages */
+	size_t align;		/* buffer alignment, a power of two <= 4096;
+				 * 0 = the power of two >= size, at most 4096 */
+	int numa_node;		/* with HUGERING_BUFPOOL_NUMA_NODE; else 0 = any */
+	unsigned flags;		/* HUGERING_BUFPOOL_* */
+	unsigned resv[4];	/* must be zero */
+};
+
+struct hugering_bufpool_info {
+	void *mem;		/* the pool's memory; buffer 0 starts here */
+	size_t mem_bytes;	/* whole pages */
+	unsigned count;
+	size_t buf_size;
+	size_t stride;		/* distance between buffers within a page */
+	size_t page_size;	/* of the memory (4096 after a fallback) */
+	unsigned bufs_per_page;	/* 0 when a buffer is larger than a page */
+	unsigned pages;		/* pages of page_size holding buffers */
+	int fallback_errno;	/* 0, or why base pages were used */
+	const char *fallback_reason;	/* "" if none; valid while the pool lives */
+	uint64_t resv[8];	/* zeroed by the library: room for new fields */
+};
+
+struct hugering_bufpool;
+
+/* -EINVAL for 0 or > HUGERING_BUFPOOL_MAX_* buffers or bytes, bad opts (NULL = defaults). */
+int hugering_bufpool_create(unsigned count, size_t size, const struct hugering_bufpool_opts *o,
+			    struct hugering_bufpool **out);
+/* Registered buffers stay pinned by the kernel (safe) until unregistered. */
+void hugering_bufpool_destroy(struct hugering_bufpool *p);
+int hugering_bufpool_info(const struct hugering_bufpool *p, struct hugering_bufpool_info *out);
+/* Buffer @i's address; NULL when out of range. */
+void *hugering_bufpool_buf(const struct hugering_bufpool *p, unsigned i);
+/*
+ * One iovec per buffer, buffer i in @iov[i], for io_uring_register_buffers()
+ * or hugering_register_buffers().  Returns the count; -ENOSPC if @max is
+ * smaller (with @iov NULL: only the count).
+ */
+int hugering_bufpool_iovecs(const struct hugering_bufpool *p, struct iovec *iov, unsigned max);
+/*
+ * Add every buffer to a provided buffer ring of @nentries (buffer id i is
+ * buffer i) and advance its tail once.  Returns the count; -EINVAL when the
+ * ring is smaller than the pool.
+ */
+int hugering_bufpool_fill(const struct hugering_bufpool *p, struct io_uring_buf_ring *br,
+			  unsigned nentries);
+
+/*
+ * What registering buffers costs.  The kernel charges each compound page a
+ * registration pins at its full size, once per ring (a 4 KiB buffer in a
+ * 1 GiB page charges 1 GiB), each base page once per buffer that covers it,
+ * to RLIMIT_MEMLOCK (per user) unless CAP_IPC_LOCK, and to VmPin either way.
+ */
+struct hugering_reg_charge {
+	uint64_t charge_bytes;	/* predicted charge (and VmPin growth) */
+	uint64_t buffer_bytes;	/* sum of the buffers' lengths */
+	unsigned entries;	/* table entries the registration takes */
+	unsigned pages;		/* pages charged (each compound page once) */
+	size_t page_size;	/* largest page size seen */
+	int exact;		/* 0: transparent hugepages seen, charge is a lower bound */
+	int cap_ipc_lock;	/* 1: not charged against the limit */
+	uint64_t limit;		/* RLIMIT_MEMLOCK soft limit; UINT64_MAX = unlimited */
+	uint64_t pinned;	/* VmPin of this process now; UINT64_MAX = unknown */
+	int fits;		/* 1: within the limit (or not charged), 0: would be refused */
+	int cloned;		/* hugering_clone_buffers: 1 shared, 0 registered again */
+	uint64_t resv[8];	/* zeroed by the library: room for new fields */
+};
+
+/*
+ * Table layout.  Default: a pool registers one entry per buffer (entry i is
+ * buffer i), caller iovecs one entry each.  HUGERING_REG_SPANS: a pool
+ * registers runs of whole pages of at most 1 GiB holding whole buffers
+ * (buffer i is in entry hugering_bufpool_reg_index(); for pools of more
+ * than 16384 buffers), caller iovecs over 1 GiB are split into 1 GiB
+ * pieces (consecutive entries).  Runs of hugepages are coalesced by the
+ * kernel on 6.12+ (one bvec per folio).
+ */
+#define HUGERING_REG_SPANS	(1u << 0)
+
+/*
+ * Predict registering @pool's buffers or @nr caller @iov (exactly one of
+ * the two), laid out by @flags.  -EINVAL for empty or oversized buffers
+ * (0 or > 1 GiB each, > 16384 entries: the kernel's limits); -EFAULT for
+ * unmapped memory.
+ */
+int hugering_register_charge(const struct hugering_bufpool *pool, const struct iovec *iov,
+			     unsigned nr, unsigned flags, struct hugering_reg_charge *out);
+/* The table entry of buffer @i registered with @flags; -EINVAL out of range. */
+int hugering_bufpool_reg_index(const struct hugering_bufpool *p, unsigned i, unsigned flags);
+/*
+ * io_uring_register_buffers() of @pool or @iov, laid out by @flags, after
+ * the prediction above: -ENOMEM, with the limit and the predicted bytes in
+ * hugering_last_error(), where the kernel would refuse it.  @out (may be
+ * NULL) gets the prediction.  Sparse tables and tagged updates: use
+ * liburing's io_uring_register_buffers_sparse()/_tags()/_update_tag()
+ * directly; hugering_register_charge() predicts their cost.
+ */
+int hugering_register_buffers(struct io_uring *ring, const struct hugering_bufpool *pool,
+			      const struct iovec *iov, unsigned nr, unsigned flags,
+			      struct hugering_reg_charge *out);
+/* io_uring_unregister_buffers(), and forget what hugering_register_buffers() recorded. */
+int hugering_unregister_buffers(struct io_uring *ring);
+/*
+ * Give @dst the buffers registered on @src without charging them again
+ * (IORING_REGISTER_CLONE_BUFFERS, Linux 6.12).  Where the kernel lacks or
+ * refuses it (-EINVAL, -EOPNOTSUPP) and @src's buffers came from
+ * hugering_register_buffers(), they are registered on @dst again:
+ * @out->cloned is 0 and charge_bytes the repeated charge.
+ */
+int hugering_clone_buffers(struct io_uring *dst, struct io_uring *src,
+			   struct hugering_reg_charge *out);
+
+/* ------------------------------------------------------------------ */
 /* Polled I/O                                                          */
 /* ------------------------------------------------------------------ */
 

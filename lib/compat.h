@@ -41,6 +41,11 @@
 #define IORING_CQE_F_BUF_MORE (1U << 4)
 #endif
 
+/* Linux 6.12 (liburing 2.9 headers; an enum there): share registered buffers. */
+#ifndef IORING_REGISTER_CLONE_BUFFERS
+#define IORING_REGISTER_CLONE_BUFFERS 30
+#endif
+
 /*
  * io_uring_queue_exit() for a ring set up by io_uring_queue_init_mem() in
  * the caller's memory.  liburing 2.5 to 2.7 munmap the SQEs of every

@@ -250,6 +250,13 @@ struct hr_ring_hooks {
 };
 extern const struct hr_ring_hooks *hr_ring_hooks;
 
+/* bufpool.c */
+void *hr_bufpool_buf(const struct hugering_bufpool *p, unsigned i);
+int hr_bufpool_info(const struct hugering_bufpool *p, struct hugering_bufpool_info *out);
+int hr_bufpool_iovecs(const struct hugering_bufpool *p, struct iovec *iov, unsigned max);
+/* The pool as HUGERING_REG_SPANS entries; with @iov NULL, how many. */
+int hr_bufpool_spans(const struct hugering_bufpool *p, struct iovec *iov, unsigned max);
+
 /* arena.c: fork handlers, run by registry.c's (default arena lock first). */
 void hr_arena_fork_prepare(void);
 void hr_arena_fork_parent(void);
