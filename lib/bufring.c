@@ -159,8 +159,8 @@ static char *arena_reason(struct hugering_arena *a, int ret, size_t len)
 	char *why = NULL;
 
 	if (!a)
-		return hr_strf("no arena: %s", hugering_last_error()[0] ?
-			       hugering_last_error() : "no hugetlb in this kernel");
+		return hr_strf("no arena: %s", hr_last_error()[0] ?
+			       hr_last_error() : "no hugetlb in this kernel");
 	if (ret == -ENOMEM) {
 		hr_explain_no_hugepages(hr_arena_page_size(a), hr_arena_node(a), len, &why);
 		return why;
