@@ -217,6 +217,21 @@ static int in_arena(struct io_uring *ring, unsigned nentries, int bgid, unsigned
 	return 0;
 }
 
+/*
+ * Buffer ring flags older kernels refuse with -EINVAL (io_register_pbuf_ring):
+ * the field was padding before 6.4, IOU_PBUF_RING_INC came in 6.12.
+ */
+static const char *inc_hint(unsigned flags, int err)
+{
+	if (err != -EINVAL)
+		return "";
+	if (flags & IOU_PBUF_RING_INC)
+		return "; IOU_PBUF_RING_INC needs Linux 6.12";
+	if (flags)
+		return "; buffer ring flags need Linux 6.4 (IOU_PBUF_RING_MMAP)";
+	return "";
+}
+
 /* liburing's own buffer ring, because of @err (@why). */
 static int by_liburing(struct io_uring *ring, unsigned nentries, int bgid, unsigned flags,
 		       struct buf_rec *rec, int err, const char *why)
@@ -227,7 +242,8 @@ static int by_liburing(struct io_uring *ring, unsigned nentries, int bgid, unsig
 	if (!rec->br) {
 		if (ret == err)
 			hr_set_error("io_uring_setup_buf_ring: %s (the same with liburing's "
-				     "memory: the kernel refuses these parameters)", strerror(-ret));
+				     "memory: the kernel refuses these parameters%s)", strerror(-ret),
+				     inc_hint(flags, ret));
 		else
 			hr_set_error("io_uring_setup_buf_ring: %s; hugepage memory was not "
 				     "used: %s", strerror(-ret), why);
