@@ -199,6 +199,12 @@ static int in_arena(struct io_uring *ring, unsigned nentries, int bgid, unsigned
 	reg.ring_addr = (uintptr_t)rec->slot.addr;
 	reg.ring_entries = nentries;
 	reg.bgid = (uint16_t)bgid;
+	/*
+	 * In the registration itself: liburing 2.9 ORs its flags argument in
+	 * here, liburing 2.5 drops it, which would make IOU_PBUF_RING_INC a
+	 * silent no-op there.
+	 */
+	reg.flags = (uint16_t)flags;
 	ret = io_uring_register_buf_ring(ring, &reg, flags);
 	if (ret) {
 		/* A failed registration holds no pin when it returns. */
