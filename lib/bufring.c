@@ -300,12 +300,19 @@ static struct io_uring_buf_ring *setup_buf_ring(struct io_uring *ring, unsigned 
 	rec->info.flags = flags;
 	rec->info.mem_bytes = ring_bytes(nentries);
 	ret = in_arena(ring, nentries, bgid, flags, rec, &why);
-	/* bgid taken: the kernel's answer whatever the memory. */
-	if (ret && ret != -EEXIST)
+	/*
+	 * bgid taken, or flags this kernel does not know: the kernel's answer
+	 * whatever the memory (and liburing < 2.6 would drop the flags, making
+	 * its memory "work" without them).
+	 */
+	if (ret == -EEXIST)
+		hr_set_error("buffer group %d is already registered on this ring", bgid);
+	else if (ret == -EINVAL && flags)
+		hr_set_error("io_uring_register_buf_ring: %s (the kernel refuses these flags%s)",
+			     strerror(-ret), inc_hint(flags, ret));
+	else if (ret)
 		ret = by_liburing(ring, nentries, bgid, flags, rec, ret,
 				  why ? why : "out of memory for the reason");
-	else if (ret)
-		hr_set_error("buffer group %d is already registered on this ring", bgid);
 	free(why);
 	if (ret) {
 		rec_free(rec);

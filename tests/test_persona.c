@@ -446,8 +446,11 @@ static void buf_rings_on(enum persona p)
 	cr_assert_gt(persona_refused(), refused, "the persona did not refuse INC");
 	cr_assert_not_null(strstr(hugering_last_error(), "IOU_PBUF_RING_INC needs Linux 6.12"),
 			   "%s", hugering_last_error());
-	cr_assert_null(io_uring_setup_buf_ring(&ring, 64, 2, IOU_PBUF_RING_INC, &lerr));
-	cr_assert_eq(lerr, err, "liburing: %d, hugering: %d", lerr, err);
+	/* liburing before 2.9 here (2.5 checked) drops the flags: no INC to compare. */
+	if (!io_uring_check_version(2, 9)) {
+		cr_assert_null(io_uring_setup_buf_ring(&ring, 64, 2, IOU_PBUF_RING_INC, &lerr));
+		cr_assert_eq(lerr, err, "liburing: %d, hugering: %d", lerr, err);
+	}
 	cr_assert_eq(hugering_buf_ring_info(&ring, 2, &info), -ENOENT);
 	cr_assert_eq(hugering_arena_stats(hugering_default_arena(), &st), 0);
 	cr_assert_eq(st.rings_live, st0.rings_live);
