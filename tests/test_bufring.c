@@ -34,35 +34,6 @@ static unsigned char pattern(size_t i)
 	return (unsigned char)(i * 7 + (i >> 8) + (i >> 16));
 }
 
-struct sender {
-	int fd;
-	size_t total;
-};
-
-/* Writes the stream in chunks of 1..3000 bytes, so receives vary in size. */
-static void *send_all(void *arg)
-{
-	struct sender *s = arg;
-	unsigned char buf[3000];
-	size_t off = 0, n = 1;
-
-	while (off < s->total) {
-		size_t len = n % sizeof(buf) + 1;
-		ssize_t w;
-
-		if (len > s->total - off)
-			len = s->total - off;
-		for (size_t i = 0; i < len; i++)
-			buf[i] = pattern(off + i);
-		w = write(s->fd, buf, len);
-		if (w <= 0)
-			break;
-		off += (size_t)w;
-		n = n * 31 + 17;
-	}
-	shutdown(s->fd, SHUT_WR);
-	return NULL;
-}
 
 static void tcp_pair(int fds[2])
 {
@@ -174,7 +145,7 @@ static void ring_up(struct io_uring *ring)
 static void stream_test(int fds[2], unsigned flags)
 {
 	struct hugering_buf_ring_info info;
-	struct sender s = { .fd = fds[1], .total = TOTAL };
+	struct th_sender s = { .fd = fds[1], .total = TOTAL, .pattern = pattern };
 	struct io_uring_buf_ring *br;
 	struct io_uring ring;
 	pthread_t t;
@@ -193,7 +164,7 @@ static void stream_test(int fds[2], unsigned flags)
 	cr_assert_eq(info.mode, HUGERING_BUF_RING_HUGE, "fell back: %s", info.fallback_reason);
 	cr_assert_eq(info.flags, flags);
 	cr_assert_eq((void *)br, info.mem);
-	cr_assert_eq(pthread_create(&t, NULL, send_all, &s), 0);
+	cr_assert_eq(pthread_create(&t, NULL, th_send_all, &s), 0);
 	more = recv_stream(&ring, br, 7, fds[0], TOTAL, flags & IOU_PBUF_RING_INC);
 	pthread_join(t, NULL);
 	/* 4 KiB buffers, sends of at most 3000 bytes: INC must have shared buffers. */
@@ -476,7 +447,7 @@ Test(bufring, empty_pool_falls_back_to_liburing)
 {
 	struct hugering_buf_ring_info info;
 	struct io_uring_buf_ring *br;
-	struct sender s;
+	struct th_sender s;
 	struct th_hog hog;
 	struct io_uring ring;
 	pthread_t t;
@@ -494,8 +465,8 @@ Test(bufring, empty_pool_falls_back_to_liburing)
 	cr_assert_str_not_empty(info.fallback_reason);
 	cr_assert_eq(info.page_size, 4096);
 	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, fds), 0);
-	s = (struct sender){ .fd = fds[1], .total = TOTAL / 4 };
-	cr_assert_eq(pthread_create(&t, NULL, send_all, &s), 0);
+	s = (struct th_sender){ .fd = fds[1], .total = TOTAL / 4, .pattern = pattern };
+	cr_assert_eq(pthread_create(&t, NULL, th_send_all, &s), 0);
 	recv_stream(&ring, br, 2, fds[0], TOTAL / 4, false);
 	pthread_join(t, NULL);
 	cr_assert_eq(hugering_free_buf_ring(&ring, br, NBUFS, 2), 0);
