@@ -29,24 +29,52 @@ bool hr_resize_recycles(const struct io_uring_params *q, const struct hr_slot *s
 }
 
 /*
- * Move a DEFER_TASKRUN ring into a tiny throw-away region (Linux 6.13+):
+ * The throw-away region every resize_away shares, mapped once per process
+ * and never unmapped.  A fresh mapping per ring cost more than half of a
+ * large ring's create+destroy (perf: shmem fault and page zeroing inside
+ * the resize's pin, then munmap and inode eviction).  Sharing is safe: only
+ * dying rings ever use it, nobody reads it, and the kernel treats ring
+ * memory as untrusted user memory whatever other rings write there.  Each
+ * dying ring holds one pin until its teardown; pins are counted per page
+ * with a bias of 1024, so about two million rings would have to be dying at
+ * the same moment to matter.
+ */
+#define THROWAWAY_LEN (2 * HR_BASE_PAGE)
+
+static char *throwaway_region(void)
+{
+	static char *shared;
+	char *t = __atomic_load_n(&shared, __ATOMIC_ACQUIRE), *expected = NULL;
+	void *v;
+
+	if (t)
+		return t;
+	/* MAP_SHARED: a fork copies no pinned page, the child shares the junk */
+	if (hr_sys_mmap(NULL, THROWAWAY_LEN, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
+			-1, 0, &v))
+		return NULL;	/* not remembered: the next ring tries again */
+	memset(v, 0, THROWAWAY_LEN);	/* fault it in once, outside any pin */
+	if (__atomic_compare_exchange_n(&shared, &expected, v, false, __ATOMIC_ACQ_REL,
+					__ATOMIC_ACQUIRE))
+		return v;
+	hr_sys_munmap(v, THROWAWAY_LEN);	/* another thread won the race */
+	return expected;
+}
+
+/*
+ * Move a DEFER_TASKRUN ring into the tiny throw-away region (Linux 6.13+):
  * the kernel unpins the old memory before returning, so the slot can take
- * a new ring at once.  The throw-away pages stay pinned until the ring's
- * teardown; unmapping our view of them is harmless.  @fd is hugering's own
- * reference (hold_ring), or -1 for a ring that only has a registered index.
+ * a new ring at once.  @fd is hugering's own reference (hold_ring), or -1
+ * for a ring that only has a registered index.
  */
 bool hr_resize_away(const struct io_uring *ring, int fd)
 {
-	size_t len = 2 * HR_BASE_PAGE;
 	unsigned op = IORING_REGISTER_RESIZE_RINGS;
 	struct io_uring_params p;
-	char *t;
-	void *v;
-	int ret;
+	char *t = throwaway_region();
 
-	if (hr_sys_mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0, &v))
+	if (!t)
 		return false;
-	t = v;
 	memset(&p, 0, sizeof(p));
 	p.sq_entries = 1;
 	p.cq_entries = 2;
@@ -58,7 +86,5 @@ bool hr_resize_away(const struct io_uring *ring, int fd)
 		op |= IORING_REGISTER_USE_REGISTERED_RING;
 	}
 	/* -EOVERFLOW (completions pending) or -EEXIST (not the submitter): quarantine */
-	ret = hr_sys_io_uring_register(fd, op, &p, 1);
-	hr_sys_munmap(t, len);
-	return ret == 0;
+	return hr_sys_io_uring_register(fd, op, &p, 1) == 0;
 }

@@ -567,6 +567,20 @@ Test(fault, ring_defer_taskrun_resized)
 	sweep("queue_init 4096 DEFER_TASKRUN auto", ring_op, &c);
 }
 
+/* The throw-away region is mapped once per process: fail it in a fresh one. */
+Test(fault, ring_defer_taskrun_resized_first)
+{
+	struct ring_case c = { 4096, 0, HUGERING_POLICY_AUTO,
+			       IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN };
+	struct hugering_kernel_caps caps;
+
+	cr_assert_eq(hugering_probe_kernel(&caps), 0);
+	if (!caps.resize)
+		cr_skip_test("kernel %s cannot resize rings (6.13+)", caps.release);
+	th_need_pool(SZ_2M, 4);
+	sweep_first("queue_init 4096 DEFER_TASKRUN auto", ring_op, &c);
+}
+
 /*
  * Registered buffers shared by clone: a pool, two rings, register on one,
  * clone into the other (IORING_REGISTER_CLONE_BUFFERS, or registering
