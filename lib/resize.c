@@ -10,15 +10,19 @@
 #include "internal.h"
 
 /*
- * Resize-to-throw-away costs a fixed ~30 us per ring.  Quarantine costs the
+ * Resize-to-throw-away costs a fixed ~13 us per ring (one shared throw-away
+ * region; ~30 us when each ring mapped its own).  Quarantine costs the
  * ring's share of a fresh page, which the kernel zeroes: about 175 us per
  * MiB of ring, whatever the page size (350 us per 2 MiB page; a 1 GiB page
- * stalls ~0.2 s once per page).  They break even near 128 KiB (measured on
- * 2 MiB pages: bench/recycle, README): resize from there up.  An arena's
- * dedicated region (a ring larger than a page) is always worth it: it is
- * kept as a spare instead of being faulted in again.
+ * stalls ~0.2 s once per page), paid by a few cycles in the tail.  Measured
+ * with bench/recycle on 2 MiB pages, mean per cycle, quarantine vs resize:
+ * 49 KiB rings 23-26 vs 21-25 us (even), 100 KiB rings 33-39 vs 24 us.
+ * Resize has the higher median (21 vs 8 us) but a p99 ten times lower: from
+ * 64 KiB up it wins on mean and tail.  An arena's dedicated region (a ring
+ * larger than a page) is always worth it: it is kept as a spare instead of
+ * being faulted in again.
  */
-#define RESIZE_MIN_BYTES (128u << 10)
+#define RESIZE_MIN_BYTES (64u << 10)
 
 bool hr_resize_recycles(const struct io_uring_params *q, const struct hr_slot *s)
 {

@@ -108,7 +108,7 @@ Test(arena, resize_recycles_the_same_slot)
 	size_t waiting;
 
 	th_need_pool(SZ_2M, 2);
-	/* small rings: quarantine is cheaper (README), resize from 128 KiB up */
+	/* small rings: quarantine is cheaper (README), resize from 64 KiB up */
 	cr_assert_eq(ring_in(a, 64, 128, flags, &ring), 0);
 	cr_assert_eq(hugering_ring_info(&ring, &i1), 0);
 	cr_assert_eq(i1.recycle, HUGERING_RECYCLE_QUARANTINE);

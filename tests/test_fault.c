@@ -550,7 +550,7 @@ Test(fault, ring_defer_taskrun)
 }
 
 /*
- * A ring of 128 KiB or more on DEFER_TASKRUN: its exit resizes it into a
+ * A ring of 64 KiB or more on DEFER_TASKRUN: its exit resizes it into a
  * throw-away region (resize_away) so the slot is reusable at once; a
  * failure there quarantines the slot instead.
  */
