@@ -159,10 +159,12 @@ static void *at(void *base, unsigned off)
  * does after it maps resized rings: every k* pointer from the returned
  * offsets, the cached masks and sizes from the new header, the local SQE
  * head and tail kept; the SQ index array (when there is one) maps slot i
- * to SQE i, as at setup.
+ * to SQE i, as at setup.  The resize answer leaves sq_off.array as it was
+ * passed (the kernel sets it only at setup): its place is the layout's,
+ * where the kernel's rings_size() put it.
  */
-static void repoint(struct io_uring *ring, const struct io_uring_params *k, char *sqes,
-		    char *rings)
+static void repoint(struct io_uring *ring, const struct io_uring_params *k,
+		    const struct hugering_layout *lay, char *sqes, char *rings)
 {
 	struct io_uring_sq *sq = &ring->sq;
 	struct io_uring_cq *cq = &ring->cq;
@@ -189,7 +191,7 @@ static void repoint(struct io_uring *ring, const struct io_uring_params *k, char
 	cq->ring_mask = *cq->kring_mask;
 	cq->ring_entries = *cq->kring_entries;
 	if (!(k->flags & IORING_SETUP_NO_SQARRAY)) {
-		sq->array = at(rings, k->sq_off.array);
+		sq->array = at(rings, lay->sq_array_off);
 		for (unsigned i = 0; i < sq->ring_entries; i++)
 			sq->array[i] = i;
 	}
@@ -296,7 +298,8 @@ static int resize_user(struct io_uring *ring, struct io_uring_params *p, struct 
 			hr_set_error("IORING_REGISTER_RESIZE_RINGS failed: %s", strerror(-ret));
 		return ret;
 	}
-	repoint(ring, &k, s.addr, s.addr + lay.rings_offset);
+	repoint(ring, &k, &lay, s.addr, s.addr + lay.rings_offset);
+	k.sq_off.array = lay.sq_array_off;
 	carry_unsubmitted(ring, old_sqes, old_mask, sqe_size);
 	/* Unpinned by the kernel before it returned: reusable at once. */
 	old = rec->slot;
