@@ -1098,7 +1098,7 @@ struct hugering_arena *hugering_default_arena(void)
 
 	hr_clear_error();
 	a = hr_default_arena();
-	if (!a && !hugering_last_error()[0])
+	if (!a && !hr_last_error()[0])
 		hr_set_error("the default arena could not be created (no hugetlb in this kernel, "
 			     "or out of memory or file descriptors)");
 	return a;

@@ -159,8 +159,8 @@ static char *arena_reason(struct hugering_arena *a, int ret, size_t len)
 	char *why = NULL;
 
 	if (!a)
-		return hr_strf("no arena: %s", hugering_last_error()[0] ?
-			       hugering_last_error() : "no hugetlb in this kernel");
+		return hr_strf("no arena: %s", hr_last_error()[0] ?
+			       hr_last_error() : "no hugetlb in this kernel");
 	if (ret == -ENOMEM) {
 		hr_explain_no_hugepages(hr_arena_page_size(a), hr_arena_node(a), len, &why);
 		return why;
@@ -199,6 +199,12 @@ static int in_arena(struct io_uring *ring, unsigned nentries, int bgid, unsigned
 	reg.ring_addr = (uintptr_t)rec->slot.addr;
 	reg.ring_entries = nentries;
 	reg.bgid = (uint16_t)bgid;
+	/*
+	 * In the registration itself: liburing 2.9 ORs its flags argument in
+	 * here, liburing 2.5 drops it, which would make IOU_PBUF_RING_INC a
+	 * silent no-op there.
+	 */
+	reg.flags = (uint16_t)flags;
 	ret = io_uring_register_buf_ring(ring, &reg, flags);
 	if (ret) {
 		/* A failed registration holds no pin when it returns. */
@@ -217,6 +223,21 @@ static int in_arena(struct io_uring *ring, unsigned nentries, int bgid, unsigned
 	return 0;
 }
 
+/*
+ * Buffer ring flags older kernels refuse with -EINVAL (io_register_pbuf_ring):
+ * the field was padding before 6.4, IOU_PBUF_RING_INC came in 6.12.
+ */
+static const char *inc_hint(unsigned flags, int err)
+{
+	if (err != -EINVAL)
+		return "";
+	if (flags & IOU_PBUF_RING_INC)
+		return "; IOU_PBUF_RING_INC needs Linux 6.12";
+	if (flags)
+		return "; buffer ring flags need Linux 6.4 (IOU_PBUF_RING_MMAP)";
+	return "";
+}
+
 /* liburing's own buffer ring, because of @err (@why). */
 static int by_liburing(struct io_uring *ring, unsigned nentries, int bgid, unsigned flags,
 		       struct buf_rec *rec, int err, const char *why)
@@ -227,7 +248,8 @@ static int by_liburing(struct io_uring *ring, unsigned nentries, int bgid, unsig
 	if (!rec->br) {
 		if (ret == err)
 			hr_set_error("io_uring_setup_buf_ring: %s (the same with liburing's "
-				     "memory: the kernel refuses these parameters)", strerror(-ret));
+				     "memory: the kernel refuses these parameters%s)", strerror(-ret),
+				     inc_hint(flags, ret));
 		else
 			hr_set_error("io_uring_setup_buf_ring: %s; hugepage memory was not "
 				     "used: %s", strerror(-ret), why);
@@ -278,12 +300,19 @@ static struct io_uring_buf_ring *setup_buf_ring(struct io_uring *ring, unsigned 
 	rec->info.flags = flags;
 	rec->info.mem_bytes = ring_bytes(nentries);
 	ret = in_arena(ring, nentries, bgid, flags, rec, &why);
-	/* bgid taken: the kernel's answer whatever the memory. */
-	if (ret && ret != -EEXIST)
+	/*
+	 * bgid taken, or flags this kernel does not know: the kernel's answer
+	 * whatever the memory (and liburing < 2.6 would drop the flags, making
+	 * its memory "work" without them).
+	 */
+	if (ret == -EEXIST)
+		hr_set_error("buffer group %d is already registered on this ring", bgid);
+	else if (ret == -EINVAL && flags)
+		hr_set_error("io_uring_register_buf_ring: %s (the kernel refuses these flags%s)",
+			     strerror(-ret), inc_hint(flags, ret));
+	else if (ret)
 		ret = by_liburing(ring, nentries, bgid, flags, rec, ret,
 				  why ? why : "out of memory for the reason");
-	else if (ret)
-		hr_set_error("buffer group %d is already registered on this ring", bgid);
 	free(why);
 	if (ret) {
 		rec_free(rec);

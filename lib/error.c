@@ -133,14 +133,20 @@ void hr_set_error(const char *fmt, ...)
 	va_end(ap);
 	error_take(msg);
 	if (hr_log_on(HUGERING_LOG_DEBUG))
-		hr_log(HUGERING_LOG_DEBUG, "%s", hugering_last_error());
+		hr_log(HUGERING_LOG_DEBUG, "%s", hr_last_error());
 }
 
-const char *hugering_last_error(void)
+/* The library reads its own error state through this, not the public call. */
+const char *hr_last_error(void)
 {
 	if (last_error)
 		return last_error;
 	return last_error_oom ? "out of memory for the error text" : "";
+}
+
+const char *hugering_last_error(void)
+{
+	return hr_last_error();
 }
 
 /* In place: every public call clears, and that must not cost an allocation. */
@@ -157,7 +163,7 @@ void hr_clear_error(void)
  */
 int hr_result(int ret, const char *what)
 {
-	if (ret < 0 && !hugering_last_error()[0])
+	if (ret < 0 && !hr_last_error()[0])
 		hr_set_error("%s: %s", what, strerror(-ret));
 	return ret;
 }

@@ -326,6 +326,8 @@ void hr_queue_exit(struct io_uring *ring);
  * failure, so it is never stale; inside the library, layers call each
  * other's hr_* functions, never the public ones (which would clear it).
  */
+/* hugering_last_error() for the library itself. */
+const char *hr_last_error(void);
 void hr_set_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void hr_clear_error(void);
 /* To the caller's hugering_set_log() callback, if one takes @level. */

@@ -169,7 +169,7 @@ static int fd_only_fallback(unsigned entries, struct io_uring *ring, struct io_u
 		/* hr_set_error takes a fresh copy, so quoting the current reason is safe. */
 		hr_set_error("IORING_SETUP_REGISTERED_FD_ONLY needs the ring in user memory (no "
 			     "kernel-mapped fallback exists): hugepages: %s; base pages: %s",
-			     reason, hugering_last_error());
+			     reason, hr_last_error());
 		return ret;
 	}
 	why = hr_strf("REGISTERED_FD_ONLY: base pages, not kernel-mapped: %s", reason);

@@ -3,6 +3,9 @@
 # /init, and check that hugering chose what each kernel allows:
 #   6.1  (no NO_MMAP):       probe "unsupported", every ring kernel-mapped with a reason
 #   6.12 (vmap'ed user mem): probe "any", every ring NO_MMAP in hugepages
+# and on both a buffer ring (IOU_PBUF_RING_INC on 6.12, refused with the reason
+# on 6.1) and a registered buffer pool cloned into a second ring (shared on 6.12,
+# registered again with the repeated charge on 6.1);
 # and on both, with the package's null_blk loaded with a poll queue, that the
 # IOPOLL probe's live polled read says yes and the factory keeps IOPOLL.
 # Then 6.12 once more on two NUMA nodes (QEMU -numa, a CPU and half the
@@ -162,7 +165,7 @@ for k in "${KERNELS[@]}"; do
 	[ -f "$mods" ] || mods=
 	boot "$kernel" "$expect" "$mode" "$log" "$mods" "$series"
 	rc=$?
-	grep -aoE '(kernel [0-9].*|region: .*|case .*|iopoll.*|VERDICT .*)' "$log" | tr -d '\r' | sed 's/^/  /'
+	grep -aoE '(kernel [0-9].*|region: .*|case .*|buffers .*|iopoll.*|VERDICT .*)' "$log" | tr -d '\r' | sed 's/^/  /'
 	# isa-debug-exit: /init wrote 0 (pass) -> 1, wrote 1 (fail) -> 3
 	if [ "$rc" -eq 1 ] && grep -q 'VERDICT PASS' "$log"; then
 		say "linux $series ($(basename "$kernel")): pass in $(( $(date +%s) - start )) s"

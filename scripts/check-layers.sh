@@ -47,6 +47,13 @@ check() {
 			local owner
 			owner=$(awk -v s="$sym" '$1 == s {print $2; exit}' "$work/defs")
 			[ -n "$owner" ] || continue
+			# The public API is the library's face, not its plumbing: layers
+			# call each other's hr_* functions (no clearing of the caller's error).
+			if [[ $sym == hugering_* ]]; then
+				echo "check-layers: lib/$f.c calls the public $sym (lib/$owner.c): call its hr_* internal instead"
+				bad=1
+				continue
+			fi
 			if [ "$(rank "$owner")" -ge "$r" ]; then
 				echo "check-layers: lib/$f.c calls $sym in lib/$owner.c, which is not below it (${LAYERS[*]}): move the code down or the call up"
 				bad=1
@@ -71,4 +78,17 @@ grep -q "lib/util.c calls hr_region_alloc in lib/region.c" <<<"$out" || {
 	echo "check-layers: the planted upward call was reported wrongly: $out"
 	exit 1
 }
-echo "check-layers: ${#LAYERS[@]} layers (${LAYERS[*]}), no upward call; a planted one is caught"
+# And a planted call of the public API from inside (bufring.c reading hugering_last_error).
+rm -rf "$work/planted" && mkdir -p "$work/planted"
+cp "$build"/lib/*.o "$work/planted/"
+printf 'const char *hugering_last_error(void);\nconst char *hr_planted(void);\nconst char *hr_planted(void) { return hugering_last_error(); }\n' > "$work/bufring.c"
+${CC:-cc} -c -o "$work/planted/bufring.o" "$work/bufring.c"
+if out=$(check "$work/planted"); then
+	echo "check-layers: a planted call of the public hugering_last_error from bufring.c was not caught: the check is broken"
+	exit 1
+fi
+grep -q "lib/bufring.c calls the public hugering_last_error" <<<"$out" || {
+	echo "check-layers: the planted public call was reported wrongly: $out"
+	exit 1
+}
+echo "check-layers: ${#LAYERS[@]} layers (${LAYERS[*]}), no upward call and no internal use of the public API; planted ones are caught"

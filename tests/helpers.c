@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <stdlib.h>
 #include <string.h>
@@ -514,4 +515,28 @@ void th_need_contig_run(size_t page_size, long n)
 	cr_skip_test("memory too fragmented: no %ld physically adjacent %zu kB hugepages in a "
 		     "pool of %ld pages (grown up to an eighth of memory after compaction): %s",
 		     n, page_size >> 10, th_read_long(nr), hugering_last_error());
+}
+
+void *th_send_all(void *arg)
+{
+	struct th_sender *s = arg;
+	unsigned char buf[3000];
+	size_t off = 0, n = 1;
+
+	while (off < s->total) {
+		size_t len = n % sizeof(buf) + 1;
+		ssize_t w;
+
+		if (len > s->total - off)
+			len = s->total - off;
+		for (size_t i = 0; i < len; i++)
+			buf[i] = s->pattern(off + i);
+		w = write(s->fd, buf, len);
+		if (w <= 0)
+			break;
+		off += (size_t)w;
+		n = n * 31 + 17;
+	}
+	shutdown(s->fd, SHUT_WR);
+	return NULL;
 }

@@ -116,6 +116,16 @@ struct io_uring;
  * nothing overflowed.
  */
 void th_nops(struct io_uring *ring, unsigned n);
+/*
+ * A thread body: writes @total bytes of @pattern to @fd in chunks of
+ * 1..3000 bytes (so receives vary in size), then shuts down its write side.
+ */
+struct th_sender {
+	int fd;
+	size_t total;
+	unsigned char (*pattern)(size_t i);
+};
+void *th_send_all(void *arg);
 
 /*
  * io_uring_setup(@entries, copy of @p into @out).  Unprivileged, -ENOMEM

@@ -154,7 +154,19 @@ static int setup_verdict(unsigned entries, const struct io_uring_params *p)
 	return 0;
 }
 
-static int register_verdict(unsigned op)
+/*
+ * Buffer ring flags: the field was padding (must be 0) up to 6.3,
+ * IOU_PBUF_RING_MMAP came in 6.4, IOU_PBUF_RING_INC in 6.12; every persona
+ * kernel answers an unknown flag -EINVAL (io_register_pbuf_ring).
+ */
+static int pbuf_verdict(const struct io_uring_buf_reg *reg)
+{
+	unsigned known = active == PERSONA_6_1 ? 0 : IOU_PBUF_RING_MMAP;
+
+	return reg && (reg->flags & ~known) ? -EINVAL : 0;
+}
+
+static int register_verdict(unsigned op, const void *arg)
 {
 	/*
 	 * Opcodes from 29 on (clock, buffer clone: 6.12; ring resize: 6.13)
@@ -164,6 +176,8 @@ static int register_verdict(unsigned op)
 		return 0;
 	if (active == PERSONA_ENOSYS)
 		return -ENOSYS;
+	if (op == IORING_REGISTER_PBUF_RING)
+		return pbuf_verdict(arg);
 	return op >= 29 ? -EINVAL : 0;
 }
 
@@ -196,7 +210,8 @@ static void *supervise(void *arg)
 			err = setup_verdict((unsigned)req.data.args[0],
 					    (const struct io_uring_params *)(uintptr_t)req.data.args[1]);
 		else
-			err = register_verdict((unsigned)req.data.args[1]);
+			err = register_verdict((unsigned)req.data.args[1],
+					       (const void *)(uintptr_t)req.data.args[2]);
 		memset(&resp, 0, sizeof(resp));
 		resp.id = req.id;
 		if (err) {

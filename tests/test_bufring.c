@@ -3,15 +3,19 @@
  * Provided buffer rings in hugepage memory (issue 13): multishot receive
  * over a socketpair and loopback TCP (with and without IOU_PBUF_RING_INC),
  * the memory in hugepages, many rings per page, clean reuse after free,
- * quarantine when the ring dies first, liburing's fallback on an empty pool.
+ * quarantine when the ring dies first (and the recycling witness: memory
+ * handed out right after such a close is never written by the dying ring),
+ * liburing's fallback on an empty pool.
  */
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -30,35 +34,6 @@ static unsigned char pattern(size_t i)
 	return (unsigned char)(i * 7 + (i >> 8) + (i >> 16));
 }
 
-struct sender {
-	int fd;
-	size_t total;
-};
-
-/* Writes the stream in chunks of 1..3000 bytes, so receives vary in size. */
-static void *send_all(void *arg)
-{
-	struct sender *s = arg;
-	unsigned char buf[3000];
-	size_t off = 0, n = 1;
-
-	while (off < s->total) {
-		size_t len = n % sizeof(buf) + 1;
-		ssize_t w;
-
-		if (len > s->total - off)
-			len = s->total - off;
-		for (size_t i = 0; i < len; i++)
-			buf[i] = pattern(off + i);
-		w = write(s->fd, buf, len);
-		if (w <= 0)
-			break;
-		off += (size_t)w;
-		n = n * 31 + 17;
-	}
-	shutdown(s->fd, SHUT_WR);
-	return NULL;
-}
 
 static void tcp_pair(int fds[2])
 {
@@ -170,7 +145,7 @@ static void ring_up(struct io_uring *ring)
 static void stream_test(int fds[2], unsigned flags)
 {
 	struct hugering_buf_ring_info info;
-	struct sender s = { .fd = fds[1], .total = TOTAL };
+	struct th_sender s = { .fd = fds[1], .total = TOTAL, .pattern = pattern };
 	struct io_uring_buf_ring *br;
 	struct io_uring ring;
 	pthread_t t;
@@ -189,7 +164,7 @@ static void stream_test(int fds[2], unsigned flags)
 	cr_assert_eq(info.mode, HUGERING_BUF_RING_HUGE, "fell back: %s", info.fallback_reason);
 	cr_assert_eq(info.flags, flags);
 	cr_assert_eq((void *)br, info.mem);
-	cr_assert_eq(pthread_create(&t, NULL, send_all, &s), 0);
+	cr_assert_eq(pthread_create(&t, NULL, th_send_all, &s), 0);
 	more = recv_stream(&ring, br, 7, fds[0], TOTAL, flags & IOU_PBUF_RING_INC);
 	pthread_join(t, NULL);
 	/* 4 KiB buffers, sends of at most 3000 bytes: INC must have shared buffers. */
@@ -472,7 +447,7 @@ Test(bufring, empty_pool_falls_back_to_liburing)
 {
 	struct hugering_buf_ring_info info;
 	struct io_uring_buf_ring *br;
-	struct sender s;
+	struct th_sender s;
 	struct th_hog hog;
 	struct io_uring ring;
 	pthread_t t;
@@ -490,8 +465,8 @@ Test(bufring, empty_pool_falls_back_to_liburing)
 	cr_assert_str_not_empty(info.fallback_reason);
 	cr_assert_eq(info.page_size, 4096);
 	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, fds), 0);
-	s = (struct sender){ .fd = fds[1], .total = TOTAL / 4 };
-	cr_assert_eq(pthread_create(&t, NULL, send_all, &s), 0);
+	s = (struct th_sender){ .fd = fds[1], .total = TOTAL / 4, .pattern = pattern };
+	cr_assert_eq(pthread_create(&t, NULL, th_send_all, &s), 0);
 	recv_stream(&ring, br, 2, fds[0], TOTAL / 4, false);
 	pthread_join(t, NULL);
 	cr_assert_eq(hugering_free_buf_ring(&ring, br, NBUFS, 2), 0);
@@ -555,4 +530,317 @@ Test(bufring, fork_while_busy)
 	pthread_join(t, NULL);
 	cr_assert_eq(hugering_free_buf_ring(&ring, br, 16, 10), 0);
 	hugering_queue_exit(&ring);
+}
+
+/* ------------------------------------------------------------------ */
+/* Recycling witness (acceptance 5)                                    */
+/* ------------------------------------------------------------------ */
+
+static void sleep_ms(int ms)
+{
+	struct timespec t = { ms / 1000, (ms % 1000) * 1000000L };
+
+	nanosleep(&t, NULL);
+}
+
+struct flood {
+	int fd;
+	volatile bool stop;
+};
+
+/* Keeps data coming into the old ring's socket until told to stop. */
+static void *flood(void *arg)
+{
+	struct flood *f = arg;
+	unsigned char buf[512];
+
+	memset(buf, 0xc3, sizeof(buf));
+	while (!f->stop) {
+		if (write(f->fd, buf, sizeof(buf)) < 0)
+			sleep_ms(1);	/* socket full (nonblocking) or gone */
+	}
+	return NULL;
+}
+
+#define WBUFS 16
+
+/*
+ * An INC buffer ring on @ring with a multishot receive armed on @fd and at
+ * least one completion reaped (so the kernel has written the ring memory).
+ */
+static struct io_uring_buf_ring *busy_inc_ring(struct io_uring *ring, int fd, int wfd,
+					       unsigned char *bufs)
+{
+	struct io_uring_buf_ring *br;
+	struct io_uring_cqe *cqe;
+	int err;
+
+	br = hugering_setup_buf_ring(ring, WBUFS, 1, IOU_PBUF_RING_INC, &err);
+	if (!br && err == -EINVAL)
+		cr_skip("kernel lacks IOU_PBUF_RING_INC (Linux < 6.12)");
+	cr_assert_not_null(br, "%s", hugering_last_error());
+	for (unsigned b = 0; b < WBUFS; b++)
+		io_uring_buf_ring_add(br, bufs + b * BUF_SIZE, BUF_SIZE, (unsigned short)b,
+				      io_uring_buf_ring_mask(WBUFS), (int)b);
+	io_uring_buf_ring_advance(br, WBUFS);
+	arm_recv(ring, fd, 1);
+	cr_assert_eq(write(wfd, "hello", 5), 5);
+	cr_assert_eq(io_uring_wait_cqe(ring, &cqe), 0);
+	cr_assert_eq(cqe->res, 5, "recv: %d", cqe->res);
+	cr_assert(cqe->flags & IORING_CQE_F_BUF_MORE, "INC consumed part of a buffer");
+	io_uring_cqe_seen(ring, cqe);
+	return br;
+}
+
+/* A new INC buffer ring on @ring over @bufs (filled 0x5a); @snap gets its bytes. */
+static struct io_uring_buf_ring *fresh_ring(struct io_uring *ring, unsigned char *bufs,
+					    unsigned char *snap, struct hugering_buf_ring_info *info)
+{
+	struct io_uring_buf_ring *br;
+	int err;
+
+	br = hugering_setup_buf_ring(ring, WBUFS, 1, IOU_PBUF_RING_INC, &err);
+	cr_assert_not_null(br, "%s", hugering_last_error());
+	cr_assert_eq(hugering_buf_ring_info(ring, 1, info), 0);
+	memset(bufs, 0x5a, WBUFS * BUF_SIZE);
+	for (unsigned b = 0; b < WBUFS; b++)
+		io_uring_buf_ring_add(br, bufs + b * BUF_SIZE, BUF_SIZE, (unsigned short)(b + 1000),
+				      io_uring_buf_ring_mask(WBUFS), (int)b);
+	io_uring_buf_ring_advance(br, WBUFS);
+	memcpy(snap, br, info->mem_bytes);
+	return br;
+}
+
+/* After 40 ms (past any late write): the new ring and its buffers are as written. */
+static void untouched(const struct io_uring_buf_ring *br, const unsigned char *snap,
+		      const unsigned char *bufs, size_t len, int round)
+{
+	sleep_ms(40);
+	cr_assert_eq(memcmp(br, snap, len), 0, "round %d: the new buffer ring was written", round);
+	for (size_t i = 0; i < WBUFS * BUF_SIZE; i++)
+		cr_assert_eq(bufs[i], 0x5a, "round %d: byte %zu of the new buffers was written "
+			     "(by the dying ring's receive)", round, i);
+}
+
+/*
+ * The witness: an INC buffer ring in use (multishot receive armed, data
+ * flowing) when its io_uring ring is closed WITHOUT unregistering; at once
+ * a new buffer ring of the same size is set up on a new ring and filled
+ * with a known pattern, then left alone for 40 ms while data keeps coming
+ * into the old socket.  The new ring's memory and buffers must be exactly
+ * as written.  In hugepages the old memory is quarantined, so the new ring
+ * never lands on it; in liburing's fallback the old mapping is unmapped and
+ * the address may come back, backed by other frames (the kernel pins the
+ * old ones): then the witness shows that reuse was safe.  Returns how many
+ * rounds reused the old address.
+ */
+static int witness_close_without_unregister(struct hugering_arena *a, int rounds)
+{
+	static unsigned char old_bufs[WBUFS * BUF_SIZE], new_bufs[WBUFS * BUF_SIZE];
+	static unsigned char snap[65536];
+	int same = 0;
+
+	for (int i = 0; i < rounds; i++) {
+		struct hugering_buf_ring_info oi, ni;
+		struct io_uring_buf_ring *old, *br;
+		struct io_uring A, B;
+		struct flood f;
+		pthread_t t;
+		int fds[2];
+
+		a ? ring_in(a, &A) : ring_up(&A);
+		cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, fds), 0);
+		old = busy_inc_ring(&A, fds[0], fds[1], old_bufs);
+		cr_assert_eq(hugering_buf_ring_info(&A, 1, &oi), 0);
+		f = (struct flood){ .fd = fds[1] };
+		cr_assert_eq(pthread_create(&t, NULL, flood, &f), 0);
+		sleep_ms(2);
+		hugering_queue_exit(&A);	/* no hugering_free_buf_ring */
+		a ? ring_in(a, &B) : ring_up(&B);
+		br = fresh_ring(&B, new_bufs, snap, &ni);
+		cr_assert_eq(ni.mode, oi.mode);
+		if (ni.mode == HUGERING_BUF_RING_HUGE)
+			cr_assert_neq((void *)br, (void *)old,
+				      "round %d: memory of a ring closed without unregister was "
+				      "handed out at once", i);
+		same += (void *)br == (void *)old;
+		untouched(br, snap, new_bufs, ni.mem_bytes, i);
+		f.stop = true;
+		pthread_join(t, NULL);
+		cr_assert_eq(hugering_free_buf_ring(&B, br, WBUFS, 1), 0, "%s", hugering_last_error());
+		hugering_queue_exit(&B);
+		close(fds[0]);
+		close(fds[1]);
+	}
+	return same;
+}
+
+Test(bufring, witness_ring_closed_without_unregister)
+{
+	struct hugering_arena *a;
+
+	th_need_pool(SZ_2M, 4);
+	a = new_arena();
+	cr_assert_eq(witness_close_without_unregister(a, 10), 0);
+	cr_assert_eq(hugering_arena_destroy(a), 0);
+}
+
+/* The same in liburing's fallback memory (empty pool): reuse of the address is safe. */
+Test(bufring, witness_ring_closed_without_unregister_fallback)
+{
+	struct th_hog hog;
+	int same;
+
+	th_exhaust(hugering_default_page_size(), &hog);
+	same = witness_close_without_unregister(NULL, 10);
+	cr_log_info("fallback witness: %d of 10 rounds reused the old address", same);
+	th_release(&hog);
+}
+
+/*
+ * The inverse: unregistered by hugering_free_buf_ring() while its ring
+ * lives on with the receive still armed and data flowing, the memory is
+ * handed out at once (to a buffer ring of another ring) and nothing writes it.
+ */
+Test(bufring, witness_free_reuses_at_once)
+{
+	static unsigned char old_bufs[WBUFS * BUF_SIZE], new_bufs[WBUFS * BUF_SIZE];
+	static unsigned char snap[4096];
+	struct hugering_arena *a;
+
+	th_need_pool(SZ_2M, 4);
+	a = new_arena();
+	for (int i = 0; i < 10; i++) {
+		struct hugering_buf_ring_info ni;
+		struct io_uring_buf_ring *old, *br;
+		struct io_uring A, B;
+		struct flood f;
+		pthread_t t;
+		int fds[2];
+
+		ring_in(a, &A);
+		ring_in(a, &B);
+		cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, fds), 0);
+		old = busy_inc_ring(&A, fds[0], fds[1], old_bufs);
+		f = (struct flood){ .fd = fds[1] };
+		cr_assert_eq(pthread_create(&t, NULL, flood, &f), 0);
+		sleep_ms(2);
+		cr_assert_eq(hugering_free_buf_ring(&A, old, WBUFS, 1), 0, "%s",
+			     hugering_last_error());
+		br = fresh_ring(&B, new_bufs, snap, &ni);
+		cr_assert_eq(ni.mode, HUGERING_BUF_RING_HUGE, "%s", ni.fallback_reason);
+		cr_assert_eq((void *)br, (void *)old, "round %d: clean memory not reused at once", i);
+		untouched(br, snap, new_bufs, ni.mem_bytes, i);
+		f.stop = true;
+		pthread_join(t, NULL);
+		cr_assert_eq(hugering_free_buf_ring(&B, br, WBUFS, 1), 0);
+		hugering_queue_exit(&A);
+		hugering_queue_exit(&B);
+		close(fds[0]);
+		close(fds[1]);
+	}
+	cr_assert_eq(hugering_arena_destroy(a), 0);
+}
+
+/* ------------------------------------------------------------------ */
+/* Churn (issue 13 goal: 10^5 cycles, <= 1 % fallback)                 */
+/* ------------------------------------------------------------------ */
+
+/* Leave exactly @n usable 2 MiB pages of the pool (the rest held by @hog). */
+static void pool_of(long n, struct th_hog *hog)
+{
+	long usable = 0;
+
+	th_exhaust(SZ_2M, hog);
+	for (size_t off = 0; usable < n && off < hog->len; off += SZ_2M) {
+		cr_assert_eq(fallocate(hog->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+				       (off_t)off, SZ_2M), 0);
+		usable++;
+	}
+	cr_assert_eq(th_pool_field(SZ_2M, "free_hugepages") -
+		     th_pool_field(SZ_2M, "resv_hugepages"), n);
+}
+
+static double now_s(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
+/*
+ * @cycles buffer ring setups on an 8-page pool: most freed properly (the
+ * memory comes back at once), every 16th left registered while its
+ * io_uring ring is closed (quarantined; the page retires once its rings
+ * are gone, and the dying ring's pin is given back by the kernel later).
+ * The pool never runs dry for good: at most 1 % of the setups fall back
+ * to liburing's memory (hugering_buf_ring_info's mode), none fails.
+ */
+static void buf_churn(long cycles)
+{
+	struct hugering_arena_stats st;
+	struct hugering_arena *a;
+	struct io_uring ring;
+	struct th_hog hog;
+	long fallbacks = 0, closes = 0, memlock_waits = 0;
+	char first[256] = "";
+	double t0, dt;
+
+	th_need_pool(SZ_2M, 8);
+	pool_of(8, &hog);
+	a = new_arena();
+	ring_in(a, &ring);
+	t0 = now_s();
+	for (long i = 0; i < cycles; i++) {
+		struct hugering_buf_ring_info info;
+		struct io_uring_buf_ring *br;
+		int err;
+
+		br = hugering_setup_buf_ring(&ring, 256, 1, 0, &err);
+		/*
+		 * Unprivileged, the memlock charge of rings closed a moment ago
+		 * is released asynchronously (as th_setup_retry says): the
+		 * kernel refuses any memory, ours or liburing's, meanwhile.
+		 */
+		for (int w = 0; !br && err == -ENOMEM && w < 2000; w++) {
+			if (!w)
+				memlock_waits++;
+			sleep_ms(1);
+			br = hugering_setup_buf_ring(&ring, 256, 1, 0, &err);
+		}
+		cr_assert_not_null(br, "cycle %ld: %d %s", i, err, hugering_last_error());
+		cr_assert_eq(hugering_buf_ring_info(&ring, 1, &info), 0);
+		if (info.mode != HUGERING_BUF_RING_HUGE && !fallbacks++)
+			snprintf(first, sizeof(first), "cycle %ld: %s", i, info.fallback_reason);
+		if (i % 16 == 15) {
+			hugering_queue_exit(&ring);	/* still registered */
+			ring_in(a, &ring);
+			closes++;
+		} else {
+			cr_assert_eq(hugering_free_buf_ring(&ring, br, 256, 1), 0, "cycle %ld: %s", i,
+				     hugering_last_error());
+		}
+	}
+	dt = now_s() - t0;
+	hugering_queue_exit(&ring);
+	cr_assert_eq(hugering_arena_stats(a, &st), 0);
+	fprintf(stderr, "bufring churn (%s): %ld cycles (%ld ring closes without free) in %.1f s, "
+		"%.0f cycles/s, %ld fallbacks%s%s; %ld memlock waits; %llu pages retired, "
+		"%llu pool waits\n", geteuid() ? "unprivileged" : "root",
+		cycles, closes, dt, (double)cycles / dt, fallbacks, fallbacks ? ", first: " : "",
+		first, memlock_waits, (unsigned long long)st.pages_retired,
+		(unsigned long long)st.pool_waits);
+	cr_assert_leq(fallbacks * 100, cycles, "%ld of %ld fell back (first %s)", fallbacks,
+		      cycles, first);
+	cr_assert_eq(hugering_arena_destroy(a), 0);
+	th_release(&hog);
+}
+
+/* 10^5 cycles take well under a second here; HUGERING_BUF_CHURN_CYCLES for more (make check-long). */
+Test(bufring, churn_100000_cycles_on_8_page_pool, .timeout = 3600)
+{
+	const char *env = getenv("HUGERING_BUF_CHURN_CYCLES");
+
+	buf_churn(env ? atol(env) : 100000);
 }

@@ -567,6 +567,46 @@ Test(fault, ring_defer_taskrun_resized)
 	sweep("queue_init 4096 DEFER_TASKRUN auto", ring_op, &c);
 }
 
+/*
+ * Registered buffers shared by clone: a pool, two rings, register on one,
+ * clone into the other (IORING_REGISTER_CLONE_BUFFERS, or registering
+ * again where the clone is refused), everything given back each run.
+ */
+static int clone_op(void *arg)
+{
+	struct hugering_bufpool *pool;
+	struct io_uring src, dst;
+	int ret;
+
+	(void)arg;
+	ret = failed(hugering_bufpool_create(4, 64 << 10, NULL, &pool));
+	if (ret)
+		return ret;
+	ret = failed(hugering_queue_init(8, &src, 0));
+	if (ret)
+		goto out_pool;
+	ret = failed(hugering_queue_init(8, &dst, 0));
+	if (ret)
+		goto out_src;
+	ret = failed(hugering_register_buffers(&src, pool, NULL, 0, 0, NULL));
+	if (!ret)
+		ret = failed(hugering_clone_buffers(&dst, &src, NULL));
+	hugering_unregister_buffers(&dst);
+	hugering_unregister_buffers(&src);
+	hugering_queue_exit(&dst);
+out_src:
+	hugering_queue_exit(&src);
+out_pool:
+	hugering_bufpool_destroy(pool);
+	return ret;
+}
+
+Test(fault, clone_buffers)
+{
+	th_need_pool(SZ_2M, 4);
+	sweep("register + clone buffers", clone_op, NULL);
+}
+
 /* The diagnosis without its trial: the SQPOLL/IOPOLL test rings (can_create). */
 static int diag_op(void *arg)
 {

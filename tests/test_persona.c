@@ -384,3 +384,138 @@ static void recycled_header(unsigned entries, unsigned cq)
 
 Test(persona, recycled_header_zero_before_setup) { recycled_header(2048, 8192); }
 Test(persona, recycled_header_zero_before_setup_large) { recycled_header(4096, 65536); }
+
+/* ------------------------------------------------------------------ */
+/* Buffer rings and registered buffers on older kernels (issue 13)     */
+/* ------------------------------------------------------------------ */
+
+/* One datagram received through buffer group @bgid's only buffer. */
+static void recv_through(struct io_uring *ring, struct io_uring_buf_ring *br, int bgid)
+{
+	static char buf[64];
+	struct io_uring_cqe *cqe;
+	struct io_uring_sqe *sqe;
+	int fds[2];
+
+	cr_assert_eq(socketpair(AF_UNIX, SOCK_DGRAM, 0, fds), 0);
+	io_uring_buf_ring_add(br, buf, sizeof(buf), 42, io_uring_buf_ring_mask(64), 0);
+	io_uring_buf_ring_advance(br, 1);
+	cr_assert_eq(write(fds[1], "persona", 8), 8);
+	sqe = io_uring_get_sqe(ring);
+	io_uring_prep_recv(sqe, fds[0], NULL, 0, 0);
+	sqe->flags |= IOSQE_BUFFER_SELECT;
+	sqe->buf_group = (uint16_t)bgid;
+	cr_assert_eq(io_uring_submit_and_wait(ring, 1), 1);
+	cr_assert_eq(io_uring_wait_cqe(ring, &cqe), 0);
+	cr_assert_eq(cqe->res, 8, "recv: %d", cqe->res);
+	cr_assert_eq(cqe->flags >> IORING_CQE_BUFFER_SHIFT, 42u);
+	io_uring_cqe_seen(ring, cqe);
+	cr_assert_str_eq(buf, "persona");
+	close(fds[0]);
+	close(fds[1]);
+}
+
+/*
+ * User-memory buffer rings exist since 5.19: in hugepages on 6.1 and 6.6.
+ * IOU_PBUF_RING_INC (6.12) is refused -EINVAL, exactly as liburing's own
+ * io_uring_setup_buf_ring() gets it, with the reason naming the flag, and
+ * nothing is left taken.
+ */
+static void buf_rings_on(enum persona p)
+{
+	struct hugering_arena_stats st0, st;
+	struct hugering_buf_ring_info info;
+	struct io_uring_params par = { 0 };
+	struct io_uring_buf_ring *br;
+	struct io_uring ring;
+	unsigned refused;
+	int err, lerr;
+
+	th_need_pool(SZ_2M, 2);
+	persona_install(p);
+	cr_assert_eq(hugering_queue_init_params(8, &ring, &par), 0, "%s", hugering_last_error());
+	br = hugering_setup_buf_ring(&ring, 64, 1, 0, &err);
+	cr_assert_not_null(br, "%d %s", err, hugering_last_error());
+	cr_assert_eq(hugering_buf_ring_info(&ring, 1, &info), 0);
+	cr_assert_eq(info.mode, HUGERING_BUF_RING_HUGE, "%s", info.fallback_reason);
+	recv_through(&ring, br, 1);
+	cr_assert_eq(hugering_arena_stats(hugering_default_arena(), &st0), 0);
+	refused = persona_refused();
+	cr_assert_null(hugering_setup_buf_ring(&ring, 64, 2, IOU_PBUF_RING_INC, &err));
+	cr_assert_eq(err, -EINVAL);
+	cr_assert_gt(persona_refused(), refused, "the persona did not refuse INC");
+	cr_assert_not_null(strstr(hugering_last_error(), "IOU_PBUF_RING_INC needs Linux 6.12"),
+			   "%s", hugering_last_error());
+	/* liburing before 2.9 here (2.5 checked) drops the flags: no INC to compare. */
+	if (!io_uring_check_version(2, 9)) {
+		cr_assert_null(io_uring_setup_buf_ring(&ring, 64, 2, IOU_PBUF_RING_INC, &lerr));
+		cr_assert_eq(lerr, err, "liburing: %d, hugering: %d", lerr, err);
+	}
+	cr_assert_eq(hugering_buf_ring_info(&ring, 2, &info), -ENOENT);
+	cr_assert_eq(hugering_arena_stats(hugering_default_arena(), &st), 0);
+	cr_assert_eq(st.rings_live, st0.rings_live);
+	cr_assert_eq(st.bytes_waiting, st0.bytes_waiting);
+	cr_assert_eq(hugering_free_buf_ring(&ring, br, 64, 1), 0);
+	hugering_queue_exit(&ring);
+}
+
+Test(persona, linux_6_1_buf_ring_user_memory_no_inc) { buf_rings_on(PERSONA_6_1); }
+Test(persona, linux_6_6_buf_ring_user_memory_no_inc) { buf_rings_on(PERSONA_6_6); }
+
+/* The persona itself: 6.1 knew no buffer ring flags, 6.6 knew IOU_PBUF_RING_MMAP. */
+Test(persona, pbuf_ring_flags_as_those_kernels)
+{
+	struct io_uring_buf_reg reg = { .ring_entries = 8, .bgid = 3,
+					.flags = IOU_PBUF_RING_MMAP };
+	struct io_uring ring;
+
+	persona_install(PERSONA_6_1);
+	cr_assert_eq(io_uring_queue_init(8, &ring, 0), 0);
+	cr_assert_eq(io_uring_register_buf_ring(&ring, &reg, 0), -EINVAL);
+	io_uring_queue_exit(&ring);
+}
+
+Test(persona, pbuf_ring_mmap_on_6_6)
+{
+	struct io_uring_buf_reg reg = { .ring_entries = 8, .bgid = 3,
+					.flags = IOU_PBUF_RING_MMAP };
+	struct io_uring ring;
+
+	persona_install(PERSONA_6_6);
+	cr_assert_eq(io_uring_queue_init(8, &ring, 0), 0);
+	cr_assert_eq(io_uring_register_buf_ring(&ring, &reg, 0), 0);
+	reg.flags = IOU_PBUF_RING_INC;
+	reg.bgid = 4;
+	cr_assert_eq(io_uring_register_buf_ring(&ring, &reg, 0), -EINVAL);
+	io_uring_queue_exit(&ring);
+}
+
+/*
+ * Registered buffers on 6.1: registration works (5.1+), clone (6.12) is
+ * missing: the buffers are registered on the second ring again and the
+ * repeated charge is reported.
+ */
+Test(persona, linux_6_1_clone_falls_back_with_repeated_charge)
+{
+	struct hugering_bufpool_opts o = { 0 };
+	struct hugering_reg_charge first, c;
+	struct io_uring_params par = { 0 };
+	struct hugering_bufpool *pool;
+	struct io_uring a, b;
+
+	th_need_pool(SZ_2M, 4);
+	persona_install(PERSONA_6_1);
+	cr_assert_eq(hugering_queue_init_params(8, &a, &par), 0);
+	cr_assert_eq(hugering_queue_init_params(8, &b, &par), 0);
+	cr_assert_eq(hugering_bufpool_create(8, 65536, &o, &pool), 0, "%s", hugering_last_error());
+	cr_assert_eq(hugering_register_buffers(&a, pool, NULL, 0, 0, &first), 0, "%s",
+		     hugering_last_error());
+	memset(&c, 0xff, sizeof(c));
+	cr_assert_eq(hugering_clone_buffers(&b, &a, &c), 0, "%s", hugering_last_error());
+	cr_assert_eq(c.cloned, 0);
+	cr_assert_eq(c.charge_bytes, first.charge_bytes);
+	cr_assert_gt(c.charge_bytes, 0);
+	hugering_queue_exit(&a);
+	hugering_queue_exit(&b);
+	hugering_bufpool_destroy(pool);
+}

@@ -224,34 +224,6 @@ Test(regbuf, bad_input_is_einval)
 /* Provided buffer ring filled from a pool                             */
 /* ------------------------------------------------------------------ */
 
-struct sender {
-	int fd;
-	size_t total;
-};
-
-static void *send_all(void *arg)
-{
-	struct sender *s = arg;
-	unsigned char buf[3000];
-	size_t off = 0, n = 1;
-
-	while (off < s->total) {
-		size_t len = n % sizeof(buf) + 1;
-		ssize_t w;
-
-		if (len > s->total - off)
-			len = s->total - off;
-		for (size_t i = 0; i < len; i++)
-			buf[i] = pattern(off + i);
-		w = write(s->fd, buf, len);
-		if (w <= 0)
-			break;
-		off += (size_t)w;
-		n = n * 31 + 17;
-	}
-	shutdown(s->fd, SHUT_WR);
-	return NULL;
-}
 
 static void arm_recv(struct io_uring *ring, int fd, int bgid)
 {
@@ -272,7 +244,7 @@ Test(regbuf, pool_fills_buffer_ring_for_multishot_recv)
 	struct hugering_bufpool *p;
 	struct io_uring_buf_ring *br;
 	struct io_uring ring;
-	struct sender s;
+	struct th_sender s;
 	unsigned fifo[4 * NB], fhead = 0, ftail = 0;
 	size_t off = 0;
 	pthread_t t;
@@ -288,8 +260,8 @@ Test(regbuf, pool_fills_buffer_ring_for_multishot_recv)
 	for (unsigned b = 0; b < NB; b++)
 		fifo[ftail++] = b;
 	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, fds), 0);
-	s = (struct sender){ .fd = fds[1], .total = total };
-	cr_assert_eq(pthread_create(&t, NULL, send_all, &s), 0);
+	s = (struct th_sender){ .fd = fds[1], .total = total, .pattern = pattern };
+	cr_assert_eq(pthread_create(&t, NULL, th_send_all, &s), 0);
 	arm_recv(&ring, fds[0], BGID);
 	while (off < total) {
 		struct io_uring_cqe *cqe;

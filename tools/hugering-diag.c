@@ -116,6 +116,91 @@ static void print_hugepages(const struct diag *d)
 	printf("  * default size; reservable: free buddy blocks big enough (? = unknown)\n");
 }
 
+/*
+ * What registering buffers costs against RLIMIT_MEMLOCK (kernel-facts.md
+ * §11.2): each compound page a registration pins is charged at its full
+ * size, once per ring (unless cloned), so the charge is the buffers rounded
+ * up to whole pages.  Two typical cases: 64 MiB of buffers in default-size
+ * pages (4 KiB pages without hugepages), and one 4 KiB buffer in the
+ * largest page size.
+ */
+struct reg_cost {
+	unsigned long long bytes, page, charge;
+};
+
+static int reg_costs(const struct diag *d, struct reg_cost out[2])
+{
+	unsigned long long def = 4096, big = 0;
+
+	for (int i = 0; i < d->nsizes; i++) {
+		unsigned long long ps = d->sizes[i].pool.page_size;
+
+		if (d->sizes[i].pool.is_default)
+			def = ps;
+		if (ps > big)
+			big = ps;
+	}
+	out[0] = (struct reg_cost){ 64ULL << 20, def, ((64ULL << 20) + def - 1) / def * def };
+	if (!big)
+		return 1;
+	out[1] = (struct reg_cost){ 4096, big, big };
+	return 2;
+}
+
+/* 1 within the limit (or not charged), 0 over it, -1 unknown. */
+static int reg_fits(const struct diag *d, unsigned long long charge)
+{
+	if (d->cap_ipc_lock || (!d->memlock_err && d->memlock_soft == ~0ULL))
+		return 1;
+	if (d->memlock_err)
+		return -1;
+	return charge <= d->memlock_soft;
+}
+
+static const char *fits_text(const struct diag *d, unsigned long long charge)
+{
+	if (d->cap_ipc_lock)
+		return "not charged (CAP_IPC_LOCK)";
+	switch (reg_fits(d, charge)) {
+	case 1:
+		return "within the limit";
+	case 0:
+		return "over the limit";
+	default:
+		return "the limit is unknown";
+	}
+}
+
+/* 4 KiB, 2 MiB, 1 GiB: the largest binary unit that divides @v. */
+static void size_text(char *buf, size_t len, unsigned long long v)
+{
+	if (v && !(v & ((1ULL << 30) - 1)))
+		snprintf(buf, len, "%llu GiB", v >> 30);
+	else if (v && !(v & ((1ULL << 20) - 1)))
+		snprintf(buf, len, "%llu MiB", v >> 20);
+	else
+		snprintf(buf, len, "%llu KiB", v >> 10);
+}
+
+static void print_reg_costs(const struct diag *d)
+{
+	char b[32], pg[32], ch[32];
+	struct reg_cost c[2];
+	int n = reg_costs(d, c);
+
+	for (int i = 0; i < n; i++) {
+		size_text(b, sizeof(b), c[i].bytes);
+		size_text(pg, sizeof(pg), c[i].page);
+		size_text(ch, sizeof(ch), c[i].charge);
+		if (i)
+			printf("  %-17s a %s buffer in a %s page charges %s per ring: %s\n", "", b,
+			       pg, ch, fits_text(d, c[i].charge));
+		else
+			printf("  %-17s %s of buffers in %s pages charges %s per ring: %s\n",
+			       "registration", b, pg, ch, fits_text(d, c[i].charge));
+	}
+}
+
 static void print_process(const struct diag *d)
 {
 	char soft[32], hard[32];
@@ -129,6 +214,7 @@ static void print_process(const struct diag *d)
 	else
 		printf("  %-17s %s soft, %s hard%s\n", "RLIMIT_MEMLOCK", soft, hard,
 		       d->cap_ipc_lock ? " (CAP_IPC_LOCK: not charged)" : "");
+	print_reg_costs(d);
 	printf("  %-17s %s\n", "pagemap PFNs", d->pfn_visible ? "visible" : "hidden (no CAP_SYS_ADMIN)");
 	printf("  %-17s", "NUMA nodes");
 	for (int i = 0; i < d->nnodes; i++)
@@ -313,6 +399,23 @@ static void json_hugepages(const struct diag *d)
 	printf("],");
 }
 
+/* "registration":[{bytes, page_kb, charge, fits (null: limit unknown)}...] */
+static void json_reg_costs(const struct diag *d)
+{
+	struct reg_cost c[2];
+	int n = reg_costs(d, c);
+
+	printf(",\"registration\":[");
+	for (int i = 0; i < n; i++) {
+		int fits = reg_fits(d, c[i].charge);
+
+		printf("%s{\"bytes\":%llu,\"page_kb\":%llu,\"charge\":%llu,\"fits\":%s}",
+		       i ? "," : "", c[i].bytes, c[i].page >> 10, c[i].charge,
+		       fits < 0 ? "null" : fits ? "true" : "false");
+	}
+	printf("]");
+}
+
 static void json_process(const struct diag *d)
 {
 	printf("\"numa\":{\"nodes\":[");
@@ -328,7 +431,9 @@ static void json_process(const struct diag *d)
 		printf("\"memlock_soft\":%lld,\"memlock_hard\":%lld,\"memlock_error\":null",
 		       json_limit(d->memlock_soft), json_limit(d->memlock_hard));
 	}
-	printf(",\"cap_ipc_lock\":%s},", d->cap_ipc_lock ? "true" : "false");
+	printf(",\"cap_ipc_lock\":%s", d->cap_ipc_lock ? "true" : "false");
+	json_reg_costs(d);
+	printf("},");
 	printf("\"block\":[");
 	for (int i = 0; i < d->nblocks; i++) {
 		printf("%s{\"name\":", i ? "," : "");

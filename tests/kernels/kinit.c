@@ -15,6 +15,10 @@
  *   hugering.poll_queues=N   (nullb0's poll queues, default 1: 0 must fail)
  *   hugering.numa=1   (a two-node guest, a CPU on each: only the NUMA
  *                      checks run, see numa_checks())
+ * Buffer memory (issue 13) on every boot, expectations by kernel version:
+ * a buffer ring, IOU_PBUF_RING_INC (6.12+, else refused with the reason),
+ * a registered pool and its clone (6.12+, else registered again with the
+ * repeated charge reported); see buffer_checks().
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE	/* O_DIRECT */
@@ -28,6 +32,7 @@
 #include <sys/io.h>
 #include <sys/syscall.h>
 #include <sys/mount.h>
+#include <sys/socket.h>
 #include <sys/reboot.h>
 #include <sys/stat.h>
 #include <sys/utsname.h>
@@ -418,6 +423,182 @@ static int run_case(int i, const char *want_mode)
 }
 
 /* ------------------------------------------------------------------ */
+/* Buffer memory (issue 13)                                            */
+/* ------------------------------------------------------------------ */
+
+/* Whether the running kernel is at least @maj.@min. */
+static int kernel_at_least(int maj, int min)
+{
+	struct utsname u;
+	int a = 0, b = 0;
+
+	if (uname(&u) || sscanf(u.release, "%d.%d", &a, &b) != 2)
+		return 0;
+	return a > maj || (a == maj && b >= min);
+}
+
+static int buf_line(int ok, const char *what, const char *detail)
+{
+	printf("buffers %s: %s %s\n", what, ok ? "ok" : "FAIL", detail);
+	return ok;
+}
+
+/* One datagram through buffer group @bgid's only buffer. */
+static int recv_through(struct io_uring *ring, struct io_uring_buf_ring *br, int bgid)
+{
+	static char buf[64];
+	struct io_uring_cqe *cqe;
+	struct io_uring_sqe *sqe;
+	int fds[2], ok;
+
+	if (socketpair(AF_UNIX, SOCK_DGRAM, 0, fds))
+		return 0;
+	io_uring_buf_ring_add(br, buf, sizeof(buf), 42, io_uring_buf_ring_mask(64), 0);
+	io_uring_buf_ring_advance(br, 1);
+	ok = write(fds[1], "kinit", 6) == 6;
+	sqe = io_uring_get_sqe(ring);
+	io_uring_prep_recv(sqe, fds[0], NULL, 0, 0);
+	sqe->flags |= IOSQE_BUFFER_SELECT;
+	sqe->buf_group = (uint16_t)bgid;
+	ok = ok && io_uring_submit_and_wait(ring, 1) == 1 && !io_uring_wait_cqe(ring, &cqe);
+	if (ok) {
+		ok = cqe->res == 6 && (cqe->flags >> IORING_CQE_BUFFER_SHIFT) == 42 &&
+		     !strcmp(buf, "kinit");
+		io_uring_cqe_seen(ring, cqe);
+	}
+	close(fds[0]);
+	close(fds[1]);
+	return ok;
+}
+
+/*
+ * A buffer ring (user memory since 5.19: in hugepages, or liburing's with a
+ * reason); IOU_PBUF_RING_INC works on 6.12 and is refused -EINVAL with the
+ * reason on older kernels.
+ */
+static int buf_ring_checks(struct io_uring *ring)
+{
+	struct hugering_buf_ring_info info;
+	struct io_uring_buf_ring *br;
+	int inc = kernel_at_least(6, 12), err, ok, pass = 1;
+	char d[512];
+
+	br = hugering_setup_buf_ring(ring, 64, 1, 0, &err);
+	if (!br)
+		return buf_line(0, "ring", hugering_last_error());
+	hugering_buf_ring_info(ring, 1, &info);
+	ok = recv_through(ring, br, 1) &&
+	     (info.mode == HUGERING_BUF_RING_HUGE || info.fallback_reason[0]);
+	snprintf(d, sizeof(d), "mode=%s page=%zu kB recv=%s reason=\"%s\"",
+		 info.mode == HUGERING_BUF_RING_HUGE ? "huge" : "liburing", info.page_size >> 10,
+		 ok ? "exact" : "WRONG", info.fallback_reason);
+	pass &= buf_line(ok, "ring", d);
+	hugering_free_buf_ring(ring, br, 64, 1);
+	br = hugering_setup_buf_ring(ring, 64, 2, IOU_PBUF_RING_INC, &err);
+	if (inc) {
+		ok = br && recv_through(ring, br, 2);
+		snprintf(d, sizeof(d), "IOU_PBUF_RING_INC works (%s)", br ? "set up" : hugering_last_error());
+	} else {
+		ok = !br && err == -EINVAL && strstr(hugering_last_error(), "needs Linux 6.12");
+		snprintf(d, sizeof(d), "IOU_PBUF_RING_INC refused %d: \"%s\"", err,
+			 hugering_last_error());
+	}
+	if (br)
+		hugering_free_buf_ring(ring, br, 64, 2);
+	return pass & buf_line(ok, "inc", d);
+}
+
+/* Block 0 of /fixed.dat read into registered buffer 0 of @ring; compared with @want. */
+static int read_fixed(struct io_uring *ring, void *buf, const char *want, size_t len)
+{
+	struct io_uring_cqe *cqe;
+	struct io_uring_sqe *sqe;
+	int fd = open("/fixed.dat", O_RDONLY), ok;
+
+	if (fd < 0)
+		return 0;
+	memset(buf, 0, len);
+	sqe = io_uring_get_sqe(ring);
+	io_uring_prep_read_fixed(sqe, fd, buf, (unsigned)len, 0, 0);
+	ok = io_uring_submit_and_wait(ring, 1) == 1 && !io_uring_wait_cqe(ring, &cqe);
+	if (ok) {
+		ok = cqe->res == (int)len && !memcmp(buf, want, len);
+		io_uring_cqe_seen(ring, cqe);
+	}
+	close(fd);
+	return ok;
+}
+
+/*
+ * A registered pool, cloned into a second ring: shared on 6.12 (no second
+ * charge), registered again on 6.1 with the repeated charge reported; the
+ * second ring reads through its table either way.
+ */
+static int regbuf_checks(struct io_uring *a)
+{
+	struct hugering_bufpool_opts o = { 0 };
+	struct hugering_reg_charge first, c;
+	struct io_uring_params p = { 0 };
+	struct hugering_bufpool *pool;
+	struct hugering_bufpool_info in;
+	static char want[65536];
+	struct io_uring b;
+	int clone = kernel_at_least(6, 12), ok, fd, ret;
+	char d[512];
+
+	if (hugering_bufpool_create(8, sizeof(want), &o, &pool))
+		return buf_line(0, "pool", hugering_last_error());
+	hugering_bufpool_info(pool, &in);
+	for (size_t i = 0; i < sizeof(want); i++)
+		want[i] = (char)(i * 7 + 3);
+	fd = open("/fixed.dat", O_CREAT | O_TRUNC | O_WRONLY, 0644);
+	ok = fd >= 0 && write(fd, want, sizeof(want)) == (ssize_t)sizeof(want);
+	if (fd >= 0)
+		close(fd);
+	ret = hugering_register_buffers(a, pool, NULL, 0, 0, &first);
+	ok = ok && !ret && read_fixed(a, hugering_bufpool_buf(pool, 0), want, sizeof(want));
+	snprintf(d, sizeof(d), "8 x 64 KiB on %zu kB pages (%s), charge %llu bytes, read_fixed %s",
+		 in.page_size >> 10, in.fallback_reason[0] ? in.fallback_reason : "no fallback",
+		 (unsigned long long)first.charge_bytes, ok ? "exact" : "WRONG");
+	if (!buf_line(ok, "register", ret ? hugering_last_error() : d)) {
+		hugering_bufpool_destroy(pool);
+		return 0;
+	}
+	if (hugering_queue_init_params(8, &b, &p)) {
+		buf_line(0, "clone", hugering_last_error());
+		hugering_bufpool_destroy(pool);
+		return 0;
+	}
+	ret = hugering_clone_buffers(&b, a, &c);
+	ok = !ret && read_fixed(&b, hugering_bufpool_buf(pool, 0), want, sizeof(want)) &&
+	     (clone ? c.cloned == 1 && c.charge_bytes == 0 :
+		      c.cloned == 0 && c.charge_bytes == first.charge_bytes && c.charge_bytes);
+	snprintf(d, sizeof(d), "%s, charge %llu bytes%s", ret ? hugering_last_error() :
+		 c.cloned ? "shared (IORING_REGISTER_CLONE_BUFFERS)" :
+		 "registered again (no IORING_REGISTER_CLONE_BUFFERS)",
+		 (unsigned long long)c.charge_bytes, c.cloned ? "" : " repeated");
+	buf_line(ok, "clone", d);
+	hugering_queue_exit(&b);
+	hugering_unregister_buffers(a);
+	hugering_bufpool_destroy(pool);
+	return ok;
+}
+
+static int buffer_checks(void)
+{
+	struct io_uring_params p = { 0 };
+	struct io_uring ring;
+	int pass;
+
+	if (hugering_queue_init_params(8, &ring, &p))
+		return buf_line(0, "ring", hugering_last_error());
+	pass = buf_ring_checks(&ring);
+	pass &= regbuf_checks(&ring);
+	hugering_queue_exit(&ring);
+	return pass;
+}
+
+/* ------------------------------------------------------------------ */
 /* Two NUMA nodes                                                      */
 /* ------------------------------------------------------------------ */
 
@@ -661,6 +842,7 @@ int main(void)
 	}
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
 		pass &= run_case((int)i, want_mode);
+	pass &= buffer_checks();
 	if (!strcmp(want_iopoll, "1"))
 		pass &= check_iopoll(poll_queues);
 	else
