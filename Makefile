@@ -261,10 +261,11 @@ check-distros:
 check-packages:
 	scripts/check-packages.sh
 
-# The churn test at a million cycles.
+# The churn tests at a million cycles.
 check-long: deps-ok all
 	HUGERING_LONG_CYCLES=1000000 scripts/run-tests.sh --filter 'arena/churn*' $(TEST_BIN)
 	HUGERING_BUF_CHURN_CYCLES=1000000 scripts/run-tests.sh --filter 'bufring/churn*' $(TEST_BIN)
+	HUGERING_PREPARE_CHURN_CYCLES=1000000 scripts/run-tests.sh --filter 'prepare/churn*' $(TEST_BIN)
 
 # Exported symbols and public struct layouts against abi/ (the release
 # record); internal names unreachable from the .a and the .so.

@@ -490,6 +490,22 @@ int hugering_queue_init_opts(unsigned entries, struct io_uring *ring,
 void hugering_queue_exit(struct io_uring *ring);
 /* -ENOENT for a ring hugering did not make. */
 int hugering_ring_info(const struct io_uring *ring, struct hugering_ring_info *out);
+/*
+ * io_uring_resize_rings() for rings made above, in user memory too (which
+ * liburing refuses): new SQ and CQ sizes from @p->sq_entries and, with
+ * IORING_SETUP_CQSIZE, @p->cq_entries (the only flags allowed: CQSIZE and
+ * CLAMP, else -EINVAL).  Linux 6.13+ and IORING_SETUP_DEFER_TASKRUN rings
+ * only, else -EOPNOTSUPP with the reason.  A ring in user memory gets new
+ * memory from its arena and its old memory is reused at once; a
+ * kernel-mapped ring is resized by liburing (2.9+; -EOPNOTSUPP when built
+ * against an older one).  SQEs prepared or submitted and CQEs not yet seen
+ * are kept; when they do not fit, -EOVERFLOW and the ring is unchanged.
+ * On success @p holds the kernel's answer (entries as rounded, offsets)
+ * with flags cleared, as liburing leaves it; on failure @p is untouched
+ * (user memory) and nothing changes.  Pointers into the ring (SQEs, CQEs)
+ * are invalid after a success.  From the ring's submitter thread only.
+ */
+int hugering_ring_resize(struct io_uring *ring, struct io_uring_params *p);
 const char *hugering_mode_name(int mode);
 
 /*

@@ -606,24 +606,38 @@ static int add_page(struct hugering_arena *a, struct hr_page **out)
 	return 0;
 }
 
-/* Under the lock: a clean extent or never-used room of @len in @pg. */
+/*
+ * Under the lock: the tightest room of @len in @pg, a clean extent or the
+ * never-used tail (best fit).  First fit would cut a small ring out of the
+ * one clean extent a larger ring could reuse (a ring whose resize failed
+ * keeps its small slot, quarantined at exit, and the next resize of that
+ * size found no room left), and the arena took a fresh hugepage it then
+ * kept: best fit leaves the large extents whole.
+ */
 static bool carve(struct hr_page *pg, size_t ps, size_t len, size_t *off, bool *reused)
 {
+	size_t best = ps - pg->bump >= len ? ps - pg->bump : SIZE_MAX;
+	unsigned pick = pg->nfree;	/* the tail */
+
 	for (unsigned i = 0; i < pg->nfree; i++) {
-		if (pg->free[i].len < len)
-			continue;
-		*reused = true;
-		*off = pg->free[i].off;
-		pg->free[i].off += len;
-		pg->free[i].len -= len;
-		if (!pg->free[i].len)
-			pg->free[i] = pg->free[--pg->nfree];
+		if (pg->free[i].len >= len && pg->free[i].len < best) {
+			best = pg->free[i].len;
+			pick = i;
+		}
+	}
+	if (best == SIZE_MAX)
+		return false;
+	if (pick == pg->nfree) {
+		*off = pg->bump;
+		pg->bump += len;
 		return true;
 	}
-	if (ps - pg->bump < len)
-		return false;
-	*off = pg->bump;
-	pg->bump += len;
+	*reused = true;
+	*off = pg->free[pick].off;
+	pg->free[pick].off += len;
+	pg->free[pick].len -= len;
+	if (!pg->free[pick].len)
+		pg->free[pick] = pg->free[--pg->nfree];
 	return true;
 }
 

@@ -428,3 +428,13 @@ int hugering_buf_ring_info(const struct io_uring *ring, int bgid,
 {
 	return HR_PUBLIC(buf_ring_info(ring, bgid, out));
 }
+
+/* hugering_ring_resize moved @ring's SQEs: its buffer rings follow the new key. */
+void hr_bufring_moved(const void *old_key, const struct io_uring *ring)
+{
+	pthread_mutex_lock(&recs_lock);
+	for (struct buf_rec *r = recs; r; r = r->next)
+		if (r->key == old_key && r->ring_fd == ring->ring_fd)
+			r->key = ring->sq.sqes;
+	pthread_mutex_unlock(&recs_lock);
+}

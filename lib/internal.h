@@ -250,6 +250,10 @@ struct hr_ring_hooks {
 };
 extern const struct hr_ring_hooks *hr_ring_hooks;
 
+/* bufring.c, regbuf.c: @ring was resized, its records were keyed by @old_key. */
+void hr_bufring_moved(const void *old_key, const struct io_uring *ring);
+void hr_regbuf_moved(const void *old_key, const struct io_uring *ring);
+
 /* bufpool.c */
 void *hr_bufpool_buf(const struct hugering_bufpool *p, unsigned i);
 int hr_bufpool_info(const struct hugering_bufpool *p, struct hugering_bufpool_info *out);
@@ -273,6 +277,8 @@ int hr_check_init_opts(const struct hugering_init_opts *o, const struct io_uring
 		       struct hugering_init_opts *norm);
 int hr_check_setup_params(const struct io_uring_params *p);
 
+/* place.c: a slot made ready for a ring (a recycled one zeroed as needed) */
+void hr_slot_prepare(const struct hugering_layout *lay, const struct hr_slot *s);
 /* place.c: set the ring up in slot @s as @lay says (-EPROTO if liburing put it elsewhere) */
 int hr_setup_in(unsigned entries, struct io_uring *ring, const struct io_uring_params *in,
 		struct io_uring_params *q, const struct hugering_layout *lay,

@@ -18,6 +18,21 @@ static size_t ring_header_bytes(const struct hugering_layout *lay)
 }
 
 /*
+ * The kernel sets the masks and sizes of user ring memory but not the
+ * heads, tails and flags: a recycled slot gets a zeroed header.  Its
+ * SQE and CQE slots keep an earlier ring's bytes, as any ring's slots
+ * do after the first lap: SQEs are written whole before submission,
+ * CQEs before the tail moves past them.  The arena may ask for all.
+ */
+void hr_slot_prepare(const struct hugering_layout *lay, const struct hr_slot *s)
+{
+	if (s->reused && hr_arena_zero_recycled(s->arena))
+		memset(s->addr, 0, lay->total_bytes);
+	else if (s->reused)
+		memset(s->addr + lay->rings_offset, 0, ring_header_bytes(lay));
+}
+
+/*
  * Set the ring up in @r.  liburing places SQEs at the buffer start and the
  * rings at rings_offset; a liburing that placed them elsewhere would have
  * the kernel pin memory the layout did not account for, so that is an error.
@@ -29,17 +44,7 @@ int hr_setup_in(unsigned entries, struct io_uring *ring, const struct io_uring_p
 	char *buf = s->addr;
 	int ret;
 
-	/*
-	 * The kernel sets the masks and sizes of user ring memory but not the
-	 * heads, tails and flags: a recycled slot gets a zeroed header.  Its
-	 * SQE and CQE slots keep an earlier ring's bytes, as any ring's slots
-	 * do after the first lap: SQEs are written whole before submission,
-	 * CQEs before the tail moves past them.  The arena may ask for all.
-	 */
-	if (s->reused && hr_arena_zero_recycled(s->arena))
-		memset(buf, 0, lay->total_bytes);
-	else if (s->reused)
-		memset(buf + lay->rings_offset, 0, ring_header_bytes(lay));
+	hr_slot_prepare(lay, s);
 	*q = *in;
 	ret = io_uring_queue_init_mem(entries, ring, q, buf, lay->total_bytes);
 	if (ret < 0)

@@ -552,3 +552,13 @@ int hugering_clone_buffers(struct io_uring *dst, struct io_uring *src,
 {
 	return HR_PUBLIC(clone_buffers(dst, src, out));
 }
+
+/* hugering_ring_resize moved @ring's SQEs: its table's record follows the new key. */
+void hr_regbuf_moved(const void *old_key, const struct io_uring *ring)
+{
+	pthread_mutex_lock(&recs_lock);
+	for (struct reg_rec *r = recs; r; r = r->next)
+		if (r->key == old_key && r->ring_fd == ring->ring_fd)
+			r->key = ring->sq.sqes;
+	pthread_mutex_unlock(&recs_lock);
+}

@@ -582,6 +582,44 @@ Test(fault, ring_defer_taskrun_resized_first)
 }
 
 /*
+ * A user-facing resize (hugering_ring_resize, Linux 6.13+): a 64-entry
+ * DEFER_TASKRUN ring grown to 4096/65536 and used; a failed resize must
+ * leave the ring as it was, still usable.
+ */
+static int resize_op(void *arg)
+{
+	struct io_uring_params p = { .flags = IORING_SETUP_SINGLE_ISSUER |
+						IORING_SETUP_DEFER_TASKRUN };
+	struct io_uring ring;
+	int ret;
+
+	(void)arg;
+	ret = failed(hugering_queue_init_params(64, &ring, &p));
+	if (ret)
+		return ret;
+	th_nops(&ring, 8);
+	memset(&p, 0, sizeof(p));
+	p.sq_entries = 4096;
+	p.cq_entries = 65536;
+	p.flags = IORING_SETUP_CQSIZE;
+	ret = failed(hugering_ring_resize(&ring, &p));
+	th_nops(&ring, 8);
+	hugering_queue_exit(&ring);
+	return ret;
+}
+
+Test(fault, ring_resize)
+{
+	struct hugering_kernel_caps caps;
+
+	cr_assert_eq(hugering_probe_kernel(&caps), 0);
+	if (!caps.resize)
+		cr_skip_test("kernel %s cannot resize rings (6.13+)", caps.release);
+	th_need_pool(SZ_2M, 4);
+	sweep("ring_resize 64 -> 4096/65536 DEFER_TASKRUN", resize_op, NULL);
+}
+
+/*
  * Registered buffers shared by clone: a pool, two rings, register on one,
  * clone into the other (IORING_REGISTER_CLONE_BUFFERS, or registering
  * again where the clone is refused), everything given back each run.

@@ -1,10 +1,12 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * HUGERING_ARENA_PREPARE: the background worker faults in the next fresh
- * page while plain and SQPOLL rings churn.  A ready page must be as safe as
- * one faulted in by the caller (never a frame a dying ring may write), the
- * thread must exist only while there is work, and an arena must be
- * destroyable, trimmable and forkable while the worker runs for it.
+ * page while rings churn.  A ready page must be as safe as one faulted in by
+ * the caller (never a frame a dying ring may write) for every kind of ring
+ * (plain, SQPOLL, DEFER_TASKRUN, IOPOLL, CQE32/SQE128), a long churn must
+ * stay in hugepages, the thread must exist only while there is work, and an
+ * arena must be destroyable, trimmable and forkable while the worker runs
+ * for it.
  */
 #include <criterion/criterion.h>
 #include <dirent.h>
@@ -29,10 +31,16 @@ static struct hugering_arena *arena_with(unsigned flags, size_t max_bytes)
 	return a;
 }
 
-/* A ring that fills most of a 2 MiB page (1.3 MiB): every exit retires it. */
+/*
+ * A ring that fills most of a 2 MiB page (1.3-1.5 MiB; CQE32: half the CQEs,
+ * the same bytes): every exit retires it.
+ */
 static int big_ring(struct hugering_arena *a, unsigned flags, struct io_uring *ring)
 {
-	struct io_uring_params p = { .flags = IORING_SETUP_CQSIZE | flags, .cq_entries = 65536 };
+	struct io_uring_params p = {
+		.flags = IORING_SETUP_CQSIZE | flags,
+		.cq_entries = (flags & IORING_SETUP_CQE32) ? 32768 : 65536,
+	};
 	struct hugering_init_opts o = { .arena = a, .policy = HUGERING_POLICY_NOMMAP };
 
 	return hugering_queue_init_opts(4096, ring, &p, &o);
@@ -88,34 +96,162 @@ static void cycle(struct hugering_arena *a, unsigned flags)
 	hugering_queue_exit(&ring);
 }
 
-/*
- * The witness: destroy a ring mid-use, take the next ring from a ready
- * page, wait past the dying ring's late writes (40 ms), and every NOP of
- * 3 x SQ size must complete exactly once.  Plain and SQPOLL rings.
- */
-static void ready_pages_are_safe(unsigned flags)
+#define DEFER (IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN)
+
+static struct hugering_ring_info info_of(const struct io_uring *ring)
 {
-	struct hugering_arena *a = arena_with(HUGERING_ARENA_PREPARE, 0);
+	struct hugering_ring_info info;
+
+	cr_assert_eq(hugering_ring_info(ring, &info), 0);
+	return info;
+}
+
+/* The next ring, in a hugepage with the flags asked for. */
+static void next_ring(struct hugering_arena *a, unsigned flags, struct io_uring *ring, int round)
+{
+	struct hugering_ring_info info;
+
+	cr_assert_eq(big_ring(a, flags, ring), 0, "round %d: %s", round, hugering_last_error());
+	info = info_of(ring);
+	cr_assert_eq(info.mode, HUGERING_MODE_NOMMAP_HUGE);
+	cr_assert_eq(info.setup_flags & flags, flags, "flags 0x%x asked, 0x%x set", flags,
+		     info.setup_flags);
+}
+
+/* Skip where this kernel or liburing cannot make such a ring in user memory. */
+static void need_shape(struct hugering_arena *a, unsigned flags)
+{
+	const char *cannot = th_liburing_cannot(flags);
 	struct io_uring ring;
+	int ret;
+
+	if (cannot)
+		cr_skip_test("%s", cannot);
+	ret = big_ring(a, flags, &ring);
+	if (ret == -EINVAL && (flags & IORING_SETUP_IOPOLL))
+		cr_skip_test("this kernel refuses IOPOLL rings: %s", hugering_last_error());
+	cr_assert_eq(ret, 0, "%s", hugering_last_error());
+	hugering_queue_exit(&ring);
+}
+
+/*
+ * The witness: destroy a ring mid-use, take the next ring at once (from a
+ * ready page, or from the very slot a resize freed), wait past the dying
+ * ring's late writes (40 ms), and every NOP of 3 x SQ size must complete
+ * exactly once: a write by the previous ring (its SQ head, its CQ tail)
+ * would lose or repeat completions.  @arena_flags are added to PREPARE.
+ * Returns how many rounds got the previous ring's slot back.
+ */
+static int ready_pages_are_safe(unsigned arena_flags, unsigned flags)
+{
+	struct hugering_arena *a = arena_with(HUGERING_ARENA_PREPARE | arena_flags, 0);
+	struct hugering_ring_info i0, i1;
+	struct io_uring ring;
+	int same = 0;
 
 	th_need_pool(SZ_2M, 8);
+	need_shape(a, flags);
 	for (int i = 0; i < 15; i++) {
-		cr_assert_eq(big_ring(a, flags, &ring), 0, "%s", hugering_last_error());
+		next_ring(a, flags, &ring, i);
+		i0 = info_of(&ring);
 		th_nops(&ring, ring.sq.ring_entries);
 		hugering_queue_exit(&ring);
 		sleep_ms(5);	/* room for the worker to have a page ready */
-		cr_assert_eq(big_ring(a, flags, &ring), 0, "round %d: %s", i,
-			     hugering_last_error());
+		next_ring(a, flags, &ring, i);
+		i1 = info_of(&ring);
+		same += i1.page_addr == i0.page_addr && i1.page_offset == i0.page_offset;
 		sleep_ms(40);
 		th_nops(&ring, 3 * ring.sq.ring_entries);
 		hugering_queue_exit(&ring);
 	}
-	cr_assert_gt(stats_of(a).prepared_used, 0, "no ring ever took a ready page");
+	cr_log_info("flags 0x%x: %d of 15 rings in their predecessor's slot; %llu ready pages "
+		    "used, %llu resize-recycled", flags, same,
+		    (unsigned long long)stats_of(a).prepared_used,
+		    (unsigned long long)stats_of(a).resize_recycled);
+	if (!stats_of(a).resize_recycled)
+		cr_assert_gt(stats_of(a).prepared_used, 0, "no ring ever took a ready page");
+	cr_assert_eq(hugering_arena_destroy(a), 0);
+	return same;
+}
+
+Test(prepare, ready_pages_are_safe_plain)  { ready_pages_are_safe(0, 0); }
+Test(prepare, ready_pages_are_safe_sqpoll) { ready_pages_are_safe(0, IORING_SETUP_SQPOLL); }
+Test(prepare, ready_pages_are_safe_iopoll) { ready_pages_are_safe(0, IORING_SETUP_IOPOLL); }
+Test(prepare, ready_pages_are_safe_cqe32)  { ready_pages_are_safe(0, IORING_SETUP_CQE32); }
+Test(prepare, ready_pages_are_safe_sqe128) { ready_pages_are_safe(0, IORING_SETUP_SQE128); }
+Test(prepare, ready_pages_are_safe_sqe128_cqe32)
+{
+	ready_pages_are_safe(0, IORING_SETUP_SQE128 | IORING_SETUP_CQE32);
+}
+
+/* DEFER_TASKRUN rings quarantined (no resize recycling): ready pages, as for the others. */
+Test(prepare, ready_pages_are_safe_defer_taskrun)
+{
+	ready_pages_are_safe(HUGERING_ARENA_NO_RESIZE, DEFER);
+}
+
+/*
+ * DEFER_TASKRUN rings recycled by resize (6.13+): the next ring gets the
+ * very slot its predecessor had, in the same page, at once.
+ */
+Test(prepare, resized_slots_are_safe_defer_taskrun)
+{
+	struct hugering_kernel_caps caps;
+	int same;
+
+	cr_assert_eq(hugering_probe_kernel(&caps), 0);
+	same = ready_pages_are_safe(0, DEFER);
+	if (caps.resize)
+		cr_assert_eq(same, 15, "only %d of 15 rings reused the resized-away slot", same);
+}
+
+/*
+ * Churn: create + destroy with a PREPARE arena and the automatic policy
+ * (falling back to a kernel-mapped ring is allowed, and counted): at most
+ * 1% of the rings may leave hugepages.  256/512 rings (about 70 a page):
+ * a page retires, and a ready one is taken, every ~70 cycles; unprivileged,
+ * the dying rings' RLIMIT_MEMLOCK charge stays small.  10^5 cycles in the
+ * suite, HUGERING_PREPARE_CHURN_CYCLES for more (make check-long).
+ */
+static void churn(long cycles)
+{
+	struct hugering_arena *a = arena_with(HUGERING_ARENA_PREPARE, 0);
+	struct hugering_init_opts o = { .arena = a, .policy = HUGERING_POLICY_AUTO };
+	struct hugering_arena_stats st;
+	long fallbacks = 0;
+	int first = 0;
+
+	th_need_pool(SZ_2M, 64);
+	for (long i = 0; i < cycles; i++) {
+		struct io_uring_params p = { .flags = IORING_SETUP_CQSIZE, .cq_entries = 512 };
+		struct hugering_ring_info info;
+		struct io_uring ring;
+		int ret = hugering_queue_init_opts(256, &ring, &p, &o);
+
+		cr_assert_eq(ret, 0, "cycle %ld: %s: %s", i, strerror(-ret), hugering_last_error());
+		info = info_of(&ring);
+		if (info.mode != HUGERING_MODE_NOMMAP_HUGE && !fallbacks++)
+			first = info.fallback_errno;
+		hugering_queue_exit(&ring);
+	}
+	st = stats_of(a);
+	cr_log_info("%ld cycles: %ld fallbacks (first: %s), %llu pages retired, %llu prepared, "
+		    "%llu ready pages used, %llu pool waits", cycles, fallbacks,
+		    first ? strerrorname_np(first) : "none", (unsigned long long)st.pages_retired,
+		    (unsigned long long)st.pages_prepared, (unsigned long long)st.prepared_used,
+		    (unsigned long long)st.pool_waits);
+	cr_assert_leq(fallbacks * 100, cycles, "%ld of %ld rings fell back (first: %s)",
+		      fallbacks, cycles, first ? strerrorname_np(first) : "?");
+	cr_assert_gt(st.prepared_used, 0, "no ring ever took a ready page");
 	cr_assert_eq(hugering_arena_destroy(a), 0);
 }
 
-Test(prepare, ready_pages_are_safe_plain)  { ready_pages_are_safe(0); }
-Test(prepare, ready_pages_are_safe_sqpoll) { ready_pages_are_safe(IORING_SETUP_SQPOLL); }
+Test(prepare, churn_100000_cycles, .timeout = 3600)
+{
+	const char *env = getenv("HUGERING_PREPARE_CHURN_CYCLES");
+
+	churn(env ? atol(env) : 100000);
+}
 
 /* Off by default: no thread, nothing prepared. */
 Test(prepare, off_by_default)
