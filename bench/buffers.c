@@ -95,6 +95,20 @@ static double paired(const double *num, const double *den, int rounds)
 	return nx ? median(x, nx) : -1;
 }
 
+/* The smallest and largest of the values >= 0 in @v; -1 if none. */
+static void spread(const double *v, int n, double *lo, double *hi)
+{
+	*lo = *hi = -1;
+	for (int i = 0; i < n; i++) {
+		if (v[i] < 0)
+			continue;
+		if (*lo < 0 || v[i] < *lo)
+			*lo = v[i];
+		if (v[i] > *hi)
+			*hi = v[i];
+	}
+}
+
 /* VmPin of this process in bytes; -1 unknown. */
 static long long vm_pin(void)
 {
@@ -695,6 +709,7 @@ static void io_child(void *arg)
 			if (!o->skip[0] && !o->error[0]) {
 				if (k == BS_HUGERING && live[BS_4K])
 					o->x = paired(s[k].gbps, s[BS_4K].gbps, j->rounds);
+				spread(s[k].gbps, j->rounds, &o->gbps_min, &o->gbps_max);
 				o->gbps = median(s[k].gbps, j->rounds);
 				o->iops = median(s[k].iops, j->rounds);
 			}
@@ -721,7 +736,8 @@ static void run_read_fixed(const struct buf_opts *o, struct buf_results *r)
 	for (int n = 0; n < BUF_NIO; n++)
 		for (int k = 0; k < BS_N; k++)
 			j->cells[n][k] = (struct buf_io){ .io_bytes = io_sizes[n], .gbps = -1,
-							  .iops = -1, .x = -1 };
+							  .iops = -1, .x = -1, .gbps_min = -1,
+							  .gbps_max = -1 };
 	in_child(io_child, j, sizeof(*j), err, sizeof(err), "READ_FIXED");
 	unlink(j->path);	/* if the child died before */
 	for (int n = 0; n < BUF_NIO; n++)
@@ -1016,6 +1032,7 @@ static void rx_child(void *arg)
 		if (!o->error[0]) {
 			if (k == BS_HUGERING && live[BS_4K])
 				o->x = paired(s[k].gbps, s[BS_4K].gbps, j->rounds);
+			spread(s[k].gbps, j->rounds, &o->gbps_min, &o->gbps_max);
 			o->gbps = median(s[k].gbps, j->rounds);
 		}
 		rx_close(&s[k]);
@@ -1030,7 +1047,8 @@ static void run_recv(struct buf_results *r)
 
 	fprintf(stderr, "hugering-bench: buffers: multishot receive over loopback TCP\n");
 	for (int k = 0; k < BS_N; k++)
-		j.cells[k] = (struct buf_recv){ .gbps = -1, .x = -1 };
+		j.cells[k] = (struct buf_recv){ .gbps = -1, .x = -1, .gbps_min = -1,
+						.gbps_max = -1 };
 	in_child(rx_child, &j, sizeof(j), err, sizeof(err), "receive");
 	for (int k = 0; k < BS_N; k++) {
 		r->recv[k] = j.cells[k];
@@ -1100,6 +1118,17 @@ static void cellnum(FILE *f, int width, int prec, double v)
 		snprintf(b, sizeof(b), "-");
 	else
 		snprintf(b, sizeof(b), "%.*f", prec, v);
+	fprintf(f, " %*s", width, b);
+}
+
+static void range(FILE *f, int width, double lo, double hi)
+{
+	char b[48];
+
+	if (lo < 0)
+		snprintf(b, sizeof(b), "-");
+	else
+		snprintf(b, sizeof(b), "%.2f-%.2f", lo, hi);
 	fprintf(f, " %*s", width, b);
 }
 
@@ -1198,8 +1227,8 @@ void buffers_table(FILE *f, const struct buf_results *r)
 		"%d slices of %.2f s per cell taking turns;\nx = median over rounds of hugering "
 		"/ 4k (4k: anonymous 4 KiB pages registered with liburing; hugering: a buffer "
 		"pool)\n", r->file_bytes >> 20, r->qd, r->io_rounds, r->io_slice_s);
-	fprintf(f, "%-8s %-9s %6s %9s %10s %7s %10s  %s\n", "io", "buffers", "pages", "GB/s",
-		"IOPS", "x", "reads", "note");
+	fprintf(f, "%-8s %-9s %6s %9s %15s %10s %7s %10s  %s\n", "io", "buffers", "pages", "GB/s",
+		"slices min-max", "IOPS", "x", "reads", "note");
 	for (int n = 0; n < BUF_NIO; n++)
 		for (int k = 0; k < BS_N; k++) {
 			const struct buf_io *c = &r->io[n][k];
@@ -1207,6 +1236,7 @@ void buffers_table(FILE *f, const struct buf_results *r)
 			fprintf(f, "%5u KiB %-9s %6s", c->io_bytes >> 10, side_names[k],
 				c->page_size ? (c->page_size >= SZ_2M ? "2M" : "4k") : "-");
 			cellnum(f, 9, 3, c->gbps);
+			range(f, 15, c->gbps_min, c->gbps_max);
 			cellnum(f, 10, 0, c->iops);
 			cellnum(f, 7, 3, c->x);
 			fprintf(f, " %10lld  %s\n", c->ops, why(c->skip, c->error));
@@ -1216,8 +1246,8 @@ void buffers_table(FILE *f, const struct buf_results *r)
 		"rounds of hugering / liburing; every byte counted, each completion's ends "
 		"checked\n", r->recv_rounds, r->recv_bytes >> 20, r->recv_bufs,
 		r->recv_buf_bytes >> 10);
-	fprintf(f, "%-9s %-12s %-8s %6s %9s %7s %12s %9s  %s\n", "ring", "ring mode", "buf ring",
-		"pages", "GB/s", "x", "bytes", "cqes", "note");
+	fprintf(f, "%-9s %-12s %-8s %6s %9s %15s %7s %12s %9s  %s\n", "ring", "ring mode",
+		"buf ring", "pages", "GB/s", "slices min-max", "x", "bytes", "cqes", "note");
 	for (int k = 0; k < BS_N; k++) {
 		const struct buf_recv *c = &r->recv[k];
 
@@ -1227,6 +1257,7 @@ void buffers_table(FILE *f, const struct buf_results *r)
 			c->br_mode ? "liburing" : "-",
 			c->page_size ? (c->page_size >= SZ_2M ? "2M" : "4k") : "-");
 		cellnum(f, 9, 3, c->gbps);
+		range(f, 15, c->gbps_min, c->gbps_max);
 		cellnum(f, 7, 3, c->x);
 		fprintf(f, " %12lld %9lld  %s\n", c->bytes, c->cqes, why(c->skip, c->error));
 	}
@@ -1332,6 +1363,10 @@ void buffers_json(FILE *f, const struct buf_results *r)
 				"\"queue_depth\": %u, \"gbps\": ", c->io_bytes, side_names[k],
 				c->page_size, r->qd);
 			jnum(f, c->gbps, 4, "null");
+			fprintf(f, ", \"gbps_min\": ");
+			jnum(f, c->gbps_min, 4, "null");
+			fprintf(f, ", \"gbps_max\": ");
+			jnum(f, c->gbps_max, 4, "null");
 			fprintf(f, ", \"iops\": ");
 			jnum(f, c->iops, 0, "null");
 			fprintf(f, ", \"vs_4k\": ");
@@ -1354,6 +1389,10 @@ void buffers_json(FILE *f, const struct buf_results *r)
 		fprintf(f, ", \"page_size\": %zu, \"slice_bytes\": %zu, \"gbps\": ", c->page_size,
 			r->recv_bytes);
 		jnum(f, c->gbps, 4, "null");
+		fprintf(f, ", \"gbps_min\": ");
+		jnum(f, c->gbps_min, 4, "null");
+		fprintf(f, ", \"gbps_max\": ");
+		jnum(f, c->gbps_max, 4, "null");
 		fprintf(f, ", \"vs_liburing\": ");
 		jnum(f, c->x, 4, "null");
 		fprintf(f, ", \"bytes\": %lld, \"cqes\": %lld,\n       \"skipped\": ", c->bytes,

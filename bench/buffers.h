@@ -38,6 +38,7 @@ struct buf_reg {
 struct buf_io {
 	unsigned io_bytes;
 	double gbps, iops;		/* medians over slices */
+	double gbps_min, gbps_max;	/* the slices' spread */
 	double x;			/* hugering: median over rounds of hugering / 4k; else -1 */
 	long long ops;			/* reads completed and verified, all slices */
 	size_t page_size;		/* of the buffers */
@@ -48,6 +49,7 @@ struct buf_io {
 /* Multishot receive over loopback TCP into a provided buffer ring. */
 struct buf_recv {
 	double gbps;			/* median over slices */
+	double gbps_min, gbps_max;	/* the slices' spread */
 	double x;			/* hugering: median over rounds of hugering / liburing */
 	long long bytes;		/* received and verified, all slices */
 	long long cqes;
