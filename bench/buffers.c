@@ -721,14 +721,19 @@ static void io_child(void *arg)
 	unlink(j->path);
 }
 
-static void run_read_fixed(const struct buf_opts *o, struct buf_results *r)
+static void run_read_fixed(struct buf_results *r)
 {
 	struct io_job *j = calloc(1, sizeof(*j));
 	char err[320] = "";
 
-	(void)o;
-	if (!j)
+	if (!j) {
+		for (int n = 0; n < BUF_NIO; n++)
+			for (int k = 0; k < BS_N; k++)
+				r->io[n][k] = (struct buf_io){ .io_bytes = io_sizes[n], .gbps = -1,
+							       .iops = -1, .x = -1, .gbps_min = -1,
+							       .gbps_max = -1, .error = "out of memory" };
 		return;
+	}
 	fprintf(stderr, "hugering-bench: buffers: READ_FIXED, O_DIRECT from tmpfs\n");
 	j->rounds = r->io_rounds;
 	j->slice_s = r->io_slice_s;
@@ -1102,7 +1107,7 @@ void bench_buffers(const struct buf_opts *o, struct buf_results *r)
 	r->recv_buf_bytes = RECV_BUF;
 	r->nsizes = o->nsizes;
 	run_registration(o, r);
-	run_read_fixed(o, r);
+	run_read_fixed(r);
 	run_recv(r);
 }
 
