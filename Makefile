@@ -134,7 +134,7 @@ $(BUILD)/bench/%: $(BUILD)/bench/%.o $(STATIC)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
 $(BUILD)/bench/hugering-bench: $(BUILD)/bench/hugering-bench.o $(BUILD)/bench/report.o \
-                          $(BUILD)/bench/bigmap.o $(STATIC)
+                          $(BUILD)/bench/bigmap.o $(BUILD)/bench/buffers.o $(STATIC)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
 # Recycling cost per create+destroy cycle, ratios against the kernel peer.

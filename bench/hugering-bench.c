@@ -35,6 +35,7 @@
 
 #include "../lib/compat.h"
 #include "bench.h"
+#include "buffers.h"
 #include "report.h"
 
 #define SZ_1G (1UL << 30)
@@ -73,6 +74,8 @@ struct options {
 	int cpu;
 	unsigned flags;		/* DEFER or 0 */
 	bool json, csv, quick, no_compact, no_empty_pool, big_map;
+	bool buffers, buffers_only;	/* the buffer section (buffers.c); alone */
+	struct buf_opts buf;
 	const char *plot;
 };
 
@@ -1263,10 +1266,14 @@ static void usage(FILE *f)
 		"                      [--seconds S] [--flags defer|plain] [--cpu N] [--no-compact]\n"
 		"                      [--no-empty-pool] [--big-map] [--json | --csv]\n"
 		"                      [--plot FILE.png|FILE.svg]\n"
+		"                      [--buffers | --buffers-only] [--buf-sizes LIST] [--buf-recv-mib N]\n"
 		"modes:  kernel liburing-nommap user-4k hugering hugering-1g floor (default),\n"
 		"        kernel-sqpoll hugering-sqpoll hugering-prepare\n"
 		"shapes: small (64) medium (256/512) large (4096/65536) max (32768/65536)\n"
-		"        max-sqe128 max-cqe32\n");
+		"        max-sqe128 max-cqe32\n"
+		"buffers: --buffers adds the buffer section (registration, READ_FIXED, multishot\n"
+		"        receive), --buffers-only runs it alone; --buf-sizes 64M,256M,1G (default)\n"
+		"        --buf-recv-mib 256 (32 with --quick): bytes per receive slice\n");
 }
 
 static int die_usage(const char *fmt, const char *arg)
@@ -1345,10 +1352,14 @@ static int parse_args(int argc, char **argv, struct options *o)
 		{ "no-compact", no_argument, NULL, 'n' }, { "help", no_argument, NULL, 'h' },
 		{ "no-empty-pool", no_argument, NULL, 'E' },
 		{ "big-map", no_argument, NULL, 'B' },
+		{ "buffers", no_argument, NULL, 'b' },
+		{ "buffers-only", no_argument, NULL, 'O' },
+		{ "buf-sizes", required_argument, NULL, 'z' },
+		{ "buf-recv-mib", required_argument, NULL, 'r' },
 		{ 0 }
 	};
 	const char *modes_arg = NULL, *bad = NULL;
-	long v;
+	long v, recv_mib = 0;
 	int c;
 
 	*o = (struct options){ .cpu = -1, .flags = DEFER, .iterations = 0 };
@@ -1383,6 +1394,16 @@ static int parse_args(int argc, char **argv, struct options *o)
 		case 'n': o->no_compact = true; break;
 		case 'E': o->no_empty_pool = true; break;
 		case 'B': o->big_map = true; break;
+		case 'b': o->buffers = true; break;
+		case 'O': o->buffers = o->buffers_only = true; break;
+		case 'z':
+			if (buf_parse_sizes(optarg, &o->buf))
+				return 2;
+			break;
+		case 'r':
+			if (parse_long(optarg, 1, 65536, &recv_mib))
+				return die_usage("--buf-recv-mib '%s': want 1..65536", optarg);
+			break;
 		case 'v': o->csv = true; break;
 		case 'p': o->plot = optarg; break;
 		case 'h': usage(stdout); exit(0);
@@ -1410,6 +1431,12 @@ static int parse_args(int argc, char **argv, struct options *o)
 		o->iterations = o->quick ? 150 : 1000;
 	if (!o->nop_seconds)
 		o->nop_seconds = o->quick ? 0.1 : 0.5;
+	if (!o->buf.nsizes)
+		buf_parse_sizes("64M,256M,1G", &o->buf);
+	o->buf.quick = o->quick;
+	o->buf.recv_bytes = (size_t)(recv_mib ? recv_mib : o->quick ? 32 : 256) << 20;
+	if (o->plot && o->buffers_only)
+		return die_usage("%s", "--plot draws the ring modes: not with --buffers-only");
 	if (o->plot && report_plot_check(o->plot))
 		return 1;
 	if (o->cpu >= 0 && pin_cpu(o->cpu))
@@ -1453,23 +1480,36 @@ int main(int argc, char **argv)
 	struct cell *cells;
 	struct empty_row *empty;
 	struct bigmap big = { 0 };
-	int n, ne, ret = parse_args(argc, argv, &o);
+	struct buf_results *buf = NULL;
+	int n = 0, ne = 0, ret = parse_args(argc, argv, &o);
 
 	if (ret)
 		return ret;
 	/* A worker that dies must not take the run with it: its pipe says so. */
 	signal(SIGPIPE, SIG_IGN);
-	n = plan(&o, &cells);
-	if (n <= 0) {
-		fprintf(stderr, "hugering-bench: nothing to run (no mode or shape selected)\n");
-		return 2;
+	cells = NULL;
+	empty = NULL;
+	if (!o.buffers_only) {
+		n = plan(&o, &cells);
+		if (n <= 0) {
+			fprintf(stderr, "hugering-bench: nothing to run (no mode or shape selected)\n");
+			return 2;
+		}
+		ne = plan_empty(&o, &empty);
 	}
-	ne = plan_empty(&o, &empty);
 	machine_info(&mc);
 	settle_pool();
 	run_all(&o, cells, n);
 	run_empty_pool(&o, empty, ne);
-	if (o.big_map) {
+	if (o.buffers) {
+		buf = calloc(1, sizeof(*buf));
+		if (!buf) {
+			fprintf(stderr, "hugering-bench: out of memory\n");
+			return 1;
+		}
+		bench_buffers(&o.buf, buf);
+	}
+	if (o.big_map && !o.buffers_only) {
 		progress(1, 1, "big map: creation with a 6 GiB heap of many VMAs", "");
 		bench_bigmap(&big);
 		settle_pool();
@@ -1477,7 +1517,7 @@ int main(int argc, char **argv)
 	rp = (struct report){ .mc = &mc, .cells = cells, .n = n, .modes = modes,
 			      .shapes = shapes, .flags = o.flags, .iterations = o.iterations,
 			      .nop_seconds = o.nop_seconds, .quick = o.quick,
-			      .empty = empty, .nempty = ne > 0 ? ne : 0, .big = &big };
+			      .empty = empty, .nempty = ne > 0 ? ne : 0, .big = &big, .buf = buf };
 	if (o.json)
 		report_json(stdout, &rp);
 	else if (o.csv)
@@ -1487,5 +1527,6 @@ int main(int argc, char **argv)
 	ret = o.plot ? report_plot(o.plot, &rp) : 0;
 	free(cells);
 	free(empty);
+	free(buf);
 	return ret ? 1 : 0;
 }

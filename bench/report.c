@@ -87,6 +87,8 @@ static void table_head(FILE *f, const struct report *r)
 	flag_names(r->flags, flags, sizeof(flags));
 	fprintf(f, "hugering-bench: kernel %s, %d CPUs (%s), liburing %d.%d\n", r->mc->kernel,
 		r->mc->cpus, r->mc->cpu_model, r->mc->liburing_major, r->mc->liburing_minor);
+	if (!r->n)	/* --buffers-only: its tables say what they ran */
+		return;
 	fprintf(f, "flags %s on every ring (SQPOLL modes: SQPOLL, without DEFER_TASKRUN); %ld "
 		"create+destroy cycles per cell at least;\nNOPs %.2f s per batch; dTLB misses: %s\n\n",
 		flags, r->iterations,
@@ -222,10 +224,13 @@ static void table_bigmap(FILE *f, const struct report *r)
 void report_table(FILE *f, const struct report *r)
 {
 	table_head(f, r);
-	table_create(f, r);
-	table_nops(f, r);
+	if (r->n) {	/* not with --buffers-only */
+		table_create(f, r);
+		table_nops(f, r);
+	}
 	table_empty(f, r);
 	table_bigmap(f, r);
+	buffers_table(f, r->buf);
 }
 
 /* ------------------------------------------------------------------ */
@@ -396,6 +401,7 @@ void report_json(FILE *f, const struct report *r)
 	}
 	fprintf(f, "  ]");
 	json_bigmap(f, r->big);
+	buffers_json(f, r->buf);
 	fprintf(f, "\n}\n");
 }
 
@@ -471,7 +477,8 @@ static void csv_empty(FILE *f, const struct report *r, const struct empty_row *e
 
 void report_csv(FILE *f, const struct report *r)
 {
-	fprintf(f, "mode,shape,sq,cq,flags,create_destroy_us_median,create_destroy_us_p99,"
+	if (r->n)
+		fprintf(f, "mode,shape,sq,cq,flags,create_destroy_us_median,create_destroy_us_p99,"
 		"cycles_per_s,cpu_us_per_cycle,create_destroy_vs_kernel,churn_cycles_ok,churn_cap,nop_mops_b1,nop_mops_b32,nop_mops_b256,"
 		"sweep_mops,nop_vs_kernel_b1,nop_vs_kernel_b32,nop_vs_kernel_b256,"
 		"nop_vs_kernel_sweep,dtlb_misses_per_op,ring_bytes,hugepages_used,error,"
@@ -482,6 +489,10 @@ void report_csv(FILE *f, const struct report *r)
 	}
 	for (int i = 0; i < r->nempty; i++)
 		csv_empty(f, r, &r->empty[i]);
+	/* The buffer section has columns of its own: after a blank line, or alone. */
+	if (r->buf && r->buf->ran && r->n)
+		fputc('\n', f);
+	buffers_csv(f, r->buf);
 }
 
 /* ------------------------------------------------------------------ */

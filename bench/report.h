@@ -6,6 +6,7 @@
 #include <stdio.h>
 
 #include "bench.h"
+#include "buffers.h"
 
 struct machine {
 	char kernel[65];
@@ -28,6 +29,7 @@ struct report {
 	const struct empty_row *empty;	/* the empty-pool phase; NULL: not run */
 	int nempty;
 	const struct bigmap *big;	/* the big-map phase; ->ran false: not run */
+	const struct buf_results *buf;	/* the buffer section; NULL: not run */
 };
 
 void report_table(FILE *f, const struct report *r);

@@ -274,3 +274,139 @@ Test(bench, big_map_rows)
 			       "--seconds 0.01 --no-empty-pool", out), 0);
 	cr_expect_null(strstr(out, "\"big_map\""), "%s", out);
 }
+
+/*
+ * The objects of the buffer section's array @name ("registration", ...),
+ * one at a time: @obj gets the next one after *@at (no nested braces in
+ * them); false after the last.
+ */
+static bool next_object(const char *section, const char *name, const char **at, char *obj,
+			size_t len)
+{
+	char key[64];
+	const char *arr, *end, *p, *q;
+
+	snprintf(key, sizeof(key), "\"%s\": [", name);
+	arr = strstr(section, key);
+	cr_assert_not_null(arr, "no %s in\n%s", key, section);
+	end = strchr(arr, ']');
+	cr_assert_not_null(end);
+	p = strchr(*at ? *at : arr, '{');
+	if (!p || p > end)
+		return false;
+	q = strchr(p, '}');
+	cr_assert_not_null(q);
+	cr_assert_lt((size_t)(q - p), len);
+	memcpy(obj, p, (size_t)(q - p + 1));
+	obj[q - p + 1] = 0;
+	*at = q;
+	return true;
+}
+
+/*
+ * A cell has its @figures (not null) and no skip reason, or a skip reason
+ * and no figures (a prediction is no figure: a skipped cell may have one).
+ */
+static bool measured_or_skipped(const char *obj, const char *const *figures, size_t n)
+{
+	bool skipped = !strstr(obj, "\"skipped\": null");
+	char key[64];
+
+	cr_assert(strstr(obj, "\"error\": null"), "an error is neither figures nor a skip: %s", obj);
+	if (skipped)
+		cr_assert(strstr(obj, "\"skipped\": \"skipped: "), "%s", obj);
+	for (size_t i = 0; i < n; i++) {
+		snprintf(key, sizeof(key), "\"%s\": null", figures[i]);
+		cr_assert(!strstr(obj, key) == !skipped, "%s: %s", skipped ? "skipped with figures" :
+			  "no skip reason, no figure", obj);
+	}
+	return !skipped;
+}
+
+/*
+ * --buffers-only (issue 13), small sizes: the three parts' JSON keys, and
+ * every cell either measured or skipped with its reason (a 1 GiB page
+ * missing, RLIMIT_MEMLOCK as nobody), never an error.  As root nothing the
+ * 4 KiB side needs is missing: those cells must have figures, and with the
+ * pool reserved the hugepage ones too (the 1 GiB page apart).  Figures are
+ * the bench's output; no timing is asserted.
+ */
+Test(bench, buffers_section_measures_or_skips_every_cell)
+{
+	static const char *const reg_figs[] = {
+		"register_ms", "unregister_ms", "vs_4k", "vmpin_growth",
+		"charge_matches", "clone_ms", "clone_vmpin_growth", "cloned", "again_ms",
+		"again_vmpin_growth",
+	};
+	static const char *const io_figs[] = { "gbps", "iops" };
+	static const char *const recv_figs[] = { "gbps" };
+	static const char *const goal_keys[] = {
+		"\"register_bytes\": ", "\"register_2m_vs_4k\": ", "\"register_goal_met\": ",
+		"\"charge_matches_prediction\": ", "\"read_fixed_1m_vs_4k\": ",
+		"\"read_goal_met\": ",
+	};
+	const char *b, *at = NULL;
+	char obj[2048];
+	int n = 0;
+	bool root = !geteuid();
+
+	th_need_pool(SZ_2M, 24);
+	cr_assert_eq(run_bench("--buffers-only --quick --json --buf-sizes 2M,4M --buf-recv-mib 4",
+			       out), 0);
+	cr_assert_eq(count(out, "{\"mode\": "), 0, "--buffers-only runs no ring mode: %s", out);
+	b = strstr(out, "\"buffers\": {");
+	cr_assert_not_null(b, "%s", out);
+	while (next_object(b, "registration", &at, obj, sizeof(obj))) {
+		bool m = measured_or_skipped(obj, reg_figs, sizeof(reg_figs) / sizeof(reg_figs[0]));
+
+		cr_assert(strstr(obj, n / 3 ? "\"bytes\": 4194304" : "\"bytes\": 2097152"), "%s", obj);
+		if (root && n % 3 != 2)	/* 4k, 2m */
+			cr_assert(m, "as root with the pool reserved: %s", obj);
+		if (m) {	/* VmPin is the kernel's figure, the prediction hugering's */
+			cr_assert(strstr(obj, "\"charge_matches\": true"), "%s", obj);
+			cr_assert(strstr(obj, "\"clone_vmpin_growth\": 0,"), "%s", obj);
+		}
+		n++;
+	}
+	cr_assert_eq(n, 2 * 3, "2 sizes x 4k, 2m, 1g: %s", b);
+	for (n = 0, at = NULL; next_object(b, "read_fixed", &at, obj, sizeof(obj)); n++) {
+		bool m = measured_or_skipped(obj, io_figs, 2);
+
+		cr_assert(strstr(obj, n % 2 ? "\"buffers\": \"hugering\"" : "\"buffers\": \"4k\""),
+			  "%s", obj);
+		if (root)
+			cr_assert(m, "as root: %s", obj);
+		if (m)
+			cr_assert_gt(field_long(obj, "reads"), 0, "%s", obj);
+	}
+	cr_assert_eq(n, 3 * 2, "3 I/O sizes x 4k, hugering: %s", b);
+	for (n = 0, at = NULL; next_object(b, "recv", &at, obj, sizeof(obj)); n++) {
+		bool m = measured_or_skipped(obj, recv_figs, 1);
+
+		cr_assert(m, "loopback TCP needs nothing to skip for: %s", obj);
+		/* 3 slices of 4 MiB, every byte counted */
+		cr_assert_eq(field_long(obj, "bytes"), 3L * 4 * 1024 * 1024, "%s", obj);
+		if (n && root)	/* with the pool reserved */
+			cr_assert(strstr(obj, "\"ring\": \"hugering\", \"ring_mode\": \"nommap_huge\", "
+					      "\"buf_ring\": \"huge\""), "%s", obj);
+	}
+	cr_assert_eq(n, 2, "liburing, hugering: %s", b);
+	for (size_t i = 0; i < sizeof(goal_keys) / sizeof(goal_keys[0]); i++)
+		cr_assert(strstr(b, goal_keys[i]), "no %s in %s", goal_keys[i], b);
+	cr_assert(strstr(b, "\"register_goal_met\": null"), "the goal is about 1 GiB: %s", b);
+
+	/* CSV: a header and a row per registration, clone, again, read and receive cell. */
+	cr_assert_eq(run_bench("--buffers-only --quick --csv --buf-sizes 2M --buf-recv-mib 1",
+			       out), 0);
+	cr_assert_eq(strncmp(out, "section,size_bytes,memory,", 26), 0, "%s", out);
+	cr_assert_eq(count(out, "\n"), 1 + 3 * 3 + 6 + 2, "%s", out);
+	cr_assert_eq(count(out, "\nrecv,"), 2, "%s", out);
+}
+
+Test(bench, buffers_bad_input_is_one_clear_line)
+{
+	refused("--buf-sizes 3K", 2, "--buf-sizes '3K'");
+	refused("--buf-sizes 2G", 2, "at most 1G");
+	refused("--buf-recv-mib 0", 2, "--buf-recv-mib '0'");
+	refused("--buffers-only --plot x.svg", 2, "not with --buffers-only");
+}
