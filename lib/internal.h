@@ -282,6 +282,13 @@ int hr_setup_in(unsigned entries, struct io_uring *ring, const struct io_uring_p
 struct rlimit;
 /* Would RLIMIT_MEMLOCK explain an -ENOMEM from io_uring_setup (6.14+)? */
 bool hr_memlock_explains(struct rlimit *rl);
+/*
+ * @try(@arg) retried for up to @wait_ms while it fails with an -ENOMEM
+ * RLIMIT_MEMLOCK may explain (a dying ring still holds this user's
+ * charge); *@explained: it still did at the end (then @rl is the limit).
+ */
+int hr_memlock_retry(int (*try)(void *), void *arg, int wait_ms, struct rlimit *rl,
+		     bool *explained);
 /* hr_setup_in, retried up to @wait_ms while a dying ring holds the memlock charge. */
 int hr_setup_waiting(unsigned entries, struct io_uring *ring, const struct io_uring_params *in,
 		     struct io_uring_params *q, const struct hugering_layout *lay,

@@ -17,7 +17,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <linux/capability.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -957,4 +961,141 @@ Test(bufring, churn_100000_cycles_on_8_page_pool, .timeout = 3600)
 	const char *env = getenv("HUGERING_BUF_CHURN_CYCLES");
 
 	buf_churn(env ? atol(env) : 100000);
+}
+
+/* ------------------------------------------------------------------ */
+/* RLIMIT_MEMLOCK                                                      */
+/* ------------------------------------------------------------------ */
+
+/* Root: drop CAP_IPC_LOCK from the effective set, so the kernel charges the limit. */
+static void drop_ipc_lock(void)
+{
+	struct __user_cap_header_struct h = { .version = _LINUX_CAPABILITY_VERSION_3 };
+	struct __user_cap_data_struct d[2];
+
+	cr_assert_eq(syscall(SYS_capget, &h, d), 0);
+	d[0].effective &= ~(1u << CAP_IPC_LOCK);
+	cr_assert_eq(syscall(SYS_capset, &h, d), 0, "capset: %s", strerror(errno));
+}
+
+#define FILL_RINGS 512
+#define FILL_BRS 64
+
+struct filler {
+	struct io_uring rings[FILL_RINGS];
+	struct io_uring_buf_ring *brs[FILL_BRS];
+	int nrings, nbrs;
+};
+
+static void close_filler(struct filler *f);
+
+/*
+ * Charge this user's RLIMIT_MEMLOCK to the brim: kernel-mapped rings (two
+ * pages each) until the kernel refuses one, then one-page buffer rings of
+ * liburing's on the first of them until it refuses those too.  Rings closed
+ * a moment ago (the library's probe, an earlier round) give their charge
+ * back late: top up after a pause until nothing more fits.  False when
+ * nothing is charged (a kernel before 6.14).
+ */
+static bool fill_memlock(struct filler *f)
+{
+	int err = 0, added = 1;
+
+	f->nrings = f->nbrs = 0;
+	for (int pass = 0; added && pass < 20; pass++) {
+		added = 0;
+		if (pass)
+			usleep(30000);
+		while (f->nrings < FILL_RINGS && !io_uring_queue_init(8, &f->rings[f->nrings], 0))
+			f->nrings++, added++;
+		cr_assert_gt(f->nrings, 0, "not even one ring fits in the limit");
+		while (f->nbrs < FILL_BRS &&
+		       (f->brs[f->nbrs] = io_uring_setup_buf_ring(&f->rings[0], 16, 100 + f->nbrs, 0,
+								  &err)))
+			f->nbrs++, added++;
+		if (f->nrings == FILL_RINGS || f->nbrs == FILL_BRS) {
+			close_filler(f);
+			return false;
+		}
+		cr_assert_eq(err, -ENOMEM, "filler buffer ring: %s", strerror(-err));
+	}
+	cr_assert_eq(added, 0, "the charge kept moving");
+	return true;
+}
+
+/*
+ * Close every filler ring: their charge goes back only when the kernel's
+ * asynchronous teardown ends.  liburing's buffer ring mappings are ours to
+ * unmap (the kernel pins the pages until then).
+ */
+static void close_filler(struct filler *f)
+{
+	for (int i = 0; i < f->nrings; i++)
+		io_uring_queue_exit(&f->rings[i]);
+	for (int i = 0; i < f->nbrs; i++)
+		munmap(f->brs[i], 4096);
+}
+
+/*
+ * Unprivileged (root without CAP_IPC_LOCK here), the kernel charges buffer
+ * rings to RLIMIT_MEMLOCK as it charges rings (6.14+).  With the limit
+ * really used up, hugering_setup_buf_ring() fails -ENOMEM naming the limit
+ * (not liburing's memory, which would be charged the same).  Right after
+ * rings filling the limit are closed, their charge is still held for a few
+ * ms: a buffer ring of liburing's set up at that moment is refused (the
+ * pressure is real), and hugering_setup_buf_ring() right after it waits
+ * that out and succeeds, in hugepages.
+ */
+Test(bufring, memlock_pressure_waits_for_dying_rings)
+{
+	struct rlimit rl = { .rlim_cur = 256 * 1024, .rlim_max = 256 * 1024 };
+	struct hugering_buf_ring_info info;
+	static struct filler f;
+	struct io_uring_buf_ring *br;
+	struct io_uring ring;
+	char limit[32];
+	int err, pressure = 0;
+
+	th_need_pool(SZ_2M, 2);
+	drop_ipc_lock();
+	ring_up(&ring);
+	cr_assert_eq(setrlimit(RLIMIT_MEMLOCK, &rl), 0, "%s", strerror(errno));
+	if (!fill_memlock(&f))
+		cr_skip("this kernel charges rings or buffer rings nothing against "
+			"RLIMIT_MEMLOCK (before 6.14): no pressure to wait out");
+	br = hugering_setup_buf_ring(&ring, 16, 1, 0, &err);
+	cr_assert_null(br, "set up over a full RLIMIT_MEMLOCK (%d rings, %d buffer rings filled it; mode %d)", f.nrings, f.nbrs, hugering_buf_ring_info(&ring, 1, &info) ? -1 : info.mode);
+	cr_assert_eq(err, -ENOMEM);
+	snprintf(limit, sizeof(limit), "%llu", (unsigned long long)rl.rlim_cur);
+	cr_assert_not_null(strstr(hugering_last_error(), "RLIMIT_MEMLOCK"), "%s",
+			   hugering_last_error());
+	cr_assert_not_null(strstr(hugering_last_error(), limit), "reason lacks the limit: %s",
+			   hugering_last_error());
+	close_filler(&f);
+
+	for (int round = 0; round < 5; round++) {
+		struct io_uring_buf_ring *probe;
+		int perr;
+
+		/* Waits for the last round's charge to go; then fill again. */
+		br = hugering_setup_buf_ring(&ring, 16, 2, 0, &err);
+		cr_assert_not_null(br, "%s", hugering_last_error());
+		cr_assert_eq(hugering_free_buf_ring(&ring, br, 16, 2), 0);
+		cr_assert(fill_memlock(&f));
+		close_filler(&f);
+		probe = io_uring_setup_buf_ring(&ring, 16, 3, 0, &perr);
+		if (probe)
+			cr_assert_eq(io_uring_free_buf_ring(&ring, probe, 16, 3), 0);
+		else
+			cr_assert_eq(perr, -ENOMEM, "%s", strerror(-perr));
+		pressure += !probe;
+		br = hugering_setup_buf_ring(&ring, 16, 1, 0, &err);
+		cr_assert_not_null(br, "round %d: %d %s", round, err, hugering_last_error());
+		cr_assert_eq(hugering_buf_ring_info(&ring, 1, &info), 0);
+		cr_assert_eq(info.mode, HUGERING_BUF_RING_HUGE, "%s", info.fallback_reason);
+		cr_assert_eq(hugering_free_buf_ring(&ring, br, 16, 1), 0);
+	}
+	cr_log_info("memlock: %d of 5 rounds refused a buffer ring right after the close", pressure);
+	cr_assert_gt(pressure, 0, "the dying rings' charge was never seen: nothing was waited for");
+	hugering_queue_exit(&ring);
 }
