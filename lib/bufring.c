@@ -24,7 +24,11 @@
  * Records are keyed by the ring (its SQE address and fd, as the caller's
  * struct io_uring shows them) and bgid.  hugering_queue_exit() reaches them
  * through hr_ring_hooks (registry.c is a layer below and cannot call up),
- * which also run our fork handlers inside registry.c's.
+ * which also run our fork handlers inside registry.c's.  A child inherits
+ * the records with the rings, which it shares with the parent: it may read
+ * them and drop them (hugering_queue_exit closes only its own fd), but not
+ * unregister a buffer ring the parent set up (that would unregister it for
+ * the parent too): -ECHILD.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -33,6 +37,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include "internal.h"
 
@@ -40,6 +45,7 @@ struct buf_rec {
 	struct buf_rec *next;
 	const void *key;		/* ring->sq.sqes */
 	int ring_fd;
+	pid_t pid;			/* the process that set it up */
 	bool arena;			/* memory in slot; else liburing's mapping */
 	struct hr_slot slot;
 	struct io_uring_buf_ring *br;
@@ -130,6 +136,11 @@ static const struct hr_ring_hooks hooks = {
 	.fork_child = fork_release,
 };
 
+__attribute__((constructor)) static void add_hooks(void)
+{
+	hr_ring_hooks_add(&hooks);
+}
+
 /*
  * A new registration of @bgid on this ring was accepted: any record of the
  * same key is stale (unregistered behind our back, or an earlier ring with
@@ -139,7 +150,6 @@ static void add_rec(struct buf_rec *rec, const struct io_uring *ring)
 {
 	struct buf_rec *stale;
 
-	__atomic_store_n(&hr_ring_hooks, &hooks, __ATOMIC_RELEASE);
 	pthread_mutex_lock(&recs_lock);
 	stale = take_locked(ring, rec->info.bgid);
 	rec->next = recs;
@@ -347,6 +357,7 @@ static struct io_uring_buf_ring *setup_buf_ring(struct io_uring *ring, unsigned 
 	}
 	rec->key = ring->sq.sqes;
 	rec->ring_fd = ring->ring_fd;
+	rec->pid = getpid();
 	rec->info.fallback_reason = "";
 	rec->info.bgid = bgid;
 	rec->info.nentries = nentries;
@@ -403,6 +414,7 @@ static int free_buf_ring(struct io_uring *ring, struct io_uring_buf_ring *br,
 	struct io_uring_buf_ring *have = NULL;
 	struct buf_rec *r;
 	bool ours = false;
+	pid_t owner = 0;
 	int ret;
 
 	if (!ring)
@@ -412,12 +424,20 @@ static int free_buf_ring(struct io_uring *ring, struct io_uring_buf_ring *br,
 		if (rec_is(r, ring, bgid)) {
 			ours = true;
 			have = r->br;
+			owner = r->pid;
 			break;
 		}
 	}
 	pthread_mutex_unlock(&recs_lock);
 	if (!ours)
 		return io_uring_free_buf_ring(ring, br, nentries, bgid);	/* not ours */
+	if (owner != getpid()) {
+		hr_set_error("buffer group %d was set up by process %d on a ring this process "
+			     "inherited (the parent's ring, shared): unregistering it here would "
+			     "unregister it for that process too; hugering_queue_exit() closes "
+			     "this process's copy of the ring", bgid, (int)owner);
+		return -ECHILD;
+	}
 	if (have != br) {
 		hr_set_error("buffer group %d's ring is at %p, not %p", bgid, (void *)have,
 			     (void *)br);

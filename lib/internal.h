@@ -236,11 +236,12 @@ int hr_registry_info(const void *key, struct hugering_ring_info *out);
 /* The arena a hugering ring's memory came from; NULL for any other ring. */
 struct hugering_arena *hr_ring_arena(const struct io_uring *ring);
 /*
- * Set once by bufring.c (a layer above, which the registry cannot call):
- * exit runs in hugering_queue_exit() on every ring before it is closed, so
- * its buffer rings are quarantined; the fork handlers run inside the
- * registry's (its locks are never held across a call into the ring layers,
- * so any order is safe).
+ * Added at load time by the layers above that keep per-ring records
+ * (bufring.c, regbuf.c), which the registry cannot call: exit runs in
+ * hugering_queue_exit() on every ring before it is closed, so its records
+ * go (buffer rings quarantined); the fork handlers run inside the
+ * registry's, in the order added (their locks are never held across a call
+ * into another layer's, so any order is safe).
  */
 struct hr_ring_hooks {
 	void (*exit)(const struct io_uring *ring);
@@ -248,7 +249,9 @@ struct hr_ring_hooks {
 	void (*fork_parent)(void);
 	void (*fork_child)(void);
 };
-extern const struct hr_ring_hooks *hr_ring_hooks;
+void hr_ring_hooks_add(const struct hr_ring_hooks *h);
+/* Every hook's exit, for @ring about to be closed. */
+void hr_ring_hooks_exit(const struct io_uring *ring);
 
 /* bufpool.c */
 void *hr_bufpool_buf(const struct hugering_bufpool *p, unsigned i);

@@ -14,7 +14,20 @@
  *
  * What hugering_register_buffers() registered is recorded per ring (its
  * SQE address and fd, as bufring.c keys buffer rings), so a clone the
- * kernel refuses can register the same buffers again.
+ * kernel refuses can register the same buffers again.  The record goes
+ * with the registration (unregister) or with the ring (hugering_queue_exit,
+ * through hr_ring_hooks, which also keep our lock out of fork()).  A child
+ * inherits the records with the rings, which it shares with the parent: it
+ * may clone from them and drop them, but not unregister the parent's
+ * buffers (that would unregister them for the parent too): -ECHILD.
+ *
+ * Recycling: the kernel pins every page it registers (FOLL_LONGTERM) and
+ * lets go only when the last reference to the buffer goes: the table's
+ * (unregister, update) and every request's in flight, signalled by the tag
+ * CQE when the buffer has a tag.  Nothing here hands buffer memory out
+ * again: a pool is a region of its own, unmapped and its file closed when
+ * destroyed; the pinned pages stay out of the hugepage pool (and out of
+ * any new pool) until the kernel unpins them.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -22,6 +35,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include "internal.h"
 
@@ -42,6 +56,7 @@ struct reg_rec {
 	struct reg_rec *next;
 	const void *key;
 	int ring_fd;
+	pid_t pid;		/* the process that registered them */
 	unsigned nr;
 	struct iovec *iov;
 	struct hugering_reg_charge charge;
@@ -352,6 +367,40 @@ static void rec_free(struct reg_rec *r)
 	}
 }
 
+/* hr_ring_hooks.exit: @ring is about to be closed; its table goes with it. */
+static void ring_exit(const struct io_uring *ring)
+{
+	struct reg_rec *r;
+
+	pthread_mutex_lock(&recs_lock);
+	r = take_locked(ring);
+	pthread_mutex_unlock(&recs_lock);
+	rec_free(r);
+}
+
+/* fork(): the child inherits the records and an unheld lock. */
+static void fork_prepare(void)
+{
+	pthread_mutex_lock(&recs_lock);
+}
+
+static void fork_release(void)
+{
+	pthread_mutex_unlock(&recs_lock);
+}
+
+static const struct hr_ring_hooks hooks = {
+	.exit = ring_exit,
+	.fork_prepare = fork_prepare,
+	.fork_parent = fork_release,
+	.fork_child = fork_release,
+};
+
+__attribute__((constructor)) static void add_hooks(void)
+{
+	hr_ring_hooks_add(&hooks);
+}
+
 /* Record @iov as @ring's table; a stale record of the same key goes. */
 static void remember(const struct io_uring *ring, const struct iovec *iov, unsigned nr,
 		     const struct hugering_reg_charge *c)
@@ -368,6 +417,7 @@ static void remember(const struct io_uring *ring, const struct iovec *iov, unsig
 	r->nr = nr;
 	r->key = ring->sq.sqes;
 	r->ring_fd = ring->ring_fd;
+	r->pid = getpid();
 	r->charge = *c;
 	pthread_mutex_lock(&recs_lock);
 	stale = take_locked(ring);
@@ -448,13 +498,38 @@ int hugering_register_buffers(struct io_uring *ring, const struct hugering_bufpo
 	return HR_PUBLIC(register_buffers(ring, pool, iov, nr, flags, out));
 }
 
+/* The process that registered @ring's buffers through us, or 0. */
+static pid_t owner_of(const struct io_uring *ring)
+{
+	pid_t pid = 0;
+
+	pthread_mutex_lock(&recs_lock);
+	for (struct reg_rec *r = recs; r; r = r->next) {
+		if (rec_is(r, ring)) {
+			pid = r->pid;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&recs_lock);
+	return pid;
+}
+
 static int unregister_buffers(struct io_uring *ring)
 {
 	struct reg_rec *r;
+	pid_t owner;
 	int ret;
 
 	if (!ring)
 		return -EINVAL;
+	owner = owner_of(ring);
+	if (owner && owner != getpid()) {
+		hr_set_error("the buffers were registered by process %d on a ring this process "
+			     "inherited (the parent's ring, shared): unregistering them here would "
+			     "unregister them for that process too; hugering_queue_exit() closes "
+			     "this process's copy of the ring", (int)owner);
+		return -ECHILD;
+	}
 	ret = io_uring_unregister_buffers(ring);
 	if (ret && ret != -EBADF) {
 		hr_set_error("IORING_UNREGISTER_BUFFERS: %s", strerror(-ret));

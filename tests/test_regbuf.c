@@ -19,6 +19,7 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "helpers.h"
@@ -764,4 +765,202 @@ Test(regbuf, one_gib_page_charges_one_gib)
 	}
 	hugering_queue_exit(&ring);
 	hugering_bufpool_destroy(p);
+}
+
+/* ------------------------------------------------------------------ */
+/* fork()                                                              */
+/* ------------------------------------------------------------------ */
+
+/* One READ_FIXED of @len bytes at 0 of @fd into @buf (table entry @idx); its result. */
+static int read_fixed_res(struct io_uring *ring, int fd, void *buf, unsigned len, unsigned idx)
+{
+	struct io_uring_sqe *sqe = io_uring_get_sqe(ring);
+	struct io_uring_cqe *cqe;
+	int res;
+
+	cr_assert_not_null(sqe);
+	io_uring_prep_read_fixed(sqe, fd, buf, len, 0, (int)idx);
+	cr_assert_eq(io_uring_submit_and_wait(ring, 1), 1);
+	cr_assert_eq(io_uring_wait_cqe(ring, &cqe), 0);
+	res = cqe->res;
+	io_uring_cqe_seen(ring, cqe);
+	return res;
+}
+
+/* What the child saw, as its exit status: 0 all as it should be, else the step that was not. */
+static int child_on_inherited(struct io_uring *ring, struct io_uring_buf_ring *br, int bgid)
+{
+	struct hugering_buf_ring_info info;
+
+	/* The ring is shared with the parent: unregistering here would do it for both. */
+	if (hugering_unregister_buffers(ring) != -ECHILD || !*hugering_last_error())
+		return 1;
+	if (hugering_free_buf_ring(ring, br, 16, bgid) != -ECHILD || !*hugering_last_error())
+		return 2;
+	if (hugering_buf_ring_info(ring, bgid, &info) || info.mem != (void *)br)
+		return 3;
+	/* Closing our copy drops our records of it, and only ours. */
+	hugering_queue_exit(ring);
+	if (hugering_buf_ring_info(ring, bgid, &info) != -ENOENT)
+		return 4;
+	/* No record left: the kernel's answer for a closed fd, not -ECHILD. */
+	if (hugering_unregister_buffers(ring) != -EBADF)
+		return 5;
+	return 0;
+}
+
+/*
+ * A child that inherited a ring with a registered pool and a buffer ring
+ * cannot unregister either (-ECHILD: the ring is the parent's too), and
+ * its hugering_queue_exit() drops its own records only.  The parent then
+ * still reads through its fixed buffers, receives into its buffer ring,
+ * and unregisters both.  (Without the guard the child's unregister would
+ * have removed the parent's table: its READ_FIXED would fail.)
+ */
+Test(regbuf, fork_child_leaves_parent_buffers_alone)
+{
+	struct hugering_bufpool_info in;
+	struct io_uring_buf_ring *br;
+	struct io_uring_cqe *cqe;
+	struct io_uring_sqe *sqe;
+	struct hugering_bufpool *p;
+	struct io_uring ring;
+	char path[] = "/tmp/hugering-fork-XXXXXX", msg[512], got[16];
+	int fd, fds[2], err, status;
+	unsigned char *b;
+	pid_t pid;
+
+	th_need_pool(SZ_2M, 4);
+	ring_up(&ring);
+	p = pool_up(4, 4096, 0, &in);
+	cr_assert_eq(hugering_register_buffers(&ring, p, NULL, 0, 0, NULL), 0, "%s",
+		     hugering_last_error());
+	br = hugering_setup_buf_ring(&ring, 16, 5, 0, &err);
+	cr_assert_not_null(br, "%s", hugering_last_error());
+	io_uring_buf_ring_add(br, got, sizeof(got), 9, io_uring_buf_ring_mask(16), 0);
+	io_uring_buf_ring_advance(br, 1);
+
+	pid = fork();
+	cr_assert_geq(pid, 0);
+	if (!pid)
+		_exit(child_on_inherited(&ring, br, 5));
+	cr_assert_eq(waitpid(pid, &status, 0), pid);
+	cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child step %d failed",
+		  WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+
+	/* The parent's table is intact ... */
+	fd = mkstemp(path);
+	cr_assert_geq(fd, 0);
+	unlink(path);
+	for (size_t k = 0; k < sizeof(msg); k++)
+		msg[k] = (char)pattern(k + 5);
+	cr_assert_eq(write(fd, msg, sizeof(msg)), (ssize_t)sizeof(msg));
+	b = hugering_bufpool_buf(p, 2);
+	memset(b, 0, sizeof(msg));
+	cr_assert_eq(read_fixed_res(&ring, fd, b, sizeof(msg), 2), (int)sizeof(msg),
+		     "READ_FIXED after the child: the parent's buffers are gone");
+	cr_assert_eq(memcmp(b, msg, sizeof(msg)), 0);
+	/* ... and so is its buffer ring. */
+	cr_assert_eq(socketpair(AF_UNIX, SOCK_DGRAM, 0, fds), 0);
+	cr_assert_eq(write(fds[1], "parent", 7), 7);
+	sqe = io_uring_get_sqe(&ring);
+	io_uring_prep_recv(sqe, fds[0], NULL, 0, 0);
+	sqe->flags |= IOSQE_BUFFER_SELECT;
+	sqe->buf_group = 5;
+	cr_assert_eq(io_uring_submit_and_wait(&ring, 1), 1);
+	cr_assert_eq(io_uring_wait_cqe(&ring, &cqe), 0);
+	cr_assert_eq(cqe->res, 7, "recv into the parent's buffer ring: %d", cqe->res);
+	cr_assert_eq(cqe->flags >> IORING_CQE_BUFFER_SHIFT, 9u);
+	io_uring_cqe_seen(&ring, cqe);
+	cr_assert_str_eq(got, "parent");
+
+	cr_assert_eq(hugering_free_buf_ring(&ring, br, 16, 5), 0, "%s", hugering_last_error());
+	cr_assert_eq(hugering_unregister_buffers(&ring), 0, "%s", hugering_last_error());
+	hugering_queue_exit(&ring);
+	hugering_bufpool_destroy(p);
+	close(fd);
+	close(fds[0]);
+	close(fds[1]);
+}
+
+/* Without unregistering, hugering_queue_exit() drops the ring's record: nothing stale to clone. */
+Test(regbuf, queue_exit_drops_the_record)
+{
+	struct hugering_bufpool_info in;
+	struct hugering_reg_charge c;
+	struct hugering_bufpool *p;
+	struct io_uring a, b;
+
+	th_need_pool(SZ_2M, 4);
+	ring_up(&a);
+	p = pool_up(4, 4096, 0, &in);
+	cr_assert_eq(hugering_register_buffers(&a, p, NULL, 0, 0, NULL), 0, "%s",
+		     hugering_last_error());
+	hugering_queue_exit(&a);
+	/* a's fd is closed: with a stale record this would still say "registered by us". */
+	ring_up(&b);
+	persona_install(PERSONA_6_6);	/* clone refused: the fallback would use a record */
+	cr_assert_lt(hugering_clone_buffers(&b, &a, &c), 0);
+	cr_assert_null(strstr(hugering_last_error(), "registered again"), "%s",
+		       hugering_last_error());
+	hugering_queue_exit(&b);
+	hugering_bufpool_destroy(p);
+}
+
+struct reg_churn {
+	struct io_uring *ring;
+	struct hugering_bufpool *pool;
+	volatile bool stop;
+};
+
+static void *churn_registrations(void *arg)
+{
+	struct reg_churn *c = arg;
+
+	while (!c->stop)
+		if (!hugering_register_buffers(c->ring, c->pool, NULL, 0, 0, NULL))
+			hugering_unregister_buffers(c->ring);
+	return NULL;
+}
+
+/*
+ * fork() while another thread registers and unregisters: the child finds
+ * the records' lock free (inherited held, its first call would hang until
+ * the timeout) and is refused the parent's unregister.
+ */
+Test(regbuf, fork_while_busy)
+{
+	struct hugering_bufpool_info in;
+	struct hugering_bufpool *p, *q;
+	struct reg_churn c = { 0 };
+	struct io_uring ring, other;
+	pthread_t t;
+
+	th_need_pool(SZ_2M, 4);
+	ring_up(&ring);
+	ring_up(&other);
+	p = pool_up(4, 4096, 0, &in);
+	q = pool_up(4, 4096, 0, &in);
+	cr_assert_eq(hugering_register_buffers(&ring, p, NULL, 0, 0, NULL), 0, "%s",
+		     hugering_last_error());
+	c = (struct reg_churn){ .ring = &other, .pool = q };
+	cr_assert_eq(pthread_create(&t, NULL, churn_registrations, &c), 0);
+	for (int i = 0; i < 50; i++) {
+		int status;
+		pid_t pid = fork();
+
+		cr_assert_geq(pid, 0);
+		if (!pid)
+			_exit(hugering_unregister_buffers(&ring) == -ECHILD ? 0 : 1);
+		cr_assert_eq(waitpid(pid, &status, 0), pid);
+		cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child %d failed", i);
+	}
+	c.stop = true;
+	pthread_join(t, NULL);
+	cr_assert_eq(hugering_unregister_buffers(&ring), 0);
+	hugering_unregister_buffers(&other);
+	hugering_queue_exit(&ring);
+	hugering_queue_exit(&other);
+	hugering_bufpool_destroy(p);
+	hugering_bufpool_destroy(q);
 }
