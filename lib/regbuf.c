@@ -60,6 +60,7 @@ struct reg_rec {
 	unsigned nr;
 	struct iovec *iov;
 	struct hugering_reg_charge charge;
+	const char *reason;	/* why a clone fell back: charge.fallback_reason's owner */
 };
 
 static pthread_mutex_t recs_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -213,6 +214,7 @@ static int predict(const struct iovec *iov, unsigned nr, size_t known,
 	int ret = check_iovecs(iov, nr);
 
 	memset(out, 0, sizeof(*out));
+	out->fallback_reason = "";
 	out->exact = 1;
 	out->entries = nr;
 	for (unsigned i = 0; !ret && i < nr; i++) {
@@ -362,6 +364,7 @@ static struct reg_rec *take_locked(const struct io_uring *ring)
 static void rec_free(struct reg_rec *r)
 {
 	if (r) {
+		hr_reason_free(r->reason);
 		free(r->iov);
 		free(r);
 	}
@@ -553,6 +556,37 @@ int hugering_unregister_buffers(struct io_uring *ring)
 /* Clone                                                               */
 /* ------------------------------------------------------------------ */
 
+/*
+ * @why becomes the reason of @ring's record (its own copy, living as long
+ * as the record: until the buffers are unregistered or the ring exits).
+ * Returns the copy, or "" (no record, or out of memory).
+ */
+static const char *note_reason(const struct io_uring *ring, const char *why)
+{
+	const char *kept = "";
+
+	pthread_mutex_lock(&recs_lock);
+	for (struct reg_rec *r = recs; r; r = r->next) {
+		if (rec_is(r, ring)) {
+			hr_reason_free(r->reason);
+			r->reason = hr_reason_dup(why);
+			kept = r->reason;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&recs_lock);
+	return kept;
+}
+
+/* Why IORING_REGISTER_CLONE_BUFFERS refused @err, as far as we know. */
+static const char *clone_hint(int err)
+{
+	if (err == -EINVAL)
+		return "the kernel lacks it (before Linux 6.12) or refuses it for these two rings "
+		       "(they differ in user or memory accounting)";
+	return "the kernel does not support it here";
+}
+
 /* A copy of @ring's record (iovecs malloc'd), or false. */
 static bool record_of(const struct io_uring *ring, struct reg_rec *copy)
 {
@@ -578,7 +612,7 @@ static int clone_buffers(struct io_uring *dst, struct io_uring *src,
 			 struct hugering_reg_charge *out)
 {
 	struct hr_clone_arg arg = { 0 };
-	struct hugering_reg_charge c = { 0 };
+	struct hugering_reg_charge c = { .fallback_reason = "" };
 	struct reg_rec rec;
 	bool have;
 	int ret;
@@ -597,6 +631,8 @@ static int clone_buffers(struct io_uring *dst, struct io_uring *src,
 		c.charge_bytes = 0;	/* shared: the source ring's charge covers it */
 		c.pages = 0;
 		c.cloned = 1;
+		c.fallback_errno = 0;
+		c.fallback_reason = "";
 		limits(&c);
 		if (have)
 			remember(dst, rec.iov, rec.nr, &c);
@@ -604,11 +640,18 @@ static int clone_buffers(struct io_uring *dst, struct io_uring *src,
 		int err = ret;
 
 		ret = register_iovecs(dst, rec.iov, rec.nr, 0, &c);
-		if (!ret)
-			hr_log(HUGERING_LOG_WARN, "IORING_REGISTER_CLONE_BUFFERS: %s; buffers "
-			       "registered again, charging %llu bytes once more", strerror(-err),
-			       (unsigned long long)c.charge_bytes);
 		c.cloned = 0;
+		c.fallback_errno = -err;
+		if (!ret) {
+			char *why = hr_strf("IORING_REGISTER_CLONE_BUFFERS: %s (%s); the buffers "
+					    "were registered on this ring again, charging %llu "
+					    "bytes once more", strerror(-err), clone_hint(err),
+					    (unsigned long long)c.charge_bytes);
+
+			c.fallback_reason = note_reason(dst, why ? why : "");
+			hr_log(HUGERING_LOG_WARN, "%s", c.fallback_reason);
+			free(why);
+		}
 	} else {
 		hr_set_error("IORING_REGISTER_CLONE_BUFFERS: %s%s", strerror(-ret),
 			     have || (ret != -EINVAL && ret != -EOPNOTSUPP) ? "" :

@@ -563,9 +563,10 @@ Test(regbuf, clone_shares_without_second_charge)
 	cr_assert_eq(ret, 0, "%s", hugering_last_error());
 	pin1 = vm_pin();
 	if (!c.cloned)
-		cr_skip("kernel refused IORING_REGISTER_CLONE_BUFFERS (< 6.12): registered "
-			"again, charging %llu bytes", (unsigned long long)c.charge_bytes);
+		cr_skip("kernel refused IORING_REGISTER_CLONE_BUFFERS: %s", c.fallback_reason);
 	cr_assert_eq(c.charge_bytes, 0);
+	cr_assert_eq(c.fallback_errno, 0);
+	cr_assert_str_empty(c.fallback_reason);
 	cr_assert_eq(pin1, pin0, "clone charged VmPin again: %llu -> %llu",
 		     (unsigned long long)pin0, (unsigned long long)pin1);
 	/* ... read back through ring b's cloned table. */
@@ -627,6 +628,17 @@ Test(regbuf, clone_falls_back_to_registering_again)
 	cr_assert_geq(persona_refused(), 1);
 	cr_assert_eq(c.cloned, 0);
 	cr_assert_eq(c.charge_bytes, first.charge_bytes);
+	/* Why, in the struct (the ring's record owns the text) ... */
+	cr_assert_eq(c.fallback_errno, EINVAL);
+	cr_assert_not_null(c.fallback_reason);
+	cr_assert_not_null(strstr(c.fallback_reason, "IORING_REGISTER_CLONE_BUFFERS"), "%s",
+			   c.fallback_reason);
+	cr_assert_not_null(strstr(c.fallback_reason, "6.12"), "%s", c.fallback_reason);
+	cr_assert_not_null(strstr(c.fallback_reason, "registered on this ring again"), "%s",
+			   c.fallback_reason);
+	/* ... and the first registration's says nothing. */
+	cr_assert_eq(first.fallback_errno, 0);
+	cr_assert_str_empty(first.fallback_reason);
 	cr_assert_eq(vm_pin() - pin0, c.charge_bytes, "the repeated charge is not what VmPin shows");
 	for (unsigned i = 0; i < NFIX; i++)
 		rw_fixed(&b, false, fd, hugering_bufpool_buf(p, i), i, (off_t)(i * FIXSZ));
