@@ -976,3 +976,150 @@ Test(regbuf, fork_while_busy)
 	hugering_bufpool_destroy(p);
 	hugering_bufpool_destroy(q);
 }
+
+/* ------------------------------------------------------------------ */
+/* Recycling: the tag CQE is the kernel's last reference               */
+/* ------------------------------------------------------------------ */
+
+#define WTAG 0xfeed0001ULL
+#define WLEN 4096
+
+static long usable_2m(void)
+{
+	return th_pool_field(SZ_2M, "free_hugepages") - th_pool_field(SZ_2M, "resv_hugepages");
+}
+
+/* Is Linux at least @maj.@min (uname)? */
+static bool kernel_at_least(int maj, int min)
+{
+	char rel[256];
+	int a = 0, b = 0;
+
+	th_slurp("/proc/sys/kernel/osrelease", rel, sizeof(rel));
+	if (sscanf(rel, "%d.%d", &a, &b) != 2)
+		return false;
+	return a > maj || (a == maj && b >= min);
+}
+
+/*
+ * The witness for registered-buffer recycling.  A pool buffer registered
+ * with a tag; a READ_FIXED into it from an empty pipe stays pending and
+ * holds the buffer.  The table lets go of it (@update: replaced by an
+ * empty entry; else unregistered), the pool is destroyed (its memory
+ * unmapped, its file closed) and a new pool created at once and filled
+ * with a known byte.  The old page stays out of the hugepage pool while
+ * the kernel holds it (the usable count does not come back), the new pool
+ * is not on its frames (pagemap, as root), then data comes into the pipe:
+ * the read completes whole (into the old, still pinned page), the tag CQE
+ * comes only after it, the old page goes back to the pool only then, and
+ * the new pool's memory is untouched.
+ */
+static void witness_pending_read(bool update)
+{
+	struct hugering_bufpool_info in, in2;
+	struct hugering_bufpool *p, *q;
+	struct __kernel_timespec ts = { .tv_nsec = 50 * 1000000 };
+	struct io_uring_sqe *sqe;
+	struct io_uring_cqe *cqe;
+	struct io_uring ring;
+	struct iovec iov;
+	__u64 tag = WTAG;
+	uint64_t old_pfn = 0, seen[2];
+	unsigned char msg[WLEN], *b;
+	long u_pool, u_held;
+	int pfd[2], res[2];
+
+	th_need_pool(SZ_2M, 4);
+	ring_up(&ring);
+	p = pool_up(1, WLEN, 0, &in);
+	cr_assert_eq(in.page_size, SZ_2M, "%s", in.fallback_reason);
+	b = hugering_bufpool_buf(p, 0);
+	memset(b, 0xaa, WLEN);
+	if (th_pfn_visible())
+		old_pfn = th_pfn(b);
+	cr_assert_eq(hugering_bufpool_iovecs(p, &iov, 1), 1);
+	cr_assert_eq(io_uring_register_buffers_tags(&ring, &iov, &tag, 1), 0);
+	cr_assert_eq(pipe(pfd), 0);
+	sqe = io_uring_get_sqe(&ring);
+	io_uring_prep_read_fixed(sqe, pfd[0], b, WLEN, 0, 0);
+	sqe->user_data = 1;
+	cr_assert_eq(io_uring_submit(&ring), 1);
+	cr_assert_eq(io_uring_wait_cqe_timeout(&ring, &cqe, &ts), -ETIME,
+		     "the read from an empty pipe completed: res %d", cqe ? cqe->res : 0);
+
+	/* The table lets go; the pending read still holds the buffer. */
+	if (update) {
+		struct iovec none = { NULL, 0 };
+		__u64 no_tag = 0;
+
+		cr_assert_eq(io_uring_register_buffers_update_tag(&ring, 0, &none, &no_tag, 1), 1);
+	} else {
+		cr_assert_eq(hugering_unregister_buffers(&ring), 0, "%s", hugering_last_error());
+	}
+	cr_assert_eq(io_uring_wait_cqe_timeout(&ring, &cqe, &ts), -ETIME,
+		     "a CQE (user_data %#llx) while the read holds the buffer",
+		     cqe ? (unsigned long long)cqe->user_data : 0ULL);
+	th_settle_pool(SZ_2M);
+	u_pool = usable_2m();
+	hugering_bufpool_destroy(p);
+	th_settle_pool(SZ_2M);
+	u_held = usable_2m();
+	cr_assert_eq(u_held, u_pool, "destroying the pool gave %ld pages back while the kernel "
+		     "holds its page", u_held - u_pool);
+
+	/* A new pool at once: never on the old frames. */
+	q = pool_up(1, WLEN, 0, &in2);
+	cr_assert_eq(in2.page_size, SZ_2M, "%s", in2.fallback_reason);
+	memset(hugering_bufpool_buf(q, 0), 0x55, WLEN);
+	if (old_pfn) {
+		uint64_t now = th_pfn(hugering_bufpool_buf(q, 0));
+
+		cr_assert_neq(now / (SZ_2M / 4096), old_pfn / (SZ_2M / 4096),
+			      "the new pool got the pinned page (pfn %#llx)",
+			      (unsigned long long)now);
+	}
+
+	/* The data comes: the read completes, then (only then) the tag. */
+	for (size_t k = 0; k < WLEN; k++)
+		msg[k] = (unsigned char)pattern(k + 11);
+	cr_assert_eq(write(pfd[1], msg, WLEN), WLEN);
+	for (int i = 0; i < 2; i++) {
+		struct __kernel_timespec wait = { .tv_sec = 10 };
+
+		cr_assert_eq(io_uring_wait_cqe_timeout(&ring, &cqe, &wait), 0, "CQE %d missing", i);
+		seen[i] = cqe->user_data;
+		res[i] = cqe->res;
+		io_uring_cqe_seen(&ring, cqe);
+	}
+	cr_assert_eq(seen[0], 1, "first CQE %#llx: the tag came before the read completed",
+		     (unsigned long long)seen[0]);
+	cr_assert_eq(res[0], WLEN, "READ_FIXED into the released buffer: %d", res[0]);
+	cr_assert_eq(seen[1], WTAG, "second CQE %#llx, not the tag", (unsigned long long)seen[1]);
+	cr_assert_eq(res[1], 0);
+	/* Unpinned: the page goes back to the pool (the new pool still holds one). */
+	cr_assert(th_wait_pool(SZ_2M, u_held, 2000), "the old page did not come back after the "
+		  "tag: usable %ld, want %ld", usable_2m(), u_held);
+	for (size_t k = 0; k < WLEN; k++)
+		cr_assert_eq(((unsigned char *)hugering_bufpool_buf(q, 0))[k], 0x55,
+			     "byte %zu of the new pool was written", k);
+	if (update)
+		cr_assert_eq(hugering_unregister_buffers(&ring), 0, "%s", hugering_last_error());
+	hugering_queue_exit(&ring);
+	hugering_bufpool_destroy(q);
+	close(pfd[0]);
+	close(pfd[1]);
+}
+
+Test(regbuf, witness_unregister_with_read_in_flight)
+{
+	/* Before 6.13 unregistering waits for every request using the table (quiesce). */
+	if (!kernel_at_least(6, 13))
+		cr_skip("before Linux 6.13 IORING_UNREGISTER_BUFFERS waits for the pending read "
+			"(io_rsrc_ref_quiesce): the update variant covers these kernels");
+	witness_pending_read(false);
+}
+
+Test(regbuf, witness_update_with_read_in_flight)
+{
+	witness_pending_read(true);
+}
