@@ -671,6 +671,10 @@ struct hugering_reg_charge {
 	uint64_t pinned;	/* VmPin of this process now; UINT64_MAX = unknown */
 	int fits;		/* 1: within the limit (or not charged), 0: would be refused */
 	int cloned;		/* hugering_clone_buffers: 1 shared, 0 registered again */
+	int fallback_errno;	/* hugering_clone_buffers: 0, or the clone's error when
+				 * registered again */
+	const char *fallback_reason;	/* "" or why the clone fell back; valid until
+					 * @dst's buffers are unregistered or @dst exits */
 	uint64_t resv[8];	/* zeroed by the library: room for new fields */
 };
 
@@ -713,7 +717,8 @@ int hugering_unregister_buffers(struct io_uring *ring);
  * (IORING_REGISTER_CLONE_BUFFERS, Linux 6.12).  Where the kernel lacks or
  * refuses it (-EINVAL, -EOPNOTSUPP) and @src's buffers came from
  * hugering_register_buffers(), they are registered on @dst again:
- * @out->cloned is 0 and charge_bytes the repeated charge.
+ * @out->cloned is 0, charge_bytes the repeated charge, fallback_errno and
+ * fallback_reason why.
  */
 int hugering_clone_buffers(struct io_uring *dst, struct io_uring *src,
 			   struct hugering_reg_charge *out);

@@ -15,12 +15,20 @@
  *    write them (IOU_PBUF_RING_INC writes back addr/len): those slots are
  *    quarantined like ring memory, never handed out again.
  * Where the arena cannot supply a page, or the kernel refuses the memory,
- * liburing's own allocation is used and the record says why.
+ * liburing's own allocation is used and the record says why.  The kernel
+ * charges a buffer ring to RLIMIT_MEMLOCK like ring memory (6.14+, unless
+ * CAP_IPC_LOCK): a refusal while rings just closed still hold this user's
+ * charge is waited out as ring setup does (memlock.c); still refused, it is
+ * the answer, with the limit (liburing's memory would be charged the same).
  *
  * Records are keyed by the ring (its SQE address and fd, as the caller's
  * struct io_uring shows them) and bgid.  hugering_queue_exit() reaches them
  * through hr_ring_hooks (registry.c is a layer below and cannot call up),
- * which also run our fork handlers inside registry.c's.
+ * which also run our fork handlers inside registry.c's.  A child inherits
+ * the records with the rings, which it shares with the parent: it may read
+ * them and drop them (hugering_queue_exit closes only its own fd), but not
+ * unregister a buffer ring the parent set up (that would unregister it for
+ * the parent too): -ECHILD.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -28,6 +36,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
 #include "internal.h"
 
@@ -35,6 +45,7 @@ struct buf_rec {
 	struct buf_rec *next;
 	const void *key;		/* ring->sq.sqes */
 	int ring_fd;
+	pid_t pid;			/* the process that set it up */
 	bool arena;			/* memory in slot; else liburing's mapping */
 	struct hr_slot slot;
 	struct io_uring_buf_ring *br;
@@ -125,6 +136,11 @@ static const struct hr_ring_hooks hooks = {
 	.fork_child = fork_release,
 };
 
+__attribute__((constructor)) static void add_hooks(void)
+{
+	hr_ring_hooks_add(&hooks);
+}
+
 /*
  * A new registration of @bgid on this ring was accepted: any record of the
  * same key is stale (unregistered behind our back, or an earlier ring with
@@ -134,7 +150,6 @@ static void add_rec(struct buf_rec *rec, const struct io_uring *ring)
 {
 	struct buf_rec *stale;
 
-	__atomic_store_n(&hr_ring_hooks, &hooks, __ATOMIC_RELEASE);
 	pthread_mutex_lock(&recs_lock);
 	stale = take_locked(ring, rec->info.bgid);
 	rec->next = recs;
@@ -173,13 +188,52 @@ static char *arena_reason(struct hugering_arena *a, int ret, size_t len)
 }
 
 /*
+ * Out of RLIMIT_MEMLOCK for @len bytes after waiting: liburing's memory
+ * would be charged the same, so this is the answer (no fallback).
+ */
+static void memlock_error(size_t len, const struct rlimit *rl)
+{
+	hr_set_error("IORING_REGISTER_PBUF_RING: out of RLIMIT_MEMLOCK: the buffer ring needs "
+		     "%zu bytes locked (charged per user, shared by all this user's rings and "
+		     "buffer rings; Linux 6.14+), limit is %llu bytes: raise ulimit -l or grant "
+		     "CAP_IPC_LOCK", len, (unsigned long long)rl->rlim_cur);
+}
+
+struct reg_try {
+	struct io_uring *ring;
+	struct io_uring_buf_reg *reg;
+	unsigned nentries, flags;
+	int bgid;
+	struct io_uring_buf_ring *br;	/* by_liburing's result */
+};
+
+/* A failed registration holds no pin and wrote nothing: the same memory can be tried again. */
+static int register_once(void *arg)
+{
+	struct reg_try *t = arg;
+
+	return io_uring_register_buf_ring(t->ring, t->reg, t->flags);
+}
+
+static int liburing_once(void *arg)
+{
+	struct reg_try *t = arg;
+	int ret;
+
+	t->br = io_uring_setup_buf_ring(t->ring, t->nentries, t->bgid, t->flags, &ret);
+	return t->br ? 0 : ret;
+}
+
+/*
  * Register @nentries at an arena slot.  Returns 0 with @rec filled, or
  * the error: -ENOMEM etc. from the arena, or the kernel's; *@why (heap,
- * the caller's to free) says it.
+ * the caller's to free) says it.  *@memlock: the kernel's -ENOMEM is
+ * RLIMIT_MEMLOCK's, still after waiting for dying rings' charge (@rl).
  */
 static int in_arena(struct io_uring *ring, unsigned nentries, int bgid, unsigned flags,
-		    struct buf_rec *rec, char **why)
+		    struct buf_rec *rec, char **why, bool *memlock, struct rlimit *rl)
 {
+	struct reg_try t = { .ring = ring, .flags = flags };
 	struct hugering_arena *a = hr_ring_arena(ring);
 	size_t len = ring_bytes(nentries);
 	struct io_uring_buf_reg reg;
@@ -205,7 +259,8 @@ static int in_arena(struct io_uring *ring, unsigned nentries, int bgid, unsigned
 	 * silent no-op there.
 	 */
 	reg.flags = (uint16_t)flags;
-	ret = io_uring_register_buf_ring(ring, &reg, flags);
+	t.reg = &reg;
+	ret = hr_memlock_retry(register_once, &t, hr_arena_wait_ms(a), rl, memlock);
 	if (ret) {
 		/* A failed registration holds no pin when it returns. */
 		hr_arena_free(&rec->slot, true);
@@ -238,15 +293,21 @@ static const char *inc_hint(unsigned flags, int err)
 	return "";
 }
 
-/* liburing's own buffer ring, because of @err (@why). */
+/* liburing's own buffer ring, because of @err (@why); its charge waited for like ours. */
 static int by_liburing(struct io_uring *ring, unsigned nentries, int bgid, unsigned flags,
 		       struct buf_rec *rec, int err, const char *why)
 {
-	int ret;
+	struct reg_try t = { .ring = ring, .nentries = nentries, .bgid = bgid, .flags = flags };
+	struct rlimit rl;
+	bool memlock;
+	int ret = hr_memlock_retry(liburing_once, &t, hr_arena_wait_ms(hr_ring_arena(ring)), &rl,
+				   &memlock);
 
-	rec->br = io_uring_setup_buf_ring(ring, nentries, bgid, flags, &ret);
+	rec->br = t.br;
 	if (!rec->br) {
-		if (ret == err)
+		if (memlock)
+			memlock_error(rec->info.mem_bytes, &rl);
+		else if (ret == err)
 			hr_set_error("io_uring_setup_buf_ring: %s (the same with liburing's "
 				     "memory: the kernel refuses these parameters%s)", strerror(-ret),
 				     inc_hint(flags, ret));
@@ -270,7 +331,9 @@ static struct io_uring_buf_ring *setup_buf_ring(struct io_uring *ring, unsigned 
 						int bgid, unsigned flags, int *err)
 {
 	struct buf_rec *rec;
+	struct rlimit rl;
 	char *why = NULL;
+	bool memlock = false;
 	int ret;
 
 	*err = 0;
@@ -294,18 +357,21 @@ static struct io_uring_buf_ring *setup_buf_ring(struct io_uring *ring, unsigned 
 	}
 	rec->key = ring->sq.sqes;
 	rec->ring_fd = ring->ring_fd;
+	rec->pid = getpid();
 	rec->info.fallback_reason = "";
 	rec->info.bgid = bgid;
 	rec->info.nentries = nentries;
 	rec->info.flags = flags;
 	rec->info.mem_bytes = ring_bytes(nentries);
-	ret = in_arena(ring, nentries, bgid, flags, rec, &why);
+	ret = in_arena(ring, nentries, bgid, flags, rec, &why, &memlock, &rl);
 	/*
 	 * bgid taken, or flags this kernel does not know: the kernel's answer
 	 * whatever the memory (and liburing < 2.6 would drop the flags, making
 	 * its memory "work" without them).
 	 */
-	if (ret == -EEXIST)
+	if (memlock)
+		memlock_error(rec->info.mem_bytes, &rl);
+	else if (ret == -EEXIST)
 		hr_set_error("buffer group %d is already registered on this ring", bgid);
 	else if (ret == -EINVAL && flags)
 		hr_set_error("io_uring_register_buf_ring: %s (the kernel refuses these flags%s)",
@@ -348,6 +414,7 @@ static int free_buf_ring(struct io_uring *ring, struct io_uring_buf_ring *br,
 	struct io_uring_buf_ring *have = NULL;
 	struct buf_rec *r;
 	bool ours = false;
+	pid_t owner = 0;
 	int ret;
 
 	if (!ring)
@@ -357,12 +424,20 @@ static int free_buf_ring(struct io_uring *ring, struct io_uring_buf_ring *br,
 		if (rec_is(r, ring, bgid)) {
 			ours = true;
 			have = r->br;
+			owner = r->pid;
 			break;
 		}
 	}
 	pthread_mutex_unlock(&recs_lock);
 	if (!ours)
 		return io_uring_free_buf_ring(ring, br, nentries, bgid);	/* not ours */
+	if (owner != getpid()) {
+		hr_set_error("buffer group %d was set up by process %d on a ring this process "
+			     "inherited (the parent's ring, shared): unregistering it here would "
+			     "unregister it for that process too; hugering_queue_exit() closes "
+			     "this process's copy of the ring", bgid, (int)owner);
+		return -ECHILD;
+	}
 	if (have != br) {
 		hr_set_error("buffer group %d's ring is at %p, not %p", bgid, (void *)have,
 			     (void *)br);

@@ -236,11 +236,12 @@ int hr_registry_info(const void *key, struct hugering_ring_info *out);
 /* The arena a hugering ring's memory came from; NULL for any other ring. */
 struct hugering_arena *hr_ring_arena(const struct io_uring *ring);
 /*
- * Set once by bufring.c (a layer above, which the registry cannot call):
- * exit runs in hugering_queue_exit() on every ring before it is closed, so
- * its buffer rings are quarantined; the fork handlers run inside the
- * registry's (its locks are never held across a call into the ring layers,
- * so any order is safe).
+ * Added at load time by the layers above that keep per-ring records
+ * (bufring.c, regbuf.c), which the registry cannot call: exit runs in
+ * hugering_queue_exit() on every ring before it is closed, so its records
+ * go (buffer rings quarantined); the fork handlers run inside the
+ * registry's, in the order added (their locks are never held across a call
+ * into another layer's, so any order is safe).
  */
 struct hr_ring_hooks {
 	void (*exit)(const struct io_uring *ring);
@@ -248,7 +249,9 @@ struct hr_ring_hooks {
 	void (*fork_parent)(void);
 	void (*fork_child)(void);
 };
-extern const struct hr_ring_hooks *hr_ring_hooks;
+void hr_ring_hooks_add(const struct hr_ring_hooks *h);
+/* Every hook's exit, for @ring about to be closed. */
+void hr_ring_hooks_exit(const struct io_uring *ring);
 
 /* bufring.c, regbuf.c: @ring was resized, its records were keyed by @old_key. */
 void hr_bufring_moved(const void *old_key, const struct io_uring *ring);
@@ -288,6 +291,13 @@ int hr_setup_in(unsigned entries, struct io_uring *ring, const struct io_uring_p
 struct rlimit;
 /* Would RLIMIT_MEMLOCK explain an -ENOMEM from io_uring_setup (6.14+)? */
 bool hr_memlock_explains(struct rlimit *rl);
+/*
+ * @try(@arg) retried for up to @wait_ms while it fails with an -ENOMEM
+ * RLIMIT_MEMLOCK may explain (a dying ring still holds this user's
+ * charge); *@explained: it still did at the end (then @rl is the limit).
+ */
+int hr_memlock_retry(int (*try)(void *), void *arg, int wait_ms, struct rlimit *rl,
+		     bool *explained);
 /* hr_setup_in, retried up to @wait_ms while a dying ring holds the memlock charge. */
 int hr_setup_waiting(unsigned entries, struct io_uring *ring, const struct io_uring_params *in,
 		     struct io_uring_params *q, const struct hugering_layout *lay,

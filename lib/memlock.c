@@ -1,10 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * RLIMIT_MEMLOCK, which Linux 6.14+ charges per user for ring memory: does
- * it explain an -ENOMEM, and the setup retried while a ring just destroyed
- * still holds its charge.
+ * RLIMIT_MEMLOCK, which Linux 6.14+ charges per user for ring memory (and
+ * buffer rings): does it explain an -ENOMEM, and a setup or registration
+ * retried while a ring just destroyed still holds its charge.
  */
 #include <errno.h>
+#include <stdbool.h>
 #include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
@@ -20,8 +21,55 @@ bool hr_memlock_explains(struct rlimit *rl)
 }
 
 /*
- * Set up in @s.  Unprivileged on 6.14+, a ring just destroyed still holds
- * its RLIMIT_MEMLOCK charge for a few ms: wait for it like for the pool.
+ * Run @try until it stops failing with an -ENOMEM that RLIMIT_MEMLOCK may
+ * explain, or @wait_ms pass.  Unprivileged on 6.14+, rings this user just
+ * closed hold their charge until the kernel's asynchronous teardown ends
+ * (12-19 ms measured): anything else charged (ring memory, buffer rings)
+ * is refused meanwhile.  Returns try's last result; *@explained says
+ * whether the limit explains a final -ENOMEM (then @rl holds it).
+ */
+int hr_memlock_retry(int (*try)(void *), void *arg, int wait_ms, struct rlimit *rl,
+		     bool *explained)
+{
+	struct timespec t0, t;
+	int ret;
+
+	*explained = false;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (;;) {
+		ret = try(arg);
+		if (ret != -ENOMEM || !hr_memlock_explains(rl))
+			return ret;
+		clock_gettime(CLOCK_MONOTONIC, &t);
+		if ((t.tv_sec - t0.tv_sec) * 1000 + (t.tv_nsec - t0.tv_nsec) / 1000000 >= wait_ms)
+			break;
+		usleep(1000);
+	}
+	*explained = true;
+	return ret;
+}
+
+struct setup_try {
+	unsigned entries;
+	struct io_uring *ring;
+	const struct io_uring_params *in;
+	struct io_uring_params *q;
+	const struct hugering_layout *lay;
+	struct hr_slot *s;
+};
+
+static int setup_once(void *arg)
+{
+	struct setup_try *t = arg;
+	int ret = hr_setup_in(t->entries, t->ring, t->in, t->q, t->lay, t->s);
+
+	if (ret == -ENOMEM)
+		t->s->reused = true;	/* the kernel may have touched it: zero again */
+	return ret;
+}
+
+/*
+ * Set up in @s, waiting out a dying ring's memlock charge (above).
  * Retrying in the same memory is safe: the charge is taken while the
  * regions are created (io_allocate_scq_urings), which frees the rings before
  * it returns the error, so no half-made ring is left to write them.
@@ -30,21 +78,13 @@ int hr_setup_waiting(unsigned entries, struct io_uring *ring, const struct io_ur
 		     struct io_uring_params *q, const struct hugering_layout *lay,
 		     struct hr_slot *s, int wait_ms)
 {
-	struct timespec t0, t;
+	struct setup_try t = { entries, ring, in, q, lay, s };
 	struct rlimit rl;
-	int ret;
+	bool explained;
+	int ret = hr_memlock_retry(setup_once, &t, wait_ms, &rl, &explained);
 
-	clock_gettime(CLOCK_MONOTONIC, &t0);
-	for (;;) {
-		ret = hr_setup_in(entries, ring, in, q, lay, s);
-		if (ret != -ENOMEM || !hr_memlock_explains(&rl))
-			return ret;
-		clock_gettime(CLOCK_MONOTONIC, &t);
-		if ((t.tv_sec - t0.tv_sec) * 1000 + (t.tv_nsec - t0.tv_nsec) / 1000000 >= wait_ms)
-			break;
-		s->reused = true;	/* the kernel may have touched it: zero again */
-		usleep(1000);
-	}
+	if (!explained)
+		return ret;
 	/* A kernel-mapped ring is charged the same: no fallback. */
 	hr_set_error("RLIMIT_MEMLOCK: the ring needs %zu bytes locked (charged per user, "
 		     "shared by all this user's rings; Linux 6.14+), limit is %llu: raise "

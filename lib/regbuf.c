@@ -14,7 +14,20 @@
  *
  * What hugering_register_buffers() registered is recorded per ring (its
  * SQE address and fd, as bufring.c keys buffer rings), so a clone the
- * kernel refuses can register the same buffers again.
+ * kernel refuses can register the same buffers again.  The record goes
+ * with the registration (unregister) or with the ring (hugering_queue_exit,
+ * through hr_ring_hooks, which also keep our lock out of fork()).  A child
+ * inherits the records with the rings, which it shares with the parent: it
+ * may clone from them and drop them, but not unregister the parent's
+ * buffers (that would unregister them for the parent too): -ECHILD.
+ *
+ * Recycling: the kernel pins every page it registers (FOLL_LONGTERM) and
+ * lets go only when the last reference to the buffer goes: the table's
+ * (unregister, update) and every request's in flight, signalled by the tag
+ * CQE when the buffer has a tag.  Nothing here hands buffer memory out
+ * again: a pool is a region of its own, unmapped and its file closed when
+ * destroyed; the pinned pages stay out of the hugepage pool (and out of
+ * any new pool) until the kernel unpins them.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -22,6 +35,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include "internal.h"
 
@@ -42,9 +56,11 @@ struct reg_rec {
 	struct reg_rec *next;
 	const void *key;
 	int ring_fd;
+	pid_t pid;		/* the process that registered them */
 	unsigned nr;
 	struct iovec *iov;
 	struct hugering_reg_charge charge;
+	const char *reason;	/* why a clone fell back: charge.fallback_reason's owner */
 };
 
 static pthread_mutex_t recs_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -198,6 +214,7 @@ static int predict(const struct iovec *iov, unsigned nr, size_t known,
 	int ret = check_iovecs(iov, nr);
 
 	memset(out, 0, sizeof(*out));
+	out->fallback_reason = "";
 	out->exact = 1;
 	out->entries = nr;
 	for (unsigned i = 0; !ret && i < nr; i++) {
@@ -347,9 +364,44 @@ static struct reg_rec *take_locked(const struct io_uring *ring)
 static void rec_free(struct reg_rec *r)
 {
 	if (r) {
+		hr_reason_free(r->reason);
 		free(r->iov);
 		free(r);
 	}
+}
+
+/* hr_ring_hooks.exit: @ring is about to be closed; its table goes with it. */
+static void ring_exit(const struct io_uring *ring)
+{
+	struct reg_rec *r;
+
+	pthread_mutex_lock(&recs_lock);
+	r = take_locked(ring);
+	pthread_mutex_unlock(&recs_lock);
+	rec_free(r);
+}
+
+/* fork(): the child inherits the records and an unheld lock. */
+static void fork_prepare(void)
+{
+	pthread_mutex_lock(&recs_lock);
+}
+
+static void fork_release(void)
+{
+	pthread_mutex_unlock(&recs_lock);
+}
+
+static const struct hr_ring_hooks hooks = {
+	.exit = ring_exit,
+	.fork_prepare = fork_prepare,
+	.fork_parent = fork_release,
+	.fork_child = fork_release,
+};
+
+__attribute__((constructor)) static void add_hooks(void)
+{
+	hr_ring_hooks_add(&hooks);
 }
 
 /* Record @iov as @ring's table; a stale record of the same key goes. */
@@ -368,6 +420,7 @@ static void remember(const struct io_uring *ring, const struct iovec *iov, unsig
 	r->nr = nr;
 	r->key = ring->sq.sqes;
 	r->ring_fd = ring->ring_fd;
+	r->pid = getpid();
 	r->charge = *c;
 	pthread_mutex_lock(&recs_lock);
 	stale = take_locked(ring);
@@ -448,13 +501,38 @@ int hugering_register_buffers(struct io_uring *ring, const struct hugering_bufpo
 	return HR_PUBLIC(register_buffers(ring, pool, iov, nr, flags, out));
 }
 
+/* The process that registered @ring's buffers through us, or 0. */
+static pid_t owner_of(const struct io_uring *ring)
+{
+	pid_t pid = 0;
+
+	pthread_mutex_lock(&recs_lock);
+	for (struct reg_rec *r = recs; r; r = r->next) {
+		if (rec_is(r, ring)) {
+			pid = r->pid;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&recs_lock);
+	return pid;
+}
+
 static int unregister_buffers(struct io_uring *ring)
 {
 	struct reg_rec *r;
+	pid_t owner;
 	int ret;
 
 	if (!ring)
 		return -EINVAL;
+	owner = owner_of(ring);
+	if (owner && owner != getpid()) {
+		hr_set_error("the buffers were registered by process %d on a ring this process "
+			     "inherited (the parent's ring, shared): unregistering them here would "
+			     "unregister them for that process too; hugering_queue_exit() closes "
+			     "this process's copy of the ring", (int)owner);
+		return -ECHILD;
+	}
 	ret = io_uring_unregister_buffers(ring);
 	if (ret && ret != -EBADF) {
 		hr_set_error("IORING_UNREGISTER_BUFFERS: %s", strerror(-ret));
@@ -477,6 +555,37 @@ int hugering_unregister_buffers(struct io_uring *ring)
 /* ------------------------------------------------------------------ */
 /* Clone                                                               */
 /* ------------------------------------------------------------------ */
+
+/*
+ * @why becomes the reason of @ring's record (its own copy, living as long
+ * as the record: until the buffers are unregistered or the ring exits).
+ * Returns the copy, or "" (no record, or out of memory).
+ */
+static const char *note_reason(const struct io_uring *ring, const char *why)
+{
+	const char *kept = "";
+
+	pthread_mutex_lock(&recs_lock);
+	for (struct reg_rec *r = recs; r; r = r->next) {
+		if (rec_is(r, ring)) {
+			hr_reason_free(r->reason);
+			r->reason = hr_reason_dup(why);
+			kept = r->reason;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&recs_lock);
+	return kept;
+}
+
+/* Why IORING_REGISTER_CLONE_BUFFERS refused @err, as far as we know. */
+static const char *clone_hint(int err)
+{
+	if (err == -EINVAL)
+		return "the kernel lacks it (before Linux 6.12) or refuses it for these two rings "
+		       "(they differ in user or memory accounting)";
+	return "the kernel does not support it here";
+}
 
 /* A copy of @ring's record (iovecs malloc'd), or false. */
 static bool record_of(const struct io_uring *ring, struct reg_rec *copy)
@@ -503,7 +612,7 @@ static int clone_buffers(struct io_uring *dst, struct io_uring *src,
 			 struct hugering_reg_charge *out)
 {
 	struct hr_clone_arg arg = { 0 };
-	struct hugering_reg_charge c = { 0 };
+	struct hugering_reg_charge c = { .fallback_reason = "" };
 	struct reg_rec rec;
 	bool have;
 	int ret;
@@ -522,6 +631,8 @@ static int clone_buffers(struct io_uring *dst, struct io_uring *src,
 		c.charge_bytes = 0;	/* shared: the source ring's charge covers it */
 		c.pages = 0;
 		c.cloned = 1;
+		c.fallback_errno = 0;
+		c.fallback_reason = "";
 		limits(&c);
 		if (have)
 			remember(dst, rec.iov, rec.nr, &c);
@@ -529,11 +640,18 @@ static int clone_buffers(struct io_uring *dst, struct io_uring *src,
 		int err = ret;
 
 		ret = register_iovecs(dst, rec.iov, rec.nr, 0, &c);
-		if (!ret)
-			hr_log(HUGERING_LOG_WARN, "IORING_REGISTER_CLONE_BUFFERS: %s; buffers "
-			       "registered again, charging %llu bytes once more", strerror(-err),
-			       (unsigned long long)c.charge_bytes);
 		c.cloned = 0;
+		c.fallback_errno = -err;
+		if (!ret) {
+			char *why = hr_strf("IORING_REGISTER_CLONE_BUFFERS: %s (%s); the buffers "
+					    "were registered on this ring again, charging %llu "
+					    "bytes once more", strerror(-err), clone_hint(err),
+					    (unsigned long long)c.charge_bytes);
+
+			c.fallback_reason = note_reason(dst, why ? why : "");
+			hr_log(HUGERING_LOG_WARN, "%s", c.fallback_reason);
+			free(why);
+		}
 	} else {
 		hr_set_error("IORING_REGISTER_CLONE_BUFFERS: %s%s", strerror(-ret),
 			     have || (ret != -EINVAL && ret != -EOPNOTSUPP) ? "" :

@@ -43,37 +43,63 @@ void hr_ring_rec_free(struct hr_ring_rec *rec)
 static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct hr_ring_rec *registry[REGISTRY_BUCKETS];
 
-const struct hr_ring_hooks *hr_ring_hooks;
-/* The hooks prepare ran, for parent and child (they may be set meanwhile). */
-static __thread const struct hr_ring_hooks *fork_hooks;
+#define MAX_HOOKS 4
+static const struct hr_ring_hooks *hooks[MAX_HOOKS];
+static unsigned nhooks;
+/* How many hooks prepare ran, for parent and child (one may be added meanwhile). */
+static __thread unsigned fork_nhooks;
+
+/* From constructors (load time): a slot is filled before the count shows it. */
+void hr_ring_hooks_add(const struct hr_ring_hooks *h)
+{
+	static pthread_mutex_t add_lock = PTHREAD_MUTEX_INITIALIZER;
+	unsigned n;
+
+	pthread_mutex_lock(&add_lock);
+	n = __atomic_load_n(&nhooks, __ATOMIC_ACQUIRE);
+	if (n < MAX_HOOKS) {
+		hooks[n] = h;
+		__atomic_store_n(&nhooks, n + 1, __ATOMIC_RELEASE);
+	}
+	pthread_mutex_unlock(&add_lock);
+}
+
+void hr_ring_hooks_exit(const struct io_uring *ring)
+{
+	unsigned n = __atomic_load_n(&nhooks, __ATOMIC_ACQUIRE);
+
+	for (unsigned i = 0; i < n; i++)
+		hooks[i]->exit(ring);
+}
 
 /*
  * fork(), in one place and one order: the default arena's lock, then the
- * registry's, then the buffer rings' (bufring.c, through the hooks), so that
- * none is inherited held.  The child gets its own default arena (arena.c
- * says why).
+ * registry's, then the buffer rings' and registered buffers' (bufring.c,
+ * regbuf.c, through the hooks), so that none is inherited held.  The child
+ * gets its own default arena (arena.c says why); the records of inherited
+ * rings stay the parent's (their owners refuse to unregister for it).
  */
 static void atfork_prepare(void)
 {
 	hr_arena_fork_prepare();
 	pthread_mutex_lock(&registry_lock);
-	fork_hooks = __atomic_load_n(&hr_ring_hooks, __ATOMIC_ACQUIRE);
-	if (fork_hooks)
-		fork_hooks->fork_prepare();
+	fork_nhooks = __atomic_load_n(&nhooks, __ATOMIC_ACQUIRE);
+	for (unsigned i = 0; i < fork_nhooks; i++)
+		hooks[i]->fork_prepare();
 }
 
 static void atfork_parent(void)
 {
-	if (fork_hooks)
-		fork_hooks->fork_parent();
+	for (unsigned i = fork_nhooks; i-- > 0;)
+		hooks[i]->fork_parent();
 	pthread_mutex_unlock(&registry_lock);
 	hr_arena_fork_parent();
 }
 
 static void atfork_child(void)
 {
-	if (fork_hooks)
-		fork_hooks->fork_child();
+	for (unsigned i = fork_nhooks; i-- > 0;)
+		hooks[i]->fork_child();
 	pthread_mutex_unlock(&registry_lock);
 	hr_arena_fork_child();
 }

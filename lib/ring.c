@@ -134,15 +134,12 @@ int hugering_queue_init(unsigned entries, struct io_uring *ring, unsigned flags)
 void hr_queue_exit(struct io_uring *ring)
 {
 	struct hr_ring_rec *rec;
-	const struct hr_ring_hooks *hooks;
 	bool clean = false;
 
 	if (!ring)
 		return;
 	/* Buffer rings first: the ring may still write them until it is gone. */
-	hooks = __atomic_load_n(&hr_ring_hooks, __ATOMIC_ACQUIRE);
-	if (hooks)
-		hooks->exit(ring);
+	hr_ring_hooks_exit(ring);
 	rec = hr_registry_take(ring->sq.sqes);
 	if (rec && rec->user_mem && rec->info.recycle == HUGERING_RECYCLE_RESIZE)
 		clean = hr_resize_away(ring, rec->ref_fd);

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Provided buffer rings in hugepage memory (issue 13): multishot receive
- * over a socketpair and loopback TCP (with and without IOU_PBUF_RING_INC),
+ * over a socketpair and loopback TCP (with and without IOU_PBUF_RING_INC,
+ * buffers from an array or from a hugering buffer pool filling the ring),
  * the memory in hugepages, many rings per page, clean reuse after free,
  * quarantine when the ring dies first (and the recycling witness: memory
  * handed out right after such a close is never written by the dying ring),
@@ -16,7 +17,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <linux/capability.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -63,33 +68,86 @@ static void arm_recv(struct io_uring *ring, int fd, int bgid)
 	cr_assert_eq(io_uring_submit(ring), 1);
 }
 
+/* Where the stream's buffers live: a hugering buffer pool, or a plain array. */
+struct stream_bufs {
+	struct hugering_bufpool *pool;
+	unsigned char *plain;
+};
+
+static unsigned char *buf_at(const struct stream_bufs *sb, unsigned bid)
+{
+	return sb->pool ? hugering_bufpool_buf(sb->pool, bid) : sb->plain + (size_t)bid * BUF_SIZE;
+}
+
+/* All NBUFS buffers into the ring, buffer b at ring index b (from the pool: its fill). */
+static void fill_ring(struct io_uring_buf_ring *br, const struct stream_bufs *sb)
+{
+	int mask = io_uring_buf_ring_mask(NBUFS);
+
+	if (sb->pool) {
+		cr_assert_eq(hugering_bufpool_fill(sb->pool, br, NBUFS), NBUFS, "%s",
+			     hugering_last_error());
+		return;
+	}
+	for (unsigned b = 0; b < NBUFS; b++)
+		io_uring_buf_ring_add(br, buf_at(sb, b), BUF_SIZE, (unsigned short)b, mask, (int)b);
+	io_uring_buf_ring_advance(br, NBUFS);
+}
+
+/*
+ * With IOU_PBUF_RING_INC the kernel writes the partly used buffer back
+ * into the ring entry at its head (io_kbuf_inc_commit): the address moved
+ * past what it filled, the length shrunk by it; once the buffer is used up
+ * the length is 0 and the address stays where it was.  @idx is the entry's
+ * ring index, @buf the buffer, @used what the completions so far put in it.
+ * The receive goes on while we look (completions not reaped yet may have
+ * moved the entry further): @exact only when all the data has come.
+ */
+static void check_inc_entry(const struct io_uring_buf_ring *br, unsigned idx,
+			    const unsigned char *buf, size_t used, bool exact)
+{
+	const struct io_uring_buf *e = &br->bufs[idx & (NBUFS - 1)];
+	uint64_t addr = __atomic_load_n(&e->addr, __ATOMIC_ACQUIRE);
+	uint32_t len = __atomic_load_n(&e->len, __ATOMIC_ACQUIRE);
+	uint64_t want = (uint64_t)(uintptr_t)(buf + used), end = (uint64_t)(uintptr_t)(buf + BUF_SIZE);
+
+	if (exact) {
+		cr_assert_eq(addr, want, "ring entry %u: addr %#llx, want the buffer + %zu (%#llx)",
+			     idx, (unsigned long long)addr, used, (unsigned long long)want);
+		cr_assert_eq(len, BUF_SIZE - used, "ring entry %u: len %u, want %zu", idx, len,
+			     BUF_SIZE - used);
+		return;
+	}
+	cr_assert(addr >= want && addr <= end, "ring entry %u: addr %#llx, not past the %zu bytes "
+		  "received into buffer %p", idx, (unsigned long long)addr, used, (const void *)buf);
+	cr_assert(!len || addr + len == end, "ring entry %u: addr %#llx + len %u is not the "
+		  "buffer's end %#llx", idx, (unsigned long long)addr, len, (unsigned long long)end);
+}
+
 /*
  * Multishot receive of the whole stream into buffer group @bgid.  The
  * kernel takes buffers from the head in the order we added them: every
  * completion's buffer id must be the next one we queued (a FIFO kept here),
  * and with IOU_PBUF_RING_INC the same buffer is reported until a completion
  * comes without IORING_CQE_F_BUF_MORE, its data continuing where the last
- * one ended.  Returns how many completions had BUF_MORE.
+ * one ended (and the ring entry says so: check_inc_entry).  Returns how many
+ * completions had BUF_MORE.
  */
 static unsigned recv_stream(struct io_uring *ring, struct io_uring_buf_ring *br, int bgid,
-			    int fd, size_t total, bool inc)
+			    int fd, size_t total, bool inc, const struct stream_bufs *sb)
 {
-	unsigned char *bufs = aligned_alloc(4096, NBUFS * BUF_SIZE);
 	unsigned fifo[4 * NBUFS], fhead = 0, ftail = 0, more = 0;
 	size_t used[NBUFS] = { 0 }, off = 0;
 	int mask = io_uring_buf_ring_mask(NBUFS);
 
-	cr_assert_not_null(bufs);
-	for (unsigned b = 0; b < NBUFS; b++) {
-		io_uring_buf_ring_add(br, bufs + b * BUF_SIZE, BUF_SIZE, (unsigned short)b, mask,
-				      (int)b);
+	fill_ring(br, sb);
+	for (unsigned b = 0; b < NBUFS; b++)
 		fifo[ftail++ % (4 * NBUFS)] = b;
-	}
-	io_uring_buf_ring_advance(br, NBUFS);
 	arm_recv(ring, fd, bgid);
 	while (off < total) {
 		struct io_uring_cqe *cqe;
 		unsigned bid, flags;
+		unsigned char *buf;
 		int res;
 
 		cr_assert_eq(io_uring_wait_cqe(ring, &cqe), 0);
@@ -106,23 +164,27 @@ static unsigned recv_stream(struct io_uring *ring, struct io_uring_buf_ring *br,
 		bid = flags >> IORING_CQE_BUFFER_SHIFT;
 		cr_assert_lt(bid, NBUFS);
 		cr_assert_eq(bid, fifo[fhead % (4 * NBUFS)],
-			     "kernel used buffer %u, the ring's head is %u", bid,
-			     fifo[fhead % (4 * NBUFS)]);
+			     "kernel used buffer %u, the ring's head is %u%s", bid,
+			     fifo[fhead % (4 * NBUFS)], used[fifo[fhead % (4 * NBUFS)]] ?
+			     " (left with IORING_CQE_F_BUF_MORE: the kernel must continue in it)" : "");
 		cr_assert_leq(used[bid] + (size_t)res, BUF_SIZE);
+		buf = buf_at(sb, bid);
 		for (int i = 0; i < res; i++)
-			cr_assert_eq(bufs[bid * BUF_SIZE + used[bid] + (size_t)i], pattern(off + (size_t)i),
-				     "byte %zu (buffer %u)", off + (size_t)i, bid);
+			cr_assert_eq(buf[used[bid] + (size_t)i], pattern(off + (size_t)i),
+				     "byte %zu (buffer %u at offset %zu)", off + (size_t)i, bid,
+				     used[bid] + (size_t)i);
 		off += (size_t)res;
 		if (flags & IORING_CQE_F_BUF_MORE) {
+			/* Still the kernel's: the next completion continues in it. */
 			cr_assert(inc, "BUF_MORE without IOU_PBUF_RING_INC");
 			used[bid] += (size_t)res;
+			check_inc_entry(br, fhead, buf, used[bid], false);
 			more++;
 		} else {
 			/* The buffer is ours again: back at the tail. */
 			used[bid] = 0;
 			fhead++;
-			io_uring_buf_ring_add(br, bufs + bid * BUF_SIZE, BUF_SIZE,
-					      (unsigned short)bid, mask, 0);
+			io_uring_buf_ring_add(br, buf, BUF_SIZE, (unsigned short)bid, mask, 0);
 			io_uring_buf_ring_advance(br, 1);
 			fifo[ftail++ % (4 * NBUFS)] = bid;
 		}
@@ -130,7 +192,10 @@ static unsigned recv_stream(struct io_uring *ring, struct io_uring_buf_ring *br,
 			arm_recv(ring, fd, bgid);
 	}
 	cr_assert_eq(off, total);
-	free(bufs);
+	/* Everything came: a buffer left partly used is exactly where the last completion left it. */
+	if (used[fifo[fhead % (4 * NBUFS)]])
+		check_inc_entry(br, fhead, buf_at(sb, fifo[fhead % (4 * NBUFS)]),
+				used[fifo[fhead % (4 * NBUFS)]], true);
 	return more;
 }
 
@@ -141,22 +206,27 @@ static void ring_up(struct io_uring *ring)
 	cr_assert_eq(hugering_queue_init_params(64, ring, &p), 0, "%s", hugering_last_error());
 }
 
-/* Whole stream over @fds through a hugering buffer ring; asserts it is in hugepages. */
-static void stream_test(int fds[2], unsigned flags)
+/*
+ * Whole stream over @fds through a hugering buffer ring; asserts it is in
+ * hugepages.  @pooled: the buffers come from a hugering buffer pool (in
+ * hugepages too) that fills the ring; else from a plain array.
+ */
+static void stream_test(int fds[2], unsigned flags, bool pooled)
 {
 	struct hugering_buf_ring_info info;
 	struct th_sender s = { .fd = fds[1], .total = TOTAL, .pattern = pattern };
+	struct stream_bufs sb = { 0 };
 	struct io_uring_buf_ring *br;
 	struct io_uring ring;
 	pthread_t t;
 	unsigned more;
 	int err = 1;
 
-	th_need_pool(SZ_2M, 2);
+	th_need_pool(SZ_2M, 3);
 	ring_up(&ring);
 	br = hugering_setup_buf_ring(&ring, NBUFS, 7, flags, &err);
 	if (!br && err == -EINVAL && (flags & IOU_PBUF_RING_INC))
-		cr_skip("kernel lacks IOU_PBUF_RING_INC (Linux < 6.12)");
+		cr_skip("kernel lacks IOU_PBUF_RING_INC (Linux < 6.12): %s", hugering_last_error());
 	cr_assert_not_null(br, "setup: %d %s", err, hugering_last_error());
 	cr_assert_eq(err, 0);
 	cr_assert_str_empty(hugering_last_error());
@@ -164,15 +234,34 @@ static void stream_test(int fds[2], unsigned flags)
 	cr_assert_eq(info.mode, HUGERING_BUF_RING_HUGE, "fell back: %s", info.fallback_reason);
 	cr_assert_eq(info.flags, flags);
 	cr_assert_eq((void *)br, info.mem);
+	if (pooled) {
+		struct hugering_bufpool_info pi;
+		struct hugering_addr_info ai;
+
+		cr_assert_eq(hugering_bufpool_create(NBUFS, BUF_SIZE, NULL, &sb.pool), 0, "%s",
+			     hugering_last_error());
+		cr_assert_eq(hugering_bufpool_info(sb.pool, &pi), 0);
+		cr_assert_eq(pi.page_size, hugering_default_page_size(), "pool fell back: %s",
+			     pi.fallback_reason);
+		cr_assert_eq(hugering_addr_info(hugering_bufpool_buf(sb.pool, NBUFS - 1), &ai), 0);
+		cr_assert_eq(ai.backing, HUGERING_BACKING_HUGETLB);
+	} else {
+		sb.plain = aligned_alloc(4096, NBUFS * BUF_SIZE);
+		cr_assert_not_null(sb.plain);
+	}
 	cr_assert_eq(pthread_create(&t, NULL, th_send_all, &s), 0);
-	more = recv_stream(&ring, br, 7, fds[0], TOTAL, flags & IOU_PBUF_RING_INC);
+	more = recv_stream(&ring, br, 7, fds[0], TOTAL, flags & IOU_PBUF_RING_INC, &sb);
 	pthread_join(t, NULL);
 	/* 4 KiB buffers, sends of at most 3000 bytes: INC must have shared buffers. */
 	if (flags & IOU_PBUF_RING_INC)
 		cr_assert_gt(more, 0, "no completion with IORING_CQE_F_BUF_MORE");
+	cr_log_info("stream (%s, %s): %u completions with BUF_MORE", flags ? "INC" : "plain",
+		    pooled ? "pool" : "array", more);
 	cr_assert_eq(hugering_free_buf_ring(&ring, br, NBUFS, 7), 0, "%s", hugering_last_error());
 	cr_assert_eq(hugering_buf_ring_info(&ring, 7, &info), -ENOENT);
 	hugering_queue_exit(&ring);
+	hugering_bufpool_destroy(sb.pool);
+	free(sb.plain);
 	close(fds[0]);
 	close(fds[1]);
 }
@@ -182,7 +271,7 @@ Test(bufring, multishot_recv_socketpair)
 	int fds[2];
 
 	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, fds), 0);
-	stream_test(fds, 0);
+	stream_test(fds, 0, false);
 }
 
 Test(bufring, multishot_recv_tcp)
@@ -190,7 +279,7 @@ Test(bufring, multishot_recv_tcp)
 	int fds[2];
 
 	tcp_pair(fds);
-	stream_test(fds, 0);
+	stream_test(fds, 0, false);
 }
 
 Test(bufring, multishot_recv_socketpair_inc)
@@ -198,7 +287,7 @@ Test(bufring, multishot_recv_socketpair_inc)
 	int fds[2];
 
 	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, fds), 0);
-	stream_test(fds, IOU_PBUF_RING_INC);
+	stream_test(fds, IOU_PBUF_RING_INC, false);
 }
 
 Test(bufring, multishot_recv_tcp_inc)
@@ -206,7 +295,32 @@ Test(bufring, multishot_recv_tcp_inc)
 	int fds[2];
 
 	tcp_pair(fds);
-	stream_test(fds, IOU_PBUF_RING_INC);
+	stream_test(fds, IOU_PBUF_RING_INC, false);
+}
+
+/* Issue 13 acceptance 1 as a program would do it: ring and buffers both hugering's. */
+Test(bufring, multishot_recv_tcp_pool)
+{
+	int fds[2];
+
+	tcp_pair(fds);
+	stream_test(fds, 0, true);
+}
+
+Test(bufring, multishot_recv_tcp_pool_inc)
+{
+	int fds[2];
+
+	tcp_pair(fds);
+	stream_test(fds, IOU_PBUF_RING_INC, true);
+}
+
+Test(bufring, multishot_recv_socketpair_pool_inc)
+{
+	int fds[2];
+
+	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, fds), 0);
+	stream_test(fds, IOU_PBUF_RING_INC, true);
 }
 
 /* The memory is a hugetlb page (pagemap-proven as root: same frame run as its page). */
@@ -446,6 +560,7 @@ Test(bufring, errors_take_nothing)
 Test(bufring, empty_pool_falls_back_to_liburing)
 {
 	struct hugering_buf_ring_info info;
+	struct stream_bufs sb = { 0 };
 	struct io_uring_buf_ring *br;
 	struct th_sender s;
 	struct th_hog hog;
@@ -467,8 +582,11 @@ Test(bufring, empty_pool_falls_back_to_liburing)
 	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, fds), 0);
 	s = (struct th_sender){ .fd = fds[1], .total = TOTAL / 4, .pattern = pattern };
 	cr_assert_eq(pthread_create(&t, NULL, th_send_all, &s), 0);
-	recv_stream(&ring, br, 2, fds[0], TOTAL / 4, false);
+	sb.plain = aligned_alloc(4096, NBUFS * BUF_SIZE);
+	cr_assert_not_null(sb.plain);
+	recv_stream(&ring, br, 2, fds[0], TOTAL / 4, false, &sb);
 	pthread_join(t, NULL);
+	free(sb.plain);
 	cr_assert_eq(hugering_free_buf_ring(&ring, br, NBUFS, 2), 0);
 	hugering_queue_exit(&ring);
 	th_release(&hog);
@@ -843,4 +961,156 @@ Test(bufring, churn_100000_cycles_on_8_page_pool, .timeout = 3600)
 	const char *env = getenv("HUGERING_BUF_CHURN_CYCLES");
 
 	buf_churn(env ? atol(env) : 100000);
+}
+
+/* ------------------------------------------------------------------ */
+/* RLIMIT_MEMLOCK                                                      */
+/* ------------------------------------------------------------------ */
+
+/* Root: drop CAP_IPC_LOCK from the effective set, so the kernel charges the limit. */
+static void drop_ipc_lock(void)
+{
+	struct __user_cap_header_struct h = { .version = _LINUX_CAPABILITY_VERSION_3 };
+	struct __user_cap_data_struct d[2];
+
+	cr_assert_eq(syscall(SYS_capget, &h, d), 0);
+	d[0].effective &= ~(1u << CAP_IPC_LOCK);
+	cr_assert_eq(syscall(SYS_capset, &h, d), 0, "capset: %s", strerror(errno));
+}
+
+#define FILL_RINGS 512
+#define FILL_BRS 64
+
+struct filler {
+	struct io_uring rings[FILL_RINGS];
+	struct io_uring_buf_ring *brs[FILL_BRS];
+	int nrings, nbrs;
+};
+
+static void close_filler(struct filler *f);
+
+/*
+ * Charge this user's RLIMIT_MEMLOCK to the brim: kernel-mapped rings (two
+ * pages each) until the kernel refuses one, then one-page buffer rings of
+ * liburing's on the first of them until it refuses those too.  Rings closed
+ * a moment ago (the library's probe, an earlier round) give their charge
+ * back late: top up after a pause until nothing more fits.  False when
+ * nothing is charged (a kernel before 6.14).
+ */
+static bool top_up(struct filler *f)
+{
+	int err = 0, added = 1;
+
+	for (int pass = 0; added && pass < 20; pass++) {
+		added = 0;
+		if (pass)
+			usleep(30000);
+		while (f->nrings < FILL_RINGS && !io_uring_queue_init(8, &f->rings[f->nrings], 0))
+			f->nrings++, added++;
+		cr_assert_gt(f->nrings, 0, "not even one ring fits in the limit");
+		while (f->nbrs < FILL_BRS &&
+		       (f->brs[f->nbrs] = io_uring_setup_buf_ring(&f->rings[0], 16, 100 + f->nbrs, 0,
+								  &err)))
+			f->nbrs++, added++;
+		if (f->nrings == FILL_RINGS || f->nbrs == FILL_BRS) {
+			close_filler(f);
+			return false;
+		}
+		cr_assert_eq(err, -ENOMEM, "filler buffer ring: %s", strerror(-err));
+	}
+	cr_assert_eq(added, 0, "the charge kept moving");
+	return true;
+}
+
+static bool fill_memlock(struct filler *f)
+{
+	f->nrings = f->nbrs = 0;
+	return top_up(f);
+}
+
+/*
+ * Close every filler ring: their charge goes back only when the kernel's
+ * asynchronous teardown ends.  liburing's buffer ring mappings are ours to
+ * unmap (the kernel pins the pages until then).
+ */
+static void close_filler(struct filler *f)
+{
+	for (int i = 0; i < f->nrings; i++)
+		io_uring_queue_exit(&f->rings[i]);
+	for (int i = 0; i < f->nbrs; i++)
+		munmap(f->brs[i], 4096);
+}
+
+/*
+ * Unprivileged (root without CAP_IPC_LOCK here), the kernel charges buffer
+ * rings to RLIMIT_MEMLOCK as it charges rings (6.14+).  With the limit
+ * really used up, hugering_setup_buf_ring() fails -ENOMEM naming the limit
+ * (not liburing's memory, which would be charged the same).  Right after
+ * rings filling the limit are closed, their charge is still held for a few
+ * ms: a buffer ring of liburing's set up at that moment is refused (the
+ * pressure is real), and hugering_setup_buf_ring() right after it waits
+ * that out and succeeds, in hugepages.
+ */
+Test(bufring, memlock_pressure_waits_for_dying_rings)
+{
+	struct rlimit rl = { .rlim_cur = 256 * 1024, .rlim_max = 256 * 1024 };
+	struct hugering_buf_ring_info info;
+	static struct filler f;
+	struct io_uring_buf_ring *br;
+	struct io_uring ring;
+	char limit[32];
+	int err, pressure = 0;
+
+	th_need_pool(SZ_2M, 2);
+	drop_ipc_lock();
+	ring_up(&ring);
+	cr_assert_eq(setrlimit(RLIMIT_MEMLOCK, &rl), 0, "%s", strerror(errno));
+	if (!fill_memlock(&f))
+		cr_skip("this kernel charges rings or buffer rings nothing against "
+			"RLIMIT_MEMLOCK (before 6.14): no pressure to wait out");
+	/*
+	 * Rings this process closed just before (the library's probe, on a
+	 * thread that may lack CAP_IPC_LOCK too) can give their charge back
+	 * after the fill: then the setup rightly succeeds; take the room and
+	 * try again.
+	 */
+	for (int tries = 0; (br = hugering_setup_buf_ring(&ring, 16, 1, 0, &err)); tries++) {
+		cr_assert_lt(tries, 5, "set up over a full RLIMIT_MEMLOCK 5 times (%d rings, %d "
+			     "buffer rings filled it)", f.nrings, f.nbrs);
+		cr_assert_eq(hugering_free_buf_ring(&ring, br, 16, 1), 0);
+		cr_assert(top_up(&f));
+	}
+	cr_assert_eq(err, -ENOMEM);
+	snprintf(limit, sizeof(limit), "%llu", (unsigned long long)rl.rlim_cur);
+	cr_assert_not_null(strstr(hugering_last_error(), "RLIMIT_MEMLOCK"), "%s",
+			   hugering_last_error());
+	cr_assert_not_null(strstr(hugering_last_error(), limit), "reason lacks the limit: %s",
+			   hugering_last_error());
+	close_filler(&f);
+
+	for (int round = 0; round < 5; round++) {
+		struct io_uring_buf_ring *probe;
+		int perr;
+
+		/* Waits for the last round's charge to go; then fill again. */
+		br = hugering_setup_buf_ring(&ring, 16, 2, 0, &err);
+		cr_assert_not_null(br, "%s", hugering_last_error());
+		cr_assert_eq(hugering_free_buf_ring(&ring, br, 16, 2), 0);
+		cr_assert(fill_memlock(&f));
+		close_filler(&f);
+		probe = io_uring_setup_buf_ring(&ring, 16, 3, 0, &perr);
+		if (probe)
+			cr_assert_eq(io_uring_free_buf_ring(&ring, probe, 16, 3), 0);
+		else
+			cr_assert_eq(perr, -ENOMEM, "%s", strerror(-perr));
+		pressure += !probe;
+		br = hugering_setup_buf_ring(&ring, 16, 1, 0, &err);
+		cr_assert_not_null(br, "round %d: %d %s", round, err, hugering_last_error());
+		cr_assert_eq(hugering_buf_ring_info(&ring, 1, &info), 0);
+		cr_assert_eq(info.mode, HUGERING_BUF_RING_HUGE, "%s", info.fallback_reason);
+		cr_assert_eq(hugering_free_buf_ring(&ring, br, 16, 1), 0);
+	}
+	cr_log_info("memlock: %d of 5 rounds refused a buffer ring right after the close", pressure);
+	cr_assert_gt(pressure, 0, "the dying rings' charge was never seen: nothing was waited for");
+	hugering_queue_exit(&ring);
 }

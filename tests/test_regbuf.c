@@ -19,6 +19,7 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "helpers.h"
@@ -562,9 +563,10 @@ Test(regbuf, clone_shares_without_second_charge)
 	cr_assert_eq(ret, 0, "%s", hugering_last_error());
 	pin1 = vm_pin();
 	if (!c.cloned)
-		cr_skip("kernel refused IORING_REGISTER_CLONE_BUFFERS (< 6.12): registered "
-			"again, charging %llu bytes", (unsigned long long)c.charge_bytes);
+		cr_skip("kernel refused IORING_REGISTER_CLONE_BUFFERS: %s", c.fallback_reason);
 	cr_assert_eq(c.charge_bytes, 0);
+	cr_assert_eq(c.fallback_errno, 0);
+	cr_assert_str_empty(c.fallback_reason);
 	cr_assert_eq(pin1, pin0, "clone charged VmPin again: %llu -> %llu",
 		     (unsigned long long)pin0, (unsigned long long)pin1);
 	/* ... read back through ring b's cloned table. */
@@ -626,6 +628,17 @@ Test(regbuf, clone_falls_back_to_registering_again)
 	cr_assert_geq(persona_refused(), 1);
 	cr_assert_eq(c.cloned, 0);
 	cr_assert_eq(c.charge_bytes, first.charge_bytes);
+	/* Why, in the struct (the ring's record owns the text) ... */
+	cr_assert_eq(c.fallback_errno, EINVAL);
+	cr_assert_not_null(c.fallback_reason);
+	cr_assert_not_null(strstr(c.fallback_reason, "IORING_REGISTER_CLONE_BUFFERS"), "%s",
+			   c.fallback_reason);
+	cr_assert_not_null(strstr(c.fallback_reason, "6.12"), "%s", c.fallback_reason);
+	cr_assert_not_null(strstr(c.fallback_reason, "registered on this ring again"), "%s",
+			   c.fallback_reason);
+	/* ... and the first registration's says nothing. */
+	cr_assert_eq(first.fallback_errno, 0);
+	cr_assert_str_empty(first.fallback_reason);
 	cr_assert_eq(vm_pin() - pin0, c.charge_bytes, "the repeated charge is not what VmPin shows");
 	for (unsigned i = 0; i < NFIX; i++)
 		rw_fixed(&b, false, fd, hugering_bufpool_buf(p, i), i, (off_t)(i * FIXSZ));
@@ -764,4 +777,349 @@ Test(regbuf, one_gib_page_charges_one_gib)
 	}
 	hugering_queue_exit(&ring);
 	hugering_bufpool_destroy(p);
+}
+
+/* ------------------------------------------------------------------ */
+/* fork()                                                              */
+/* ------------------------------------------------------------------ */
+
+/* One READ_FIXED of @len bytes at 0 of @fd into @buf (table entry @idx); its result. */
+static int read_fixed_res(struct io_uring *ring, int fd, void *buf, unsigned len, unsigned idx)
+{
+	struct io_uring_sqe *sqe = io_uring_get_sqe(ring);
+	struct io_uring_cqe *cqe;
+	int res;
+
+	cr_assert_not_null(sqe);
+	io_uring_prep_read_fixed(sqe, fd, buf, len, 0, (int)idx);
+	cr_assert_eq(io_uring_submit_and_wait(ring, 1), 1);
+	cr_assert_eq(io_uring_wait_cqe(ring, &cqe), 0);
+	res = cqe->res;
+	io_uring_cqe_seen(ring, cqe);
+	return res;
+}
+
+/* What the child saw, as its exit status: 0 all as it should be, else the step that was not. */
+static int child_on_inherited(struct io_uring *ring, struct io_uring_buf_ring *br, int bgid)
+{
+	struct hugering_buf_ring_info info;
+
+	/* The ring is shared with the parent: unregistering here would do it for both. */
+	if (hugering_unregister_buffers(ring) != -ECHILD || !*hugering_last_error())
+		return 1;
+	if (hugering_free_buf_ring(ring, br, 16, bgid) != -ECHILD || !*hugering_last_error())
+		return 2;
+	if (hugering_buf_ring_info(ring, bgid, &info) || info.mem != (void *)br)
+		return 3;
+	/* Closing our copy drops our records of it, and only ours. */
+	hugering_queue_exit(ring);
+	if (hugering_buf_ring_info(ring, bgid, &info) != -ENOENT)
+		return 4;
+	/* No record left: the kernel's answer for a closed fd, not -ECHILD. */
+	if (hugering_unregister_buffers(ring) != -EBADF)
+		return 5;
+	return 0;
+}
+
+/*
+ * A child that inherited a ring with a registered pool and a buffer ring
+ * cannot unregister either (-ECHILD: the ring is the parent's too), and
+ * its hugering_queue_exit() drops its own records only.  The parent then
+ * still reads through its fixed buffers, receives into its buffer ring,
+ * and unregisters both.  (Without the guard the child's unregister would
+ * have removed the parent's table: its READ_FIXED would fail.)
+ */
+Test(regbuf, fork_child_leaves_parent_buffers_alone)
+{
+	struct hugering_bufpool_info in;
+	struct io_uring_buf_ring *br;
+	struct io_uring_cqe *cqe;
+	struct io_uring_sqe *sqe;
+	struct hugering_bufpool *p;
+	struct io_uring ring;
+	char path[] = "/tmp/hugering-fork-XXXXXX", msg[512], got[16];
+	int fd, fds[2], err, status;
+	unsigned char *b;
+	pid_t pid;
+
+	th_need_pool(SZ_2M, 4);
+	ring_up(&ring);
+	p = pool_up(4, 4096, 0, &in);
+	cr_assert_eq(hugering_register_buffers(&ring, p, NULL, 0, 0, NULL), 0, "%s",
+		     hugering_last_error());
+	br = hugering_setup_buf_ring(&ring, 16, 5, 0, &err);
+	cr_assert_not_null(br, "%s", hugering_last_error());
+	io_uring_buf_ring_add(br, got, sizeof(got), 9, io_uring_buf_ring_mask(16), 0);
+	io_uring_buf_ring_advance(br, 1);
+
+	pid = fork();
+	cr_assert_geq(pid, 0);
+	if (!pid)
+		_exit(child_on_inherited(&ring, br, 5));
+	cr_assert_eq(waitpid(pid, &status, 0), pid);
+	cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child step %d failed",
+		  WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+
+	/* The parent's table is intact ... */
+	fd = mkstemp(path);
+	cr_assert_geq(fd, 0);
+	unlink(path);
+	for (size_t k = 0; k < sizeof(msg); k++)
+		msg[k] = (char)pattern(k + 5);
+	cr_assert_eq(write(fd, msg, sizeof(msg)), (ssize_t)sizeof(msg));
+	b = hugering_bufpool_buf(p, 2);
+	memset(b, 0, sizeof(msg));
+	cr_assert_eq(read_fixed_res(&ring, fd, b, sizeof(msg), 2), (int)sizeof(msg),
+		     "READ_FIXED after the child: the parent's buffers are gone");
+	cr_assert_eq(memcmp(b, msg, sizeof(msg)), 0);
+	/* ... and so is its buffer ring. */
+	cr_assert_eq(socketpair(AF_UNIX, SOCK_DGRAM, 0, fds), 0);
+	cr_assert_eq(write(fds[1], "parent", 7), 7);
+	sqe = io_uring_get_sqe(&ring);
+	io_uring_prep_recv(sqe, fds[0], NULL, 0, 0);
+	sqe->flags |= IOSQE_BUFFER_SELECT;
+	sqe->buf_group = 5;
+	cr_assert_eq(io_uring_submit_and_wait(&ring, 1), 1);
+	cr_assert_eq(io_uring_wait_cqe(&ring, &cqe), 0);
+	cr_assert_eq(cqe->res, 7, "recv into the parent's buffer ring: %d", cqe->res);
+	cr_assert_eq(cqe->flags >> IORING_CQE_BUFFER_SHIFT, 9u);
+	io_uring_cqe_seen(&ring, cqe);
+	cr_assert_str_eq(got, "parent");
+
+	cr_assert_eq(hugering_free_buf_ring(&ring, br, 16, 5), 0, "%s", hugering_last_error());
+	cr_assert_eq(hugering_unregister_buffers(&ring), 0, "%s", hugering_last_error());
+	hugering_queue_exit(&ring);
+	hugering_bufpool_destroy(p);
+	close(fd);
+	close(fds[0]);
+	close(fds[1]);
+}
+
+/* Without unregistering, hugering_queue_exit() drops the ring's record: nothing stale to clone. */
+Test(regbuf, queue_exit_drops_the_record)
+{
+	struct hugering_bufpool_info in;
+	struct hugering_reg_charge c;
+	struct hugering_bufpool *p;
+	struct io_uring a, b;
+
+	th_need_pool(SZ_2M, 4);
+	ring_up(&a);
+	p = pool_up(4, 4096, 0, &in);
+	cr_assert_eq(hugering_register_buffers(&a, p, NULL, 0, 0, NULL), 0, "%s",
+		     hugering_last_error());
+	hugering_queue_exit(&a);
+	/* a's fd is closed: with a stale record this would still say "registered by us". */
+	ring_up(&b);
+	persona_install(PERSONA_6_6);	/* clone refused: the fallback would use a record */
+	cr_assert_lt(hugering_clone_buffers(&b, &a, &c), 0);
+	cr_assert_null(strstr(hugering_last_error(), "registered again"), "%s",
+		       hugering_last_error());
+	hugering_queue_exit(&b);
+	hugering_bufpool_destroy(p);
+}
+
+struct reg_churn {
+	struct io_uring *ring;
+	struct hugering_bufpool *pool;
+	volatile bool stop;
+};
+
+static void *churn_registrations(void *arg)
+{
+	struct reg_churn *c = arg;
+
+	while (!c->stop)
+		if (!hugering_register_buffers(c->ring, c->pool, NULL, 0, 0, NULL))
+			hugering_unregister_buffers(c->ring);
+	return NULL;
+}
+
+/*
+ * fork() while another thread registers and unregisters: the child finds
+ * the records' lock free (inherited held, its first call would hang until
+ * the timeout) and is refused the parent's unregister.
+ */
+Test(regbuf, fork_while_busy)
+{
+	struct hugering_bufpool_info in;
+	struct hugering_bufpool *p, *q;
+	struct reg_churn c = { 0 };
+	struct io_uring ring, other;
+	pthread_t t;
+
+	th_need_pool(SZ_2M, 4);
+	ring_up(&ring);
+	ring_up(&other);
+	p = pool_up(4, 4096, 0, &in);
+	q = pool_up(4, 4096, 0, &in);
+	cr_assert_eq(hugering_register_buffers(&ring, p, NULL, 0, 0, NULL), 0, "%s",
+		     hugering_last_error());
+	c = (struct reg_churn){ .ring = &other, .pool = q };
+	cr_assert_eq(pthread_create(&t, NULL, churn_registrations, &c), 0);
+	for (int i = 0; i < 50; i++) {
+		int status;
+		pid_t pid = fork();
+
+		cr_assert_geq(pid, 0);
+		if (!pid)
+			_exit(hugering_unregister_buffers(&ring) == -ECHILD ? 0 : 1);
+		cr_assert_eq(waitpid(pid, &status, 0), pid);
+		cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child %d failed", i);
+	}
+	c.stop = true;
+	pthread_join(t, NULL);
+	cr_assert_eq(hugering_unregister_buffers(&ring), 0);
+	hugering_unregister_buffers(&other);
+	hugering_queue_exit(&ring);
+	hugering_queue_exit(&other);
+	hugering_bufpool_destroy(p);
+	hugering_bufpool_destroy(q);
+}
+
+/* ------------------------------------------------------------------ */
+/* Recycling: the tag CQE is the kernel's last reference               */
+/* ------------------------------------------------------------------ */
+
+#define WTAG 0xfeed0001ULL
+#define WLEN 4096
+
+static long usable_2m(void)
+{
+	return th_pool_field(SZ_2M, "free_hugepages") - th_pool_field(SZ_2M, "resv_hugepages");
+}
+
+/* Is Linux at least @maj.@min (uname)? */
+static bool kernel_at_least(int maj, int min)
+{
+	char rel[256];
+	int a = 0, b = 0;
+
+	th_slurp("/proc/sys/kernel/osrelease", rel, sizeof(rel));
+	if (sscanf(rel, "%d.%d", &a, &b) != 2)
+		return false;
+	return a > maj || (a == maj && b >= min);
+}
+
+/*
+ * The witness for registered-buffer recycling.  A pool buffer registered
+ * with a tag; a READ_FIXED into it from an empty pipe stays pending and
+ * holds the buffer.  The table lets go of it (@update: replaced by an
+ * empty entry; else unregistered), the pool is destroyed (its memory
+ * unmapped, its file closed) and a new pool created at once and filled
+ * with a known byte.  The old page stays out of the hugepage pool while
+ * the kernel holds it (the usable count does not come back), the new pool
+ * is not on its frames (pagemap, as root), then data comes into the pipe:
+ * the read completes whole (into the old, still pinned page), the tag CQE
+ * comes only after it, the old page goes back to the pool only then, and
+ * the new pool's memory is untouched.
+ */
+static void witness_pending_read(bool update)
+{
+	struct hugering_bufpool_info in, in2;
+	struct hugering_bufpool *p, *q;
+	struct __kernel_timespec ts = { .tv_nsec = 50 * 1000000 };
+	struct io_uring_sqe *sqe;
+	struct io_uring_cqe *cqe;
+	struct io_uring ring;
+	struct iovec iov;
+	__u64 tag = WTAG;
+	uint64_t old_pfn = 0, seen[2];
+	unsigned char msg[WLEN], *b;
+	long u_pool, u_held;
+	int pfd[2], res[2];
+
+	th_need_pool(SZ_2M, 4);
+	ring_up(&ring);
+	p = pool_up(1, WLEN, 0, &in);
+	cr_assert_eq(in.page_size, SZ_2M, "%s", in.fallback_reason);
+	b = hugering_bufpool_buf(p, 0);
+	memset(b, 0xaa, WLEN);
+	if (th_pfn_visible())
+		old_pfn = th_pfn(b);
+	cr_assert_eq(hugering_bufpool_iovecs(p, &iov, 1), 1);
+	cr_assert_eq(io_uring_register_buffers_tags(&ring, &iov, &tag, 1), 0);
+	cr_assert_eq(pipe(pfd), 0);
+	sqe = io_uring_get_sqe(&ring);
+	io_uring_prep_read_fixed(sqe, pfd[0], b, WLEN, 0, 0);
+	sqe->user_data = 1;
+	cr_assert_eq(io_uring_submit(&ring), 1);
+	cr_assert_eq(io_uring_wait_cqe_timeout(&ring, &cqe, &ts), -ETIME,
+		     "the read from an empty pipe completed: res %d", cqe ? cqe->res : 0);
+
+	/* The table lets go; the pending read still holds the buffer. */
+	if (update) {
+		struct iovec none = { NULL, 0 };
+		__u64 no_tag = 0;
+
+		cr_assert_eq(io_uring_register_buffers_update_tag(&ring, 0, &none, &no_tag, 1), 1);
+	} else {
+		cr_assert_eq(hugering_unregister_buffers(&ring), 0, "%s", hugering_last_error());
+	}
+	cr_assert_eq(io_uring_wait_cqe_timeout(&ring, &cqe, &ts), -ETIME,
+		     "a CQE (user_data %#llx) while the read holds the buffer",
+		     cqe ? (unsigned long long)cqe->user_data : 0ULL);
+	th_settle_pool(SZ_2M);
+	u_pool = usable_2m();
+	hugering_bufpool_destroy(p);
+	th_settle_pool(SZ_2M);
+	u_held = usable_2m();
+	cr_assert_eq(u_held, u_pool, "destroying the pool gave %ld pages back while the kernel "
+		     "holds its page", u_held - u_pool);
+
+	/* A new pool at once: never on the old frames. */
+	q = pool_up(1, WLEN, 0, &in2);
+	cr_assert_eq(in2.page_size, SZ_2M, "%s", in2.fallback_reason);
+	memset(hugering_bufpool_buf(q, 0), 0x55, WLEN);
+	if (old_pfn) {
+		uint64_t now = th_pfn(hugering_bufpool_buf(q, 0));
+
+		cr_assert_neq(now / (SZ_2M / 4096), old_pfn / (SZ_2M / 4096),
+			      "the new pool got the pinned page (pfn %#llx)",
+			      (unsigned long long)now);
+	}
+
+	/* The data comes: the read completes, then (only then) the tag. */
+	for (size_t k = 0; k < WLEN; k++)
+		msg[k] = (unsigned char)pattern(k + 11);
+	cr_assert_eq(write(pfd[1], msg, WLEN), WLEN);
+	for (int i = 0; i < 2; i++) {
+		struct __kernel_timespec wait = { .tv_sec = 10 };
+
+		cr_assert_eq(io_uring_wait_cqe_timeout(&ring, &cqe, &wait), 0, "CQE %d missing", i);
+		seen[i] = cqe->user_data;
+		res[i] = cqe->res;
+		io_uring_cqe_seen(&ring, cqe);
+	}
+	cr_assert_eq(seen[0], 1, "first CQE %#llx: the tag came before the read completed",
+		     (unsigned long long)seen[0]);
+	cr_assert_eq(res[0], WLEN, "READ_FIXED into the released buffer: %d", res[0]);
+	cr_assert_eq(seen[1], WTAG, "second CQE %#llx, not the tag", (unsigned long long)seen[1]);
+	cr_assert_eq(res[1], 0);
+	/* Unpinned: the page goes back to the pool (the new pool still holds one). */
+	cr_assert(th_wait_pool(SZ_2M, u_held, 2000), "the old page did not come back after the "
+		  "tag: usable %ld, want %ld", usable_2m(), u_held);
+	for (size_t k = 0; k < WLEN; k++)
+		cr_assert_eq(((unsigned char *)hugering_bufpool_buf(q, 0))[k], 0x55,
+			     "byte %zu of the new pool was written", k);
+	if (update)
+		cr_assert_eq(hugering_unregister_buffers(&ring), 0, "%s", hugering_last_error());
+	hugering_queue_exit(&ring);
+	hugering_bufpool_destroy(q);
+	close(pfd[0]);
+	close(pfd[1]);
+}
+
+Test(regbuf, witness_unregister_with_read_in_flight)
+{
+	/* Before 6.13 unregistering waits for every request using the table (quiesce). */
+	if (!kernel_at_least(6, 13))
+		cr_skip("before Linux 6.13 IORING_UNREGISTER_BUFFERS waits for the pending read "
+			"(io_rsrc_ref_quiesce): the update variant covers these kernels");
+	witness_pending_read(false);
+}
+
+Test(regbuf, witness_update_with_read_in_flight)
+{
+	witness_pending_read(true);
 }
