@@ -9,8 +9,9 @@
  * pages pinned, so the pool is short for a while.
  *
  * What this arena does about it:
- *  - rings that fit in one hugepage get a slot in a shared page, carved
- *    from space no ring ever used (a bump pointer);
+ *  - rings that fit in one hugepage get a slot in a shared page: the
+ *    tightest fit among the page's clean slots and the room no ring ever
+ *    used (best fit keeps large clean slots whole for large rings);
  *  - a destroyed ring's slot is never reused (quarantine) unless the ring
  *    was first resized into a throw-away region (resize.c does that for
  *    DEFER_TASKRUN rings on kernels with IORING_REGISTER_RESIZE_RINGS: the
