@@ -1435,8 +1435,6 @@ static int parse_args(int argc, char **argv, struct options *o)
 		buf_parse_sizes("64M,256M,1G", &o->buf);
 	o->buf.quick = o->quick;
 	o->buf.recv_bytes = (size_t)(recv_mib ? recv_mib : o->quick ? 32 : 256) << 20;
-	if (o->plot && o->buffers_only)
-		return die_usage("%s", "--plot draws the ring modes: not with --buffers-only");
 	if (o->plot && report_plot_check(o->plot))
 		return 1;
 	if (o->cpu >= 0 && pin_cpu(o->cpu))

@@ -553,9 +553,9 @@ static const struct cell *cell_at(const struct report *r, int shape, int mode)
 }
 
 /* Rows: shapes; columns: create+destroy median per mode, then NOP b32 per mode. */
-static void plot_data(FILE *f, const struct report *r, const int *pm, int npm)
+static void ring_data(FILE *f, const struct report *r)
 {
-	int last = -2;
+	int pm[64], npm = plot_modes(r, pm), last = -2;
 
 	for (int i = 0; i < r->n; i++) {
 		int s = r->cells[i].shape;
@@ -580,14 +580,21 @@ static void plot_data(FILE *f, const struct report *r, const int *pm, int npm)
 	}
 }
 
-static void plot_script(FILE *f, const char *path, const char *data, const struct report *r,
-			const int *pm, int npm, bool cairo)
+static void plot_terminal(FILE *f, const char *path, int width, bool cairo)
 {
 	bool svg = !strcmp(plot_ext(path), "svg");
 
-	fprintf(f, "set terminal %s size 1400,560%s\n", svg ? "svg" : cairo ? "pngcairo" : "png",
-		svg || !cairo ? "" : " font 'sans,10'");
+	fprintf(f, "set terminal %s size %d,560%s\n", svg ? "svg" : cairo ? "pngcairo" : "png",
+		width, svg || !cairo ? "" : " font 'sans,10'");
 	fprintf(f, "set output '%s'\nset datafile missing '?'\n", path);
+}
+
+static void ring_script(FILE *f, const char *path, const char *data, const struct report *r,
+			bool cairo)
+{
+	int pm[64], npm = plot_modes(r, pm);
+
+	plot_terminal(f, path, 1400, cairo);
 	fprintf(f, "set style data histograms\nset style histogram clustered gap 1\n"
 		"set style fill solid 0.85 border -1\nset key top left\nset grid ytics\n"
 		"set xtics rotate by -20\nset multiplot layout 1,2 title "
@@ -605,23 +612,203 @@ static void plot_script(FILE *f, const char *path, const char *data, const struc
 	fprintf(f, "\nunset multiplot\n");
 }
 
+/*
+ * The buffer section: three data blocks (gnuplot's index 0, 1, 2), one row
+ * per bar, x placed here so that bars of a group sit side by side:
+ *   0: registration  x ms "VmPin label"
+ *   1: READ_FIXED     x gbps min max
+ *   2: receive        x gbps min max
+ * "?" where a cell was not measured, so gnuplot leaves its bar out.
+ */
+#define BAR_W 0.26
+
+static void size_label(char *s, size_t len, long long bytes)
+{
+	if (bytes < 0)
+		snprintf(s, len, "?");
+	else if (bytes >= 1LL << 30 && !(bytes & ((1LL << 30) - 1)))
+		snprintf(s, len, "%lldG", bytes >> 30);
+	else if (bytes >= 1LL << 20)
+		snprintf(s, len, "%lldM", bytes >> 20);
+	else
+		snprintf(s, len, "%lldK", bytes >> 10);
+}
+
+static bool reg_ok(const struct buf_reg *g)
+{
+	return !g->skip[0] && !g->error[0] && g->reg_ms > 0;
+}
+
+static bool io_ok(const struct buf_io *io)
+{
+	return !io->skip[0] && !io->error[0] && io->gbps > 0;
+}
+
+static bool rx_ok(const struct buf_recv *rx)
+{
+	return !rx->skip[0] && !rx->error[0] && rx->gbps > 0;
+}
+
+static void gbps_row(FILE *f, double x, double gbps, double lo, double hi, bool ok)
+{
+	fprintf(f, "%.2f ", x);
+	json_num(f, ok ? gbps : -1, 3, "?");
+	fputc(' ', f);
+	json_num(f, ok ? lo : -1, 3, "?");
+	fputc(' ', f);
+	json_num(f, ok ? hi : -1, 3, "?");
+	fputc('\n', f);
+}
+
+static void buffers_data(FILE *f, const struct report *r)
+{
+	const struct buf_results *b = r->buf;
+	char pin[32];
+
+	for (int k = 0; k < BP_N; k++) {
+		for (int s = 0; s < b->nsizes; s++) {
+			const struct buf_reg *g = &b->reg[s][k];
+			bool ok = reg_ok(g);
+
+			size_label(pin, sizeof(pin), g->pin_growth);
+			fprintf(f, "%.2f ", s + (k - 1) * BAR_W);
+			json_num(f, ok ? g->reg_ms : -1, 4, "?");
+			fprintf(f, " \"%s\"\n", pin);
+		}
+		fputc('\n', f);		/* one block per memory kind within index 0 */
+	}
+	fprintf(f, "\n");
+	for (int k = 0; k < BS_N; k++) {
+		for (int i = 0; i < BUF_NIO; i++) {
+			const struct buf_io *io = &b->io[i][k];
+
+			gbps_row(f, i + (k - 0.5) * BAR_W, io->gbps, io->gbps_min, io->gbps_max,
+				 io_ok(io));
+		}
+		fputc('\n', f);
+	}
+	fprintf(f, "\n");
+	for (int k = 0; k < BS_N; k++) {
+		const struct buf_recv *rx = &b->recv[k];
+
+		gbps_row(f, k, rx->gbps, rx->gbps_min, rx->gbps_max,
+			 rx_ok(rx));
+	}
+}
+
+static void buffers_xtics(FILE *f, const struct buf_results *b)
+{
+	char l[32];
+
+	fprintf(f, "set xtics (");
+	for (int s = 0; s < b->nsizes; s++) {
+		size_label(l, sizeof(l), (long long)b->reg[s][BP_2M].bytes);
+		fprintf(f, "%s'%s' %d", s ? ", " : "", l, s);
+	}
+	fprintf(f, ")\nset xrange [-0.6:%d.6]\n", b->nsizes - 1);
+}
+
+/* How many bars each panel has: 0 and gnuplot would fail on an empty plot. */
+static void panel_bars(const struct buf_results *b, int n[3])
+{
+	n[0] = n[1] = n[2] = 0;
+	for (int s = 0; s < b->nsizes; s++)
+		for (int k = 0; k < BP_N; k++)
+			n[0] += reg_ok(&b->reg[s][k]);
+	for (int i = 0; i < BUF_NIO; i++)
+		for (int k = 0; k < BS_N; k++)
+			n[1] += io_ok(&b->io[i][k]);
+	for (int k = 0; k < BS_N; k++)
+		n[2] += rx_ok(&b->recv[k]);
+}
+
+/* A panel without a bar: its axes and why, instead of a gnuplot error. */
+static void empty_panel(FILE *f)
+{
+	fprintf(f, "unset key\nset yrange [0:1]\nset label 1 'not measured here: "
+		"the table says why' at graph 0.5,0.5 center\nplot 2 notitle\n"
+		"unset label 1\nset key top left\n");
+}
+
+static void buffers_script(FILE *f, const char *path, const char *data, const struct report *r,
+			   bool cairo)
+{
+	static const char *const pages[BP_N] = { "4 KiB pages", "2 MiB pages", "1 GiB pages" };
+	static const char *const color[3] = { "#9e9e9e", "#1f77b4", "#ff7f0e" };
+	const struct buf_results *b = r->buf;
+	int bars[3];
+
+	panel_bars(b, bars);
+	plot_terminal(f, path, 1500, cairo);
+	fprintf(f, "set style fill solid 0.85 border -1\nset boxwidth %.2f absolute\n"
+		"set key top left\nset grid ytics\nset bars 2\nset termoption noenhanced\n"
+		"set multiplot layout 1,3 title 'hugering-bench --buffers: kernel %s, %d CPUs'\n",
+		BAR_W, r->mc->kernel, r->mc->cpus);
+	/* (a) registration, with the VmPin charge over each bar */
+	fprintf(f, "set title \"register 1 MiB buffers: median ms\\n"
+		"(log, lower is faster; label: VmPin charge)\"\nset xlabel 'buffer memory registered'\nset logscale y\n"
+		"set yrange [*:*]\nset offsets 0,0,graph 0.12,0\n");
+	buffers_xtics(f, b);
+	if (!bars[0])
+		empty_panel(f);
+	else
+		fprintf(f, "plot ");
+	for (int k = 0; k < BP_N && bars[0]; k++)
+		fprintf(f, "%s'%s' index 0 every :::%d::%d using 1:2 with boxes lc rgb '%s' "
+			"title '%s', '' index 0 every :::%d::%d using 1:2:3 with labels "
+			"offset 0,0.7 font ',8' notitle", k ? ", " : "", data, k, k, color[k],
+			pages[k], k, k);
+	/* (b) READ_FIXED, and (c) receive: the slices' min-max as error bars */
+	fprintf(f, "\nunset logscale y\nset yrange [0:*]\n"
+		"set offsets 0,0,graph 0.08,0\n"
+		"set title \"READ_FIXED, O_DIRECT from tmpfs: GB/s\\n"
+		"(higher is better; median of slices, bars: min-max)\"\nset xlabel 'I/O size'\n"
+		"set xtics ('4K' 0, '64K' 1, '1M' 2)\nset xrange [-0.6:2.6]\n");
+	if (!bars[1])
+		empty_panel(f);
+	else
+		fprintf(f, "plot ");
+	for (int k = 0; k < BS_N && bars[1]; k++)
+		fprintf(f, "%s'%s' index 1 every :::%d::%d using 1:2 with boxes lc rgb '%s' "
+			"title '%s', '' index 1 every :::%d::%d using 1:2:3:4 with yerrorbars "
+			"lc rgb 'black' pt 7 ps 0.4 notitle", k ? ", " : "", data, k, k, color[k ? 1 : 0],
+			k ? "hugering buffers" : "4 KiB-page buffers", k, k);
+	fprintf(f, "\nset title \"multishot receive, loopback TCP: GB/s\\n"
+		"(higher is better; median of slices, bars: min-max)\"\nset xlabel 'provided buffer ring'\n"
+		"set xtics ('liburing' 0, 'hugering' 1)\nset xrange [-0.7:1.7]\n"
+		"set boxwidth 0.5 absolute\nset yrange [0:*]\n");
+	if (!bars[2]) {
+		empty_panel(f);
+		fprintf(f, "unset multiplot\n");
+		return;
+	}
+	fprintf(f, "plot '%s' index 2 every ::0::0 using 1:2 with boxes "
+		"lc rgb '%s' notitle, '' index 2 every ::1::1 using 1:2 with boxes lc rgb '%s' "
+		"notitle, '' index 2 using 1:2:3:4 with yerrorbars lc rgb 'black' pt 7 ps 0.4 notitle\n"
+		"unset multiplot\n", data, color[0], color[1]);
+}
+
+typedef void (*data_fn)(FILE *f, const struct report *r);
+typedef void (*script_fn)(FILE *f, const char *path, const char *data, const struct report *r,
+			  bool cairo);
+
 static int run_gnuplot(const char *path, const char *data, const struct report *r,
-		       const int *pm, int npm, bool cairo)
+		       script_fn script, bool cairo)
 {
 	FILE *g = popen("gnuplot 2>/dev/null", "w");
 	int st;
 
 	if (!g)
 		return -errno;
-	plot_script(g, path, data, r, pm, npm, cairo);
+	script(g, path, data, r, cairo);
 	st = pclose(g);
 	return st == 0 ? 0 : -EIO;
 }
 
-int report_plot(const char *path, const struct report *r)
+static int draw(const char *path, const struct report *r, data_fn fill, script_fn script)
 {
 	char data[] = "/tmp/hugering-bench-XXXXXX";
-	int pm[64], npm = plot_modes(r, pm), fd = mkstemp(data), ret;
+	int fd = mkstemp(data), ret;
 	FILE *f;
 
 	if (fd < 0 || !(f = fdopen(fd, "w"))) {
@@ -629,15 +816,47 @@ int report_plot(const char *path, const struct report *r)
 			"%s\n", strerror(errno));
 		return -EIO;
 	}
-	plot_data(f, r, pm, npm);
+	fill(f, r);
 	fclose(f);
 	/* pngcairo looks better; plain png (libgd) where cairo is not built in */
-	ret = run_gnuplot(path, data, r, pm, npm, true);
+	ret = run_gnuplot(path, data, r, script, true);
 	if (ret)
-		ret = run_gnuplot(path, data, r, pm, npm, false);
+		ret = run_gnuplot(path, data, r, script, false);
 	unlink(data);
 	if (ret)
 		fprintf(stderr, "hugering-bench: --plot %s: gnuplot failed (can %s be written?)\n",
 			path, path);
 	return ret;
+}
+
+int report_plot_buffers_path(const char *path, char *out, size_t len)
+{
+	const char *ext = plot_ext(path);
+	int n;
+
+	if (!ext)
+		return -EINVAL;
+	n = snprintf(out, len, "%.*s-buffers.%s", (int)(ext - 1 - path), path, ext);
+	return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
+}
+
+int report_plot(const char *path, const struct report *r)
+{
+	bool rings = r->n > 0, bufs = r->buf && r->buf->ran;
+	char bpath[4096];
+	int ret = 0;
+
+	if (rings)
+		ret = draw(path, r, ring_data, ring_script);
+	if (ret || !bufs)
+		return ret;
+	if (!rings)
+		return draw(path, r, buffers_data, buffers_script);
+	if (report_plot_buffers_path(path, bpath, sizeof(bpath))) {
+		fprintf(stderr, "hugering-bench: --plot %s: the name is too long for the buffer "
+			"plot's (-buffers added); pick a shorter one\n", path);
+		return -ENAMETOOLONG;
+	}
+	fprintf(stderr, "hugering-bench: the buffer section's plot is in %s\n", bpath);
+	return draw(bpath, r, buffers_data, buffers_script);
 }

@@ -3,6 +3,7 @@
 #ifndef HUGERING_BENCH_REPORT_H
 #define HUGERING_BENCH_REPORT_H
 
+#include <stddef.h>
 #include <stdio.h>
 
 #include "bench.h"
@@ -37,6 +38,12 @@ void report_json(FILE *f, const struct report *r);
 void report_csv(FILE *f, const struct report *r);
 /* 0 if @path can be plotted here (extension, gnuplot); else says why on stderr. */
 int report_plot_check(const char *path);
+/*
+ * The ring modes into @path; the buffer section (when it ran) into @path too
+ * when no ring mode ran (--buffers-only), else into report_plot_buffers_path.
+ */
 int report_plot(const char *path, const struct report *r);
+/* @path with "-buffers" before its extension: out.png -> out-buffers.png. */
+int report_plot_buffers_path(const char *path, char *out, size_t len);
 
 #endif

@@ -4,8 +4,8 @@
  * every result, churn shows liburing's own NO_MMAP allocation running out
  * where hugering survives the whole cap, the empty-pool phase gets
  * kernel-mapped rings for ENOMEM without waiting, --csv has one row per
- * result, the plot is drawn with every mode in it, and bad input is one
- * clear line with a non-zero exit.  No timing is asserted: speed is the
+ * result, the plot is drawn with every mode in it (the buffer section's
+ * too), and bad input is one clear line with a non-zero exit.  No timing is asserted: speed is the
  * benchmark's output.
  */
 #include <criterion/criterion.h>
@@ -408,5 +408,58 @@ Test(bench, buffers_bad_input_is_one_clear_line)
 	refused("--buf-sizes 3K", 2, "--buf-sizes '3K'");
 	refused("--buf-sizes 2G", 2, "at most 1G");
 	refused("--buf-recv-mib 0", 2, "--buf-recv-mib '0'");
-	refused("--buffers-only --plot x.svg", 2, "not with --buffers-only");
+}
+
+static bool file_nonempty(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	bool some = f && fgetc(f) != EOF;
+
+	if (f)
+		fclose(f);
+	return some;
+}
+
+/*
+ * --plot with the buffer section: --buffers-only draws it into FILE; with
+ * the ring modes (--buffers) the rings keep FILE and the buffers get
+ * FILE-buffers.EXT.
+ */
+Test(bench, buffers_plot_is_drawn)
+{
+	char png[] = "/tmp/hugering-bench-test-XXXXXX.png";
+	char svg[] = "/tmp/hugering-bench-test-XXXXXX.svg";
+	char bsvg[64], cmd[512];
+	int fd;
+
+	if (system("command -v gnuplot >/dev/null 2>&1"))
+		cr_skip_test("gnuplot is not installed (apt-get install gnuplot-nox): --plot cannot draw");
+	th_need_pool(SZ_2M, 24);
+	fd = mkstemps(png, 4);
+	cr_assert_geq(fd, 0);
+	close(fd);
+	unlink(png);
+	snprintf(cmd, sizeof(cmd), "--buffers-only --quick --buf-sizes 8M --buf-recv-mib 8 --plot %s",
+		 png);
+	cr_assert_eq(run_bench(cmd, out), 0);
+	cr_assert(file_nonempty(png), "%s: no plot", png);
+	unlink(png);
+
+	fd = mkstemps(svg, 4);
+	cr_assert_geq(fd, 0);
+	close(fd);
+	snprintf(bsvg, sizeof(bsvg), "%.*s-buffers.svg", (int)strlen(svg) - 4, svg);
+	snprintf(cmd, sizeof(cmd), "--quick --no-empty-pool --buffers --buf-sizes 8M "
+		 "--buf-recv-mib 8 --plot %s " SMALL_RUN, svg);
+	cr_assert_eq(run_bench(cmd, out), 0);
+	snprintf(cmd, sizeof(cmd), "cat %s", svg);
+	cr_assert_eq(th_run(cmd, out, OUT_LEN), 0);
+	cr_assert(strstr(out, "create+destroy"), "the ring plot is not in %s", svg);
+	snprintf(cmd, sizeof(cmd), "cat %s", bsvg);
+	cr_assert_eq(th_run(cmd, out, OUT_LEN), 0, "no buffer plot %s", bsvg);
+	for (const char *t = "register 1 MiB\0READ_FIXED\0multishot receive\0"; *t;
+	     t += strlen(t) + 1)
+		cr_assert(strstr(out, t), "%s missing from %s", t, bsvg);
+	unlink(svg);
+	unlink(bsvg);
 }
