@@ -107,6 +107,36 @@ static void ring_exit(const struct io_uring *ring)
 	}
 }
 
+/*
+ * hr_ring_hooks.reset: @ring is being pooled, live: unregister each of its
+ * buffer rings (the kernel unpins it before returning) and forget it.  Its
+ * memory is quarantined all the same, as at exit.  -errno if one stays.
+ */
+static int ring_reset(const struct io_uring *ring)
+{
+	struct buf_rec *gone = NULL, *r;
+	int ret = 0;
+
+	pthread_mutex_lock(&recs_lock);
+	for (struct buf_rec **pp = &recs; (r = *pp);) {
+		if (r->key == ring->sq.sqes && r->ring_fd == ring->ring_fd) {
+			*pp = r->next;
+			r->next = gone;
+			gone = r;
+		} else {
+			pp = &r->next;
+		}
+	}
+	pthread_mutex_unlock(&recs_lock);
+	while ((r = gone)) {
+		gone = r->next;
+		if (!ret)
+			ret = io_uring_unregister_buf_ring((struct io_uring *)ring, r->info.bgid);
+		drop_dirty(r);
+	}
+	return ret;
+}
+
 /* fork(): the child inherits the records (its rings' memory is shared) and an unheld lock. */
 static void fork_prepare(void)
 {
@@ -120,6 +150,7 @@ static void fork_release(void)
 
 static const struct hr_ring_hooks hooks = {
 	.exit = ring_exit,
+	.reset = ring_reset,
 	.fork_prepare = fork_prepare,
 	.fork_parent = fork_release,
 	.fork_child = fork_release,

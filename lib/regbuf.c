@@ -352,6 +352,22 @@ static void rec_free(struct reg_rec *r)
 	}
 }
 
+/* hr_regbuf_forget: @ring is pooled, its buffers unregistered by the pool. */
+static void forget(const struct io_uring *ring)
+{
+	struct reg_rec *r;
+
+	pthread_mutex_lock(&recs_lock);
+	r = take_locked(ring);
+	pthread_mutex_unlock(&recs_lock);
+	rec_free(r);
+}
+
+__attribute__((constructor)) static void set_forget(void)
+{
+	hr_regbuf_forget = forget;
+}
+
 /* Record @iov as @ring's table; a stale record of the same key goes. */
 static void remember(const struct io_uring *ring, const struct iovec *iov, unsigned nr,
 		     const struct hugering_reg_charge *c)

@@ -44,6 +44,7 @@ static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct hr_ring_rec *registry[REGISTRY_BUCKETS];
 
 const struct hr_ring_hooks *hr_ring_hooks;
+void (*hr_regbuf_forget)(const struct io_uring *ring);
 /* The hooks prepare ran, for parent and child (they may be set meanwhile). */
 static __thread const struct hr_ring_hooks *fork_hooks;
 
@@ -175,4 +176,32 @@ int hr_registry_info(const void *key, struct hugering_ring_info *out)
 	}
 	pthread_mutex_unlock(&registry_lock);
 	return ret;
+}
+
+void hr_registry_note_pool(const void *key, const struct hr_pool_rec *pr)
+{
+	pthread_mutex_lock(&registry_lock);
+	for (struct hr_ring_rec *r = *bucket(key); r; r = r->next) {
+		if (r->key == key) {
+			r->pool = *pr;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&registry_lock);
+}
+
+/* hugering's own reference to a ring in user memory, or -1. */
+int hr_registry_ref_fd(const void *key)
+{
+	int fd = -1;
+
+	pthread_mutex_lock(&registry_lock);
+	for (struct hr_ring_rec *r = *bucket(key); r; r = r->next) {
+		if (r->key == key) {
+			fd = r->user_mem && !r->info.iopoll_degraded ? r->ref_fd : -1;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&registry_lock);
+	return fd;
 }
