@@ -1271,7 +1271,7 @@ static void usage(FILE *f)
 		"                      [--no-empty-pool] [--big-map] [--json | --csv]\n"
 		"                      [--plot FILE.png|FILE.svg]\n"
 		"modes:  kernel liburing-nommap user-4k hugering hugering-1g floor (default),\n"
-		"        kernel-sqpoll hugering-sqpoll hugering-prepare\n"
+		"        kernel-sqpoll hugering-sqpoll hugering-prepare hugering-pool\n"
 		"shapes: small (64) medium (256/512) large (4096/65536) max (32768/65536)\n"
 		"        max-sqe128 max-cqe32\n");
 }
