@@ -456,8 +456,9 @@ struct hugering_init_opts {
  * ring is drained and reset: unsubmitted SQEs dropped, every request
  * cancelled (at most 50 ms), every completion reaped, files, buffers,
  * eventfd, NAPI, io-wq affinity, hugering's buffer rings unregistered,
- * io-wq max workers put back; then /proc/self/fdinfo must show nothing
- * left, or the ring is closed as without the flag.  Never pooled (closed):
+ * io-wq max workers put back, no personality registered since (a probe);
+ * then /proc/self/fdinfo must show nothing left, or the ring is closed as
+ * without the flag.  Never pooled (closed):
  * kernel-mapped rings, SQPOLL, R_DISABLED, ATTACH_WQ, IOPOLL with
  * iopoll_fds, REGISTERED_FD_ONLY, a registered ring fd, a CQ overflow or
  * dropped SQEs, requests that do not cancel.  SINGLE_ISSUER rings go only
@@ -465,9 +466,9 @@ struct hugering_init_opts {
  * kept per process, each at most 1 s idle; a forked child never gets its
  * parent's.  A pooled ring's SQ/CQ heads and tails are where the last user
  * left them (empty: head == tail), not 0.  Buffer groups hugering did not
- * set up (liburing's buffer rings, IORING_OP_PROVIDE_BUFFERS), personalities
- * the kernel could not list, IORING_REGISTER_MEM_REGION and zero-copy
- * receive queues are invisible to hugering: free them before exit.
+ * set up (liburing's buffer rings, IORING_OP_PROVIDE_BUFFERS),
+ * IORING_REGISTER_MEM_REGION and zero-copy receive queues are invisible to
+ * hugering: free them before exit.
  * hugering_ring_info() says pooled (1: the ring was used before).
  */
 #define HUGERING_INIT_POOLED (1u << 3)

@@ -232,6 +232,7 @@ struct hr_pool_rec {
 	int numa_node;
 	struct io_uring_params got;	/* filled back at first creation */
 	unsigned iowq[2];		/* io-wq max workers at creation */
+	int pers_next;			/* the personality id the next probe must get */
 	uint8_t int_flags;		/* liburing's int_flags at creation */
 	uint64_t owner;			/* SINGLE_ISSUER: the creating thread's token; else 0 */
 };

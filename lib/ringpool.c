@@ -25,6 +25,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,7 +48,7 @@ struct pooled {
 
 static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct pooled *pool;
-static unsigned pool_n;
+static unsigned pool_n;		/* changed under the lock; read without it as a hint */
 static uint64_t tokens;
 static __thread uint64_t my_token;
 static pthread_once_t key_once = PTHREAD_ONCE_INIT;
@@ -113,7 +114,7 @@ static struct pooled *unlink_if(bool (*pick)(const struct pooled *e, uint64_t ar
 			*pp = e->next;
 			e->next = gone;
 			gone = e;
-			pool_n--;
+			__atomic_sub_fetch(&pool_n, 1, __ATOMIC_RELAXED);
 		} else {
 			if (!*next_due || e->since + POOL_IDLE_MS < *next_due)
 				*next_due = e->since + POOL_IDLE_MS;
@@ -186,6 +187,7 @@ void hr_pool_note(struct io_uring *ring, unsigned entries, const struct io_uring
 	if (hr_sys_io_uring_register(fd, IORING_REGISTER_IOWQ_MAX_WORKERS, pr.iowq, 2) < 0)
 		return;
 	pr.candidate = true;
+	pr.pers_next = 1;	/* a fresh ring's first personality id */
 	pr.entries = entries;
 	pr.want = *want;
 	pr.policy = policy;
@@ -230,7 +232,7 @@ int hr_pool_get(unsigned entries, struct io_uring *ring, struct io_uring_params 
 		    same_shape(&(*pp)->rec->pool, entries, want, policy, o)) {
 			e = *pp;
 			*pp = e->next;
-			pool_n--;
+			__atomic_sub_fetch(&pool_n, 1, __ATOMIC_RELAXED);
 			break;
 		}
 	}
@@ -347,15 +349,37 @@ static bool unreg(int fd, unsigned op, void *arg, unsigned nr, bool maybe_unknow
 	return ret >= 0 || ret == -ENXIO || (maybe_unknown && ret == -EINVAL);
 }
 
-static bool unregister_all(const struct io_uring *ring, const struct hr_ring_rec *rec,
+/*
+ * Personalities: the kernel gives their ids in turn (1, 2, ...; an id is
+ * not given again until the counter wraps) and this kernel's fdinfo no
+ * longer lists them.  A probe registered and unregistered at each reset
+ * must get the id after the last probe's: any other means the program
+ * registered one since (left or not), and the ring is not like fresh.
+ */
+static bool no_personality(int fd, struct hr_pool_rec *pr)
+{
+	int id = hr_sys_io_uring_register(fd, IORING_REGISTER_PERSONALITY, NULL, 0);
+
+	if (id < 0)
+		return false;
+	if (hr_sys_io_uring_register(fd, IORING_UNREGISTER_PERSONALITY, NULL, (unsigned)id) < 0)
+		return false;
+	if (id != pr->pers_next)
+		return false;
+	pr->pers_next = id + 1;
+	return true;
+}
+
+static bool unregister_all(const struct io_uring *ring, struct hr_ring_rec *rec,
 			   const struct hr_ring_hooks *hooks)
 {
-	const struct hr_pool_rec *pr = &rec->pool;
+	struct hr_pool_rec *pr = &rec->pool;
 	int fd = rec->ref_fd;
 	unsigned now[2] = { 0, 0 }, back[2] = { pr->iowq[0], pr->iowq[1] };
 	struct { uint32_t clockid, flags, resv[2]; } clk = { CLOCK_MONOTONIC, 0, { 0, 0 } };
 
-	if (!unreg(fd, IORING_UNREGISTER_FILES, NULL, 0, false) ||
+	if (!no_personality(fd, pr) ||
+	    !unreg(fd, IORING_UNREGISTER_FILES, NULL, 0, false) ||
 	    !unreg(fd, IORING_UNREGISTER_BUFFERS, NULL, 0, false) ||
 	    !unreg(fd, IORING_UNREGISTER_EVENTFD, NULL, 0, false) ||
 	    !unreg(fd, IORING_UNREGISTER_IOWQ_AFF, NULL, 0, false) ||
@@ -393,11 +417,14 @@ static const char *field(const char *line, const char *name)
 
 /*
  * What the kernel shows of the ring in /proc/self/fdinfo: no files, no
- * buffers, no personalities, no polls, no overflowed CQEs, SQ and CQ
- * empty, NAPI off.  A field missing (another kernel's format, or the
- * kernel could not take the ring's lock to list them): not clean.
+ * buffers, no personalities (older kernels list them), no polls, no
+ * overflowed CQEs, SQ and CQ empty, NAPI off.  NULL when clean, else what
+ * is not.  "incomplete": a field is missing -- another kernel's format, or
+ * the kernel could not take the ring's lock (it then shows only what it
+ * can without it: an io-wq worker ending a cancelled request may hold it
+ * for a moment).
  */
-static bool fdinfo_clean(int fd)
+static const char *fdinfo_dirt(int fd)
 {
 	char path[64], buf[8192];
 	unsigned need = 0;
@@ -409,11 +436,11 @@ static bool fdinfo_clean(int fd)
 	snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", fd);
 	f = open(path, O_RDONLY | O_CLOEXEC);
 	if (f < 0)
-		return false;
+		return "unreadable";
 	n = read(f, buf, sizeof(buf) - 1);
 	close(f);
 	if (n <= 0 || n == (ssize_t)sizeof(buf) - 1)
-		return false;
+		return "unreadable or too long";
 	buf[n] = '\0';
 	for (char *line = buf, *end; *line; line = end) {
 		const char *v;
@@ -422,12 +449,12 @@ static bool fdinfo_clean(int fd)
 		end = end ? end + 1 : line + strlen(line);
 		if (*line == ' ' || *line == '\t') {
 			if (in_list)
-				return false;	/* a poll or an overflowed CQE */
+				return "a poll or an overflowed CQE";
 			continue;
 		}
 		in_list = false;
 		if (!strncmp(line, "Personalities:", 14))
-			return false;
+			return "personalities";
 		if ((v = field(line, "SqHead")))
 			sq[0] = strtol(v, NULL, 10), need |= 1;
 		else if ((v = field(line, "SqTail")))
@@ -439,16 +466,28 @@ static bool fdinfo_clean(int fd)
 		else if ((v = field(line, "UserFiles")) || (v = field(line, "UserBufs")) ||
 			 (v = field(line, "SQEs")) || (v = field(line, "CQEs"))) {
 			if (*v != '0' || (v[1] != '\n' && v[1]))
-				return false;
+				return "files, buffers, SQEs or CQEs";
 			need |= !strncmp(line, "UserFiles", 9) ? 16 : !strncmp(line, "UserBufs", 8) ? 32 : 0;
 		} else if ((v = field(line, "PollList")) || (v = field(line, "CqOverflowList"))) {
 			in_list = true;
 			need |= *line == 'P' ? 64 : 128;
 		} else if ((v = field(line, "NAPI")) && strncmp(v, "disabled", 8)) {
-			return false;
+			return "NAPI";
 		}
 	}
-	return need == 255 && sq[0] == sq[1] && cq[0] == cq[1];
+	if (need != 255)
+		return "incomplete";
+	return sq[0] == sq[1] && cq[0] == cq[1] ? NULL : "SQ or CQ not empty";
+}
+
+/* fdinfo_dirt, read again while incomplete (a lock held for a moment), until @deadline. */
+static const char *fdinfo_check(int fd, long deadline)
+{
+	const char *dirt;
+
+	while ((dirt = fdinfo_dirt(fd)) && !strcmp(dirt, "incomplete") && hr_now_ms() < deadline)
+		sched_yield();
+	return dirt;
 }
 
 /* Under no lock: room for one more (checked again when it goes in). */
@@ -482,7 +521,7 @@ static bool keep(struct io_uring *ring, struct hr_ring_rec *rec)
 	}
 	e->next = pool;
 	pool = e;
-	pool_n++;
+	__atomic_add_fetch(&pool_n, 1, __ATOMIC_RELAXED);
 	pthread_mutex_unlock(&pool_lock);
 	/* Queued already: due no later than this ring; running: runs again. */
 	hr_worker_post_at(&idle_job, e->since + POOL_IDLE_MS);
@@ -503,6 +542,7 @@ bool hr_pool_put(struct io_uring *ring, struct hr_ring_rec *rec,
 		 const struct hr_ring_hooks *hooks)
 {
 	long deadline = hr_now_ms() + DRAIN_MS;
+	const char *dirt;
 
 	if (!room())
 		return not_pooled("the pool is full");
@@ -516,11 +556,14 @@ bool hr_pool_put(struct io_uring *ring, struct hr_ring_rec *rec,
 	if (io_uring_cq_ready(ring) || io_uring_sq_ready(ring))
 		return not_pooled("SQ or CQ not empty after the drain");
 	if (!unregister_all(ring, rec, hooks))
-		return not_pooled("an unregistration failed");
+		return not_pooled("an unregistration failed, or a personality was registered");
 	if (!counters_clean(ring))
 		return not_pooled("overflowed while draining");
-	if (!fdinfo_clean(rec->ref_fd))
-		return not_pooled("/proc/self/fdinfo shows something left (or not all of it)");
+	dirt = fdinfo_check(rec->ref_fd, deadline);
+	if (dirt) {
+		hr_log(HUGERING_LOG_DEBUG, "ring not pooled: /proc/self/fdinfo: %s", dirt);
+		return false;
+	}
 	return keep(ring, rec) || not_pooled("the pool is full");
 }
 

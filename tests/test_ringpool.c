@@ -324,6 +324,21 @@ Test(ringpool, overflowed_ring_is_closed)
 	hugering_queue_exit(&ring);
 }
 
+/* A personality registered since the ring was made: the ring is closed (ids would differ). */
+Test(ringpool, personality_closes_the_ring)
+{
+	struct io_uring ring;
+	struct io_uring_params p;
+	int fds = th_fd_count();
+
+	make_pooled(&ring, &p, DEFER);
+	cr_assert_gt(io_uring_register_personality(&ring), 0);
+	hugering_queue_exit(&ring);
+	cr_assert_eq(th_fd_count(), fds, "a ring with a personality left was kept");
+	cr_assert(strstr(why, "personality"), "closed for another reason: %s", why);
+	cr_assert_eq(cycle(DEFER, &pooled_opts), 1, "control: without it the ring is pooled");
+}
+
 Test(ringpool, registered_ring_fd_is_closed)
 {
 	struct io_uring ring;
@@ -353,7 +368,7 @@ Test(ringpool, blocked_io_wq_read_is_cancelled)
 	cr_assert_eq(io_uring_submit(&ring), 1);
 	hugering_queue_exit(&ring);
 	make_pooled(&ring, &p, DEFER);
-	cr_assert_eq(pooled(&ring), 1);
+	cr_assert_eq(pooled(&ring), 1, "not pooled: %s", why);
 	assert_no_stray(&ring);
 	/* The pipe's reader is gone: a write is not consumed by a leftover read. */
 	cr_assert_eq(write(pfd[1], "x", 1), 1);
