@@ -559,6 +559,9 @@ bool hr_pool_put(struct io_uring *ring, struct hr_ring_rec *rec,
 		return not_pooled("an unregistration failed, or a personality was registered");
 	if (!counters_clean(ring))
 		return not_pooled("overflowed while draining");
+	/* A fresh ring shows no task work pending (IORING_SETUP_TASKRUN_FLAG). */
+	if (__atomic_load_n(ring->sq.kflags, __ATOMIC_ACQUIRE) & IORING_SQ_TASKRUN)
+		return not_pooled("task work still pending after the drain");
 	dirt = fdinfo_check(rec->ref_fd, deadline);
 	if (dirt) {
 		hr_log(HUGERING_LOG_DEBUG, "ring not pooled: /proc/self/fdinfo: %s", dirt);
@@ -600,6 +603,12 @@ static void fork_child(void)
 	}
 	pool_n = 0;
 	idle_job.queued = idle_job.running = idle_job.again = false;
+	/*
+	 * The forking thread's token is its parent's: a new one, so the live
+	 * rings the child inherited are never taken for its own at exit.
+	 */
+	my_token = 0;
+	key_set = false;
 	pthread_mutex_unlock(&pool_lock);
 }
 

@@ -378,6 +378,39 @@ Test(ringpool, blocked_io_wq_read_is_cancelled)
 	close(pfd[1]);
 }
 
+/*
+ * IOPOLL: completions of polled rings are reaped only by polling; NOPs
+ * left unreaped, an SQE never submitted.  (No pollable device here: the
+ * polled-read path of the reset is not exercised.)
+ */
+Test(ringpool, iopoll_ring_reset)
+{
+	unsigned flags = IORING_SETUP_IOPOLL | IORING_SETUP_SINGLE_ISSUER;
+	struct io_uring ring;
+	struct io_uring_params p1, p2;
+	struct io_uring_cqe *cqe;
+
+	make_pooled(&ring, &p1, flags);
+	cr_assert(ring.flags & IORING_SETUP_IOPOLL);
+	for (int i = 0; i < 4; i++)
+		io_uring_prep_nop(io_uring_get_sqe(&ring));
+	cr_assert_eq(io_uring_submit(&ring), 4);
+	io_uring_prep_nop(io_uring_get_sqe(&ring));
+	hugering_queue_exit(&ring);
+	make_pooled(&ring, &p2, flags);
+	cr_assert_eq(pooled(&ring), 1, "not pooled: %s", why);
+	cr_assert_eq(memcmp(&p1, &p2, sizeof(p1)), 0);
+	assert_empty(&ring);
+	io_uring_prep_nop(io_uring_get_sqe(&ring));
+	cr_assert_eq(io_uring_submit(&ring), 1);
+	cr_assert_eq(io_uring_wait_cqe(&ring, &cqe), 0);
+	io_uring_cqe_seen(&ring, cqe);
+	usleep(40000);
+	cr_assert_geq(io_uring_enter(ring.ring_fd, 0, 0, IORING_ENTER_GETEVENTS, NULL), 0);
+	cr_assert_eq(io_uring_cq_ready(&ring), 0, "a stray CQE arrived");
+	hugering_queue_exit(&ring);
+}
+
 /* Threads */
 
 struct shared {
