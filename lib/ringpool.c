@@ -563,6 +563,17 @@ bool hr_pool_put(struct io_uring *ring, struct hr_ring_rec *rec,
 	if (__atomic_load_n(ring->sq.kflags, __ATOMIC_ACQUIRE) & IORING_SQ_TASKRUN)
 		return not_pooled("task work still pending after the drain");
 	dirt = fdinfo_check(rec->ref_fd, deadline);
+	/*
+	 * A poll the cancel did not find: a request moving from io-wq to poll
+	 * (a cancelled read retried as a poll) between two cancels.  Cancel
+	 * again while there is time; still there: close.
+	 */
+	while (dirt && !strcmp(dirt, "a poll or an overflowed CQE") && hr_now_ms() < deadline) {
+		if (cancel_all(ring, rec->ref_fd, deadline) || io_uring_cq_ready(ring) ||
+		    !counters_clean(ring))
+			break;
+		dirt = fdinfo_check(rec->ref_fd, deadline);
+	}
 	if (dirt) {
 		hr_log(HUGERING_LOG_DEBUG, "ring not pooled: /proc/self/fdinfo: %s", dirt);
 		return false;
