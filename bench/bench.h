@@ -18,6 +18,7 @@ enum mode_kind {
 	KIND_FLOOR,		/* io_uring_setup(1) + close */
 	KIND_HUGERING_AUTO,	/* the factory, auto policy, default arena (empty-pool phase) */
 	KIND_HUGERING_PREP,	/* the factory, an arena with HUGERING_ARENA_PREPARE */
+	KIND_HUGERING_POOL,	/* the factory with HUGERING_INIT_POOLED: live rings reused */
 };
 
 struct mode_def {

@@ -51,6 +51,7 @@ static const struct mode_def modes[] = {
 	{ "kernel-sqpoll", KIND_KERNEL, true, false },
 	{ "hugering-sqpoll", KIND_HUGERING, true, false },
 	{ "hugering-prepare", KIND_HUGERING_PREP, false, false },
+	{ "hugering-pool", KIND_HUGERING_POOL, false, false },
 	/* Last, not a --modes choice: the drop-in of the empty-pool phase. */
 	{ "hugering-auto", KIND_HUGERING_AUTO, false, false },
 };
@@ -205,6 +206,9 @@ static int make_ring(struct maker *mk, unsigned sq, unsigned cq, unsigned flags,
 	case KIND_HUGERING_1G:
 	case KIND_HUGERING_PREP:
 		return hugering_queue_init_opts(sq, ring, &p, &o);
+	case KIND_HUGERING_POOL:
+		o.flags = HUGERING_INIT_POOLED;
+		return hugering_queue_init_opts(sq, ring, &p, &o);
 	case KIND_HUGERING_AUTO:
 		/* hugering_queue_init_params as it behaves without HUGERING_MODE */
 		o.policy = HUGERING_POLICY_AUTO;
@@ -222,6 +226,7 @@ static void drop_ring(struct maker *mk, struct io_uring *ring)
 	case KIND_HUGERING_1G:
 	case KIND_HUGERING_AUTO:
 	case KIND_HUGERING_PREP:
+	case KIND_HUGERING_POOL:
 		hugering_queue_exit(ring);
 		break;
 	case KIND_FLOOR:
@@ -354,7 +359,8 @@ static long pool_in_use(size_t ps)
 static bool is_hugering(const struct mode_def *m)
 {
 	return m->kind == KIND_HUGERING || m->kind == KIND_HUGERING_1G ||
-	       m->kind == KIND_HUGERING_AUTO || m->kind == KIND_HUGERING_PREP;
+	       m->kind == KIND_HUGERING_AUTO || m->kind == KIND_HUGERING_PREP ||
+	       m->kind == KIND_HUGERING_POOL;
 }
 
 static void set_error(struct cell *c, const struct mode_def *m, const char *what, int err)
@@ -543,6 +549,7 @@ static long pages_used(struct churn *ch)
 	case KIND_HUGERING_1G:
 	case KIND_HUGERING_AUTO:
 	case KIND_HUGERING_PREP:
+	case KIND_HUGERING_POOL:
 		a = ch->mk.arena ? ch->mk.arena : hugering_default_arena();
 		return a && !hugering_arena_stats(a, &st) ? st.pages_held : 0;
 	case KIND_LIBURING_NOMMAP:
@@ -1268,7 +1275,7 @@ static void usage(FILE *f)
 		"                      [--plot FILE.png|FILE.svg]\n"
 		"                      [--buffers | --buffers-only] [--buf-sizes LIST] [--buf-recv-mib N]\n"
 		"modes:  kernel liburing-nommap user-4k hugering hugering-1g floor (default),\n"
-		"        kernel-sqpoll hugering-sqpoll hugering-prepare\n"
+		"        kernel-sqpoll hugering-sqpoll hugering-prepare hugering-pool\n"
 		"shapes: small (64) medium (256/512) large (4096/65536) max (32768/65536)\n"
 		"        max-sqe128 max-cqe32\n"
 		"buffers: --buffers adds the buffer section (registration, READ_FIXED, multishot\n"

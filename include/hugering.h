@@ -449,6 +449,29 @@ struct hugering_init_opts {
  * arena made with HUGERING_ARENA_NODE_LOCAL on the same node packs rings).
  */
 #define HUGERING_INIT_NODE_LOCAL (1u << 2)
+/*
+ * Keep the ring alive at hugering_queue_exit() and hand it to a later
+ * create with the same entries, params and options, instead of closing it
+ * (off unless asked for, on both the create and the reuse).  At exit the
+ * ring is drained and reset: unsubmitted SQEs dropped, every request
+ * cancelled (at most 50 ms), every completion reaped, files, buffers,
+ * eventfd, NAPI, io-wq affinity, hugering's buffer rings unregistered,
+ * io-wq max workers put back, no personality registered since (a probe);
+ * then /proc/self/fdinfo must show nothing left, or the ring is closed as
+ * without the flag.  Never pooled (closed):
+ * kernel-mapped rings, SQPOLL, R_DISABLED, ATTACH_WQ, IOPOLL with
+ * iopoll_fds, REGISTERED_FD_ONLY, a registered ring fd, a CQ overflow or
+ * dropped SQEs, requests that do not cancel.  SINGLE_ISSUER rings go only
+ * to their creating thread and close at its exit.  At most 8 rings are
+ * kept per process, each at most 1 s idle; a forked child never gets its
+ * parent's.  A pooled ring's SQ/CQ heads and tails are where the last user
+ * left them (empty: head == tail), not 0.  Buffer groups hugering did not
+ * set up (liburing's buffer rings, IORING_OP_PROVIDE_BUFFERS),
+ * IORING_REGISTER_MEM_REGION and zero-copy receive queues are invisible to
+ * hugering: free them before exit.
+ * hugering_ring_info() says pooled (1: the ring was used before).
+ */
+#define HUGERING_INIT_POOLED (1u << 3)
 
 struct hugering_ring_info {
 	int mode;		/* enum hugering_mode */
@@ -469,6 +492,7 @@ struct hugering_ring_info {
 	int recycle;		/* enum hugering_recycle */
 	int iopoll_degraded;	/* IOPOLL was asked for and dropped: see iopoll_reason */
 	const char *iopoll_reason;	/* valid until hugering_queue_exit() */
+	int pooled;		/* 1: a pooled ring (HUGERING_INIT_POOLED), reused */
 	uint64_t resv[8];	/* zeroed by the library: room for new fields */
 };
 

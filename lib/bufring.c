@@ -96,8 +96,8 @@ static void drop_dirty(struct buf_rec *r)
 	rec_free(r);
 }
 
-/* hr_ring_hooks.exit: every buffer ring of @ring, which is about to be closed. */
-static void ring_exit(const struct io_uring *ring)
+/* Unlink and return every record of @ring's buffer rings. */
+static struct buf_rec *take_ring_recs(const struct io_uring *ring)
 {
 	struct buf_rec *gone = NULL, *r;
 
@@ -112,10 +112,37 @@ static void ring_exit(const struct io_uring *ring)
 		}
 	}
 	pthread_mutex_unlock(&recs_lock);
+	return gone;
+}
+
+/* hr_ring_hooks.exit: every buffer ring of @ring, which is about to be closed. */
+static void ring_exit(const struct io_uring *ring)
+{
+	struct buf_rec *gone = take_ring_recs(ring), *r;
+
 	while ((r = gone)) {
 		gone = r->next;
 		drop_dirty(r);
 	}
+}
+
+/*
+ * hr_ring_hooks.reset: @ring is being pooled, live: unregister each of its
+ * buffer rings (the kernel unpins it before returning) and forget it.  Its
+ * memory is quarantined all the same, as at exit.  -errno if one stays.
+ */
+static int ring_reset(const struct io_uring *ring)
+{
+	struct buf_rec *gone = take_ring_recs(ring), *r;
+	int ret = 0;
+
+	while ((r = gone)) {
+		gone = r->next;
+		if (!ret)
+			ret = io_uring_unregister_buf_ring((struct io_uring *)ring, r->info.bgid);
+		drop_dirty(r);
+	}
+	return ret;
 }
 
 /* fork(): the child inherits the records (its rings' memory is shared) and an unheld lock. */
@@ -131,6 +158,7 @@ static void fork_release(void)
 
 static const struct hr_ring_hooks hooks = {
 	.exit = ring_exit,
+	.reset = ring_reset,
 	.fork_prepare = fork_prepare,
 	.fork_parent = fork_release,
 	.fork_child = fork_release,

@@ -46,6 +46,14 @@
 #define IORING_REGISTER_CLONE_BUFFERS 30
 #endif
 
+/* Linux 6.9 and 6.10 (liburing 2.6/2.7 headers; enums there): what the ring pool puts back. */
+#ifndef IORING_UNREGISTER_NAPI
+#define IORING_UNREGISTER_NAPI 28
+#endif
+#ifndef IORING_REGISTER_CLOCK
+#define IORING_REGISTER_CLOCK 29
+#endif
+
 /*
  * io_uring_queue_exit() for a ring set up by io_uring_queue_init_mem() in
  * the caller's memory.  liburing 2.5 to 2.7 munmap the SQEs of every

@@ -83,10 +83,16 @@ long hr_now_ms(void);
 struct hr_job {
 	struct hr_job *next;
 	void (*run)(struct hr_job *j);
-	bool queued, running;
+	bool queued, running, again;
+	long due_ms;			/* hr_now_ms() it may run at; 0 = now */
 };
 /* Queue @j unless it is queued or running; starts the thread if need be. */
 void hr_worker_post(struct hr_job *j);
+/*
+ * The same, to run no earlier than @due_ms (hr_now_ms()); posted while it
+ * runs (also from its own run), it runs again then (the earliest asked).
+ */
+void hr_worker_post_at(struct hr_job *j, long due_ms);
 /* After this, @j is neither queued nor running (a run in progress is waited for). */
 void hr_worker_cancel(struct hr_job *j);
 /* Threads started so far in this process. */
@@ -215,6 +221,22 @@ int hr_iopoll_probe(int fd, struct hugering_iopoll_verdict *out);
 /* probe.c */
 const struct hugering_kernel_caps *hr_caps(void);
 
+/* ringpool.c: what a ring created with HUGERING_INIT_POOLED is pooled by. */
+struct hr_pool_rec {
+	bool candidate;			/* may be pooled at exit (decided at creation) */
+	unsigned entries;		/* as the caller asked */
+	struct io_uring_params want;	/* the caller's params (checked, normalised) */
+	int policy;
+	struct hugering_arena *arena;	/* the options' (NULL: the default arena) */
+	size_t page_size;
+	int numa_node;
+	struct io_uring_params got;	/* filled back at first creation */
+	unsigned iowq[2];		/* io-wq max workers at creation */
+	int pers_next;			/* the personality id the next probe must get */
+	uint8_t int_flags;		/* liburing's int_flags at creation */
+	uint64_t owner;			/* SINGLE_ISSUER: the creating thread's token; else 0 */
+};
+
 /* registry.c: what hugering knows of each ring it made, keyed by its SQE address */
 struct hr_ring_rec {
 	struct hr_ring_rec *next;
@@ -223,6 +245,7 @@ struct hr_ring_rec {
 	int ref_fd;			/* user_mem: our own reference to the ring */
 	struct hr_slot slot;
 	struct hugering_ring_info info;	/* reasons: "" or the record's heap copies */
+	struct hr_pool_rec pool;
 };
 /* A record with "" reasons; NULL (and the error set) when memory is out. */
 struct hr_ring_rec *hr_ring_rec_new(void);
@@ -245,6 +268,8 @@ struct hugering_arena *hr_ring_arena(const struct io_uring *ring);
  */
 struct hr_ring_hooks {
 	void (*exit)(const struct io_uring *ring);
+	/* Unregister and forget @ring's buffer rings (it is being pooled); 0 or -errno. */
+	int (*reset)(const struct io_uring *ring);
 	void (*fork_prepare)(void);
 	void (*fork_parent)(void);
 	void (*fork_child)(void);
@@ -252,10 +277,16 @@ struct hr_ring_hooks {
 void hr_ring_hooks_add(const struct hr_ring_hooks *h);
 /* Every hook's exit, for @ring about to be closed. */
 void hr_ring_hooks_exit(const struct io_uring *ring);
+/* Every hook's reset, for @ring about to be pooled: 0, or the first -errno. */
+int hr_ring_hooks_reset(const struct io_uring *ring);
 
 /* bufring.c, regbuf.c: @ring was resized, its records were keyed by @old_key. */
 void hr_bufring_moved(const void *old_key, const struct io_uring *ring);
 void hr_regbuf_moved(const void *old_key, const struct io_uring *ring);
+/* Mark the registered ring of @key a pool candidate, with @pr. */
+void hr_registry_note_pool(const void *key, const struct hr_pool_rec *pr);
+/* hugering's own fd of a ring in user memory (not IOPOLL-degraded), else -1. */
+int hr_registry_ref_fd(const void *key);
 
 /* bufpool.c */
 void *hr_bufpool_buf(const struct hugering_bufpool *p, unsigned i);
@@ -324,6 +355,21 @@ char *hr_pool_reason(const struct hugering_layout *lay, const struct hugering_in
 int hr_user_ring(unsigned entries, struct io_uring *ring, struct io_uring_params *p,
 		 const struct io_uring_params *orig, int policy,
 		 const struct hugering_init_opts *o);
+
+/*
+ * ringpool.c: live rings kept for reuse (HUGERING_INIT_POOLED).  Close
+ * @ring as hugering_queue_exit() always did (its record freed).
+ */
+void hr_ring_close(struct io_uring *ring, struct hr_ring_rec *rec);
+/* After a successful create with POOLED: decide whether the ring may be pooled at exit. */
+void hr_pool_note(struct io_uring *ring, unsigned entries, const struct io_uring_params *want,
+		  const struct io_uring_params *got, int policy, const struct hugering_init_opts *o);
+/* A pooled ring for this create, filled into @ring and @p: 0, or -ENOENT. */
+int hr_pool_get(unsigned entries, struct io_uring *ring, struct io_uring_params *p,
+		const struct io_uring_params *want, int policy,
+		const struct hugering_init_opts *o);
+/* Reset @ring and keep it: true; false when it must be closed (nothing kept). */
+bool hr_pool_put(struct io_uring *ring, struct hr_ring_rec *rec);
 
 /* ring.c: the entry points' work, for sqpoll.c */
 int hr_queue_init_opts(unsigned entries, struct io_uring *ring, struct io_uring_params *p,

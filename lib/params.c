@@ -31,7 +31,7 @@ int hr_check_init_opts(const struct hugering_init_opts *o, const struct io_uring
 	*norm = *o;
 	norm->flags &= ~(HUGERING_INIT_NUMA_NODE | HUGERING_INIT_NODE_LOCAL);
 	if (o->flags & ~(HUGERING_INIT_IOPOLL_STRICT | HUGERING_INIT_NUMA_NODE |
-			 HUGERING_INIT_NODE_LOCAL) ||
+			 HUGERING_INIT_NODE_LOCAL | HUGERING_INIT_POOLED) ||
 	    (o->n_iopoll_fds && !o->iopoll_fds))
 		goto bad;
 	for (size_t i = 0; i < sizeof(o->resv) / sizeof(o->resv[0]); i++)

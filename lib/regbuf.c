@@ -371,7 +371,7 @@ static void rec_free(struct reg_rec *r)
 }
 
 /* hr_ring_hooks.exit: @ring is about to be closed; its table goes with it. */
-static void ring_exit(const struct io_uring *ring)
+static void forget(const struct io_uring *ring)
 {
 	struct reg_rec *r;
 
@@ -392,8 +392,16 @@ static void fork_release(void)
 	pthread_mutex_unlock(&recs_lock);
 }
 
+/* hr_ring_hooks.reset: @ring is pooled, its buffers unregistered by the pool. */
+static int ring_reset(const struct io_uring *ring)
+{
+	forget(ring);
+	return 0;
+}
+
 static const struct hr_ring_hooks hooks = {
-	.exit = ring_exit,
+	.exit = forget,
+	.reset = ring_reset,
 	.fork_prepare = fork_prepare,
 	.fork_parent = fork_release,
 	.fork_child = fork_release,

@@ -72,6 +72,17 @@ void hr_ring_hooks_exit(const struct io_uring *ring)
 		hooks[i]->exit(ring);
 }
 
+int hr_ring_hooks_reset(const struct io_uring *ring)
+{
+	unsigned n = __atomic_load_n(&nhooks, __ATOMIC_ACQUIRE);
+	int ret;
+
+	for (unsigned i = 0; i < n; i++)
+		if (hooks[i]->reset && (ret = hooks[i]->reset(ring)))
+			return ret;
+	return 0;
+}
+
 /*
  * fork(), in one place and one order: the default arena's lock, then the
  * registry's, then the buffer rings' and registered buffers' (bufring.c,
@@ -201,4 +212,32 @@ int hr_registry_info(const void *key, struct hugering_ring_info *out)
 	}
 	pthread_mutex_unlock(&registry_lock);
 	return ret;
+}
+
+void hr_registry_note_pool(const void *key, const struct hr_pool_rec *pr)
+{
+	pthread_mutex_lock(&registry_lock);
+	for (struct hr_ring_rec *r = *bucket(key); r; r = r->next) {
+		if (r->key == key) {
+			r->pool = *pr;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&registry_lock);
+}
+
+/* hugering's own reference to a ring in user memory, or -1. */
+int hr_registry_ref_fd(const void *key)
+{
+	int fd = -1;
+
+	pthread_mutex_lock(&registry_lock);
+	for (struct hr_ring_rec *r = *bucket(key); r; r = r->next) {
+		if (r->key == key) {
+			fd = r->user_mem && !r->info.iopoll_degraded ? r->ref_fd : -1;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&registry_lock);
+	return fd;
 }

@@ -5,7 +5,8 @@
  * always reported, never silent.  The drop-in entry points: input checked
  * (params.c), policy (policy.c), IOPOLL kept or dropped, then a ring in
  * user memory (usermem.c) or kernel-mapped (kernelring.c), recorded in the
- * registry; and its exit, recycling its memory (resize.c, the arena).
+ * registry; and its exit, recycling its memory (resize.c, the arena), or
+ * keeping the ring live for reuse (ringpool.c, HUGERING_INIT_POOLED).
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -95,6 +96,8 @@ int hr_queue_init_opts(unsigned entries, struct io_uring *ring,
 	 */
 	if (!hr_liburing_at_least(2, 6))
 		orig.flags &= ~IORING_SETUP_NO_SQARRAY;
+	if (o && hr_pool_get(entries, ring, p, &orig, policy, o) == 0)
+		return 0;
 	ret = iopoll_policy(&orig, o, &degraded);
 	if (ret)
 		return ret;
@@ -105,6 +108,8 @@ int hr_queue_init_opts(unsigned entries, struct io_uring *ring,
 	if (!ret && degraded)
 		hr_registry_note_iopoll(ring->sq.sqes, degraded);
 	free(degraded);
+	if (!ret && o)
+		hr_pool_note(ring, entries, &orig, p, policy, o);
 	if (ret == -EINVAL)
 		hr_explain_sq_cpu(p);
 	return ret;
@@ -134,31 +139,15 @@ int hugering_queue_init(unsigned entries, struct io_uring *ring, unsigned flags)
 void hr_queue_exit(struct io_uring *ring)
 {
 	struct hr_ring_rec *rec;
-	bool clean = false;
-
 	if (!ring)
+		return;
+	rec = hr_registry_take(ring->sq.sqes);
+	/* HUGERING_INIT_POOLED: reset and kept (ringpool.c), or closed below. */
+	if (rec && rec->pool.candidate && hr_pool_put(ring, rec))
 		return;
 	/* Buffer rings first: the ring may still write them until it is gone. */
 	hr_ring_hooks_exit(ring);
-	rec = hr_registry_take(ring->sq.sqes);
-	if (rec && rec->user_mem && rec->info.recycle == HUGERING_RECYCLE_RESIZE)
-		clean = hr_resize_away(ring, rec->ref_fd);
-	/*
-	 * liburing closes the fd (and unregisters a registered ring fd); it
-	 * leaves application memory alone.  The kernel may write the ring
-	 * memory once more during its asynchronous teardown: the arena never
-	 * gives that memory to another ring (unless resized away above).
-	 * liburing < 2.8 would unmap it: see hr_queue_exit_app_mem (compat.h).
-	 */
-	if (rec && rec->user_mem) {
-		hr_queue_exit_app_mem(ring);
-		if (rec->ref_fd >= 0)
-			close(rec->ref_fd);
-		hr_arena_free(&rec->slot, clean);
-	} else {
-		io_uring_queue_exit(ring);
-	}
-	hr_ring_rec_free(rec);
+	hr_ring_close(ring, rec);
 }
 
 /* Cannot fail: leaves the last error alone (a cleanup after a failure). */

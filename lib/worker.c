@@ -47,36 +47,52 @@ static void init_conds(void)
 	pthread_cond_init(&done, NULL);
 }
 
-static struct hr_job *pop(void)
-{
-	struct hr_job *j = head;
+static void unlink_job(struct hr_job *j);
 
-	if (j) {
-		head = j->next;
-		if (!head)
-			tail = NULL;
-		j->next = NULL;
-		j->queued = false;
+/* Under the lock: the first job due by @now (ms), off the queue; else NULL and *@next the earliest due. */
+static struct hr_job *pop_due(long now, long *next)
+{
+	*next = 0;
+	for (struct hr_job *p = head; p; p = p->next) {
+		if (p->due_ms <= now) {
+			unlink_job(p);
+			return p;
+		}
+		if (!*next || p->due_ms < *next)
+			*next = p->due_ms;
 	}
-	return j;
+	return NULL;
 }
 
-/* Under the lock: wait for a job up to IDLE_MS; NULL when idle that long. */
+static void ms_to_ts(long ms, struct timespec *ts)
+{
+	ts->tv_sec = ms / 1000;
+	ts->tv_nsec = (ms % 1000) * 1000000L;
+}
+
+/*
+ * Under the lock: wait for a due job; NULL after IDLE_MS with no job at
+ * all.  A job posted for later (hr_worker_post_at) keeps the thread until
+ * it is due.
+ */
 static struct hr_job *next_job(void)
 {
-	struct timespec until;
+	long idle_end = hr_now_ms() + IDLE_MS;
 
-	clock_gettime(CLOCK_MONOTONIC, &until);
-	until.tv_sec += IDLE_MS / 1000;
-	until.tv_nsec += (IDLE_MS % 1000) * 1000000L;
-	if (until.tv_nsec >= 1000000000L) {
-		until.tv_sec++;
-		until.tv_nsec -= 1000000000L;
-	}
-	while (!head)
-		if (pthread_cond_timedwait(&work, &lock, &until) == ETIMEDOUT && !head)
+	for (;;) {
+		long now = hr_now_ms(), next;
+		struct hr_job *j = pop_due(now, &next);
+		struct timespec until;
+
+		if (j)
+			return j;
+		if (!head && now >= idle_end)
 			return NULL;
-	return pop();
+		ms_to_ts(head ? next : idle_end, &until);
+		pthread_cond_timedwait(&work, &lock, &until);
+		if (head)
+			idle_end = hr_now_ms() + IDLE_MS;
+	}
 }
 
 static void *worker_main(void *arg)
@@ -91,6 +107,16 @@ static void *worker_main(void *arg)
 		j->run(j);
 		pthread_mutex_lock(&lock);
 		j->running = false;
+		if (j->again) {
+			j->again = false;
+			j->queued = true;
+			j->next = NULL;
+			if (tail)
+				tail->next = j;
+			else
+				head = j;
+			tail = j;
+		}
 		pthread_cond_broadcast(&done);
 	}
 	running = false;
@@ -145,13 +171,19 @@ static void unlink_job(struct hr_job *j)
 	j->queued = false;
 }
 
-void hr_worker_post(struct hr_job *j)
+/* @rerun: a post while @j runs makes it run again (at @due_ms) instead of being dropped. */
+static void post(struct hr_job *j, long due_ms, bool rerun)
 {
 	int err = 0;
 
 	pthread_once(&once, init_conds);
 	pthread_mutex_lock(&lock);
-	if (!j->queued && !j->running) {
+	if (rerun && j->running && !j->queued) {
+		if (!j->again || due_ms < j->due_ms)
+			j->due_ms = due_ms;
+		j->again = true;
+	} else if (!j->queued && !j->running) {
+		j->due_ms = due_ms;
 		j->queued = true;
 		j->next = NULL;
 		if (tail)
@@ -172,6 +204,16 @@ void hr_worker_post(struct hr_job *j)
 		       "undone", strerror(err));
 }
 
+void hr_worker_post(struct hr_job *j)
+{
+	post(j, 0, false);
+}
+
+void hr_worker_post_at(struct hr_job *j, long due_ms)
+{
+	post(j, due_ms, true);
+}
+
 /*
  * @j will not run after this returns: off the queue, and not running (a
  * run in progress is waited for).  Its owner may then free it.
@@ -183,6 +225,7 @@ void hr_worker_cancel(struct hr_job *j)
 	unlink_job(j);
 	while (j->running)
 		pthread_cond_wait(&done, &lock);
+	unlink_job(j);	/* it may have asked to run again */
 	pthread_mutex_unlock(&lock);
 }
 

@@ -7,7 +7,7 @@
 set -euo pipefail
 
 # Bottom first.  A new file must be placed here.
-LAYERS=(sys error util worker cgroup hugepage pagemap region arena layout probe iopoll registry policy cpuset params place memlock resize kernelring emptypool usermem ring sqpoll bufring bufpool regbuf ringresize version)
+LAYERS=(sys error util worker cgroup hugepage pagemap region arena layout probe iopoll registry policy cpuset params place memlock resize kernelring emptypool usermem ringpool ring sqpoll bufring bufpool regbuf ringresize version)
 
 build=${1:?usage: check-layers.sh BUILD}
 top=$(cd "$(dirname "$0")/.." && pwd)

@@ -16,6 +16,7 @@
 #include <criterion/logging.h>
 #include <dlfcn.h>
 #include <errno.h>
+#include <pthread.h>
 #include <liburing.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -657,6 +658,53 @@ Test(fault, clone_buffers)
 {
 	th_need_pool(SZ_2M, 4);
 	sweep("register + clone buffers", clone_op, NULL);
+}
+
+/*
+ * The ring pool: a pooled ring used (io-wq limits changed, a timeout in
+ * flight), exited (drained, reset, kept or closed), created again and
+ * exited, on a thread of its own whose exit closes what the pool kept,
+ * so each run leaves nothing.  Any failed call in the reset closes the
+ * ring instead of pooling it; the second create is then a fresh ring.
+ */
+static void *pool_thread(void *arg)
+{
+	static struct __kernel_timespec ts = { .tv_sec = 30 };
+	struct hugering_init_opts o = { .flags = HUGERING_INIT_POOLED };
+	struct io_uring_params p;
+	struct io_uring ring;
+	unsigned limits[2] = { 2, 3 };
+	int *ret = arg;
+
+	for (int round = 0; round < 2; round++) {
+		memset(&p, 0, sizeof(p));
+		p.flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN;
+		*ret = failed(hugering_queue_init_opts(8, &ring, &p, &o));
+		if (*ret)
+			return NULL;
+		io_uring_register_iowq_max_workers(&ring, limits);
+		io_uring_prep_timeout(io_uring_get_sqe(&ring), &ts, 0, 0);
+		io_uring_submit(&ring);
+		hugering_queue_exit(&ring);
+	}
+	return NULL;
+}
+
+static int pool_op(void *arg)
+{
+	pthread_t t;
+	int ret = 0;
+
+	(void)arg;
+	cr_assert_eq(pthread_create(&t, NULL, pool_thread, &ret), 0);
+	cr_assert_eq(pthread_join(t, NULL), 0);
+	return ret;
+}
+
+Test(fault, ring_pool)
+{
+	th_need_pool(SZ_2M, 4);
+	sweep("pooled ring: use, exit (reset), create, exit, thread exit", pool_op, NULL);
 }
 
 /* The diagnosis without its trial: the SQPOLL/IOPOLL test rings (can_create). */

@@ -1,0 +1,627 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The pool of live rings (HUGERING_INIT_POOLED, opt-in): at exit a ring is
+ * drained and reset instead of closed, and the next create of the same
+ * shape on the same thread gets it back.  Only a ring that can be made
+ * indistinguishable from a fresh one is kept; any doubt closes it.
+ *
+ * Only SINGLE_ISSUER rings are pooled, each for its creating thread only.
+ * The kernel lets no other thread submit to (or register on) such a ring,
+ * so every request it ever had was issued by that thread: its io-wq work
+ * is on that thread's io-wq, which IORING_REGISTER_SYNC_CANCEL searches,
+ * and its task work runs on that thread, which is the one resetting.  For
+ * a ring any thread may have used, the sync cancel cannot reach another
+ * thread's io-wq and a completion may still be queued as another thread's
+ * task work: nothing the process can read proves that no CQE will come
+ * later, so such rings are closed.
+ *
+ * The pooled rings sit in one list under a lock, each tagged with its
+ * owner's token: a number given to a thread at its first use and never
+ * given again (a later thread with the same TID gets a new one).  A pthread
+ * key's destructor closes a thread's rings at its exit; the background
+ * worker closes rings idle for POOL_IDLE_MS; a forked child closes its
+ * copies (the fork handler), so it never hands out its parent's rings.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+#define POOL_MAX 8		/* rings kept per process */
+#define POOL_IDLE_MS 1000	/* an idle ring is closed after this */
+#define DRAIN_MS 50		/* cancelling and reaping may take this long, then: close */
+
+struct pooled {
+	struct pooled *next;
+	struct io_uring ring;		/* as reset, ready to hand out */
+	struct hr_ring_rec *rec;	/* out of the registry while pooled */
+	long since;			/* hr_now_ms() at exit */
+};
+
+static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct pooled *pool;
+static unsigned pool_n;		/* changed under the lock; read without it as a hint */
+static uint64_t tokens;
+static __thread uint64_t my_token;
+static pthread_once_t key_once = PTHREAD_ONCE_INIT;
+static pthread_key_t exit_key;
+static bool key_ok;
+static __thread bool key_set;
+
+static void idle_run(struct hr_job *j);
+static struct hr_job idle_job = { .run = idle_run };
+
+static uint64_t thread_token(void)
+{
+	if (!my_token)
+		my_token = __atomic_add_fetch(&tokens, 1, __ATOMIC_RELAXED);
+	return my_token;
+}
+
+void hr_ring_close(struct io_uring *ring, struct hr_ring_rec *rec)
+{
+	bool clean = false;
+
+	if (rec && rec->user_mem && rec->info.recycle == HUGERING_RECYCLE_RESIZE)
+		clean = hr_resize_away(ring, rec->ref_fd);
+	/*
+	 * liburing closes the fd (and unregisters a registered ring fd); it
+	 * leaves application memory alone.  The kernel may write the ring
+	 * memory once more during its asynchronous teardown: the arena never
+	 * gives that memory to another ring (unless resized away above).
+	 * liburing < 2.8 would unmap it: see hr_queue_exit_app_mem (compat.h).
+	 */
+	if (rec && rec->user_mem) {
+		hr_queue_exit_app_mem(ring);
+		if (rec->ref_fd >= 0)
+			close(rec->ref_fd);
+		hr_arena_free(&rec->slot, clean);
+	} else {
+		io_uring_queue_exit(ring);
+	}
+	hr_ring_rec_free(rec);
+}
+
+static void close_list(struct pooled *list)
+{
+	struct pooled *e;
+
+	while ((e = list)) {
+		list = e->next;
+		hr_ring_close(&e->ring, e->rec);
+		free(e);
+	}
+}
+
+/* Unlink every ring @pick chooses; returns them as a list (closed by the caller, unlocked). */
+static struct pooled *unlink_if(bool (*pick)(const struct pooled *e, uint64_t arg), uint64_t arg,
+				long *next_due)
+{
+	struct pooled *gone = NULL, *e;
+
+	*next_due = 0;
+	pthread_mutex_lock(&pool_lock);
+	for (struct pooled **pp = &pool; (e = *pp);) {
+		if (pick(e, arg)) {
+			*pp = e->next;
+			e->next = gone;
+			gone = e;
+			__atomic_sub_fetch(&pool_n, 1, __ATOMIC_RELAXED);
+		} else {
+			if (!*next_due || e->since + POOL_IDLE_MS < *next_due)
+				*next_due = e->since + POOL_IDLE_MS;
+			pp = &e->next;
+		}
+	}
+	pthread_mutex_unlock(&pool_lock);
+	return gone;
+}
+
+static bool is_idle(const struct pooled *e, uint64_t now)
+{
+	return e->since + POOL_IDLE_MS <= (long)now;
+}
+
+static bool owned_by(const struct pooled *e, uint64_t token)
+{
+	return e->rec->pool.owner == token;
+}
+
+/* The worker: close rings idle too long; come back when the next one is due. */
+static void idle_run(struct hr_job *j)
+{
+	long next;
+
+	close_list(unlink_if(is_idle, (uint64_t)hr_now_ms(), &next));
+	if (next)
+		hr_worker_post_at(j, next);
+}
+
+/* Thread exit: its rings can go to no other thread. */
+static void thread_gone(void *token)
+{
+	long next;
+
+	close_list(unlink_if(owned_by, (uint64_t)(uintptr_t)token, &next));
+}
+
+static void make_key(void)
+{
+	key_ok = pthread_key_create(&exit_key, thread_gone) == 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Creation                                                            */
+/* ------------------------------------------------------------------ */
+
+static bool shape_poolable(const struct io_uring_params *want, const struct hugering_init_opts *o)
+{
+	unsigned never = IORING_SETUP_SQPOLL | IORING_SETUP_R_DISABLED | IORING_SETUP_ATTACH_WQ |
+			 IORING_SETUP_REGISTERED_FD_ONLY;
+
+	return o && (o->flags & HUGERING_INIT_POOLED) && !o->n_iopoll_fds &&
+	       (want->flags & IORING_SETUP_SINGLE_ISSUER) && !(want->flags & never);
+}
+
+void hr_pool_note(struct io_uring *ring, unsigned entries, const struct io_uring_params *want,
+		  const struct io_uring_params *got, int policy, const struct hugering_init_opts *o)
+{
+	struct hr_pool_rec pr;
+	int fd;
+
+	if (!shape_poolable(want, o))
+		return;
+	fd = hr_registry_ref_fd(ring->sq.sqes);
+	if (fd < 0)
+		return;		/* kernel-mapped: no reference of ours to check the fd by */
+	memset(&pr, 0, sizeof(pr));
+	/* The limits the reset puts back ({0, 0} only asks). */
+	if (hr_sys_io_uring_register(fd, IORING_REGISTER_IOWQ_MAX_WORKERS, pr.iowq, 2) < 0)
+		return;
+	pr.candidate = true;
+	pr.pers_next = 1;	/* a fresh ring's first personality id */
+	pr.entries = entries;
+	pr.want = *want;
+	pr.policy = policy;
+	pr.arena = o->arena;
+	pr.page_size = o->page_size;
+	pr.numa_node = o->numa_node;
+	pr.got = *got;
+	pr.int_flags = ring->int_flags;
+	pr.owner = thread_token();
+	hr_registry_note_pool(ring->sq.sqes, &pr);
+}
+
+/* ------------------------------------------------------------------ */
+/* Reuse                                                               */
+/* ------------------------------------------------------------------ */
+
+static bool same_shape(const struct hr_pool_rec *pr, unsigned entries,
+		       const struct io_uring_params *want, int policy,
+		       const struct hugering_init_opts *o)
+{
+	unsigned f = want->flags;
+
+	return pr->entries == entries && pr->want.flags == f &&
+	       (!(f & IORING_SETUP_CQSIZE) || pr->want.cq_entries == want->cq_entries) &&
+	       pr->policy == policy && pr->arena == o->arena && pr->page_size == o->page_size &&
+	       pr->numa_node == o->numa_node;
+}
+
+int hr_pool_get(unsigned entries, struct io_uring *ring, struct io_uring_params *p,
+		const struct io_uring_params *want, int policy,
+		const struct hugering_init_opts *o)
+{
+	struct pooled *e = NULL;
+	uint64_t me;
+
+	if (!shape_poolable(want, o) || !__atomic_load_n(&pool_n, __ATOMIC_RELAXED))
+		return -ENOENT;
+	me = thread_token();
+	pthread_mutex_lock(&pool_lock);
+	for (struct pooled **pp = &pool; *pp; pp = &(*pp)->next) {
+		if ((*pp)->rec->pool.owner == me &&
+		    same_shape(&(*pp)->rec->pool, entries, want, policy, o)) {
+			e = *pp;
+			*pp = e->next;
+			__atomic_sub_fetch(&pool_n, 1, __ATOMIC_RELAXED);
+			break;
+		}
+	}
+	pthread_mutex_unlock(&pool_lock);
+	if (!e)
+		return -ENOENT;
+	*ring = e->ring;
+	*p = e->rec->pool.got;
+	e->rec->info.pooled = 1;
+	hr_registry_add(e->rec);
+	free(e);
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Reset                                                               */
+/* ------------------------------------------------------------------ */
+
+/* No overflowed CQ, no SQEs the kernel dropped: counters no reset clears. */
+static bool counters_clean(const struct io_uring *ring)
+{
+	return !(ring->cq.koverflow && *ring->cq.koverflow) &&
+	       !(ring->sq.kdropped && *ring->sq.kdropped) &&
+	       !(__atomic_load_n(ring->sq.kflags, __ATOMIC_ACQUIRE) & IORING_SQ_CQ_OVERFLOW);
+}
+
+/* Nothing the kernel or liburing shows says this ring is not as made. */
+static bool untouched(const struct io_uring *ring, const struct hr_ring_rec *rec)
+{
+	const struct hr_pool_rec *pr = &rec->pool;
+	struct stat a, b;
+
+	if (!pr->candidate || pr->owner != thread_token() || ring->int_flags != pr->int_flags ||
+	    ring->enter_ring_fd != ring->ring_fd || ring->ring_fd < 0 || rec->ref_fd < 0 ||
+	    ring->flags != pr->got.flags || ring->sq.ring_entries != pr->got.sq_entries ||
+	    ring->cq.ring_entries != pr->got.cq_entries || ring->sq.sqes != rec->key ||
+	    !counters_clean(ring))
+		return false;
+	/* The program's fd number must still be this ring (not closed and reused). */
+	return !fstat(ring->ring_fd, &a) && !fstat(rec->ref_fd, &b) && a.st_ino == b.st_ino &&
+	       a.st_dev == b.st_dev;
+}
+
+static void reap(struct io_uring *ring)
+{
+	if (ring->flags & IORING_SETUP_DEFER_TASKRUN)
+		io_uring_get_events(ring);
+	io_uring_cq_advance(ring, io_uring_cq_ready(ring));
+}
+
+/* SQEs got but not submitted: gone, as if never written. */
+static void drop_unsubmitted(struct io_uring *ring)
+{
+	unsigned head = io_uring_smp_load_acquire(ring->sq.khead);
+
+	io_uring_smp_store_release(ring->sq.ktail, head);
+	ring->sq.sqe_head = ring->sq.sqe_tail = head;
+}
+
+/*
+ * Cancel every request, reaping as they end, until the kernel finds none
+ * (0; -ENOENT on kernels that say so); -ETIME when some will not end by
+ * @deadline.  A request running in io-wq is counted as cancelled while its
+ * worker is interrupted: it is found again until it has ended.
+ */
+static int cancel_all(struct io_uring *ring, int fd, long deadline)
+{
+	for (;;) {
+		struct io_uring_sync_cancel_reg reg;
+		long left = deadline - hr_now_ms();
+		int ret;
+
+		if (left <= 0)
+			return -ETIME;
+		memset(&reg, 0, sizeof(reg));
+		reg.flags = IORING_ASYNC_CANCEL_ANY;
+		reg.fd = -1;
+		reg.timeout.tv_nsec = left * 1000000L;
+		/* With CANCEL_ANY the kernel cancels all it finds and says how many. */
+		ret = hr_sys_io_uring_register(fd, IORING_REGISTER_SYNC_CANCEL, &reg, 1);
+		reap(ring);
+		if (ret == 0 || ret == -ENOENT)
+			return 0;
+		/* -EALREADY/-ETIME: running, not done in time; -EINTR: again, until the deadline. */
+		if (ret < 0 && ret != -EALREADY && ret != -ETIME && ret != -EINTR)
+			return ret;
+	}
+}
+
+/* IOPOLL: polled requests are not cancellable; poll until none is left. */
+static int poll_all(struct io_uring *ring, long deadline)
+{
+	if (!(ring->flags & IORING_SETUP_IOPOLL))
+		return 0;
+	while (hr_now_ms() < deadline) {
+		unsigned before = io_uring_cq_ready(ring);
+		int ret = io_uring_enter(ring->ring_fd, 0, 1, IORING_ENTER_GETEVENTS, NULL);
+
+		if (ret < 0 && ret != -EINTR && ret != -EAGAIN)
+			return ret;
+		/* With min_complete 1 the kernel returns without a CQE only when nothing is polled. */
+		if (ret >= 0 && io_uring_cq_ready(ring) == before)
+			return 0;
+		reap(ring);
+	}
+	return -ETIME;
+}
+
+/* One unregistration; what "there was none" looks like (or an op this kernel lacks) is fine. */
+static bool unreg(int fd, unsigned op, void *arg, unsigned nr, bool maybe_unknown)
+{
+	int ret = hr_sys_io_uring_register(fd, op, arg, nr);
+
+	return ret >= 0 || ret == -ENXIO || (maybe_unknown && ret == -EINVAL);
+}
+
+/*
+ * Personalities: the kernel gives their ids in turn (1, 2, ...; an id is
+ * not given again until the counter wraps) and this kernel's fdinfo no
+ * longer lists them.  A probe registered and unregistered at each reset
+ * must get the id after the last probe's: any other means the program
+ * registered one since (left or not), and the ring is not like fresh.
+ */
+static bool no_personality(int fd, struct hr_pool_rec *pr)
+{
+	int id = hr_sys_io_uring_register(fd, IORING_REGISTER_PERSONALITY, NULL, 0);
+
+	if (id < 0)
+		return false;
+	if (hr_sys_io_uring_register(fd, IORING_UNREGISTER_PERSONALITY, NULL, (unsigned)id) < 0)
+		return false;
+	if (id != pr->pers_next)
+		return false;
+	pr->pers_next = id + 1;
+	return true;
+}
+
+static bool unregister_all(const struct io_uring *ring, struct hr_ring_rec *rec)
+{
+	struct hr_pool_rec *pr = &rec->pool;
+	int fd = rec->ref_fd;
+	unsigned now[2] = { 0, 0 }, back[2] = { pr->iowq[0], pr->iowq[1] };
+	struct { uint32_t clockid, flags, resv[2]; } clk = { CLOCK_MONOTONIC, 0, { 0, 0 } };
+
+	if (!no_personality(fd, pr) ||
+	    !unreg(fd, IORING_UNREGISTER_FILES, NULL, 0, false) ||
+	    !unreg(fd, IORING_UNREGISTER_BUFFERS, NULL, 0, false) ||
+	    !unreg(fd, IORING_UNREGISTER_EVENTFD, NULL, 0, false) ||
+	    !unreg(fd, IORING_UNREGISTER_IOWQ_AFF, NULL, 0, false) ||
+	    /* NAPI: Linux 6.9; CLOCK: 6.10 (older kernels: -EINVAL, and nothing to undo) */
+	    !unreg(fd, IORING_UNREGISTER_NAPI, NULL, 1, true) ||
+	    !unreg(fd, IORING_REGISTER_CLOCK, &clk, 0, true))
+		return false;
+	if (hr_sys_io_uring_register(fd, IORING_REGISTER_IOWQ_MAX_WORKERS, now, 2) < 0)
+		return false;
+	if ((now[0] != back[0] || now[1] != back[1]) &&
+	    hr_sys_io_uring_register(fd, IORING_REGISTER_IOWQ_MAX_WORKERS, back, 2) < 0)
+		return false;
+	/* hugering's own buffer rings and registered-buffer records */
+	if (hr_ring_hooks_reset(ring))
+		return false;
+	/* A fresh CQ has no flags set (the program may have set EVENTFD_DISABLED). */
+	if (ring->cq.kflags && *ring->cq.kflags)
+		__atomic_store_n(ring->cq.kflags, 0, __ATOMIC_RELEASE);
+	return true;
+}
+
+/* One "Name:\tvalue" line of fdinfo: the value, or NULL for another name. */
+static const char *field(const char *line, const char *name)
+{
+	size_t n = strlen(name);
+
+	if (strncmp(line, name, n) || line[n] != ':')
+		return NULL;
+	line += n + 1;
+	while (*line == '\t' || *line == ' ')
+		line++;
+	return line;
+}
+
+/*
+ * What the kernel shows of the ring in /proc/self/fdinfo: no files, no
+ * buffers, no personalities (older kernels list them), no polls, no
+ * overflowed CQEs, SQ and CQ empty, NAPI off.  NULL when clean, else what
+ * is not.  "incomplete": a field is missing -- another kernel's format, or
+ * the kernel could not take the ring's lock (it then shows only what it
+ * can without it: an io-wq worker ending a cancelled request may hold it
+ * for a moment).
+ */
+static const char *fdinfo_dirt(int fd)
+{
+	char path[64], buf[8192];
+	unsigned need = 0;
+	long sq[2] = { -1, -2 }, cq[2] = { -1, -2 };
+	bool in_list = false;
+	ssize_t n;
+	int f;
+
+	snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", fd);
+	f = open(path, O_RDONLY | O_CLOEXEC);
+	if (f < 0)
+		return "unreadable";
+	n = read(f, buf, sizeof(buf) - 1);
+	close(f);
+	if (n <= 0 || n == (ssize_t)sizeof(buf) - 1)
+		return "unreadable or too long";
+	buf[n] = '\0';
+	for (char *line = buf, *end; *line; line = end) {
+		const char *v;
+
+		end = strchr(line, '\n');
+		end = end ? end + 1 : line + strlen(line);
+		if (*line == ' ' || *line == '\t') {
+			if (in_list)
+				return "a poll or an overflowed CQE";
+			continue;
+		}
+		in_list = false;
+		if (!strncmp(line, "Personalities:", 14))
+			return "personalities";
+		if ((v = field(line, "SqHead")))
+			sq[0] = strtol(v, NULL, 10), need |= 1;
+		else if ((v = field(line, "SqTail")))
+			sq[1] = strtol(v, NULL, 10), need |= 2;
+		else if ((v = field(line, "CqHead")))
+			cq[0] = strtol(v, NULL, 10), need |= 4;
+		else if ((v = field(line, "CqTail")))
+			cq[1] = strtol(v, NULL, 10), need |= 8;
+		else if ((v = field(line, "UserFiles")) || (v = field(line, "UserBufs")) ||
+			 (v = field(line, "SQEs")) || (v = field(line, "CQEs"))) {
+			if (*v != '0' || (v[1] != '\n' && v[1]))
+				return "files, buffers, SQEs or CQEs";
+			need |= !strncmp(line, "UserFiles", 9) ? 16 : !strncmp(line, "UserBufs", 8) ? 32 : 0;
+		} else if ((v = field(line, "PollList")) || (v = field(line, "CqOverflowList"))) {
+			in_list = true;
+			need |= *line == 'P' ? 64 : 128;
+		} else if ((v = field(line, "NAPI")) && strncmp(v, "disabled", 8)) {
+			return "NAPI";
+		}
+	}
+	if (need != 255)
+		return "incomplete";
+	return sq[0] == sq[1] && cq[0] == cq[1] ? NULL : "SQ or CQ not empty";
+}
+
+/* fdinfo_dirt, read again while incomplete (a lock held for a moment), until @deadline. */
+static const char *fdinfo_check(int fd, long deadline)
+{
+	const char *dirt;
+
+	while ((dirt = fdinfo_dirt(fd)) && !strcmp(dirt, "incomplete") && hr_now_ms() < deadline)
+		sched_yield();
+	return dirt;
+}
+
+/* Under no lock: room for one more (checked again when it goes in). */
+static bool room(void)
+{
+	return __atomic_load_n(&pool_n, __ATOMIC_RELAXED) < POOL_MAX;
+}
+
+static bool keep(struct io_uring *ring, struct hr_ring_rec *rec)
+{
+	struct pooled *e = malloc(sizeof(*e));
+
+	if (!e)
+		return false;
+	pthread_once(&key_once, make_key);
+	if (!key_ok)
+		goto no;
+	if (!key_set) {
+		/* The destructor runs only for a non-NULL value: the token is one. */
+		if (pthread_setspecific(exit_key, (void *)(uintptr_t)thread_token()))
+			goto no;
+		key_set = true;
+	}
+	e->ring = *ring;
+	e->rec = rec;
+	e->since = hr_now_ms();
+	pthread_mutex_lock(&pool_lock);
+	if (pool_n >= POOL_MAX) {
+		pthread_mutex_unlock(&pool_lock);
+		goto no;
+	}
+	e->next = pool;
+	pool = e;
+	__atomic_add_fetch(&pool_n, 1, __ATOMIC_RELAXED);
+	pthread_mutex_unlock(&pool_lock);
+	/* Queued already: due no later than this ring; running: runs again. */
+	hr_worker_post_at(&idle_job, e->since + POOL_IDLE_MS);
+	return true;
+no:
+	free(e);
+	return false;
+}
+
+/* Closed, not pooled, and why (to the log callback, HUGERING_LOG_DEBUG). */
+static bool not_pooled(const char *why)
+{
+	hr_log(HUGERING_LOG_DEBUG, "ring not pooled: %s", why);
+	return false;
+}
+
+bool hr_pool_put(struct io_uring *ring, struct hr_ring_rec *rec)
+{
+	long deadline = hr_now_ms() + DRAIN_MS;
+	const char *dirt;
+
+	if (!room())
+		return not_pooled("the pool is full");
+	if (!untouched(ring, rec))
+		return not_pooled("not the creating thread, a registered ring fd, a CQ overflow, "
+				  "dropped SQEs, resized, or its fd closed");
+	drop_unsubmitted(ring);
+	/* The cancel loop reaped last (task work run for DEFER_TASKRUN). */
+	if (cancel_all(ring, rec->ref_fd, deadline) || poll_all(ring, deadline))
+		return not_pooled("requests still in flight after 50 ms");
+	if (io_uring_cq_ready(ring) || io_uring_sq_ready(ring))
+		return not_pooled("SQ or CQ not empty after the drain");
+	if (!unregister_all(ring, rec))
+		return not_pooled("an unregistration failed, or a personality was registered");
+	if (!counters_clean(ring))
+		return not_pooled("overflowed while draining");
+	/* A fresh ring shows no task work pending (IORING_SETUP_TASKRUN_FLAG). */
+	if (__atomic_load_n(ring->sq.kflags, __ATOMIC_ACQUIRE) & IORING_SQ_TASKRUN)
+		return not_pooled("task work still pending after the drain");
+	dirt = fdinfo_check(rec->ref_fd, deadline);
+	/*
+	 * A poll the cancel did not find: a request moving from io-wq to poll
+	 * (a cancelled read retried as a poll) between two cancels.  Cancel
+	 * again while there is time; still there: close.
+	 */
+	while (dirt && !strcmp(dirt, "a poll or an overflowed CQE") && hr_now_ms() < deadline) {
+		if (cancel_all(ring, rec->ref_fd, deadline) || io_uring_cq_ready(ring) ||
+		    !counters_clean(ring))
+			break;
+		dirt = fdinfo_check(rec->ref_fd, deadline);
+	}
+	if (dirt) {
+		hr_log(HUGERING_LOG_DEBUG, "ring not pooled: /proc/self/fdinfo: %s", dirt);
+		return false;
+	}
+	return keep(ring, rec) || not_pooled("the pool is full");
+}
+
+/* ------------------------------------------------------------------ */
+/* fork                                                                */
+/* ------------------------------------------------------------------ */
+
+static void fork_prepare(void)
+{
+	pthread_mutex_lock(&pool_lock);
+}
+
+static void fork_parent(void)
+{
+	pthread_mutex_unlock(&pool_lock);
+}
+
+/*
+ * The child's copies are its parent's rings: closing the child's fds
+ * leaves them to the parent.  Their memory is not the child's arena's:
+ * left mapped, as for any inherited ring.
+ */
+static void fork_child(void)
+{
+	struct pooled *e;
+
+	while ((e = pool)) {
+		pool = e->next;
+		close(e->ring.ring_fd);
+		if (e->rec->ref_fd >= 0)
+			close(e->rec->ref_fd);
+		hr_ring_rec_free(e->rec);
+		free(e);
+	}
+	pool_n = 0;
+	idle_job.queued = idle_job.running = idle_job.again = false;
+	/*
+	 * The forking thread's token is its parent's: a new one, so the live
+	 * rings the child inherited are never taken for its own at exit.
+	 */
+	my_token = 0;
+	key_set = false;
+	pthread_mutex_unlock(&pool_lock);
+}
+
+__attribute__((constructor)) static void register_atfork(void)
+{
+	/* The pool's lock is never held while another of the library's is taken. */
+	pthread_atfork(fork_prepare, fork_parent, fork_child);
+}

@@ -1,0 +1,621 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The pool of live rings (issue 14, item 3; HUGERING_INIT_POOLED): a ring
+ * left with every registration and requests in flight comes back from the
+ * pool like a fresh ring (params as at creation, SQ and CQ empty, no stray
+ * completion, every registration possible again, io-wq limits as they
+ * were); rings that cannot be reset are closed; threads never get each
+ * other's rings; thread exit, idle time, the cap, fork and zeroed options.
+ */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "helpers.h"
+
+int th_fd_count(void);
+
+
+#define ENTRIES 64
+#define DEFER (IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN)
+
+static const struct hugering_init_opts pooled_opts = { .flags = HUGERING_INIT_POOLED };
+
+/* Why the last ring was not pooled (the library's debug log), for the failure messages. */
+static __thread char why[256];
+
+static void note(int level, const char *msg, void *arg)
+{
+	(void)level;
+	(void)arg;
+	if (!strncmp(msg, "ring not pooled", 15))
+		snprintf(why, sizeof(why), "%s", msg);
+}
+
+static void suite_init(void)
+{
+	th_init();
+	hugering_set_log(note, HUGERING_LOG_DEBUG, NULL);
+}
+
+TestSuite(ringpool, .init = suite_init, .fini = th_fini, .timeout = 60);
+
+static int make(struct io_uring *ring, struct io_uring_params *p, unsigned flags,
+		const struct hugering_init_opts *o)
+{
+	memset(p, 0, sizeof(*p));
+	p->flags = flags;
+	return hugering_queue_init_opts(ENTRIES, ring, p, o);
+}
+
+static int pooled(const struct io_uring *ring)
+{
+	struct hugering_ring_info info;
+
+	cr_assert_eq(hugering_ring_info(ring, &info), 0);
+	return info.pooled;
+}
+
+static void make_pooled(struct io_uring *ring, struct io_uring_params *p, unsigned flags)
+{
+	int ret = make(ring, p, flags, &pooled_opts);
+
+	cr_assert_eq(ret, 0, "create: %s", hugering_last_error());
+}
+
+/* liburing's and the kernel's view of a fresh ring: nothing queued either way. */
+static void assert_empty(struct io_uring *ring)
+{
+	cr_assert_eq(io_uring_sq_ready(ring), 0, "SQEs left in the SQ");
+	cr_assert_eq(*ring->sq.khead, *ring->sq.ktail, "SQ head != tail");
+	cr_assert_eq(io_uring_cq_ready(ring), 0, "CQEs left in the CQ");
+	cr_assert_eq(*ring->cq.khead, *ring->cq.ktail, "CQ head != tail");
+	cr_assert_eq(*ring->cq.koverflow, 0);
+	cr_assert_eq(io_uring_sq_space_left(ring), ring->sq.ring_entries);
+}
+
+/* A NOP comes back alone; nothing else arrives in the next 40 ms. */
+static void assert_no_stray(struct io_uring *ring)
+{
+	struct __kernel_timespec ts = { .tv_nsec = 40 * 1000000L };
+	struct io_uring_sqe *sqe = io_uring_get_sqe(ring);
+	struct io_uring_cqe *cqe;
+
+	cr_assert_not_null(sqe);
+	io_uring_prep_nop(sqe);
+	sqe->user_data = 0x5eed;
+	cr_assert_eq(io_uring_submit(ring), 1);
+	cr_assert_eq(io_uring_wait_cqe(ring, &cqe), 0);
+	cr_assert_eq(cqe->user_data, 0x5eed, "stray CQE user_data %llu res %d",
+		     (unsigned long long)cqe->user_data, cqe->res);
+	io_uring_cqe_seen(ring, cqe);
+	cr_assert_eq(io_uring_wait_cqe_timeout(ring, &cqe, &ts), -ETIME,
+		     "a stray CQE arrived (user_data %llu)",
+		     (unsigned long long)(cqe ? cqe->user_data : 0));
+}
+
+struct napi_reg {		/* struct io_uring_napi (Linux 6.9), absent from older headers */
+	uint32_t busy_poll_to;
+	uint8_t prefer_busy_poll, opcode, pad[2];
+	uint32_t op_param, resv;
+};
+
+/* Every registration this test knows; @lib_bufs: liburing's, else hugering's. */
+static void register_everything(struct io_uring *ring, int *fds, void *buf, bool lib_bufs,
+				int *efd, bool *napi)
+{
+	struct iovec iov = { buf, 4096 };
+	unsigned limits[2] = { 2, 3 };
+	struct napi_reg nr = { .busy_poll_to = 10 };
+	cpu_set_t set;
+	int err;
+
+	cr_assert_eq(io_uring_register_files(ring, fds, 2), 0);
+	if (lib_bufs)
+		cr_assert_eq(io_uring_register_buffers(ring, &iov, 1), 0);
+	else
+		cr_assert_eq(hugering_register_buffers(ring, NULL, &iov, 1, 0, NULL), 0,
+			     "%s", hugering_last_error());
+	*efd = eventfd(0, EFD_CLOEXEC);
+	cr_assert_geq(*efd, 0);
+	cr_assert_eq(io_uring_register_eventfd(ring, *efd), 0);
+	CPU_ZERO(&set);
+	CPU_SET(0, &set);
+	cr_assert_eq(io_uring_register_iowq_aff(ring, sizeof(set), &set), 0);
+	cr_assert_eq(io_uring_register_iowq_max_workers(ring, limits), 0);
+	*napi = syscall(__NR_io_uring_register, ring->ring_fd, 27 /* REGISTER_NAPI */, &nr, 1) == 0;
+	cr_assert_not_null(hugering_setup_buf_ring(ring, 8, 7, 0, &err), "buf ring: %d", err);
+	/* The CQ flag a program may set. */
+	io_uring_cq_eventfd_toggle(ring, false);
+}
+
+/* Requests that will not end by themselves, and an SQE never submitted. */
+static void leave_in_flight(struct io_uring *ring, int sock, char *rbuf)
+{
+	static struct __kernel_timespec ts = { .tv_sec = 30 };
+	struct io_uring_sqe *sqe;
+
+	sqe = io_uring_get_sqe(ring);
+	io_uring_prep_timeout(sqe, &ts, 0, 0);
+	sqe->user_data = 1;
+	sqe = io_uring_get_sqe(ring);
+	io_uring_prep_recv(sqe, sock, rbuf, 64, 0);
+	sqe->user_data = 2;
+	sqe = io_uring_get_sqe(ring);
+	io_uring_prep_poll_add(sqe, sock, POLLIN);
+	sqe->user_data = 3;
+	sqe = io_uring_get_sqe(ring);
+	io_uring_prep_read(sqe, sock, rbuf, 64, 0);
+	sqe->flags |= IOSQE_ASYNC;	/* to io-wq: blocked there */
+	sqe->user_data = 4;
+	cr_assert_eq(io_uring_submit(ring), 4);
+	sqe = io_uring_get_sqe(ring);	/* written, never submitted */
+	io_uring_prep_nop(sqe);
+	sqe->user_data = 5;
+}
+
+static void used_ring_comes_back_fresh(unsigned flags, bool lib_bufs)
+{
+	struct io_uring ring;
+	struct io_uring_params p1, p2;
+	unsigned limits0[2] = { 0, 0 }, limits[2] = { 0, 0 };
+	int sv[2], pipefd[2], efd, efd2, err;
+	char *buf = aligned_alloc(4096, 4096), rbuf[64];
+	struct iovec iov = { buf, 4096 };
+	bool napi;
+
+	cr_assert_not_null(buf);
+	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+	cr_assert_eq(pipe2(pipefd, O_CLOEXEC), 0);
+	make_pooled(&ring, &p1, flags);
+	cr_assert_eq(pooled(&ring), 0);
+	cr_assert_eq(io_uring_register_iowq_max_workers(&ring, limits0), 0);
+	register_everything(&ring, pipefd, buf, lib_bufs, &efd, &napi);
+	leave_in_flight(&ring, sv[0], rbuf);
+	hugering_queue_exit(&ring);
+
+	make_pooled(&ring, &p2, flags);
+	cr_assert_eq(pooled(&ring), 1, "the used ring was not pooled: %s", why);
+	cr_assert_eq(memcmp(&p1, &p2, sizeof(p1)), 0, "params differ from the first creation");
+	assert_empty(&ring);
+	cr_assert_eq(*ring.cq.kflags & IORING_CQ_EVENTFD_DISABLED, 0);
+	assert_no_stray(&ring);
+	/* Nothing left registered: each registration is accepted again. */
+	cr_assert_eq(io_uring_register_files(&ring, pipefd, 2), 0, "files left registered");
+	cr_assert_eq(io_uring_register_buffers(&ring, &iov, 1), 0, "buffers left registered");
+	efd2 = eventfd(0, EFD_CLOEXEC);
+	cr_assert_eq(io_uring_register_eventfd(&ring, efd2), 0, "eventfd left registered");
+	cr_assert_not_null(hugering_setup_buf_ring(&ring, 8, 7, 0, &err),
+			   "buffer group 7 left registered: %d", err);
+	cr_assert_eq(io_uring_register_iowq_max_workers(&ring, limits), 0);
+	cr_assert(limits[0] == limits0[0] && limits[1] == limits0[1],
+		  "io-wq max workers %u/%u, were %u/%u at creation", limits[0], limits[1],
+		  limits0[0], limits0[1]);
+	if (napi) {
+		char path[64], info[4096];
+
+		snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", ring.ring_fd);
+		th_slurp(path, info, sizeof(info));
+		cr_assert(strstr(info, "NAPI:\tdisabled") || !strstr(info, "NAPI:"),
+			  "NAPI left on:\n%s", info);
+	}
+	hugering_queue_exit(&ring);
+	close(efd);
+	close(efd2);
+	close(sv[0]);
+	close(sv[1]);
+	close(pipefd[0]);
+	close(pipefd[1]);
+	free(buf);
+}
+
+Test(ringpool, defer_ring_reset_hugering_buffers)
+{
+	used_ring_comes_back_fresh(DEFER, false);
+}
+
+Test(ringpool, defer_ring_reset_liburing_buffers)
+{
+	used_ring_comes_back_fresh(DEFER, true);
+}
+
+Test(ringpool, single_issuer_ring_reset)
+{
+	used_ring_comes_back_fresh(IORING_SETUP_SINGLE_ISSUER, false);
+}
+
+/* Exit, then the next create: was the ring pooled? */
+static int cycle(unsigned flags, const struct hugering_init_opts *o)
+{
+	struct io_uring ring;
+	struct io_uring_params p;
+	int ret;
+
+	cr_assert_eq(make(&ring, &p, flags, o), 0, "%s", hugering_last_error());
+	hugering_queue_exit(&ring);
+	cr_assert_eq(make(&ring, &p, flags, o), 0, "%s", hugering_last_error());
+	ret = pooled(&ring);
+	if (flags & IORING_SETUP_R_DISABLED)
+		cr_assert_eq(io_uring_enable_rings(&ring), 0);
+	th_nops(&ring, 4);
+	hugering_queue_exit(&ring);
+	return ret;
+}
+
+Test(ringpool, zeroed_options_never_pool)
+{
+	struct hugering_init_opts zero = { 0 };
+	int fds = th_fd_count();
+
+	cr_assert_eq(cycle(DEFER, &zero), 0);
+	cr_assert_eq(cycle(DEFER, NULL), 0);
+	cr_assert_eq(th_fd_count(), fds, "a ring was kept without HUGERING_INIT_POOLED");
+	cr_assert_eq(cycle(DEFER, &pooled_opts), 1, "control: POOLED pools");
+}
+
+Test(ringpool, shapes_and_flags_must_match)
+{
+	struct io_uring ring;
+	struct io_uring_params p;
+
+	make_pooled(&ring, &p, DEFER);
+	hugering_queue_exit(&ring);
+	/* Another shape: not that ring. */
+	memset(&p, 0, sizeof(p));
+	p.flags = DEFER;
+	cr_assert_eq(hugering_queue_init_opts(2 * ENTRIES, &ring, &p, &pooled_opts), 0);
+	cr_assert_eq(pooled(&ring), 0, "a ring of another size was handed out");
+	hugering_queue_exit(&ring);
+	make_pooled(&ring, &p, IORING_SETUP_SINGLE_ISSUER);
+	cr_assert_eq(pooled(&ring), 0, "a ring with other flags was handed out");
+	hugering_queue_exit(&ring);
+	make_pooled(&ring, &p, DEFER);
+	cr_assert_eq(pooled(&ring), 1);
+	hugering_queue_exit(&ring);
+}
+
+Test(ringpool, plain_ring_is_not_pooled)
+{
+	int fds = th_fd_count();
+
+	cr_assert_eq(cycle(0, &pooled_opts), 0, "a ring any thread may use was pooled");
+	cr_assert_eq(th_fd_count(), fds);
+}
+
+Test(ringpool, disabled_ring_is_closed)
+{
+	int fds = th_fd_count();
+
+	cr_assert_eq(cycle(IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_R_DISABLED, &pooled_opts), 0);
+	cr_assert_eq(th_fd_count(), fds, "an R_DISABLED ring was kept");
+}
+
+Test(ringpool, overflowed_ring_is_closed)
+{
+	struct io_uring ring;
+	struct io_uring_params p;
+	int fds = th_fd_count();
+
+	make_pooled(&ring, &p, DEFER);
+	/* Twice the CQ of NOPs, none reaped: the kernel keeps the rest as overflow. */
+	for (unsigned i = 0; i < 2 * p.cq_entries / p.sq_entries + 1; i++) {
+		for (unsigned j = 0; j < p.sq_entries; j++)
+			io_uring_prep_nop(io_uring_get_sqe(&ring));
+		io_uring_submit_and_get_events(&ring);
+	}
+	cr_assert(*ring.cq.koverflow || (*ring.sq.kflags & IORING_SQ_CQ_OVERFLOW),
+		  "no overflow happened");
+	hugering_queue_exit(&ring);
+	cr_assert_eq(th_fd_count(), fds, "an overflowed ring was kept");
+	make_pooled(&ring, &p, DEFER);
+	cr_assert_eq(pooled(&ring), 0);
+	hugering_queue_exit(&ring);
+}
+
+/* A personality registered since the ring was made: the ring is closed (ids would differ). */
+Test(ringpool, personality_closes_the_ring)
+{
+	struct io_uring ring;
+	struct io_uring_params p;
+	int fds = th_fd_count();
+
+	make_pooled(&ring, &p, DEFER);
+	cr_assert_gt(io_uring_register_personality(&ring), 0);
+	hugering_queue_exit(&ring);
+	cr_assert_eq(th_fd_count(), fds, "a ring with a personality left was kept");
+	cr_assert(strstr(why, "personality"), "closed for another reason: %s", why);
+	cr_assert_eq(cycle(DEFER, &pooled_opts), 1, "control: without it the ring is pooled");
+}
+
+Test(ringpool, registered_ring_fd_is_closed)
+{
+	struct io_uring ring;
+	struct io_uring_params p;
+	int fds = th_fd_count();
+
+	make_pooled(&ring, &p, DEFER);
+	cr_assert_eq(io_uring_register_ring_fd(&ring), 1);
+	hugering_queue_exit(&ring);
+	cr_assert_eq(th_fd_count(), fds, "a ring with a registered fd was kept");
+}
+
+/*
+ * A ring resized (hugering_ring_resize, 6.13+) is not the ring it was made
+ * as, even resized back to its first shape: closed.
+ */
+Test(ringpool, resized_ring_is_closed)
+{
+	struct io_uring_params rp = { .sq_entries = 2 * ENTRIES };
+	struct hugering_kernel_caps caps;
+	struct io_uring ring;
+	struct io_uring_params p;
+	int fds = th_fd_count();
+
+	cr_assert_eq(hugering_probe_kernel(&caps), 0);
+	if (!caps.resize)
+		cr_skip_test("kernel %s cannot resize rings (6.13+)", caps.release);
+	make_pooled(&ring, &p, DEFER);
+	cr_assert_eq(hugering_ring_resize(&ring, &rp), 0, "%s", hugering_last_error());
+	memset(&rp, 0, sizeof(rp));
+	rp.sq_entries = ENTRIES;
+	cr_assert_eq(hugering_ring_resize(&ring, &rp), 0, "%s", hugering_last_error());
+	cr_assert_eq(ring.sq.ring_entries, ENTRIES);
+	hugering_queue_exit(&ring);
+	cr_assert_eq(th_fd_count(), fds, "a resized ring was kept");
+}
+
+/* A read blocked in io-wq is interrupted by the cancel: the ring is pooled, and stays quiet. */
+Test(ringpool, blocked_io_wq_read_is_cancelled)
+{
+	struct io_uring ring;
+	struct io_uring_params p;
+	struct io_uring_sqe *sqe;
+	int pfd[2];
+	char b[8];
+
+	cr_assert_eq(pipe2(pfd, O_CLOEXEC), 0);
+	make_pooled(&ring, &p, DEFER);
+	sqe = io_uring_get_sqe(&ring);
+	io_uring_prep_read(sqe, pfd[0], b, sizeof(b), 0);
+	sqe->flags |= IOSQE_ASYNC;
+	cr_assert_eq(io_uring_submit(&ring), 1);
+	hugering_queue_exit(&ring);
+	make_pooled(&ring, &p, DEFER);
+	cr_assert_eq(pooled(&ring), 1, "not pooled: %s", why);
+	assert_no_stray(&ring);
+	/* The pipe's reader is gone: a write is not consumed by a leftover read. */
+	cr_assert_eq(write(pfd[1], "x", 1), 1);
+	cr_assert_eq(read(pfd[0], b, 1), 1);
+	hugering_queue_exit(&ring);
+	close(pfd[0]);
+	close(pfd[1]);
+}
+
+/*
+ * IOPOLL: completions of polled rings are reaped only by polling; NOPs
+ * left unreaped, an SQE never submitted.  (No pollable device here: the
+ * polled-read path of the reset is not exercised.)
+ */
+Test(ringpool, iopoll_ring_reset)
+{
+	unsigned flags = IORING_SETUP_IOPOLL | IORING_SETUP_SINGLE_ISSUER;
+	struct io_uring ring;
+	struct io_uring_params p1, p2;
+	struct io_uring_cqe *cqe;
+
+	make_pooled(&ring, &p1, flags);
+	cr_assert(ring.flags & IORING_SETUP_IOPOLL);
+	for (int i = 0; i < 4; i++)
+		io_uring_prep_nop(io_uring_get_sqe(&ring));
+	cr_assert_eq(io_uring_submit(&ring), 4);
+	io_uring_prep_nop(io_uring_get_sqe(&ring));
+	hugering_queue_exit(&ring);
+	make_pooled(&ring, &p2, flags);
+	cr_assert_eq(pooled(&ring), 1, "not pooled: %s", why);
+	cr_assert_eq(memcmp(&p1, &p2, sizeof(p1)), 0);
+	assert_empty(&ring);
+	io_uring_prep_nop(io_uring_get_sqe(&ring));
+	cr_assert_eq(io_uring_submit(&ring), 1);
+	cr_assert_eq(io_uring_wait_cqe(&ring, &cqe), 0);
+	io_uring_cqe_seen(&ring, cqe);
+	usleep(40000);
+	cr_assert_geq(io_uring_enter(ring.ring_fd, 0, 0, IORING_ENTER_GETEVENTS, NULL), 0);
+	cr_assert_eq(io_uring_cq_ready(&ring), 0, "a stray CQE arrived");
+	hugering_queue_exit(&ring);
+}
+
+/* Threads */
+
+struct shared {
+	pthread_mutex_t m;
+	pthread_cond_t c;
+	int step;
+	int got_pooled;
+	int fds_after;
+};
+
+static void wait_step(struct shared *s, int step)
+{
+	pthread_mutex_lock(&s->m);
+	while (s->step < step)
+		pthread_cond_wait(&s->c, &s->m);
+	pthread_mutex_unlock(&s->m);
+}
+
+static void set_step(struct shared *s, int step)
+{
+	pthread_mutex_lock(&s->m);
+	s->step = step;
+	pthread_cond_broadcast(&s->c);
+	pthread_mutex_unlock(&s->m);
+}
+
+static void *pool_one(void *arg)
+{
+	struct shared *s = arg;
+	struct io_uring ring;
+	struct io_uring_params p;
+
+	if (make(&ring, &p, DEFER, &pooled_opts))
+		return (void *)1;
+	hugering_queue_exit(&ring);	/* pooled, for this thread */
+	set_step(s, 1);
+	wait_step(s, 2);		/* the other thread tried */
+	if (make(&ring, &p, DEFER, &pooled_opts))
+		return (void *)1;
+	s->got_pooled = pooled(&ring);
+	hugering_queue_exit(&ring);
+	return NULL;
+}
+
+Test(ringpool, threads_never_get_each_others_rings)
+{
+	struct shared s = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, 0 };
+	struct io_uring ring;
+	struct io_uring_params p;
+	pthread_t t;
+	void *r;
+
+	cr_assert_eq(pthread_create(&t, NULL, pool_one, &s), 0);
+	wait_step(&s, 1);
+	make_pooled(&ring, &p, DEFER);
+	cr_assert_eq(pooled(&ring), 0, "another thread's SINGLE_ISSUER ring was handed out");
+	th_nops(&ring, 4);
+	hugering_queue_exit(&ring);	/* pooled, for this thread */
+	set_step(&s, 2);
+	cr_assert_eq(pthread_join(t, &r), 0);
+	cr_assert_null(r);
+	cr_assert_eq(s.got_pooled, 1, "control: the owner gets its ring back");
+	make_pooled(&ring, &p, DEFER);
+	cr_assert_eq(pooled(&ring), 1, "control: this thread's own ring");
+	hugering_queue_exit(&ring);
+}
+
+static void *pool_and_leave(void *arg)
+{
+	struct io_uring ring;
+	struct io_uring_params p;
+
+	(void)arg;
+	for (int i = 0; i < 3; i++) {
+		struct io_uring more[3];
+
+		for (int j = 0; j <= i; j++)
+			if (make(&more[j], &p, DEFER, &pooled_opts))
+				return (void *)1;
+		for (int j = 0; j <= i; j++)
+			hugering_queue_exit(&more[j]);
+	}
+	if (make(&ring, &p, DEFER, &pooled_opts) || !pooled(&ring))
+		return (void *)2;
+	hugering_queue_exit(&ring);
+	return NULL;
+}
+
+Test(ringpool, thread_exit_closes_its_rings)
+{
+	int fds = th_fd_count();
+	pthread_t t;
+	void *r;
+
+	cr_assert_eq(pthread_create(&t, NULL, pool_and_leave, NULL), 0);
+	cr_assert_eq(pthread_join(t, &r), 0);
+	cr_assert_null(r, "thread step %ld failed", (long)(intptr_t)r);
+	cr_assert_eq(th_fd_count(), fds, "rings of an exited thread were kept");
+}
+
+static void *exit_elsewhere(void *arg)
+{
+	hugering_queue_exit(arg);
+	return NULL;
+}
+
+Test(ringpool, exit_on_another_thread_closes)
+{
+	struct io_uring ring;
+	struct io_uring_params p;
+	int fds = th_fd_count();
+	pthread_t t;
+
+	make_pooled(&ring, &p, DEFER);
+	cr_assert_eq(pthread_create(&t, NULL, exit_elsewhere, &ring), 0);
+	cr_assert_eq(pthread_join(t, NULL), 0);
+	cr_assert_eq(th_fd_count(), fds, "a ring exited by another thread was kept");
+}
+
+/* Bounds */
+
+Test(ringpool, cap_and_idle_time)
+{
+	struct io_uring rings[10];
+	struct io_uring_params p;
+	int fds = th_fd_count(), n = 0, kept;
+
+	for (int i = 0; i < 10; i++)
+		make_pooled(&rings[i], &p, DEFER);
+	for (int i = 0; i < 10; i++)
+		hugering_queue_exit(&rings[i]);
+	kept = th_fd_count() - fds;
+	/* A ring in user memory holds two fds: the program's and hugering's. */
+	cr_assert_eq(kept, 2 * 8, "%d fds kept: the cap is 8 rings (%s)", kept, why);
+	for (int i = 0; i < 10; i++) {
+		make_pooled(&rings[i], &p, DEFER);
+		n += pooled(&rings[i]);
+	}
+	cr_assert_eq(n, 8);
+	for (int i = 0; i < 10; i++)
+		hugering_queue_exit(&rings[i]);
+	cr_assert_gt(th_fd_count(), fds);
+	/* Idle rings go after about 1 s (the worker); allow 10 s on a busy machine. */
+	for (int i = 0; i < 1000 && th_fd_count() > fds; i++)
+		usleep(10000);
+	cr_assert_eq(th_fd_count(), fds, "idle pooled rings were not closed");
+}
+
+/* fork */
+
+Test(ringpool, fork_child_never_gets_parents_rings)
+{
+	struct io_uring ring;
+	struct io_uring_params p;
+	int ring_fd, status;
+	pid_t pid;
+
+	make_pooled(&ring, &p, DEFER);
+	ring_fd = ring.ring_fd;
+	hugering_queue_exit(&ring);
+	pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		int ok;
+
+		/* The child's copy of the pooled ring is closed, and never handed out. */
+		ok = fcntl(ring_fd, F_GETFD) < 0 && errno == EBADF;
+		if (make(&ring, &p, DEFER, &pooled_opts))
+			_exit(2);
+		ok = ok && !pooled(&ring);
+		th_nops(&ring, 4);
+		hugering_queue_exit(&ring);
+		_exit(ok ? 0 : 1);
+	}
+	cr_assert_eq(waitpid(pid, &status, 0), pid);
+	cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child status %d", status);
+	/* The parent's ring is still its own, intact. */
+	make_pooled(&ring, &p, DEFER);
+	cr_assert_eq(pooled(&ring), 1);
+	cr_assert_eq(ring.ring_fd, ring_fd);
+	assert_no_stray(&ring);
+	hugering_queue_exit(&ring);
+}
