@@ -140,6 +140,8 @@ static int setup_verdict(unsigned entries, const struct io_uring_params *p)
 			return 0;
 		regions(entries, p, 320, &sqes, &rings);
 		return sqes > PAGE || rings > PAGE ? -EFAULT : 0;
+	case PERSONA_6_12:
+		return p->flags & ~((1u << 17) - 1) ? -EINVAL : 0;	/* no HYBRID_IOPOLL */
 	case PERSONA_6_6:
 		if (p->flags & ~((1u << 17) - 1))
 			return -EINVAL;
@@ -170,12 +172,15 @@ static int register_verdict(unsigned op, const void *arg)
 {
 	/*
 	 * Opcodes from 29 on (clock, buffer clone: 6.12; ring resize: 6.13)
-	 * are unknown to every persona's kernel.
+	 * are unknown to the 6.1-6.6 personas' kernels.
 	 */
 	if (active == PERSONA_DISABLED || active == PERSONA_REAL)
 		return 0;
 	if (active == PERSONA_ENOSYS)
 		return -ENOSYS;
+	/* 6.12 knows clone (30) and every buffer ring flag; resize is 33 */
+	if (active == PERSONA_6_12)
+		return op >= 33 ? -EINVAL : 0;
 	if (op == IORING_REGISTER_PBUF_RING)
 		return pbuf_verdict(arg);
 	return op >= 29 ? -EINVAL : 0;

@@ -15,6 +15,7 @@ enum persona {
 	PERSONA_6_5,		/* NO_MMAP regions over one page: -EFAULT */
 	PERSONA_6_6,		/* 6.6.5-6.9: discontiguous regions: -EINVAL */
 	/* 6.1-6.6: no IOU_PBUF_RING_INC, no buffer clone: -EINVAL */
+	PERSONA_6_12,		/* no ring resize (6.13), no memory regions: -EINVAL */
 	PERSONA_DISABLED,	/* kernel.io_uring_disabled=2: -EPERM */
 	PERSONA_ENOSYS,		/* kernel built without io_uring: -ENOSYS */
 	PERSONA_REAL,		/* this kernel, refusing nothing: a witness only */

@@ -12,6 +12,7 @@
 #include <time.h>
 
 #include "helpers.h"
+#include "persona.h"
 
 TestSuite(resize, .init = th_init, .fini = th_fini, .timeout = 120);
 
@@ -268,6 +269,27 @@ Test(resize, plain_ring_not_supported)
 	cr_assert_eq(resize(&ring, 256, 0), -EOPNOTSUPP);
 	cr_assert_not_null(strstr(hugering_last_error(), "DEFER_TASKRUN"), "%s",
 			   hugering_last_error());
+	cr_assert_eq(info_of(&ring).sq_entries, 64);
+	th_nops(&ring, 3 * 64);
+	hugering_queue_exit(&ring);
+}
+
+/*
+ * On a 6.12 kernel (emulated at the syscall boundary: the resize opcode is
+ * unknown there) a DEFER_TASKRUN ring in user memory: -EOPNOTSUPP with the
+ * reason, the ring unchanged and usable.
+ */
+Test(resize, emulated_6_12_not_supported)
+{
+	unsigned flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN;
+	struct io_uring ring;
+
+	th_need_pool(SZ_2M, 2);
+	persona_install(PERSONA_6_12);
+	ring_in(NULL, HUGERING_POLICY_AUTO, 64, 0, flags, &ring);
+	cr_assert_eq(info_of(&ring).mode, HUGERING_MODE_NOMMAP_HUGE);
+	cr_assert_eq(resize(&ring, 256, 0), -EOPNOTSUPP);
+	cr_assert_not_null(strstr(hugering_last_error(), "6.13"), "%s", hugering_last_error());
 	cr_assert_eq(info_of(&ring).sq_entries, 64);
 	th_nops(&ring, 3 * 64);
 	hugering_queue_exit(&ring);
