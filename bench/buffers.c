@@ -35,6 +35,7 @@
 #include <hugering.h>
 
 #include "buffers.h"
+#include "report.h"
 
 #define MiB (1UL << 20)
 #define SZ_2M (2UL << 20)
@@ -1270,31 +1271,13 @@ void buffers_table(FILE *f, const struct buf_results *r)
 	table_goals(f, r);
 }
 
+/* @s, or null when empty. */
 static void jstr(FILE *f, const char *s)
 {
-	if (!s || !*s) {
+	if (!s || !*s)
 		fputs("null", f);
-		return;
-	}
-	fputc('"', f);
-	for (; *s; s++) {
-		if (*s == '"' || *s == '\\')
-			fprintf(f, "\\%c", *s);
-		else if ((unsigned char)*s < 0x20)
-			fprintf(f, "\\u%04x", *s);
-		else
-			fputc(*s, f);
-	}
-	fputc('"', f);
-}
-
-/* @v, or @none when not measured (< 0). */
-static void jnum(FILE *f, double v, int prec, const char *none)
-{
-	if (v < 0)
-		fputs(none, f);
 	else
-		fprintf(f, "%.*f", prec, v);
+		report_json_str(f, s);
 }
 
 static void jll(FILE *f, long long v, const char *none)
@@ -1314,11 +1297,11 @@ static void json_goals(FILE *f, const struct buf_results *r)
 
 	fprintf(f, "    \"goals\": {\"register_bytes\": %zu, \"register_2m_vs_4k\": ",
 		g ? g[BP_2M].bytes : 0);
-	jnum(f, x, 3, "null");
+	report_json_num(f, x, 3, "null");
 	fprintf(f, ", \"register_goal_met\": %s, \"charge_matches_prediction\": %s, "
 		"\"read_fixed_1m_vs_4k\": ", x < 0 || !g || g[BP_2M].bytes < SZ_1G ? "null" :
 		x >= 5 ? "true" : "false", !checked ? "null" : match ? "true" : "false");
-	jnum(f, io, 4, "null");
+	report_json_num(f, io, 4, "null");
 	fprintf(f, ", \"read_goal_met\": %s}\n", io < 0 ? "null" : io >= 1.0 ? "true" : "false");
 }
 
@@ -1334,23 +1317,23 @@ void buffers_json(FILE *f, const struct buf_results *r)
 
 			fprintf(f, "      {\"bytes\": %zu, \"pages\": \"%s\", \"entries\": %u, "
 				"\"register_ms\": ", c->bytes, page_names[k], c->entries);
-			jnum(f, c->reg_ms, 4, "null");
+			report_json_num(f, c->reg_ms, 4, "null");
 			fprintf(f, ", \"unregister_ms\": ");
-			jnum(f, c->unreg_ms, 4, "null");
+			report_json_num(f, c->unreg_ms, 4, "null");
 			fprintf(f, ", \"vs_4k\": ");
-			jnum(f, c->x_4k, 3, "null");
+			report_json_num(f, c->x_4k, 3, "null");
 			fprintf(f, ",\n       \"vmpin_growth\": ");
 			jll(f, m ? c->pin_growth : -1, "null");
 			fprintf(f, ", \"predicted_charge\": ");
 			jll(f, c->predicted, "null");
 			fprintf(f, ", \"charge_matches\": %s, \"clone_ms\": ",
 				m ? (c->charge_ok ? "true" : "false") : "null");
-			jnum(f, c->clone_ms, 4, "null");
+			report_json_num(f, c->clone_ms, 4, "null");
 			fprintf(f, ", \"clone_vmpin_growth\": ");
 			jll(f, m ? c->clone_pin : -1, "null");
 			fprintf(f, ", \"cloned\": %s, \"again_ms\": ", m ? (c->cloned ? "true" :
 				"false") : "null");
-			jnum(f, c->again_ms, 4, "null");
+			report_json_num(f, c->again_ms, 4, "null");
 			fprintf(f, ", \"again_vmpin_growth\": ");
 			jll(f, m ? c->again_pin : -1, "null");
 			fprintf(f, ",\n       \"skipped\": ");
@@ -1367,15 +1350,15 @@ void buffers_json(FILE *f, const struct buf_results *r)
 			fprintf(f, "      {\"io_bytes\": %u, \"buffers\": \"%s\", \"page_size\": %zu, "
 				"\"queue_depth\": %u, \"gbps\": ", c->io_bytes, side_names[k],
 				c->page_size, r->qd);
-			jnum(f, c->gbps, 4, "null");
+			report_json_num(f, c->gbps, 4, "null");
 			fprintf(f, ", \"gbps_min\": ");
-			jnum(f, c->gbps_min, 4, "null");
+			report_json_num(f, c->gbps_min, 4, "null");
 			fprintf(f, ", \"gbps_max\": ");
-			jnum(f, c->gbps_max, 4, "null");
+			report_json_num(f, c->gbps_max, 4, "null");
 			fprintf(f, ", \"iops\": ");
-			jnum(f, c->iops, 0, "null");
+			report_json_num(f, c->iops, 0, "null");
 			fprintf(f, ", \"vs_4k\": ");
-			jnum(f, c->x, 4, "null");
+			report_json_num(f, c->x, 4, "null");
 			fprintf(f, ", \"reads\": %lld,\n       \"skipped\": ", c->ops);
 			jstr(f, c->skip);
 			fprintf(f, ", \"error\": ");
@@ -1393,13 +1376,13 @@ void buffers_json(FILE *f, const struct buf_results *r)
 		     c->br_mode ? "liburing" : "");
 		fprintf(f, ", \"page_size\": %zu, \"slice_bytes\": %zu, \"gbps\": ", c->page_size,
 			r->recv_bytes);
-		jnum(f, c->gbps, 4, "null");
+		report_json_num(f, c->gbps, 4, "null");
 		fprintf(f, ", \"gbps_min\": ");
-		jnum(f, c->gbps_min, 4, "null");
+		report_json_num(f, c->gbps_min, 4, "null");
 		fprintf(f, ", \"gbps_max\": ");
-		jnum(f, c->gbps_max, 4, "null");
+		report_json_num(f, c->gbps_max, 4, "null");
 		fprintf(f, ", \"vs_liburing\": ");
-		jnum(f, c->x, 4, "null");
+		report_json_num(f, c->x, 4, "null");
 		fprintf(f, ", \"bytes\": %lld, \"cqes\": %lld,\n       \"skipped\": ", c->bytes,
 			c->cqes);
 		jstr(f, c->skip);
@@ -1433,17 +1416,17 @@ static void csv_row(FILE *f, const char *section, size_t size, const char *mem, 
 		    const char *skip, const char *error)
 {
 	fprintf(f, "%s,%zu,%s,", section, size, mem);
-	jnum(f, ms, 4, "");
+	report_json_num(f, ms, 4, "");
 	fputc(',', f);
 	jll(f, pin, "");
 	fputc(',', f);
 	jll(f, pred, "");
 	fputc(',', f);
-	jnum(f, gbps, 4, "");
+	report_json_num(f, gbps, 4, "");
 	fputc(',', f);
-	jnum(f, iops, 0, "");
+	report_json_num(f, iops, 0, "");
 	fputc(',', f);
-	jnum(f, x, 4, "");
+	report_json_num(f, x, 4, "");
 	fputc(',', f);
 	cstr(f, skip);
 	fputc(',', f);

@@ -237,7 +237,7 @@ void report_table(FILE *f, const struct report *r)
 /* JSON and CSV                                                        */
 /* ------------------------------------------------------------------ */
 
-static void json_str(FILE *f, const char *s)
+void report_json_str(FILE *f, const char *s)
 {
 	fputc('"', f);
 	for (; *s; s++) {
@@ -251,8 +251,7 @@ static void json_str(FILE *f, const char *s)
 	fputc('"', f);
 }
 
-/* A number, or @none (null in JSON, empty in CSV) when not measured. */
-static void json_num(FILE *f, double v, int prec, const char *none)
+void report_json_num(FILE *f, double v, int prec, const char *none)
 {
 	if (v < 0)
 		fputs(none, f);
@@ -266,44 +265,44 @@ static void json_cell(FILE *f, const struct report *r, const struct cell *c)
 
 	flag_names(c->flags, flags, sizeof(flags));
 	fprintf(f, "    {\"mode\": ");
-	json_str(f, r->modes[c->mode].name);
+	report_json_str(f, r->modes[c->mode].name);
 	fprintf(f, ", \"shape\": ");
-	json_str(f, shape_name(r, c));
+	report_json_str(f, shape_name(r, c));
 	fprintf(f, ", \"sq\": %u, \"cq\": %u, \"flags\": ", c->sq, c->cq);
-	json_str(f, flags);
+	report_json_str(f, flags);
 	fprintf(f, ",\n     \"create_destroy_us_median\": ");
-	json_num(f, c->cd_median_us, 2, "null");
+	report_json_num(f, c->cd_median_us, 2, "null");
 	fprintf(f, ", \"create_destroy_us_p99\": ");
-	json_num(f, c->cd_p99_us, 2, "null");
+	report_json_num(f, c->cd_p99_us, 2, "null");
 	fprintf(f, ", \"cycles_per_s\": ");
-	json_num(f, c->cycles_per_s, 1, "null");
+	report_json_num(f, c->cycles_per_s, 1, "null");
 	fprintf(f, ", \"cpu_us_per_cycle\": ");
-	json_num(f, c->cpu_us, 2, "null");
+	report_json_num(f, c->cpu_us, 2, "null");
 	fprintf(f, ", \"create_destroy_vs_kernel\": ");
-	json_num(f, c->cd_x, 3, "null");
+	report_json_num(f, c->cd_x, 3, "null");
 	fprintf(f, ",\n     \"churn_cycles_ok\": %ld, \"churn_cap\": %ld, \"nop_mops\": {", c->cycles,
 		c->cap);
 	for (int b = 0; b < NBATCH; b++) {
 		fprintf(f, "%s\"b%u\": ", b ? ", " : "", batches[b]);
-		json_num(f, c->nop_mops[b], 4, "null");
+		report_json_num(f, c->nop_mops[b], 4, "null");
 	}
 	fprintf(f, "}, \"sweep_mops\": ");
-	json_num(f, c->sweep_mops, 4, "null");
+	report_json_num(f, c->sweep_mops, 4, "null");
 	fprintf(f, ", \"nop_vs_kernel\": {");
 	for (int b = 0; b <= NBATCH; b++) {
 		if (b < NBATCH)
 			fprintf(f, "%s\"b%u\": ", b ? ", " : "", batches[b]);
 		else
 			fprintf(f, ", \"sweep\": ");
-		json_num(f, c->nop_x[b], 4, "null");
+		report_json_num(f, c->nop_x[b], 4, "null");
 	}
 	fputc('}', f);
 	fprintf(f, ", \"dtlb_misses_per_op\": ");
-	json_num(f, c->dtlb_per_op, 5, "null");
+	report_json_num(f, c->dtlb_per_op, 5, "null");
 	fprintf(f, ",\n     \"ring_bytes\": %zu, \"hugepages_used\": %ld, \"error\": ", c->ring_bytes,
 		c->hugepages_used);
 	if (c->error[0])
-		json_str(f, c->error);
+		report_json_str(f, c->error);
 	else
 		fputs("null", f);
 	fputc('}', f);
@@ -316,35 +315,35 @@ static void json_empty(FILE *f, const struct report *r, const struct empty_row *
 
 	flag_names(g->flags, flags, sizeof(flags));
 	fprintf(f, "    {\"shape\": ");
-	json_str(f, r->shapes[g->shape].name);
+	report_json_str(f, r->shapes[g->shape].name);
 	fprintf(f, ", \"sq\": %u, \"cq\": %u, \"flags\": ", g->sq, g->cq);
-	json_str(f, flags);
+	report_json_str(f, flags);
 	fprintf(f, ",\n     \"hugering_us_median\": ");
-	json_num(f, g->cd_median_us, 2, "null");
+	report_json_num(f, g->cd_median_us, 2, "null");
 	fprintf(f, ", \"hugering_us_p99\": ");
-	json_num(f, g->cd_p99_us, 2, "null");
+	report_json_num(f, g->cd_p99_us, 2, "null");
 	fprintf(f, ", \"kernel_us_median\": ");
-	json_num(f, k->cd_median_us, 2, "null");
+	report_json_num(f, k->cd_median_us, 2, "null");
 	fprintf(f, ", \"kernel_us_p99\": ");
-	json_num(f, k->cd_p99_us, 2, "null");
+	report_json_num(f, k->cd_p99_us, 2, "null");
 	fprintf(f, ",\n     \"cost_vs_kernel\": ");
-	json_num(f, e->cost_x, 3, "null");
+	report_json_num(f, e->cost_x, 3, "null");
 	fprintf(f, ", \"create_destroy_vs_kernel\": ");
-	json_num(f, g->cd_x, 3, "null");
+	report_json_num(f, g->cd_x, 3, "null");
 	fprintf(f, ", \"cycles_ok\": %ld, \"cycles_cap\": %ld,\n     \"hugering_mode\": ",
 		g->cycles, g->cap);
 	if (g->ring_mode)
-		json_str(f, hugering_mode_name(g->ring_mode));
+		report_json_str(f, hugering_mode_name(g->ring_mode));
 	else
 		fputs("null", f);
 	fprintf(f, ", \"fallback_errno\": %d, \"fallback_reason\": ", g->fallback_errno);
-	json_str(f, g->fallback_reason);
+	report_json_str(f, g->fallback_reason);
 	fprintf(f, ", \"rings_not_fallback\": %ld, \"pool_waits\": ", g->rings_unexpected);
-	json_num(f, (double)g->pool_waits, 0, "null");
+	report_json_num(f, (double)g->pool_waits, 0, "null");
 	fprintf(f, ",\n     \"pool_pages_held\": %ld, \"pool_usable_left\": %ld, \"ok\": %s, "
 		"\"error\": ", e->pages_held, e->usable_left, e->ok ? "true" : "false");
 	if (e->error[0])
-		json_str(f, e->error);
+		report_json_str(f, e->error);
 	else
 		fputs("null", f);
 	fputc('}', f);
@@ -359,24 +358,24 @@ static void json_bigmap(FILE *f, const struct bigmap *b)
 		"\"vmas_small\": %ld, \"vmas_big\": %ld, \"ring_mode\": ", b->heap_bytes,
 		b->heap_low ? "true" : "false", b->vmas_small, b->vmas_big);
 	if (b->ring_mode)
-		json_str(f, hugering_mode_name(b->ring_mode));
+		report_json_str(f, hugering_mode_name(b->ring_mode));
 	else
 		fputs("null", f);
 	fprintf(f, ",\n    \"rows\": [");
 	for (int i = 0; i < 2; i++) {
 		fprintf(f, "%s{\"what\": ", i ? ", " : "");
-		json_str(f, b->rows[i].what);
+		report_json_str(f, b->rows[i].what);
 		fprintf(f, ", \"small_ms\": ");
-		json_num(f, b->rows[i].small_ms > 0 ? b->rows[i].small_ms : -1, 4, "null");
+		report_json_num(f, b->rows[i].small_ms > 0 ? b->rows[i].small_ms : -1, 4, "null");
 		fprintf(f, ", \"big_ms\": ");
-		json_num(f, b->rows[i].big_ms > 0 ? b->rows[i].big_ms : -1, 4, "null");
+		report_json_num(f, b->rows[i].big_ms > 0 ? b->rows[i].big_ms : -1, 4, "null");
 		fprintf(f, ", \"ratio\": ");
-		json_num(f, b->rows[i].ratio, 3, "null");
+		report_json_num(f, b->rows[i].ratio, 3, "null");
 		fputc('}', f);
 	}
 	fprintf(f, "],\n    \"error\": ");
 	if (b->error[0])
-		json_str(f, b->error);
+		report_json_str(f, b->error);
 	else
 		fputs("null", f);
 	fputc('}', f);
@@ -385,9 +384,9 @@ static void json_bigmap(FILE *f, const struct bigmap *b)
 void report_json(FILE *f, const struct report *r)
 {
 	fprintf(f, "{\n  \"machine\": {\"kernel\": ");
-	json_str(f, r->mc->kernel);
+	report_json_str(f, r->mc->kernel);
 	fprintf(f, ", \"cpus\": %d, \"cpu_model\": ", r->mc->cpus);
-	json_str(f, r->mc->cpu_model);
+	report_json_str(f, r->mc->cpu_model);
 	fprintf(f, ", \"pmu\": %s, \"liburing\": \"%d.%d\"},\n  \"results\": [\n",
 		r->mc->pmu ? "true" : "false", r->mc->liburing_major, r->mc->liburing_minor);
 	for (int i = 0; i < r->n; i++) {
@@ -429,28 +428,28 @@ static void csv_cell(FILE *f, const struct report *r, const struct cell *c)
 	flag_names(c->flags, flags, sizeof(flags));
 	fprintf(f, "%s,%s,%u,%u,%s,", r->modes[c->mode].name, shape_name(r, c), c->sq,
 		c->cq, flags);
-	json_num(f, c->cd_median_us, 2, "");
+	report_json_num(f, c->cd_median_us, 2, "");
 	fputc(',', f);
-	json_num(f, c->cd_p99_us, 2, "");
+	report_json_num(f, c->cd_p99_us, 2, "");
 	fputc(',', f);
-	json_num(f, c->cycles_per_s, 1, "");
+	report_json_num(f, c->cycles_per_s, 1, "");
 	fputc(',', f);
-	json_num(f, c->cpu_us, 2, "");
+	report_json_num(f, c->cpu_us, 2, "");
 	fputc(',', f);
-	json_num(f, c->cd_x, 3, "");
+	report_json_num(f, c->cd_x, 3, "");
 	fprintf(f, ",%ld,%ld", c->cycles, c->cap);
 	for (int b = 0; b < NBATCH; b++) {
 		fputc(',', f);
-		json_num(f, c->nop_mops[b], 4, "");
+		report_json_num(f, c->nop_mops[b], 4, "");
 	}
 	fputc(',', f);
-	json_num(f, c->sweep_mops, 4, "");
+	report_json_num(f, c->sweep_mops, 4, "");
 	for (int b = 0; b <= NBATCH; b++) {
 		fputc(',', f);
-		json_num(f, c->nop_x[b], 4, "");
+		report_json_num(f, c->nop_x[b], 4, "");
 	}
 	fputc(',', f);
-	json_num(f, c->dtlb_per_op, 5, "");
+	report_json_num(f, c->dtlb_per_op, 5, "");
 	fprintf(f, ",%zu,%ld,", c->ring_bytes, c->hugepages_used);
 	csv_str(f, c->error);
 }
@@ -467,11 +466,11 @@ static void csv_empty(FILE *f, const struct report *r, const struct empty_row *e
 	snprintf(g.error, sizeof(g.error), "%s", e->error);
 	csv_cell(f, r, &g);
 	fputs(",empty-pool,", f);
-	json_num(f, e->kernel.cd_median_us, 2, "");
+	report_json_num(f, e->kernel.cd_median_us, 2, "");
 	fputc(',', f);
-	json_num(f, e->cost_x, 3, "");
+	report_json_num(f, e->cost_x, 3, "");
 	fprintf(f, ",%s,%d,", g.ring_mode ? hugering_mode_name(g.ring_mode) : "", g.fallback_errno);
-	json_num(f, (double)g.pool_waits, 0, "");
+	report_json_num(f, (double)g.pool_waits, 0, "");
 	fprintf(f, ",%s\n", e->ok ? "true" : "false");
 }
 
@@ -568,13 +567,13 @@ static void ring_data(FILE *f, const struct report *r)
 			const struct cell *c = cell_at(r, s, pm[k]);
 
 			fputc(' ', f);
-			json_num(f, c ? c->cd_median_us : -1, 2, "?");
+			report_json_num(f, c ? c->cd_median_us : -1, 2, "?");
 		}
 		for (int k = 0; k < npm; k++) {
 			const struct cell *c = cell_at(r, s, pm[k]);
 
 			fputc(' ', f);
-			json_num(f, c ? c->nop_mops[1] : -1, 4, "?");
+			report_json_num(f, c ? c->nop_mops[1] : -1, 4, "?");
 		}
 		fputc('\n', f);
 	}
@@ -652,11 +651,11 @@ static bool rx_ok(const struct buf_recv *rx)
 static void gbps_row(FILE *f, double x, double gbps, double lo, double hi, bool ok)
 {
 	fprintf(f, "%.2f ", x);
-	json_num(f, ok ? gbps : -1, 3, "?");
+	report_json_num(f, ok ? gbps : -1, 3, "?");
 	fputc(' ', f);
-	json_num(f, ok ? lo : -1, 3, "?");
+	report_json_num(f, ok ? lo : -1, 3, "?");
 	fputc(' ', f);
-	json_num(f, ok ? hi : -1, 3, "?");
+	report_json_num(f, ok ? hi : -1, 3, "?");
 	fputc('\n', f);
 }
 
@@ -672,7 +671,7 @@ static void buffers_data(FILE *f, const struct report *r)
 
 			size_label(pin, sizeof(pin), g->pin_growth);
 			fprintf(f, "%.2f ", s + (k - 1) * BAR_W);
-			json_num(f, ok ? g->reg_ms : -1, 4, "?");
+			report_json_num(f, ok ? g->reg_ms : -1, 4, "?");
 			fprintf(f, " \"%s\"\n", pin);
 		}
 		fputc('\n', f);		/* one block per memory kind within index 0 */

@@ -35,6 +35,10 @@ struct report {
 
 void report_table(FILE *f, const struct report *r);
 void report_json(FILE *f, const struct report *r);
+/* @s as a quoted JSON string. */
+void report_json_str(FILE *f, const char *s);
+/* @v with @prec decimals, or @none (null in JSON, empty in CSV) when not measured (< 0). */
+void report_json_num(FILE *f, double v, int prec, const char *none);
 void report_csv(FILE *f, const struct report *r);
 /* 0 if @path can be plotted here (extension, gnuplot); else says why on stderr. */
 int report_plot_check(const char *path);

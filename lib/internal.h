@@ -355,6 +355,9 @@ char *hr_pool_reason(const struct hugering_layout *lay, const struct hugering_in
 int hr_user_ring(unsigned entries, struct io_uring *ring, struct io_uring_params *p,
 		 const struct io_uring_params *orig, int policy,
 		 const struct hugering_init_opts *o);
+/* ring_info's memory fields of a ring in @s laid out as @lay (recycle as @q's flags allow). */
+void hr_slot_info(const struct io_uring_params *q, const struct hugering_layout *lay,
+		  const struct hr_slot *s, struct hugering_ring_info *info);
 
 /*
  * ringpool.c: live rings kept for reuse (HUGERING_INIT_POOLED).  Close

@@ -217,35 +217,15 @@ static void update_info(struct hr_ring_rec *rec, const struct io_uring_params *k
 			const struct hugering_layout *lay)
 {
 	struct hugering_ring_info *info = &rec->info;
-	const struct hr_slot *s = &rec->slot;
+	struct io_uring_params q = { .flags = info->setup_flags };
+	int recycle = info->recycle;
 
-	info->mem_bytes = lay->total_bytes;
 	info->sq_entries = k->sq_entries;
 	info->cq_entries = k->cq_entries;
-	info->mem = s->addr;
-	info->rings_offset = lay->rings_offset;
-	info->page_addr = s->page_addr;
-	info->page_offset = (size_t)(s->addr - s->page_addr);
-	if (s->page) {
-		/* A slot inside one hugetlb page: one frame, by construction. */
-		info->contiguous = HUGERING_CONTIG_YES;
-		info->proof = HUGERING_PROOF_CONSTRUCTION;
-		info->numa_node = hr_arena_node(s->arena);
-	} else {
-		struct hugering_region_info ri;
-
-		hr_region_info(s->region, &ri);
-		info->contiguous = ri.contiguous;
-		info->proof = ri.proof;
-		info->numa_node = ri.numa_node;
-	}
 	/* Recycled at exit as a new ring of this size would be. */
-	if (info->recycle != HUGERING_RECYCLE_NONE) {
-		struct io_uring_params q = { .flags = info->setup_flags };
-
-		info->recycle = hr_resize_recycles(&q, s) ? HUGERING_RECYCLE_RESIZE
-			      : s->page ? HUGERING_RECYCLE_QUARANTINE : HUGERING_RECYCLE_DEDICATED;
-	}
+	hr_slot_info(&q, lay, &rec->slot, info);
+	if (recycle == HUGERING_RECYCLE_NONE)
+		info->recycle = recycle;
 }
 
 /* A ring in user memory: new memory, the kernel's resize, the pointers fixed up. */

@@ -82,21 +82,15 @@ static int alloc_ring_mem(const struct hugering_layout *lay, int nommap,
 	return hr_own_region(&ro, hr_arena_wait_ms(a), NULL, s);
 }
 
-static void fill_user_info(const struct io_uring_params *q, const struct hugering_layout *lay,
-			   const struct hr_slot *s, struct hugering_ring_info *info)
+/* Where @s is and how it will be recycled, for a ring laid out as @lay. */
+void hr_slot_info(const struct io_uring_params *q, const struct hugering_layout *lay,
+		  const struct hr_slot *s, struct hugering_ring_info *info)
 {
-	info->mode = s->page_size > HR_BASE_PAGE ? HUGERING_MODE_NOMMAP_HUGE
-						 : HUGERING_MODE_NOMMAP_BASE;
-	info->page_size = s->page_size;
 	info->mem_bytes = lay->total_bytes;
-	info->sq_entries = q->sq_entries;
-	info->cq_entries = q->cq_entries;
-	info->setup_flags = q->flags;
 	info->mem = s->addr;
 	info->rings_offset = lay->rings_offset;
 	info->page_addr = s->page_addr;
 	info->page_offset = (size_t)(s->addr - s->page_addr);
-	info->numa_node = -1;
 	if (s->page) {
 		/* A slot inside one hugetlb page: one frame, by construction. */
 		info->contiguous = HUGERING_CONTIG_YES;
@@ -114,6 +108,18 @@ static void fill_user_info(const struct io_uring_params *q, const struct hugerin
 		info->recycle = hr_resize_recycles(q, s) ? HUGERING_RECYCLE_RESIZE
 						      : HUGERING_RECYCLE_DEDICATED;
 	}
+}
+
+static void fill_user_info(const struct io_uring_params *q, const struct hugering_layout *lay,
+			   const struct hr_slot *s, struct hugering_ring_info *info)
+{
+	info->mode = s->page_size > HR_BASE_PAGE ? HUGERING_MODE_NOMMAP_HUGE
+						 : HUGERING_MODE_NOMMAP_BASE;
+	info->page_size = s->page_size;
+	info->sq_entries = q->sq_entries;
+	info->cq_entries = q->cq_entries;
+	info->setup_flags = q->flags;
+	hr_slot_info(q, lay, s, info);
 }
 
 /*

@@ -95,6 +95,18 @@ static struct hr_job *next_job(void)
 	}
 }
 
+/* Under the lock: @j at the end of the queue. */
+static void enqueue(struct hr_job *j)
+{
+	j->queued = true;
+	j->next = NULL;
+	if (tail)
+		tail->next = j;
+	else
+		head = j;
+	tail = j;
+}
+
 static void *worker_main(void *arg)
 {
 	struct hr_job *j;
@@ -109,13 +121,7 @@ static void *worker_main(void *arg)
 		j->running = false;
 		if (j->again) {
 			j->again = false;
-			j->queued = true;
-			j->next = NULL;
-			if (tail)
-				tail->next = j;
-			else
-				head = j;
-			tail = j;
+			enqueue(j);
 		}
 		pthread_cond_broadcast(&done);
 	}
@@ -184,13 +190,7 @@ static void post(struct hr_job *j, long due_ms, bool rerun)
 		j->again = true;
 	} else if (!j->queued && !j->running) {
 		j->due_ms = due_ms;
-		j->queued = true;
-		j->next = NULL;
-		if (tail)
-			tail->next = j;
-		else
-			head = j;
-		tail = j;
+		enqueue(j);
 		if (!running)
 			err = start();
 		if (running)

@@ -555,7 +555,7 @@ Test(fault, ring_defer_taskrun)
  * throw-away region (resize_away) so the slot is reusable at once; a
  * failure there quarantines the slot instead.
  */
-Test(fault, ring_defer_taskrun_resized)
+static void resized_case(void (*how)(const char *, int (*)(void *), void *))
 {
 	struct ring_case c = { 4096, 0, HUGERING_POLICY_AUTO,
 			       IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN };
@@ -565,22 +565,13 @@ Test(fault, ring_defer_taskrun_resized)
 	if (!caps.resize)
 		cr_skip_test("kernel %s cannot resize rings (6.13+)", caps.release);
 	th_need_pool(SZ_2M, 4);
-	sweep("queue_init 4096 DEFER_TASKRUN auto", ring_op, &c);
+	how("queue_init 4096 DEFER_TASKRUN auto", ring_op, &c);
 }
+
+Test(fault, ring_defer_taskrun_resized) { resized_case(sweep); }
 
 /* The throw-away region is mapped once per process: fail it in a fresh one. */
-Test(fault, ring_defer_taskrun_resized_first)
-{
-	struct ring_case c = { 4096, 0, HUGERING_POLICY_AUTO,
-			       IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN };
-	struct hugering_kernel_caps caps;
-
-	cr_assert_eq(hugering_probe_kernel(&caps), 0);
-	if (!caps.resize)
-		cr_skip_test("kernel %s cannot resize rings (6.13+)", caps.release);
-	th_need_pool(SZ_2M, 4);
-	sweep_first("queue_init 4096 DEFER_TASKRUN auto", ring_op, &c);
-}
+Test(fault, ring_defer_taskrun_resized_first) { resized_case(sweep_first); }
 
 /*
  * A user-facing resize (hugering_ring_resize, Linux 6.13+): a 64-entry
