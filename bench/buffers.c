@@ -1395,21 +1395,6 @@ void buffers_json(FILE *f, const struct buf_results *r)
 	fprintf(f, "  }");
 }
 
-static void cstr(FILE *f, const char *s)
-{
-	if (!strpbrk(s, ",\"\r\n")) {
-		fputs(s, f);
-		return;
-	}
-	fputc('"', f);
-	for (; *s; s++) {
-		if (*s == '"')
-			fputc('"', f);
-		fputc(*s, f);
-	}
-	fputc('"', f);
-}
-
 /* section,size_bytes,memory,ms,vmpin_growth,predicted_charge,gbps,iops,ratio,skipped,error */
 static void csv_row(FILE *f, const char *section, size_t size, const char *mem, double ms,
 		    long long pin, long long pred, double gbps, double iops, double x,
@@ -1428,9 +1413,9 @@ static void csv_row(FILE *f, const char *section, size_t size, const char *mem, 
 	fputc(',', f);
 	report_json_num(f, x, 4, "");
 	fputc(',', f);
-	cstr(f, skip);
+	report_csv_str(f, skip);
 	fputc(',', f);
-	cstr(f, error);
+	report_csv_str(f, error);
 	fputc('\n', f);
 }
 

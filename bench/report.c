@@ -404,8 +404,7 @@ void report_json(FILE *f, const struct report *r)
 	fprintf(f, "\n}\n");
 }
 
-/* A CSV field: quoted when it holds a comma or a quote. */
-static void csv_str(FILE *f, const char *s)
+void report_csv_str(FILE *f, const char *s)
 {
 	if (!strpbrk(s, ",\"\r\n")) {
 		fputs(s, f);
@@ -451,7 +450,7 @@ static void csv_cell(FILE *f, const struct report *r, const struct cell *c)
 	fputc(',', f);
 	report_json_num(f, c->dtlb_per_op, 5, "");
 	fprintf(f, ",%zu,%ld,", c->ring_bytes, c->hugepages_used);
-	csv_str(f, c->error);
+	report_csv_str(f, c->error);
 }
 
 /*

@@ -39,6 +39,8 @@ void report_json(FILE *f, const struct report *r);
 void report_json_str(FILE *f, const char *s);
 /* @v with @prec decimals, or @none (null in JSON, empty in CSV) when not measured (< 0). */
 void report_json_num(FILE *f, double v, int prec, const char *none);
+/* @s as a CSV field: quoted when it holds a comma, a quote or a line break. */
+void report_csv_str(FILE *f, const char *s);
 void report_csv(FILE *f, const struct report *r);
 /* 0 if @path can be plotted here (extension, gnuplot); else says why on stderr. */
 int report_plot_check(const char *path);

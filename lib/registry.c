@@ -154,30 +154,37 @@ struct hr_ring_rec *hr_registry_take(const void *key)
 	return rec;
 }
 
+/* Under registry_lock: the record of @key, or NULL. */
+static struct hr_ring_rec *find_locked(const void *key)
+{
+	for (struct hr_ring_rec *r = *bucket(key); r; r = r->next)
+		if (r->key == key)
+			return r;
+	return NULL;
+}
+
 void hr_registry_note_iopoll(const void *key, const char *why)
 {
+	struct hr_ring_rec *r;
+
 	pthread_mutex_lock(&registry_lock);
-	for (struct hr_ring_rec *r = *bucket(key); r; r = r->next) {
-		if (r->key == key) {
-			r->info.iopoll_degraded = 1;
-			hr_reason_free(r->info.iopoll_reason);
-			r->info.iopoll_reason = hr_reason_dup(why);
-			break;
-		}
+	if ((r = find_locked(key))) {
+		r->info.iopoll_degraded = 1;
+		hr_reason_free(r->info.iopoll_reason);
+		r->info.iopoll_reason = hr_reason_dup(why);
 	}
 	pthread_mutex_unlock(&registry_lock);
 }
 
 void hr_registry_note_fallback(const void *key, int err, const char *why)
 {
+	struct hr_ring_rec *r;
+
 	pthread_mutex_lock(&registry_lock);
-	for (struct hr_ring_rec *r = *bucket(key); r; r = r->next) {
-		if (r->key == key) {
-			r->info.fallback_errno = err;
-			hr_reason_free(r->info.fallback_reason);
-			r->info.fallback_reason = hr_reason_dup(why);
-			break;
-		}
+	if ((r = find_locked(key))) {
+		r->info.fallback_errno = err;
+		hr_reason_free(r->info.fallback_reason);
+		r->info.fallback_reason = hr_reason_dup(why);
 	}
 	pthread_mutex_unlock(&registry_lock);
 }
@@ -185,30 +192,24 @@ void hr_registry_note_fallback(const void *key, int err, const char *why)
 struct hugering_arena *hr_ring_arena(const struct io_uring *ring)
 {
 	struct hugering_arena *a = NULL;
-	const void *key = ring->sq.sqes;
+	struct hr_ring_rec *r;
 
 	pthread_mutex_lock(&registry_lock);
-	for (struct hr_ring_rec *r = *bucket(key); r; r = r->next) {
-		if (r->key == key) {
-			a = r->user_mem ? r->slot.arena : NULL;
-			break;
-		}
-	}
+	if ((r = find_locked(ring->sq.sqes)) && r->user_mem)
+		a = r->slot.arena;
 	pthread_mutex_unlock(&registry_lock);
 	return a;
 }
 
 int hr_registry_info(const void *key, struct hugering_ring_info *out)
 {
+	struct hr_ring_rec *r;
 	int ret = -ENOENT;
 
 	pthread_mutex_lock(&registry_lock);
-	for (struct hr_ring_rec *r = *bucket(key); r; r = r->next) {
-		if (r->key == key) {
-			*out = r->info;
-			ret = 0;
-			break;
-		}
+	if ((r = find_locked(key))) {
+		*out = r->info;
+		ret = 0;
 	}
 	pthread_mutex_unlock(&registry_lock);
 	return ret;
@@ -216,28 +217,23 @@ int hr_registry_info(const void *key, struct hugering_ring_info *out)
 
 void hr_registry_note_pool(const void *key, const struct hr_pool_rec *pr)
 {
+	struct hr_ring_rec *r;
+
 	pthread_mutex_lock(&registry_lock);
-	for (struct hr_ring_rec *r = *bucket(key); r; r = r->next) {
-		if (r->key == key) {
-			r->pool = *pr;
-			break;
-		}
-	}
+	if ((r = find_locked(key)))
+		r->pool = *pr;
 	pthread_mutex_unlock(&registry_lock);
 }
 
 /* hugering's own reference to a ring in user memory, or -1. */
 int hr_registry_ref_fd(const void *key)
 {
+	struct hr_ring_rec *r;
 	int fd = -1;
 
 	pthread_mutex_lock(&registry_lock);
-	for (struct hr_ring_rec *r = *bucket(key); r; r = r->next) {
-		if (r->key == key) {
-			fd = r->user_mem && !r->info.iopoll_degraded ? r->ref_fd : -1;
-			break;
-		}
-	}
+	if ((r = find_locked(key)) && r->user_mem && !r->info.iopoll_degraded)
+		fd = r->ref_fd;
 	pthread_mutex_unlock(&registry_lock);
 	return fd;
 }

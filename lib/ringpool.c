@@ -310,7 +310,8 @@ static int cancel_all(struct io_uring *ring, int fd, long deadline)
 		memset(&reg, 0, sizeof(reg));
 		reg.flags = IORING_ASYNC_CANCEL_ANY;
 		reg.fd = -1;
-		reg.timeout.tv_nsec = left * 1000000L;
+		reg.timeout.tv_sec = left / 1000;
+		reg.timeout.tv_nsec = (left % 1000) * 1000000L;
 		/* With CANCEL_ANY the kernel cancels all it finds and says how many. */
 		ret = hr_sys_io_uring_register(fd, IORING_REGISTER_SYNC_CANCEL, &reg, 1);
 		reap(ring);

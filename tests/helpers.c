@@ -9,6 +9,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
+#include <linux/capability.h>
+#include <time.h>
 #include <unistd.h>
 
 #ifdef __SANITIZE_ADDRESS__
@@ -539,4 +542,30 @@ void *th_send_all(void *arg)
 	}
 	shutdown(s->fd, SHUT_WR);
 	return NULL;
+}
+
+void th_sleep_ms(int ms)
+{
+	struct timespec t = { ms / 1000, (ms % 1000) * 1000000L };
+
+	nanosleep(&t, NULL);
+}
+
+struct hugering_arena *th_new_arena(void)
+{
+	struct hugering_arena_opts o = { .numa_node = -1 };
+	struct hugering_arena *a;
+
+	cr_assert_eq(hugering_arena_create(&o, &a), 0, "%s", hugering_last_error());
+	return a;
+}
+
+void th_drop_ipc_lock(void)
+{
+	struct __user_cap_header_struct h = { .version = _LINUX_CAPABILITY_VERSION_3 };
+	struct __user_cap_data_struct d[2];
+
+	cr_assert_eq(syscall(SYS_capget, &h, d), 0);
+	d[0].effective &= ~(1u << CAP_IPC_LOCK);
+	cr_assert_eq(syscall(SYS_capset, &h, d), 0, "capset: %s", strerror(errno));
 }

@@ -19,6 +19,13 @@
 
 #ifndef MFD_HUGE_2MB
 #define MFD_HUGE_2MB (21U << 26)
+/* Sleep @ms milliseconds. */
+void th_sleep_ms(int ms);
+/* A new arena of default options (asserted). */
+struct hugering_arena *th_new_arena(void);
+/* Root: drop CAP_IPC_LOCK from the effective set, so the kernel charges RLIMIT_MEMLOCK. */
+void th_drop_ipc_lock(void);
+
 #endif
 #define SZ_2M (2 * MiB)
 #define SZ_1G (1024 * MiB)
@@ -163,5 +170,12 @@ unsigned th_no_sqarray(void);
  * such shapes check the fallback, then skip with this reason.
  */
 const char *th_liburing_cannot(unsigned flags);
+
+/* Sleep @ms milliseconds. */
+void th_sleep_ms(int ms);
+/* A new arena of default options (asserted). */
+struct hugering_arena *th_new_arena(void);
+/* Root: drop CAP_IPC_LOCK from the effective set, so the kernel charges RLIMIT_MEMLOCK. */
+void th_drop_ipc_lock(void);
 
 #endif

@@ -19,15 +19,6 @@
 
 TestSuite(arena, .init = th_init, .fini = th_fini, .timeout = 300);
 
-static struct hugering_arena *new_arena(void)
-{
-	struct hugering_arena_opts o = { .numa_node = -1 };
-	struct hugering_arena *a;
-
-	cr_assert_eq(hugering_arena_create(&o, &a), 0);
-	return a;
-}
-
 static int ring_in(struct hugering_arena *a, unsigned entries, unsigned cq, unsigned flags,
 		   struct io_uring *ring)
 {
@@ -42,13 +33,6 @@ static int ring_in(struct hugering_arena *a, unsigned entries, unsigned cq, unsi
 	return hugering_queue_init_opts(entries, ring, &p, &o);
 }
 
-static void sleep_ms(int ms)
-{
-	struct timespec t = { ms / 1000, (ms % 1000) * 1000000L };
-
-	nanosleep(&t, NULL);
-}
-
 /*
  * Create, use, destroy, create the same shape at once, wait 40 ms (past the
  * kernel's late write), then 3 x SQ-size NOPs must complete exactly.
@@ -56,7 +40,7 @@ static void sleep_ms(int ms)
 static void reuse_right_after_destroy(unsigned entries, unsigned cq, unsigned flags,
 				      bool neighbour)
 {
-	struct hugering_arena *a = new_arena();
+	struct hugering_arena *a = th_new_arena();
 	struct io_uring ring, keep;
 	int ret;
 
@@ -69,7 +53,7 @@ static void reuse_right_after_destroy(unsigned entries, unsigned cq, unsigned fl
 		hugering_queue_exit(&ring);
 		ret = ring_in(a, entries, cq, flags, &ring);
 		cr_assert_eq(ret, 0, "round %d: %s", i, hugering_last_error());
-		sleep_ms(40);
+		th_sleep_ms(40);
 		th_nops(&ring, 3 * ring.sq.ring_entries);
 		if (neighbour)
 			th_nops(&keep, 64);
@@ -101,7 +85,7 @@ Test(arena, reuse_after_destroy_defer_taskrun_resized)
 Test(arena, resize_recycles_the_same_slot)
 {
 	unsigned flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN;
-	struct hugering_arena *a = new_arena();
+	struct hugering_arena *a = th_new_arena();
 	struct hugering_ring_info i1, i2;
 	struct hugering_arena_stats st;
 	struct io_uring ring;
@@ -126,7 +110,7 @@ Test(arena, resize_recycles_the_same_slot)
 	cr_assert_eq(ring_in(a, 2048, 8192, flags, &ring), 0);
 	cr_assert_eq(hugering_ring_info(&ring, &i2), 0);
 	cr_assert_eq(i2.mem, i1.mem, "the clean slot is reused");
-	sleep_ms(40);
+	th_sleep_ms(40);
 	th_nops(&ring, 3 * 2048);
 	hugering_queue_exit(&ring);
 	cr_assert_eq(hugering_arena_destroy(a), 0);
@@ -192,7 +176,7 @@ Test(arena, clean_reuse_zero_recycled_zeroes_everything)
 Test(arena, clean_dedicated_region_is_a_spare)
 {
 	unsigned flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN;
-	struct hugering_arena *a = new_arena();
+	struct hugering_arena *a = th_new_arena();
 	struct hugering_arena_stats st;
 	struct io_uring ring;
 
@@ -217,7 +201,7 @@ Test(arena, clean_dedicated_region_is_a_spare)
 /* A setup the kernel refused after pinning: that slot is never reused either. */
 Test(arena, failed_setup_slot_is_quarantined)
 {
-	struct hugering_arena *a = new_arena();
+	struct hugering_arena *a = th_new_arena();
 	/* ATTACH_WQ to a non-io_uring fd fails after the rings were pinned */
 	struct io_uring_params bad = { .flags = IORING_SETUP_SQPOLL | IORING_SETUP_ATTACH_WQ };
 	struct hugering_init_opts o = { .arena = a, .numa_node = -1,
@@ -236,7 +220,7 @@ Test(arena, failed_setup_slot_is_quarantined)
 	cr_assert_eq(hugering_arena_stats(a, &st), 0);
 	cr_assert_gt(st.bytes_waiting, 0);
 	cr_assert_eq(ring_in(a, 64, 0, 0, &ring), 0);
-	sleep_ms(40);
+	th_sleep_ms(40);
 	th_nops(&ring, 3 * 64);
 	hugering_queue_exit(&ring);
 	cr_assert_eq(hugering_arena_destroy(a), 0);
@@ -245,7 +229,7 @@ Test(arena, failed_setup_slot_is_quarantined)
 /* Without resize, the slot waits in quarantine and is not handed out again. */
 Test(arena, quarantine_never_reuses_a_dirty_slot)
 {
-	struct hugering_arena *a = new_arena();
+	struct hugering_arena *a = th_new_arena();
 	struct hugering_ring_info i1, i2;
 	struct hugering_arena_stats st;
 	struct io_uring ring, keep;
@@ -271,7 +255,7 @@ Test(arena, quarantine_never_reuses_a_dirty_slot)
 /* 256 live 64-entry rings fit in at most 8 hugepages, and all work. */
 Test(arena, dense_packing_256_rings, .timeout = 120)
 {
-	struct hugering_arena *a = new_arena();
+	struct hugering_arena *a = th_new_arena();
 	struct hugering_arena_stats st;
 	struct io_uring *rings = calloc(256, sizeof(*rings));
 
@@ -311,7 +295,7 @@ static void pool_of(long n, struct th_hog *hog)
 
 static void churn(long cycles)
 {
-	struct hugering_arena *a = new_arena();
+	struct hugering_arena *a = th_new_arena();
 	struct hugering_arena_stats st;
 	struct th_hog hog;
 	long fallbacks = 0;
@@ -398,7 +382,7 @@ static void *worker(void *arg)
 
 Test(arena, four_threads_mixed_churn, .timeout = 600)
 {
-	struct hugering_arena *a = new_arena();
+	struct hugering_arena *a = th_new_arena();
 	struct worker w[4];
 	pthread_t t[4];
 
@@ -428,7 +412,7 @@ Test(arena, destroy_returns_pages_and_fds)
 	th_wait_pool(SZ_2M, th_pool_field(SZ_2M, "nr_hugepages"), 500);
 	free0 = th_pool_field(SZ_2M, "free_hugepages");
 	fds = th_fd_count();
-	a = new_arena();
+	a = th_new_arena();
 	for (int i = 0; i < 40; i++)
 		cr_assert_eq(ring_in(a, i % 2 ? 1024 : 64, i % 2 ? 4096 : 0, 0, &ring[i]), 0,
 			     "%s", hugering_last_error());
@@ -445,7 +429,7 @@ Test(arena, destroy_returns_pages_and_fds)
 /* Rings bigger than a page get their own region; info says where a ring lives. */
 Test(arena, info_reports_where_rings_live)
 {
-	struct hugering_arena *a = new_arena();
+	struct hugering_arena *a = th_new_arena();
 	struct hugering_ring_info small, big;
 	struct io_uring r1, r2;
 	/*
@@ -522,7 +506,7 @@ Test(arena, byte_limit)
  */
 Test(arena, fork_child_gets_its_own_arena)
 {
-	struct hugering_arena *a = new_arena();
+	struct hugering_arena *a = th_new_arena();
 	struct hugering_arena *parent_default = hugering_default_arena();
 	struct io_uring ring;
 	pid_t pid;

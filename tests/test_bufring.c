@@ -414,15 +414,6 @@ Test(bufring, many_rings_share_one_page)
 	close(fds[1]);
 }
 
-static struct hugering_arena *new_arena(void)
-{
-	struct hugering_arena_opts o = { .numa_node = -1 };
-	struct hugering_arena *a;
-
-	cr_assert_eq(hugering_arena_create(&o, &a), 0, "%s", hugering_last_error());
-	return a;
-}
-
 static void ring_in(struct hugering_arena *a, struct io_uring *ring)
 {
 	struct io_uring_params p = { 0 };
@@ -441,7 +432,7 @@ Test(bufring, free_then_setup_reuses_memory)
 	int err;
 
 	th_need_pool(SZ_2M, 2);
-	a = new_arena();
+	a = th_new_arena();
 	ring_in(a, &ring);
 	cr_assert_eq(hugering_arena_stats(a, &st0), 0);
 	br = hugering_setup_buf_ring(&ring, 256, 3, 0, &err);
@@ -479,7 +470,7 @@ Test(bufring, ring_exit_without_unregister_quarantines)
 	int err;
 
 	th_need_pool(SZ_2M, 2);
-	a = new_arena();
+	a = th_new_arena();
 	ring_in(a, &keep);
 	ring_in(a, &ring);
 	cr_assert_eq(hugering_ring_info(&ring, &ri), 0);
@@ -654,13 +645,6 @@ Test(bufring, fork_while_busy)
 /* Recycling witness (acceptance 5)                                    */
 /* ------------------------------------------------------------------ */
 
-static void sleep_ms(int ms)
-{
-	struct timespec t = { ms / 1000, (ms % 1000) * 1000000L };
-
-	nanosleep(&t, NULL);
-}
-
 struct flood {
 	int fd;
 	volatile bool stop;
@@ -675,7 +659,7 @@ static void *flood(void *arg)
 	memset(buf, 0xc3, sizeof(buf));
 	while (!f->stop) {
 		if (write(f->fd, buf, sizeof(buf)) < 0)
-			sleep_ms(1);	/* socket full (nonblocking) or gone */
+			th_sleep_ms(1);	/* socket full (nonblocking) or gone */
 	}
 	return NULL;
 }
@@ -733,7 +717,7 @@ static struct io_uring_buf_ring *fresh_ring(struct io_uring *ring, unsigned char
 static void untouched(const struct io_uring_buf_ring *br, const unsigned char *snap,
 		      const unsigned char *bufs, size_t len, int round)
 {
-	sleep_ms(40);
+	th_sleep_ms(40);
 	cr_assert_eq(memcmp(br, snap, len), 0, "round %d: the new buffer ring was written", round);
 	for (size_t i = 0; i < WBUFS * BUF_SIZE; i++)
 		cr_assert_eq(bufs[i], 0x5a, "round %d: byte %zu of the new buffers was written "
@@ -772,7 +756,7 @@ static int witness_close_without_unregister(struct hugering_arena *a, int rounds
 		cr_assert_eq(hugering_buf_ring_info(&A, 1, &oi), 0);
 		f = (struct flood){ .fd = fds[1] };
 		cr_assert_eq(pthread_create(&t, NULL, flood, &f), 0);
-		sleep_ms(2);
+		th_sleep_ms(2);
 		hugering_queue_exit(&A);	/* no hugering_free_buf_ring */
 		a ? ring_in(a, &B) : ring_up(&B);
 		br = fresh_ring(&B, new_bufs, snap, &ni);
@@ -798,7 +782,7 @@ Test(bufring, witness_ring_closed_without_unregister)
 	struct hugering_arena *a;
 
 	th_need_pool(SZ_2M, 4);
-	a = new_arena();
+	a = th_new_arena();
 	cr_assert_eq(witness_close_without_unregister(a, 10), 0);
 	cr_assert_eq(hugering_arena_destroy(a), 0);
 }
@@ -827,7 +811,7 @@ Test(bufring, witness_free_reuses_at_once)
 	struct hugering_arena *a;
 
 	th_need_pool(SZ_2M, 4);
-	a = new_arena();
+	a = th_new_arena();
 	for (int i = 0; i < 10; i++) {
 		struct hugering_buf_ring_info ni;
 		struct io_uring_buf_ring *old, *br;
@@ -842,7 +826,7 @@ Test(bufring, witness_free_reuses_at_once)
 		old = busy_inc_ring(&A, fds[0], fds[1], old_bufs);
 		f = (struct flood){ .fd = fds[1] };
 		cr_assert_eq(pthread_create(&t, NULL, flood, &f), 0);
-		sleep_ms(2);
+		th_sleep_ms(2);
 		cr_assert_eq(hugering_free_buf_ring(&A, old, WBUFS, 1), 0, "%s",
 			     hugering_last_error());
 		br = fresh_ring(&B, new_bufs, snap, &ni);
@@ -907,7 +891,7 @@ static void buf_churn(long cycles)
 
 	th_need_pool(SZ_2M, 8);
 	pool_of(8, &hog);
-	a = new_arena();
+	a = th_new_arena();
 	ring_in(a, &ring);
 	t0 = now_s();
 	for (long i = 0; i < cycles; i++) {
@@ -924,7 +908,7 @@ static void buf_churn(long cycles)
 		for (int w = 0; !br && err == -ENOMEM && w < 2000; w++) {
 			if (!w)
 				memlock_waits++;
-			sleep_ms(1);
+			th_sleep_ms(1);
 			br = hugering_setup_buf_ring(&ring, 256, 1, 0, &err);
 		}
 		cr_assert_not_null(br, "cycle %ld: %d %s", i, err, hugering_last_error());
@@ -966,17 +950,6 @@ Test(bufring, churn_100000_cycles_on_8_page_pool, .timeout = 3600)
 /* ------------------------------------------------------------------ */
 /* RLIMIT_MEMLOCK                                                      */
 /* ------------------------------------------------------------------ */
-
-/* Root: drop CAP_IPC_LOCK from the effective set, so the kernel charges the limit. */
-static void drop_ipc_lock(void)
-{
-	struct __user_cap_header_struct h = { .version = _LINUX_CAPABILITY_VERSION_3 };
-	struct __user_cap_data_struct d[2];
-
-	cr_assert_eq(syscall(SYS_capget, &h, d), 0);
-	d[0].effective &= ~(1u << CAP_IPC_LOCK);
-	cr_assert_eq(syscall(SYS_capset, &h, d), 0, "capset: %s", strerror(errno));
-}
 
 #define FILL_RINGS 512
 #define FILL_BRS 64
@@ -1062,7 +1035,7 @@ Test(bufring, memlock_pressure_waits_for_dying_rings)
 	int err, pressure = 0;
 
 	th_need_pool(SZ_2M, 2);
-	drop_ipc_lock();
+	th_drop_ipc_lock();
 	ring_up(&ring);
 	cr_assert_eq(setrlimit(RLIMIT_MEMLOCK, &rl), 0, "%s", strerror(errno));
 	if (!fill_memlock(&f))

@@ -46,13 +46,6 @@ static int big_ring(struct hugering_arena *a, unsigned flags, struct io_uring *r
 	return hugering_queue_init_opts(4096, ring, &p, &o);
 }
 
-static void sleep_ms(int ms)
-{
-	struct timespec t = { ms / 1000, (ms % 1000) * 1000000L };
-
-	nanosleep(&t, NULL);
-}
-
 /* Threads of this process named like the worker. */
 static int worker_threads(void)
 {
@@ -156,11 +149,11 @@ static int ready_pages_are_safe(unsigned arena_flags, unsigned flags)
 		i0 = info_of(&ring);
 		th_nops(&ring, ring.sq.ring_entries);
 		hugering_queue_exit(&ring);
-		sleep_ms(5);	/* room for the worker to have a page ready */
+		th_sleep_ms(5);	/* room for the worker to have a page ready */
 		next_ring(a, flags, &ring, i);
 		i1 = info_of(&ring);
 		same += i1.page_addr == i0.page_addr && i1.page_offset == i0.page_offset;
-		sleep_ms(40);
+		th_sleep_ms(40);
 		th_nops(&ring, 3 * ring.sq.ring_entries);
 		hugering_queue_exit(&ring);
 	}
@@ -278,12 +271,12 @@ Test(prepare, thread_comes_and_goes)
 	cr_assert_eq(worker_threads(), 0);
 	for (int i = 0; i < 20; i++) {
 		cycle(a, 0);
-		sleep_ms(2);
+		th_sleep_ms(2);
 		seen += worker_threads();
 	}
 	cr_assert_gt(seen, 0, "no hugering-bg thread while rings churned");
 	for (int waited = 0; worker_threads() && waited < 5000; waited += 50)
-		sleep_ms(50);
+		th_sleep_ms(50);
 	cr_assert_eq(worker_threads(), 0, "the worker outlived its work by 5 s");
 	cr_assert_gt(stats_of(a).pages_prepared, 0);
 	cr_assert_eq(hugering_arena_destroy(a), 0);
@@ -314,7 +307,7 @@ Test(prepare, trim_takes_the_ready_page)
 	cr_assert_eq(stats_of(a).pages_held, 0, "after the trim: %u pages held, %u rings live, "
 		     "%zu bytes free", stats_of(a).pages_held, stats_of(a).rings_live,
 		     stats_of(a).bytes_free);
-	sleep_ms(50);
+	th_sleep_ms(50);
 	cr_assert_eq(stats_of(a).pages_held, 0, "a page came back after the trim");
 	cr_assert_eq(hugering_arena_destroy(a), 0);
 }
@@ -333,7 +326,7 @@ Test(prepare, ready_page_yields_to_max_bytes)
 	for (int i = 0; i < 30; i++) {
 		cycle(a, 0);
 		if (i % 3 == 0)
-			sleep_ms(3);
+			th_sleep_ms(3);
 		cr_assert_leq(stats_of(a).pages_held, 2);
 	}
 	hugering_queue_exit(&keep);
@@ -366,7 +359,7 @@ Test(prepare, fork_child_prepares_its_own)
 			if (big_ring(mine, 0, &ring))
 				_exit(3);
 			hugering_queue_exit(&ring);
-			sleep_ms(3);
+			th_sleep_ms(3);
 		}
 		ok = !hugering_arena_stats(mine, &st) && st.prepared_used > 0;
 		_exit(ok && !hugering_arena_destroy(mine) ? 0 : 4);

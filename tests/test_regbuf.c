@@ -459,17 +459,6 @@ Test(regbuf, base_pages_charge_per_page)
 /* RLIMIT_MEMLOCK                                                      */
 /* ------------------------------------------------------------------ */
 
-/* Drop CAP_IPC_LOCK from the effective set (root), so the kernel charges the limit. */
-static void drop_ipc_lock(void)
-{
-	struct __user_cap_header_struct h = { .version = _LINUX_CAPABILITY_VERSION_3 };
-	struct __user_cap_data_struct d[2];
-
-	cr_assert_eq(syscall(SYS_capget, &h, d), 0);
-	d[0].effective &= ~(1u << CAP_IPC_LOCK);
-	cr_assert_eq(syscall(SYS_capset, &h, d), 0, "capset: %s", strerror(errno));
-}
-
 Test(regbuf, memlock_limit_refused_with_figure)
 {
 	struct rlimit rl = { .rlim_cur = MiB, .rlim_max = MiB };
@@ -482,7 +471,7 @@ Test(regbuf, memlock_limit_refused_with_figure)
 	int ret;
 
 	th_need_pool(SZ_2M, 4);
-	drop_ipc_lock();
+	th_drop_ipc_lock();
 	cr_assert_eq(setrlimit(RLIMIT_MEMLOCK, &rl), 0, "%s", strerror(errno));
 	ring_up(&ring);
 	/* One 4 KiB buffer in a 2 MiB page: charged 2 MiB, over 1 MiB. */

@@ -27,15 +27,6 @@ static void need_resize(void)
 		cr_skip_test("this kernel cannot resize rings (Linux < 6.13)");
 }
 
-static struct hugering_arena *new_arena(void)
-{
-	struct hugering_arena_opts o = { .numa_node = -1 };
-	struct hugering_arena *a;
-
-	cr_assert_eq(hugering_arena_create(&o, &a), 0);
-	return a;
-}
-
 static void ring_in(struct hugering_arena *a, int policy, unsigned entries, unsigned cq,
 		    unsigned flags, struct io_uring *ring)
 {
@@ -69,13 +60,6 @@ static struct hugering_ring_info info_of(const struct io_uring *ring)
 	return i;
 }
 
-static void sleep_ms(int ms)
-{
-	struct timespec t = { ms / 1000, (ms % 1000) * 1000000L };
-
-	nanosleep(&t, NULL);
-}
-
 /* @n NOPs with user_data @base + i, prepared, not submitted. */
 static void prep_nops(struct io_uring *ring, unsigned n, uint64_t base)
 {
@@ -106,7 +90,7 @@ static void reap_in_order(struct io_uring *ring, unsigned n, uint64_t base)
 /* 64 -> 4096 SQ, 65536 CQ: new memory, new sizes reported, NOPs complete exactly. */
 Test(resize, grow_64_to_4096_65536)
 {
-	struct hugering_arena *a = new_arena();
+	struct hugering_arena *a = th_new_arena();
 	struct hugering_ring_info i0, i1;
 	struct hugering_layout lay;
 	struct io_uring_params lp = { .flags = IORING_SETUP_CQSIZE | th_no_sqarray(),
@@ -145,7 +129,7 @@ Test(resize, grow_64_to_4096_65536)
 /* SQEs prepared before the resize are submitted after it and complete; unreaped CQEs stay. */
 Test(resize, inflight_sqes_and_cqes_survive)
 {
-	struct hugering_arena *a = new_arena();
+	struct hugering_arena *a = th_new_arena();
 	struct io_uring ring;
 
 	need_resize();
@@ -178,7 +162,7 @@ Test(resize, inflight_sqes_and_cqes_survive)
  */
 Test(resize, overflow_keeps_the_ring)
 {
-	struct hugering_arena *a = new_arena();
+	struct hugering_arena *a = th_new_arena();
 	struct hugering_ring_info i0, i1;
 	struct hugering_arena_stats s0, s1;
 	struct io_uring ring, other;
@@ -211,7 +195,7 @@ Test(resize, overflow_keeps_the_ring)
 
 	/* The freed new slot takes another ring; the first never writes it. */
 	ring_in(a, HUGERING_POLICY_NOMMAP, 16, 64, DEFER, &other);
-	sleep_ms(40);
+	th_sleep_ms(40);
 	th_nops(&other, 3 * 16);
 	th_nops(&ring, 3 * 64);
 	th_nops(&other, 3 * 16);
@@ -222,7 +206,7 @@ Test(resize, overflow_keeps_the_ring)
 
 static void old_slot_reused(unsigned sq, unsigned cq, unsigned new_sq, unsigned new_cq)
 {
-	struct hugering_arena *a = new_arena();
+	struct hugering_arena *a = th_new_arena();
 	struct hugering_ring_info i0, i1, w;
 	struct hugering_arena_stats s0, s1;
 	struct io_uring ring, witness;
@@ -245,7 +229,7 @@ static void old_slot_reused(unsigned sq, unsigned cq, unsigned new_sq, unsigned 
 	w = info_of(&witness);
 	cr_assert_eq(w.page_addr, i0.page_addr, "the old slot is reused");
 	cr_assert_eq(w.page_offset, i0.page_offset, "the old slot is reused");
-	sleep_ms(40);
+	th_sleep_ms(40);
 	th_nops(&witness, 3 * sq);
 	th_nops(&ring, 3 * i1.sq_entries);
 	th_nops(&witness, 3 * sq);
