@@ -231,7 +231,9 @@ struct hr_pool_rec {
 	size_t page_size;
 	int numa_node;
 	struct io_uring_params got;	/* filled back at first creation */
-	unsigned iowq[2];		/* io-wq max workers at creation */
+	int info_fd;			/* /proc/self/fdinfo/<fd_num>, open while a candidate */
+	int fd_num;			/* the program's fd number of the ring at creation */
+	uint64_t ino;			/* the ring file's inode number */
 	int pers_next;			/* the personality id the next probe must get */
 	uint8_t int_flags;		/* liburing's int_flags at creation */
 	uint64_t owner;			/* SINGLE_ISSUER: the creating thread's token; else 0 */
@@ -284,7 +286,8 @@ int hr_ring_hooks_reset(const struct io_uring *ring);
 void hr_bufring_moved(const void *old_key, const struct io_uring *ring);
 void hr_regbuf_moved(const void *old_key, const struct io_uring *ring);
 /* Mark the registered ring of @key a pool candidate, with @pr. */
-void hr_registry_note_pool(const void *key, const struct hr_pool_rec *pr);
+/* false: no such ring (the caller still owns what @pr holds). */
+bool hr_registry_note_pool(const void *key, const struct hr_pool_rec *pr);
 /* hugering's own fd of a ring in user memory (not IOPOLL-degraded), else -1. */
 int hr_registry_ref_fd(const void *key);
 

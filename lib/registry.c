@@ -11,6 +11,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "internal.h"
 
@@ -27,6 +28,7 @@ struct hr_ring_rec *hr_ring_rec_new(void)
 	}
 	rec->info.fallback_reason = "";
 	rec->info.iopoll_reason = "";
+	rec->pool.info_fd = -1;
 	return rec;
 }
 
@@ -37,6 +39,8 @@ void hr_ring_rec_free(struct hr_ring_rec *rec)
 		return;
 	hr_reason_free(rec->info.fallback_reason);
 	hr_reason_free(rec->info.iopoll_reason);
+	if (rec->pool.info_fd >= 0)
+		close(rec->pool.info_fd);
 	free(rec);
 }
 
@@ -215,7 +219,7 @@ int hr_registry_info(const void *key, struct hugering_ring_info *out)
 	return ret;
 }
 
-void hr_registry_note_pool(const void *key, const struct hr_pool_rec *pr)
+bool hr_registry_note_pool(const void *key, const struct hr_pool_rec *pr)
 {
 	struct hr_ring_rec *r;
 
@@ -223,6 +227,7 @@ void hr_registry_note_pool(const void *key, const struct hr_pool_rec *pr)
 	if ((r = find_locked(key)))
 		r->pool = *pr;
 	pthread_mutex_unlock(&registry_lock);
+	return r != NULL;
 }
 
 /* hugering's own reference to a ring in user memory, or -1. */

@@ -171,21 +171,37 @@ static bool shape_poolable(const struct io_uring_params *want, const struct huge
 	       (want->flags & IORING_SETUP_SINGLE_ISSUER) && !(want->flags & never);
 }
 
+/*
+ * The fdinfo of the program's fd number, kept open: read again at each
+ * reset (a read from offset 0 shows the file at that number now), it says
+ * both that the number is still this ring and what the kernel holds.
+ */
+static int open_fdinfo(int fd_num)
+{
+	char path[64];
+
+	snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", fd_num);
+	return open(path, O_RDONLY | O_CLOEXEC);
+}
+
 void hr_pool_note(struct io_uring *ring, unsigned entries, const struct io_uring_params *want,
 		  const struct io_uring_params *got, int policy, const struct hugering_init_opts *o)
 {
 	struct hr_pool_rec pr;
+	struct stat st;
 	int fd;
 
 	if (!shape_poolable(want, o))
 		return;
 	fd = hr_registry_ref_fd(ring->sq.sqes);
-	if (fd < 0)
+	if (fd < 0 || fstat(fd, &st))
 		return;		/* kernel-mapped: no reference of ours to check the fd by */
 	memset(&pr, 0, sizeof(pr));
-	/* The limits the reset puts back ({0, 0} only asks). */
-	if (hr_sys_io_uring_register(fd, IORING_REGISTER_IOWQ_MAX_WORKERS, pr.iowq, 2) < 0)
+	pr.info_fd = open_fdinfo(ring->ring_fd);
+	if (pr.info_fd < 0)
 		return;
+	pr.fd_num = ring->ring_fd;
+	pr.ino = st.st_ino;
 	pr.candidate = true;
 	pr.pers_next = 1;	/* a fresh ring's first personality id */
 	pr.entries = entries;
@@ -197,7 +213,8 @@ void hr_pool_note(struct io_uring *ring, unsigned entries, const struct io_uring
 	pr.got = *got;
 	pr.int_flags = ring->int_flags;
 	pr.owner = thread_token();
-	hr_registry_note_pool(ring->sq.sqes, &pr);
+	if (!hr_registry_note_pool(ring->sq.sqes, &pr))
+		close(pr.info_fd);
 }
 
 /* ------------------------------------------------------------------ */
@@ -259,27 +276,27 @@ static bool counters_clean(const struct io_uring *ring)
 	       !(__atomic_load_n(ring->sq.kflags, __ATOMIC_ACQUIRE) & IORING_SQ_CQ_OVERFLOW);
 }
 
-/* Nothing the kernel or liburing shows says this ring is not as made. */
+/*
+ * Nothing liburing shows says this ring is not as made.  Whether the
+ * program's fd number is still this ring (not closed and reused) is for
+ * fdinfo to say; until then the kernel is only asked through our own fd.
+ */
 static bool untouched(const struct io_uring *ring, const struct hr_ring_rec *rec)
 {
 	const struct hr_pool_rec *pr = &rec->pool;
-	struct stat a, b;
 
-	if (!pr->candidate || pr->owner != thread_token() || ring->int_flags != pr->int_flags ||
-	    ring->enter_ring_fd != ring->ring_fd || ring->ring_fd < 0 || rec->ref_fd < 0 ||
-	    ring->flags != pr->got.flags || ring->sq.ring_entries != pr->got.sq_entries ||
-	    ring->cq.ring_entries != pr->got.cq_entries || ring->sq.sqes != rec->key ||
-	    !counters_clean(ring))
-		return false;
-	/* The program's fd number must still be this ring (not closed and reused). */
-	return !fstat(ring->ring_fd, &a) && !fstat(rec->ref_fd, &b) && a.st_ino == b.st_ino &&
-	       a.st_dev == b.st_dev;
+	return pr->candidate && pr->info_fd >= 0 && pr->owner == thread_token() &&
+	       ring->int_flags == pr->int_flags && ring->ring_fd == pr->fd_num &&
+	       ring->enter_ring_fd == ring->ring_fd && rec->ref_fd >= 0 &&
+	       ring->flags == pr->got.flags && ring->sq.ring_entries == pr->got.sq_entries &&
+	       ring->cq.ring_entries == pr->got.cq_entries && ring->sq.sqes == rec->key &&
+	       counters_clean(ring);
 }
 
-static void reap(struct io_uring *ring)
+static void reap(struct io_uring *ring, int fd)
 {
 	if (ring->flags & IORING_SETUP_DEFER_TASKRUN)
-		io_uring_get_events(ring);
+		io_uring_enter((unsigned)fd, 0, 0, IORING_ENTER_GETEVENTS, NULL);
 	io_uring_cq_advance(ring, io_uring_cq_ready(ring));
 }
 
@@ -314,7 +331,7 @@ static int cancel_all(struct io_uring *ring, int fd, long deadline)
 		reg.timeout.tv_nsec = (left % 1000) * 1000000L;
 		/* With CANCEL_ANY the kernel cancels all it finds and says how many. */
 		ret = hr_sys_io_uring_register(fd, IORING_REGISTER_SYNC_CANCEL, &reg, 1);
-		reap(ring);
+		reap(ring, fd);
 		if (ret == 0 || ret == -ENOENT)
 			return 0;
 		/* -EALREADY/-ETIME: running, not done in time; -EINTR: again, until the deadline. */
@@ -324,20 +341,20 @@ static int cancel_all(struct io_uring *ring, int fd, long deadline)
 }
 
 /* IOPOLL: polled requests are not cancellable; poll until none is left. */
-static int poll_all(struct io_uring *ring, long deadline)
+static int poll_all(struct io_uring *ring, int fd, long deadline)
 {
 	if (!(ring->flags & IORING_SETUP_IOPOLL))
 		return 0;
 	while (hr_now_ms() < deadline) {
 		unsigned before = io_uring_cq_ready(ring);
-		int ret = io_uring_enter(ring->ring_fd, 0, 1, IORING_ENTER_GETEVENTS, NULL);
+		int ret = io_uring_enter((unsigned)fd, 0, 1, IORING_ENTER_GETEVENTS, NULL);
 
 		if (ret < 0 && ret != -EINTR && ret != -EAGAIN)
 			return ret;
 		/* With min_complete 1 the kernel returns without a CQE only when nothing is polled. */
 		if (ret >= 0 && io_uring_cq_ready(ring) == before)
 			return 0;
-		reap(ring);
+		reap(ring, fd);
 	}
 	return -ETIME;
 }
@@ -371,26 +388,25 @@ static bool no_personality(int fd, struct hr_pool_rec *pr)
 	return true;
 }
 
+/*
+ * What is the ring's own, undone.  The io-wq affinity and max workers are
+ * not: for a ring without SQPOLL (never pooled) they are set on the calling
+ * thread's io-wq, which outlives the ring, so a close leaves them as the
+ * program set them and so does the reset.
+ */
 static bool unregister_all(const struct io_uring *ring, struct hr_ring_rec *rec)
 {
 	struct hr_pool_rec *pr = &rec->pool;
 	int fd = rec->ref_fd;
-	unsigned now[2] = { 0, 0 }, back[2] = { pr->iowq[0], pr->iowq[1] };
 	struct { uint32_t clockid, flags, resv[2]; } clk = { CLOCK_MONOTONIC, 0, { 0, 0 } };
 
 	if (!no_personality(fd, pr) ||
 	    !unreg(fd, IORING_UNREGISTER_FILES, NULL, 0, false) ||
 	    !unreg(fd, IORING_UNREGISTER_BUFFERS, NULL, 0, false) ||
 	    !unreg(fd, IORING_UNREGISTER_EVENTFD, NULL, 0, false) ||
-	    !unreg(fd, IORING_UNREGISTER_IOWQ_AFF, NULL, 0, false) ||
 	    /* NAPI: Linux 6.9; CLOCK: 6.10 (older kernels: -EINVAL, and nothing to undo) */
 	    !unreg(fd, IORING_UNREGISTER_NAPI, NULL, 1, true) ||
 	    !unreg(fd, IORING_REGISTER_CLOCK, &clk, 0, true))
-		return false;
-	if (hr_sys_io_uring_register(fd, IORING_REGISTER_IOWQ_MAX_WORKERS, now, 2) < 0)
-		return false;
-	if ((now[0] != back[0] || now[1] != back[1]) &&
-	    hr_sys_io_uring_register(fd, IORING_REGISTER_IOWQ_MAX_WORKERS, back, 2) < 0)
 		return false;
 	/* hugering's own buffer rings and registered-buffer records */
 	if (hr_ring_hooks_reset(ring))
@@ -401,90 +417,107 @@ static bool unregister_all(const struct io_uring *ring, struct hr_ring_rec *rec)
 	return true;
 }
 
-/* One "Name:\tvalue" line of fdinfo: the value, or NULL for another name. */
-static const char *field(const char *line, const char *name)
+/* "0" and nothing after it. */
+static bool is_zero(const char *v)
 {
-	size_t n = strlen(name);
+	return v[0] == '0' && (v[1] == '\n' || !v[1]);
+}
 
-	if (strncmp(line, name, n) || line[n] != ':')
+/* Which fdinfo fields were seen (all must be). */
+enum {
+	SEEN_INO = 1 << 0, SEEN_SQ_HEAD = 1 << 1, SEEN_SQ_TAIL = 1 << 2, SEEN_CQ_HEAD = 1 << 3,
+	SEEN_CQ_TAIL = 1 << 4, SEEN_FILES = 1 << 5, SEEN_BUFS = 1 << 6, SEEN_POLLS = 1 << 7,
+	SEEN_OVERFLOW = 1 << 8, SEEN_ALL = (1 << 9) - 1,
+};
+
+/* One "Name:\tvalue" line, its name @n bytes long: what it says against a fresh ring, or NULL. */
+static const char *fdinfo_line(const char *name, size_t n, const char *v, uint64_t ino,
+			       long hd[4], unsigned *seen, bool *in_list)
+{
+	static const char *const counter[4] = { "SqHead", "SqTail", "CqHead", "CqTail" };
+
+#define IS(lit) (n == sizeof(lit) - 1 && !memcmp(name, lit, n))
+	if (IS("ino")) {
+		*seen |= SEEN_INO;
+		return strtoull(v, NULL, 10) == ino ? NULL : "the fd number is another file now";
+	}
+	for (int i = 0; i < 4; i++) {
+		if (n == 6 && !memcmp(name, counter[i], 6)) {
+			hd[i] = strtol(v, NULL, 10);
+			*seen |= SEEN_SQ_HEAD << i;
+			return NULL;
+		}
+	}
+	if (IS("UserFiles") || IS("UserBufs")) {
+		*seen |= IS("UserFiles") ? SEEN_FILES : SEEN_BUFS;
+		return is_zero(v) ? NULL : "files or buffers";
+	}
+	if (IS("SQEs") || IS("CQEs"))
+		return is_zero(v) ? NULL : "SQEs or CQEs";
+	if (IS("PollList") || IS("CqOverflowList")) {
+		*seen |= IS("PollList") ? SEEN_POLLS : SEEN_OVERFLOW;
+		*in_list = true;
 		return NULL;
-	line += n + 1;
-	while (*line == '\t' || *line == ' ')
-		line++;
-	return line;
+	}
+	if (IS("Personalities"))
+		return "personalities";
+	if (IS("NAPI") && strncmp(v, "disabled", 8))
+		return "NAPI";
+#undef IS
+	return NULL;
 }
 
 /*
- * What the kernel shows of the ring in /proc/self/fdinfo: no files, no
- * buffers, no personalities (older kernels list them), no polls, no
- * overflowed CQEs, SQ and CQ empty, NAPI off.  NULL when clean, else what
- * is not.  "incomplete": a field is missing -- another kernel's format, or
- * the kernel could not take the ring's lock (it then shows only what it
- * can without it: an io-wq worker ending a cancelled request may hold it
- * for a moment).
+ * What the kernel shows of the ring in /proc/self/fdinfo: the program's fd
+ * number still this ring, no files, no buffers, no personalities (older
+ * kernels list them), no polls, no overflowed CQEs, SQ and CQ empty, NAPI
+ * off.  NULL when clean, else what is not.  "incomplete": a field is
+ * missing -- another kernel's format, or the kernel could not take the
+ * ring's lock (it then shows only what it can without it: an io-wq worker
+ * ending a cancelled request may hold it for a moment).
  */
-static const char *fdinfo_dirt(int fd)
+static const char *fdinfo_dirt(const struct hr_pool_rec *pr)
 {
-	char path[64], buf[8192];
-	unsigned need = 0;
-	long sq[2] = { -1, -2 }, cq[2] = { -1, -2 };
+	char buf[8192];
+	long hd[4] = { -1, -2, -1, -2 };
+	unsigned seen = 0;
 	bool in_list = false;
-	ssize_t n;
-	int f;
+	ssize_t n = pread(pr->info_fd, buf, sizeof(buf) - 1, 0);
 
-	snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", fd);
-	f = open(path, O_RDONLY | O_CLOEXEC);
-	if (f < 0)
-		return "unreadable";
-	n = read(f, buf, sizeof(buf) - 1);
-	close(f);
 	if (n <= 0 || n == (ssize_t)sizeof(buf) - 1)
-		return "unreadable or too long";
+		return "unreadable (the fd closed?) or too long";
 	buf[n] = '\0';
-	for (char *line = buf, *end; *line; line = end) {
-		const char *v;
+	for (char *line = buf, *end; line < buf + n; line = end) {
+		const char *colon, *v, *dirt;
 
-		end = strchr(line, '\n');
-		end = end ? end + 1 : line + strlen(line);
+		end = memchr(line, '\n', (size_t)(buf + n - line));
+		end = end ? end + 1 : buf + n;
 		if (*line == ' ' || *line == '\t') {
 			if (in_list)
 				return "a poll or an overflowed CQE";
 			continue;
 		}
 		in_list = false;
-		if (!strncmp(line, "Personalities:", 14))
-			return "personalities";
-		if ((v = field(line, "SqHead")))
-			sq[0] = strtol(v, NULL, 10), need |= 1;
-		else if ((v = field(line, "SqTail")))
-			sq[1] = strtol(v, NULL, 10), need |= 2;
-		else if ((v = field(line, "CqHead")))
-			cq[0] = strtol(v, NULL, 10), need |= 4;
-		else if ((v = field(line, "CqTail")))
-			cq[1] = strtol(v, NULL, 10), need |= 8;
-		else if ((v = field(line, "UserFiles")) || (v = field(line, "UserBufs")) ||
-			 (v = field(line, "SQEs")) || (v = field(line, "CQEs"))) {
-			if (*v != '0' || (v[1] != '\n' && v[1]))
-				return "files, buffers, SQEs or CQEs";
-			need |= !strncmp(line, "UserFiles", 9) ? 16 : !strncmp(line, "UserBufs", 8) ? 32 : 0;
-		} else if ((v = field(line, "PollList")) || (v = field(line, "CqOverflowList"))) {
-			in_list = true;
-			need |= *line == 'P' ? 64 : 128;
-		} else if ((v = field(line, "NAPI")) && strncmp(v, "disabled", 8)) {
-			return "NAPI";
-		}
+		colon = memchr(line, ':', (size_t)(end - line));
+		if (!colon)
+			continue;
+		for (v = colon + 1; *v == '\t' || *v == ' '; v++)
+			;
+		dirt = fdinfo_line(line, (size_t)(colon - line), v, pr->ino, hd, &seen, &in_list);
+		if (dirt)
+			return dirt;
 	}
-	if (need != 255)
+	if (seen != SEEN_ALL)
 		return "incomplete";
-	return sq[0] == sq[1] && cq[0] == cq[1] ? NULL : "SQ or CQ not empty";
+	return hd[0] == hd[1] && hd[2] == hd[3] ? NULL : "SQ or CQ not empty";
 }
 
 /* fdinfo_dirt, read again while incomplete (a lock held for a moment), until @deadline. */
-static const char *fdinfo_check(int fd, long deadline)
+static const char *fdinfo_check(const struct hr_pool_rec *pr, long deadline)
 {
 	const char *dirt;
 
-	while ((dirt = fdinfo_dirt(fd)) && !strcmp(dirt, "incomplete") && hr_now_ms() < deadline)
+	while ((dirt = fdinfo_dirt(pr)) && !strcmp(dirt, "incomplete") && hr_now_ms() < deadline)
 		sched_yield();
 	return dirt;
 }
@@ -546,10 +579,10 @@ bool hr_pool_put(struct io_uring *ring, struct hr_ring_rec *rec)
 		return not_pooled("the pool is full");
 	if (!untouched(ring, rec))
 		return not_pooled("not the creating thread, a registered ring fd, a CQ overflow, "
-				  "dropped SQEs, resized, or its fd closed");
+				  "dropped SQEs, resized, or another fd number");
 	drop_unsubmitted(ring);
 	/* The cancel loop reaped last (task work run for DEFER_TASKRUN). */
-	if (cancel_all(ring, rec->ref_fd, deadline) || poll_all(ring, deadline))
+	if (cancel_all(ring, rec->ref_fd, deadline) || poll_all(ring, rec->ref_fd, deadline))
 		return not_pooled("requests still in flight after 50 ms");
 	if (io_uring_cq_ready(ring) || io_uring_sq_ready(ring))
 		return not_pooled("SQ or CQ not empty after the drain");
@@ -560,7 +593,7 @@ bool hr_pool_put(struct io_uring *ring, struct hr_ring_rec *rec)
 	/* A fresh ring shows no task work pending (IORING_SETUP_TASKRUN_FLAG). */
 	if (__atomic_load_n(ring->sq.kflags, __ATOMIC_ACQUIRE) & IORING_SQ_TASKRUN)
 		return not_pooled("task work still pending after the drain");
-	dirt = fdinfo_check(rec->ref_fd, deadline);
+	dirt = fdinfo_check(&rec->pool, deadline);
 	/*
 	 * A poll the cancel did not find: a request moving from io-wq to poll
 	 * (a cancelled read retried as a poll) between two cancels.  Cancel
@@ -570,7 +603,7 @@ bool hr_pool_put(struct io_uring *ring, struct hr_ring_rec *rec)
 		if (cancel_all(ring, rec->ref_fd, deadline) || io_uring_cq_ready(ring) ||
 		    !counters_clean(ring))
 			break;
-		dirt = fdinfo_check(rec->ref_fd, deadline);
+		dirt = fdinfo_check(&rec->pool, deadline);
 	}
 	if (dirt) {
 		hr_log(HUGERING_LOG_DEBUG, "ring not pooled: /proc/self/fdinfo: %s", dirt);

@@ -3,8 +3,8 @@
  * The pool of live rings (issue 14, item 3; HUGERING_INIT_POOLED): a ring
  * left with every registration and requests in flight comes back from the
  * pool like a fresh ring (params as at creation, SQ and CQ empty, no stray
- * completion, every registration possible again, io-wq limits as they
- * were); rings that cannot be reset are closed; threads never get each
+ * completion, every registration possible again, the thread's io-wq
+ * limits as the program left them); rings that cannot be reset are closed; threads never get each
  * other's rings; thread exit, idle time, the cap, fork and zeroed options.
  */
 #include <criterion/criterion.h>
@@ -170,7 +170,7 @@ static void used_ring_comes_back_fresh(unsigned flags, bool lib_bufs)
 {
 	struct io_uring ring;
 	struct io_uring_params p1, p2;
-	unsigned limits0[2] = { 0, 0 }, limits[2] = { 0, 0 };
+	unsigned limits[2] = { 0, 0 };
 	int sv[2], pipefd[2], efd, efd2, err;
 	char *buf = aligned_alloc(4096, 4096), rbuf[64];
 	struct iovec iov = { buf, 4096 };
@@ -181,7 +181,6 @@ static void used_ring_comes_back_fresh(unsigned flags, bool lib_bufs)
 	cr_assert_eq(pipe2(pipefd, O_CLOEXEC), 0);
 	make_pooled(&ring, &p1, flags);
 	cr_assert_eq(pooled(&ring), 0);
-	cr_assert_eq(io_uring_register_iowq_max_workers(&ring, limits0), 0);
 	register_everything(&ring, pipefd, buf, lib_bufs, &efd, &napi);
 	leave_in_flight(&ring, sv[0], rbuf);
 	hugering_queue_exit(&ring);
@@ -199,10 +198,14 @@ static void used_ring_comes_back_fresh(unsigned flags, bool lib_bufs)
 	cr_assert_eq(io_uring_register_eventfd(&ring, efd2), 0, "eventfd left registered");
 	cr_assert_not_null(hugering_setup_buf_ring(&ring, 8, 7, 0, &err),
 			   "buffer group 7 left registered: %d", err);
+	/*
+	 * The io-wq limits are the thread's (its io-wq outlives the ring): a
+	 * close leaves them as the program set them, and so must the reset.
+	 */
 	cr_assert_eq(io_uring_register_iowq_max_workers(&ring, limits), 0);
-	cr_assert(limits[0] == limits0[0] && limits[1] == limits0[1],
-		  "io-wq max workers %u/%u, were %u/%u at creation", limits[0], limits[1],
-		  limits0[0], limits0[1]);
+	cr_assert(limits[0] == 2 && limits[1] == 3,
+		  "io-wq max workers %u/%u: the thread's 2/3 were changed by the reset",
+		  limits[0], limits[1]);
 	if (napi) {
 		char path[64], info[4096];
 
@@ -349,6 +352,49 @@ Test(ringpool, registered_ring_fd_is_closed)
 	cr_assert_eq(io_uring_register_ring_fd(&ring), 1);
 	hugering_queue_exit(&ring);
 	cr_assert_eq(th_fd_count(), fds, "a ring with a registered fd was kept");
+}
+
+/*
+ * The program closed the ring's fd and the number now names another file
+ * (here another io_uring, or an eventfd): that file is not reset, and the
+ * ring is not kept.  The exit closes the number, as liburing's does.
+ */
+static void fd_number_reused(bool by_ring)
+{
+	struct io_uring ring, other;
+	struct io_uring_params p;
+	int num, efd = -1;
+
+	make_pooled(&ring, &p, DEFER);
+	num = ring.ring_fd;
+	if (by_ring) {
+		cr_assert_eq(io_uring_queue_init(4, &other, 0), 0);
+		cr_assert_eq(dup2(other.ring_fd, num), num);
+	} else {
+		efd = eventfd(0, EFD_CLOEXEC);
+		cr_assert_geq(efd, 0);
+		cr_assert_eq(dup2(efd, num), num);
+	}
+	why[0] = '\0';
+	hugering_queue_exit(&ring);
+	cr_assert(strstr(why, "another file"), "not closed for the fd number: \"%s\"", why);
+	make_pooled(&ring, &p, DEFER);
+	cr_assert_eq(pooled(&ring), 0, "a ring whose fd number was reused was kept");
+	hugering_queue_exit(&ring);
+	if (by_ring)
+		io_uring_queue_exit(&other);
+	else
+		close(efd);
+}
+
+Test(ringpool, fd_number_reused_by_a_ring_is_closed)
+{
+	fd_number_reused(true);
+}
+
+Test(ringpool, fd_number_reused_by_a_file_is_closed)
+{
+	fd_number_reused(false);
 }
 
 /*
@@ -568,8 +614,8 @@ Test(ringpool, cap_and_idle_time)
 	for (int i = 0; i < 10; i++)
 		hugering_queue_exit(&rings[i]);
 	kept = th_fd_count() - fds;
-	/* A ring in user memory holds two fds: the program's and hugering's. */
-	cr_assert_eq(kept, 2 * 8, "%d fds kept: the cap is 8 rings (%s)", kept, why);
+	/* A pooled ring holds three fds: the program's, hugering's, and its fdinfo's. */
+	cr_assert_eq(kept, 3 * 8, "%d fds kept: the cap is 8 rings (%s)", kept, why);
 	for (int i = 0; i < 10; i++) {
 		make_pooled(&rings[i], &p, DEFER);
 		n += pooled(&rings[i]);
