@@ -644,7 +644,6 @@ static void fork_child(void)
 		free(e);
 	}
 	pool_n = 0;
-	idle_job.queued = idle_job.running = idle_job.again = false;
 	/*
 	 * The forking thread's token is its parent's: a new one, so the live
 	 * rings the child inherited are never taken for its own at exit.

@@ -33,6 +33,7 @@ static pthread_cond_t done;	/* a job finished */
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 static struct hr_job *head, *tail;
 static bool running;
+static struct hr_job *current;	/* the job the thread runs now, or NULL */
 static unsigned long started;	/* threads started, for tests and logs */
 
 /* The idle timeout is on CLOCK_MONOTONIC: a wall-clock step must not end or prolong it. */
@@ -115,9 +116,11 @@ static void *worker_main(void *arg)
 	pthread_mutex_lock(&lock);
 	while ((j = next_job())) {
 		j->running = true;
+		current = j;
 		pthread_mutex_unlock(&lock);
 		j->run(j);
 		pthread_mutex_lock(&lock);
+		current = NULL;
 		j->running = false;
 		if (j->again) {
 			j->again = false;
@@ -250,8 +253,21 @@ void hr_worker_fork_parent(void)
 	pthread_mutex_unlock(&lock);
 }
 
+/*
+ * The child's copies of the parent's jobs must look never posted: one left
+ * "queued" would never be posted again, one left "running" would make
+ * hr_worker_cancel wait for a thread the child does not have.
+ */
 void hr_worker_fork_child(void)
 {
+	for (struct hr_job *p = head, *n; p; p = n) {
+		n = p->next;
+		p->next = NULL;
+		p->queued = p->again = false;
+	}
+	if (current)
+		current->running = current->again = false;
+	current = NULL;
 	head = tail = NULL;
 	running = false;
 	init_conds();	/* no thread of the child waits on them */
