@@ -388,33 +388,35 @@ static bool no_personality(int fd, struct hr_pool_rec *pr)
 	return true;
 }
 
+/* What fdinfo says against a fresh ring, when it is one of these (compared by address). */
+static const char DIRT_REGISTERED[] = "files, buffers or NAPI";
+static const char DIRT_POLL[] = "a poll or an overflowed CQE";
+
 /*
- * What is the ring's own, undone.  The io-wq affinity and max workers are
- * not: for a ring without SQPOLL (never pooled) they are set on the calling
- * thread's io-wq, which outlives the ring, so a close leaves them as the
- * program set them and so does the reset.
+ * What the ring holds that fdinfo does not show, undone: personalities
+ * (probed), the eventfd, the clock.  Files, buffers and NAPI, which it
+ * shows, are undone only when it does (undo_shown).  The io-wq affinity
+ * and max workers are not the ring's: without SQPOLL (never pooled) the
+ * kernel sets them on the calling thread's io-wq, which outlives the ring,
+ * so a close leaves them as the program set them and so does the reset.
  */
-static bool unregister_all(const struct io_uring *ring, struct hr_ring_rec *rec)
+static bool undo_unseen(struct hr_ring_rec *rec)
 {
-	struct hr_pool_rec *pr = &rec->pool;
 	int fd = rec->ref_fd;
 	struct { uint32_t clockid, flags, resv[2]; } clk = { CLOCK_MONOTONIC, 0, { 0, 0 } };
 
-	if (!no_personality(fd, pr) ||
-	    !unreg(fd, IORING_UNREGISTER_FILES, NULL, 0, false) ||
-	    !unreg(fd, IORING_UNREGISTER_BUFFERS, NULL, 0, false) ||
-	    !unreg(fd, IORING_UNREGISTER_EVENTFD, NULL, 0, false) ||
-	    /* NAPI: Linux 6.9; CLOCK: 6.10 (older kernels: -EINVAL, and nothing to undo) */
-	    !unreg(fd, IORING_UNREGISTER_NAPI, NULL, 1, true) ||
-	    !unreg(fd, IORING_REGISTER_CLOCK, &clk, 0, true))
-		return false;
-	/* hugering's own buffer rings and registered-buffer records */
-	if (hr_ring_hooks_reset(ring))
-		return false;
-	/* A fresh CQ has no flags set (the program may have set EVENTFD_DISABLED). */
-	if (ring->cq.kflags && *ring->cq.kflags)
-		__atomic_store_n(ring->cq.kflags, 0, __ATOMIC_RELEASE);
-	return true;
+	/* CLOCK: Linux 6.10 (older kernels: -EINVAL, and nothing to undo) */
+	return no_personality(fd, &rec->pool) &&
+	       unreg(fd, IORING_UNREGISTER_EVENTFD, NULL, 0, false) &&
+	       unreg(fd, IORING_REGISTER_CLOCK, &clk, 0, true);
+}
+
+static bool undo_shown(int fd)
+{
+	/* NAPI: Linux 6.9 (older kernels: -EINVAL, and nothing to undo) */
+	return unreg(fd, IORING_UNREGISTER_FILES, NULL, 0, false) &&
+	       unreg(fd, IORING_UNREGISTER_BUFFERS, NULL, 0, false) &&
+	       unreg(fd, IORING_UNREGISTER_NAPI, NULL, 1, true);
 }
 
 /* "0" and nothing after it. */
@@ -450,7 +452,7 @@ static const char *fdinfo_line(const char *name, size_t n, const char *v, uint64
 	}
 	if (IS("UserFiles") || IS("UserBufs")) {
 		*seen |= IS("UserFiles") ? SEEN_FILES : SEEN_BUFS;
-		return is_zero(v) ? NULL : "files or buffers";
+		return is_zero(v) ? NULL : DIRT_REGISTERED;
 	}
 	if (IS("SQEs") || IS("CQEs"))
 		return is_zero(v) ? NULL : "SQEs or CQEs";
@@ -462,7 +464,7 @@ static const char *fdinfo_line(const char *name, size_t n, const char *v, uint64
 	if (IS("Personalities"))
 		return "personalities";
 	if (IS("NAPI") && strncmp(v, "disabled", 8))
-		return "NAPI";
+		return DIRT_REGISTERED;
 #undef IS
 	return NULL;
 }
@@ -494,7 +496,7 @@ static const char *fdinfo_dirt(const struct hr_pool_rec *pr)
 		end = end ? end + 1 : buf + n;
 		if (*line == ' ' || *line == '\t') {
 			if (in_list)
-				return "a poll or an overflowed CQE";
+				return DIRT_POLL;
 			continue;
 		}
 		in_list = false;
@@ -586,20 +588,31 @@ bool hr_pool_put(struct io_uring *ring, struct hr_ring_rec *rec)
 		return not_pooled("requests still in flight after 50 ms");
 	if (io_uring_cq_ready(ring) || io_uring_sq_ready(ring))
 		return not_pooled("SQ or CQ not empty after the drain");
-	if (!unregister_all(ring, rec))
+	if (!undo_unseen(rec))
 		return not_pooled("an unregistration failed, or a personality was registered");
+	dirt = fdinfo_check(&rec->pool, deadline);
+	if (dirt == DIRT_REGISTERED) {
+		if (!undo_shown(rec->ref_fd))
+			return not_pooled("unregistering files, buffers or NAPI failed");
+		dirt = fdinfo_check(&rec->pool, deadline);
+	}
+	/* hugering's own buffer rings and registered-buffer records */
+	if (hr_ring_hooks_reset(ring))
+		return not_pooled("a buffer ring of hugering's did not unregister");
+	/* A fresh CQ has no flags set (the program may have set EVENTFD_DISABLED). */
+	if (ring->cq.kflags && *ring->cq.kflags)
+		__atomic_store_n(ring->cq.kflags, 0, __ATOMIC_RELEASE);
 	if (!counters_clean(ring))
 		return not_pooled("overflowed while draining");
 	/* A fresh ring shows no task work pending (IORING_SETUP_TASKRUN_FLAG). */
 	if (__atomic_load_n(ring->sq.kflags, __ATOMIC_ACQUIRE) & IORING_SQ_TASKRUN)
 		return not_pooled("task work still pending after the drain");
-	dirt = fdinfo_check(&rec->pool, deadline);
 	/*
 	 * A poll the cancel did not find: a request moving from io-wq to poll
 	 * (a cancelled read retried as a poll) between two cancels.  Cancel
 	 * again while there is time; still there: close.
 	 */
-	while (dirt && !strcmp(dirt, "a poll or an overflowed CQE") && hr_now_ms() < deadline) {
+	while (dirt == DIRT_POLL && hr_now_ms() < deadline) {
 		if (cancel_all(ring, rec->ref_fd, deadline) || io_uring_cq_ready(ring) ||
 		    !counters_clean(ring))
 			break;
