@@ -37,6 +37,7 @@
 
 #define POOL_MAX 8		/* rings kept per process */
 #define POOL_IDLE_MS 1000	/* an idle ring is closed after this */
+#define PERSONALITY_MAX 65535	/* the kernel's last personality id before it wraps */
 #define DRAIN_MS 50		/* cancelling and reaping may take this long, then: close */
 
 struct pooled {
@@ -368,9 +369,8 @@ static bool unreg(int fd, unsigned op, void *arg, unsigned nr, bool maybe_unknow
 }
 
 /*
- * Personalities: the kernel gives their ids in turn (1, 2, ...; an id is
- * not given again until the counter wraps) and this kernel's fdinfo no
- * longer lists them.  A probe registered and unregistered at each reset
+ * Personalities: the kernel gives their ids in turn (1, 2, ... 65535, then
+ * 1 again) and this kernel's fdinfo no longer lists them.  A probe registered and unregistered at each reset
  * must get the id after the last probe's: any other means the program
  * registered one since (left or not), and the ring is not like fresh.
  */
@@ -384,7 +384,7 @@ static bool no_personality(int fd, struct hr_pool_rec *pr)
 		return false;
 	if (id != pr->pers_next)
 		return false;
-	pr->pers_next = id + 1;
+	pr->pers_next = id < PERSONALITY_MAX ? id + 1 : 1;
 	return true;
 }
 

@@ -343,6 +343,22 @@ Test(ringpool, personality_closes_the_ring)
 	cr_assert_eq(cycle(DEFER, &pooled_opts), 1, "control: without it the ring is pooled");
 }
 
+/* The probe's ids wrap after 65535 (the kernel's limit): the ring stays pooled across it. */
+Test(ringpool, personality_ids_wrap)
+{
+	struct io_uring ring;
+	struct io_uring_params p;
+
+	make_pooled(&ring, &p, DEFER);
+	hugering_queue_exit(&ring);
+	for (int i = 0; i < 65536 + 16; i++) {
+		make_pooled(&ring, &p, DEFER);
+		if (!pooled(&ring))
+			cr_assert_fail("cycle %d: a fresh ring, not the pooled one (%s)", i, why);
+		hugering_queue_exit(&ring);
+	}
+}
+
 Test(ringpool, registered_ring_fd_is_closed)
 {
 	struct io_uring ring;
