@@ -165,7 +165,7 @@ for k in "${KERNELS[@]}"; do
 	[ -f "$mods" ] || mods=
 	boot "$kernel" "$expect" "$mode" "$log" "$mods" "$series"
 	rc=$?
-	grep -aoE '(kernel [0-9].*|region: .*|case .*|buffers .*|iopoll.*|VERDICT .*)' "$log" | tr -d '\r' | sed 's/^/  /'
+	grep -aoE '(kernel [0-9].*|region: .*|case .*|buffers .*|pool .*|iopoll.*|VERDICT .*)' "$log" | tr -d '\r' | sed 's/^/  /'
 	# isa-debug-exit: /init wrote 0 (pass) -> 1, wrote 1 (fail) -> 3
 	if [ "$rc" -eq 1 ] && grep -q 'VERDICT PASS' "$log"; then
 		say "linux $series ($(basename "$kernel")): pass in $(( $(date +%s) - start )) s"

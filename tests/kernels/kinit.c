@@ -19,12 +19,17 @@
  * a buffer ring, IOU_PBUF_RING_INC (6.12+, else refused with the reason),
  * a registered pool and its clone (6.12+, else registered again with the
  * repeated charge reported); see buffer_checks().
+ * The ring pool (issue 14) on every boot: a used ring comes back reset
+ * where rings are in user memory, and is never pooled where they are
+ * kernel-mapped; a personality left registered closes it; see
+ * pool_checks().
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE	/* O_DIRECT */
 #endif
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -599,6 +604,76 @@ static int buffer_checks(void)
 }
 
 /* ------------------------------------------------------------------ */
+/* The ring pool (issue 14)                                            */
+/* ------------------------------------------------------------------ */
+
+static int pool_line(int ok, const char *what, const char *detail)
+{
+	printf("pool %s: %s %s\n", what, ok ? "ok" : "FAIL", detail);
+	return ok;
+}
+
+static int pooled_ring(struct io_uring *ring, int *pooled)
+{
+	struct io_uring_params p = { .flags = IORING_SETUP_SINGLE_ISSUER |
+						IORING_SETUP_DEFER_TASKRUN };
+	struct hugering_init_opts o = { .numa_node = -1, .flags = HUGERING_INIT_POOLED };
+	struct hugering_ring_info info;
+	int ret = hugering_queue_init_opts(64, ring, &p, &o);
+
+	if (ret)
+		return ret;
+	hugering_ring_info(ring, &info);
+	*pooled = info.pooled;
+	return 0;
+}
+
+/*
+ * Registered files, a poll left in flight and a NOP reaped: the next
+ * create gets the ring back empty, with nothing registered and no stray
+ * completion, in user memory (@user_mem); kernel-mapped rings are never
+ * pooled.  A personality left registered closes the ring.
+ */
+static int pool_checks(int user_mem)
+{
+	struct io_uring ring;
+	int pipefd[2], pooled = 0, pass = 1, ok;
+	char detail[160];
+	struct io_uring_sqe *sqe;
+
+	if (pipe(pipefd) || pooled_ring(&ring, &pooled))
+		return pool_line(0, "ring", hugering_last_error());
+	ok = !io_uring_register_files(&ring, pipefd, 2) && !nops(&ring, 8);
+	sqe = io_uring_get_sqe(&ring);
+	io_uring_prep_poll_add(sqe, pipefd[0], POLLIN);	/* never completes by itself */
+	ok = ok && io_uring_submit(&ring) == 1;
+	hugering_queue_exit(&ring);
+	if (!ok || pooled_ring(&ring, &pooled))
+		return pool_line(0, "used ring", "setup or second create failed");
+	if (!user_mem) {
+		pass = pool_line(!pooled, "kernel-mapped", pooled ? "pooled" : "closed, not pooled");
+		hugering_queue_exit(&ring);
+		close(pipefd[0]);
+		close(pipefd[1]);
+		return pass;
+	}
+	ok = pooled && !io_uring_sq_ready(&ring) && !io_uring_cq_ready(&ring) &&
+	     !io_uring_register_files(&ring, pipefd, 2) && !nops(&ring, 8);
+	snprintf(detail, sizeof(detail), "pooled=%d: SQ and CQ empty, files registered anew, "
+		 "8 NOPs exact", pooled);
+	pass &= pool_line(ok, "reset", detail);
+	ok = io_uring_register_personality(&ring) > 0;
+	hugering_queue_exit(&ring);
+	ok = ok && !pooled_ring(&ring, &pooled) && !pooled;
+	pass &= pool_line(ok, "personality", ok ? "left registered: the ring was closed" :
+			  "a ring with a personality left was handed out again");
+	hugering_queue_exit(&ring);
+	close(pipefd[0]);
+	close(pipefd[1]);
+	return pass;
+}
+
+/* ------------------------------------------------------------------ */
 /* Two NUMA nodes                                                      */
 /* ------------------------------------------------------------------ */
 
@@ -843,6 +918,7 @@ int main(void)
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
 		pass &= run_case((int)i, want_mode);
 	pass &= buffer_checks();
+	pass &= pool_checks(!strcmp(want_mode, "nommap_huge"));
 	if (!strcmp(want_iopoll, "1"))
 		pass &= check_iopoll(poll_queues);
 	else
