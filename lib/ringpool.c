@@ -199,8 +199,11 @@ void hr_pool_note(struct io_uring *ring, unsigned entries, const struct io_uring
 		return;		/* kernel-mapped: no reference of ours to check the fd by */
 	memset(&pr, 0, sizeof(pr));
 	pr.info_fd = open_fdinfo(ring->ring_fd);
-	if (pr.info_fd < 0)
+	if (pr.info_fd < 0) {
+		hr_log(HUGERING_LOG_DEBUG, "ring not pooled: /proc/self/fdinfo/%d: %s",
+		       ring->ring_fd, strerror(errno));
 		return;
+	}
 	pr.fd_num = ring->ring_fd;
 	pr.ino = st.st_ino;
 	pr.candidate = true;

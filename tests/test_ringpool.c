@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -341,6 +342,49 @@ Test(ringpool, personality_closes_the_ring)
 	cr_assert_eq(th_fd_count(), fds, "a ring with a personality left was kept");
 	cr_assert(strstr(why, "personality"), "closed for another reason: %s", why);
 	cr_assert_eq(cycle(DEFER, &pooled_opts), 1, "control: without it the ring is pooled");
+}
+
+/*
+ * No fd left for the ring's fdinfo: the ring is made all the same, only
+ * not pooled, and the debug log says why.
+ */
+/* The third fd number an open would get now (the two before it stay free). */
+static int third_free_fd(void)
+{
+	int fd[3];
+
+	for (int i = 0; i < 3; i++) {
+		fd[i] = open("/dev/null", O_RDONLY | O_CLOEXEC);
+		cr_assert_geq(fd[i], 0);
+	}
+	for (int i = 0; i < 3; i++)
+		close(fd[i]);
+	return fd[2];
+}
+
+Test(ringpool, no_fd_for_fdinfo_means_not_pooled)
+{
+	struct rlimit old, lim;
+	struct io_uring ring, warm;
+	struct io_uring_params p;
+	int ret;
+
+	/* The arena's page and the library's fds exist before the limit. */
+	cr_assert_eq(make(&warm, &p, DEFER, NULL), 0);
+	cr_assert_eq(getrlimit(RLIMIT_NOFILE, &old), 0);
+	lim = old;
+	lim.rlim_cur = (rlim_t)third_free_fd();	/* the ring's fd and hugering's, no third */
+	cr_assert_eq(setrlimit(RLIMIT_NOFILE, &lim), 0);
+	why[0] = '\0';
+	ret = make(&ring, &p, DEFER, &pooled_opts);
+	cr_assert_eq(setrlimit(RLIMIT_NOFILE, &old), 0);
+	cr_assert_eq(ret, 0, "create: %s", hugering_last_error());
+	cr_assert(strstr(why, "fdinfo"), "no reason logged: \"%s\"", why);
+	hugering_queue_exit(&ring);
+	make_pooled(&ring, &p, DEFER);
+	cr_assert_eq(pooled(&ring), 0, "a ring without its fdinfo was pooled");
+	hugering_queue_exit(&ring);
+	hugering_queue_exit(&warm);
 }
 
 /* The probe's ids wrap after 65535 (the kernel's limit): the ring stays pooled across it. */
