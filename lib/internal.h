@@ -376,6 +376,7 @@ int hr_pool_get(unsigned entries, struct io_uring *ring, struct io_uring_params 
 		const struct hugering_init_opts *o);
 /* Reset @ring and keep it: true; false when it must be closed (nothing kept). */
 bool hr_pool_put(struct io_uring *ring, struct hr_ring_rec *rec);
+void hr_pool_forget(struct hr_ring_rec *rec);
 
 /* ring.c: the entry points' work, for sqpoll.c */
 int hr_queue_init_opts(unsigned entries, struct io_uring *ring, struct io_uring_params *p,

@@ -181,7 +181,7 @@ static int open_fdinfo(int fd_num)
 {
 	char path[64];
 
-	snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", fd_num);
+	snprintf(path, sizeof(path), "/proc/thread-self/fdinfo/%d", fd_num);
 	return open(path, O_RDONLY | O_CLOEXEC);
 }
 
@@ -200,7 +200,7 @@ void hr_pool_note(struct io_uring *ring, unsigned entries, const struct io_uring
 	memset(&pr, 0, sizeof(pr));
 	pr.info_fd = open_fdinfo(ring->ring_fd);
 	if (pr.info_fd < 0) {
-		hr_log(HUGERING_LOG_DEBUG, "ring not pooled: /proc/self/fdinfo/%d: %s",
+		hr_log(HUGERING_LOG_DEBUG, "ring not pooled: /proc/thread-self/fdinfo/%d: %s",
 		       ring->ring_fd, strerror(errno));
 		return;
 	}
@@ -219,6 +219,15 @@ void hr_pool_note(struct io_uring *ring, unsigned entries, const struct io_uring
 	pr.owner = thread_token();
 	if (!hr_registry_note_pool(ring->sq.sqes, &pr))
 		close(pr.info_fd);
+}
+
+/* The ring is no longer as it was made (resized): never pooled, its fdinfo closed. */
+void hr_pool_forget(struct hr_ring_rec *rec)
+{
+	rec->pool.candidate = false;
+	if (rec->pool.info_fd >= 0)
+		close(rec->pool.info_fd);
+	rec->pool.info_fd = -1;
 }
 
 /* ------------------------------------------------------------------ */
@@ -394,6 +403,7 @@ static bool no_personality(int fd, struct hr_pool_rec *pr)
 /* What fdinfo says against a fresh ring, when it is one of these (compared by address). */
 static const char DIRT_REGISTERED[] = "files, buffers or NAPI";
 static const char DIRT_POLL[] = "a poll or an overflowed CQE";
+static const char DIRT_OTHER_FILE[] = "the fd number is another file now";
 
 /*
  * What the ring holds that fdinfo does not show, undone: personalities
@@ -444,7 +454,7 @@ static const char *fdinfo_line(const char *name, size_t n, const char *v, uint64
 #define IS(lit) (n == sizeof(lit) - 1 && !memcmp(name, lit, n))
 	if (IS("ino")) {
 		*seen |= SEEN_INO;
-		return strtoull(v, NULL, 10) == ino ? NULL : "the fd number is another file now";
+		return strtoull(v, NULL, 10) == ino ? NULL : DIRT_OTHER_FILE;
 	}
 	for (int i = 0; i < 4; i++) {
 		if (n == 6 && !memcmp(name, counter[i], 6)) {
@@ -473,7 +483,7 @@ static const char *fdinfo_line(const char *name, size_t n, const char *v, uint64
 }
 
 /*
- * What the kernel shows of the ring in /proc/self/fdinfo: the program's fd
+ * What the kernel shows of the ring in its fdinfo: the program's fd
  * number still this ring, no files, no buffers, no personalities (older
  * kernels list them), no polls, no overflowed CQEs, SQ and CQ empty, NAPI
  * off.  NULL when clean, else what is not.  "incomplete": a field is
@@ -483,20 +493,27 @@ static const char *fdinfo_line(const char *name, size_t n, const char *v, uint64
  */
 static const char *fdinfo_dirt(const struct hr_pool_rec *pr)
 {
-	char buf[8192];
+	char buf[8192], *stop;
 	long hd[4] = { -1, -2, -1, -2 };
 	unsigned seen = 0;
 	bool in_list = false;
 	ssize_t n = pread(pr->info_fd, buf, sizeof(buf) - 1, 0);
 
-	if (n <= 0 || n == (ssize_t)sizeof(buf) - 1)
-		return "unreadable (the fd closed?) or too long";
+	if (n <= 0)
+		return "unreadable (the fd closed?)";
 	buf[n] = '\0';
-	for (char *line = buf, *end; line < buf + n; line = end) {
+	stop = buf + n;
+	/*
+	 * Full: more may follow (one line per registered file or buffer);
+	 * parse the whole lines read, which say what comes first.
+	 */
+	if (n == (ssize_t)sizeof(buf) - 1 && (stop = memrchr(buf, '\n', (size_t)n)))
+		stop++;
+	for (char *line = buf, *end; stop && line < stop; line = end) {
 		const char *colon, *v, *dirt;
 
-		end = memchr(line, '\n', (size_t)(buf + n - line));
-		end = end ? end + 1 : buf + n;
+		end = memchr(line, '\n', (size_t)(stop - line));
+		end = end ? end + 1 : stop;
 		if (*line == ' ' || *line == '\t') {
 			if (in_list)
 				return DIRT_POLL;
@@ -512,8 +529,11 @@ static const char *fdinfo_dirt(const struct hr_pool_rec *pr)
 		if (dirt)
 			return dirt;
 	}
+	/* Printed with or without the ring's lock: without them, not a ring. */
+	if (!(seen & SEEN_INO) || !(seen & SEEN_SQ_HEAD))
+		return DIRT_OTHER_FILE;
 	if (seen != SEEN_ALL)
-		return "incomplete";
+		return stop == buf + n ? "incomplete" : "too long";
 	return hd[0] == hd[1] && hd[2] == hd[3] ? NULL : "SQ or CQ not empty";
 }
 
@@ -599,17 +619,6 @@ bool hr_pool_put(struct io_uring *ring, struct hr_ring_rec *rec)
 			return not_pooled("unregistering files, buffers or NAPI failed");
 		dirt = fdinfo_check(&rec->pool, deadline);
 	}
-	/* hugering's own buffer rings and registered-buffer records */
-	if (hr_ring_hooks_reset(ring))
-		return not_pooled("a buffer ring of hugering's did not unregister");
-	/* A fresh CQ has no flags set (the program may have set EVENTFD_DISABLED). */
-	if (ring->cq.kflags && *ring->cq.kflags)
-		__atomic_store_n(ring->cq.kflags, 0, __ATOMIC_RELEASE);
-	if (!counters_clean(ring))
-		return not_pooled("overflowed while draining");
-	/* A fresh ring shows no task work pending (IORING_SETUP_TASKRUN_FLAG). */
-	if (__atomic_load_n(ring->sq.kflags, __ATOMIC_ACQUIRE) & IORING_SQ_TASKRUN)
-		return not_pooled("task work still pending after the drain");
 	/*
 	 * A poll the cancel did not find: a request moving from io-wq to poll
 	 * (a cancelled read retried as a poll) between two cancels.  Cancel
@@ -622,9 +631,23 @@ bool hr_pool_put(struct io_uring *ring, struct hr_ring_rec *rec)
 		dirt = fdinfo_check(&rec->pool, deadline);
 	}
 	if (dirt) {
-		hr_log(HUGERING_LOG_DEBUG, "ring not pooled: /proc/self/fdinfo: %s", dirt);
+		hr_log(HUGERING_LOG_DEBUG, "ring not pooled: /proc/thread-self/fdinfo: %s", dirt);
 		return false;
 	}
+	/*
+	 * hugering's own buffer rings and registered-buffer records: only now,
+	 * the program's fd number (which these use) being known to be the ring.
+	 */
+	if (hr_ring_hooks_reset(ring))
+		return not_pooled("a buffer ring of hugering's did not unregister");
+	/* A fresh CQ has no flags set (the program may have set EVENTFD_DISABLED). */
+	if (ring->cq.kflags && *ring->cq.kflags)
+		__atomic_store_n(ring->cq.kflags, 0, __ATOMIC_RELEASE);
+	if (!counters_clean(ring))
+		return not_pooled("overflowed while draining");
+	/* A fresh ring shows no task work pending (IORING_SETUP_TASKRUN_FLAG). */
+	if (__atomic_load_n(ring->sq.kflags, __ATOMIC_ACQUIRE) & IORING_SQ_TASKRUN)
+		return not_pooled("task work still pending after the drain");
 	return keep(ring, rec) || not_pooled("the pool is full");
 }
 

@@ -341,9 +341,9 @@ static int ring_resize(struct io_uring *ring, struct io_uring_params *p)
 	if (!ret)
 		ret = rec->user_mem ? resize_user(ring, p, rec) : resize_kernel(ring, p, rec);
 	rec->key = ring->sq.sqes;
-	/* Its params are no longer those it was made with: never pooled (ringpool.c). */
+	/* Its params are no longer those it was made with: never pooled. */
 	if (!ret)
-		rec->pool.candidate = false;
+		hr_pool_forget(rec);
 	hr_registry_add(rec);
 	if (!ret && rec->key != old_key) {
 		hr_bufring_moved(old_key, ring);

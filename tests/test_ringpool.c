@@ -387,6 +387,33 @@ Test(ringpool, no_fd_for_fdinfo_means_not_pooled)
 	hugering_queue_exit(&warm);
 }
 
+/*
+ * A thousand registered files: fdinfo lists each, past what one read takes.
+ * The first read says "files", they are unregistered, and the ring pools.
+ */
+Test(ringpool, many_registered_files_are_reset)
+{
+	enum { N = 1000 };
+	struct io_uring ring;
+	struct io_uring_params p;
+	int pipefd[2], *fds = malloc(N * sizeof(int));
+
+	cr_assert_not_null(fds);
+	cr_assert_eq(pipe2(pipefd, O_CLOEXEC), 0);
+	for (int i = 0; i < N; i++)
+		fds[i] = pipefd[i & 1];
+	make_pooled(&ring, &p, DEFER);
+	cr_assert_eq(io_uring_register_files(&ring, fds, N), 0);
+	hugering_queue_exit(&ring);
+	make_pooled(&ring, &p, DEFER);
+	cr_assert_eq(pooled(&ring), 1, "not pooled: %s", why);
+	cr_assert_eq(io_uring_register_files(&ring, fds, N), 0, "files left registered");
+	hugering_queue_exit(&ring);
+	close(pipefd[0]);
+	close(pipefd[1]);
+	free(fds);
+}
+
 /* The probe's ids wrap after 65535 (the kernel's limit): the ring stays pooled across it. */
 Test(ringpool, personality_ids_wrap)
 {
@@ -424,12 +451,17 @@ static void fd_number_reused(bool by_ring)
 {
 	struct io_uring ring, other;
 	struct io_uring_params p;
-	int num, efd = -1;
+	struct io_uring_buf_ring *br = NULL;
+	int num, efd = -1, err;
 
 	make_pooled(&ring, &p, DEFER);
+	/* hugering's buffer group 7 on the ring: its reset must not reach the other file. */
+	cr_assert_not_null(hugering_setup_buf_ring(&ring, 8, 7, 0, &err), "buf ring: %d", err);
 	num = ring.ring_fd;
 	if (by_ring) {
 		cr_assert_eq(io_uring_queue_init(4, &other, 0), 0);
+		br = io_uring_setup_buf_ring(&other, 8, 7, 0, &err);
+		cr_assert_not_null(br, "the other ring's buffer group 7: %d", err);
 		cr_assert_eq(dup2(other.ring_fd, num), num);
 	} else {
 		efd = eventfd(0, EFD_CLOEXEC);
@@ -442,10 +474,13 @@ static void fd_number_reused(bool by_ring)
 	make_pooled(&ring, &p, DEFER);
 	cr_assert_eq(pooled(&ring), 0, "a ring whose fd number was reused was kept");
 	hugering_queue_exit(&ring);
-	if (by_ring)
+	if (by_ring) {
+		cr_assert_eq(io_uring_free_buf_ring(&other, br, 8, 7), 0,
+			     "the other ring's buffer group 7 was unregistered by the reset");
 		io_uring_queue_exit(&other);
-	else
+	} else {
 		close(efd);
+	}
 }
 
 Test(ringpool, fd_number_reused_by_a_ring_is_closed)
