@@ -235,6 +235,8 @@ struct hr_pool_rec {
 	int fd_num;			/* the program's fd number of the ring at creation */
 	uint64_t ino;			/* the ring file's inode number */
 	int pers_next;			/* the personality id the next probe must get */
+	unsigned sq_head;		/* the SQ head when last handed out: nothing submitted since if equal */
+	uint64_t barriers;		/* drain barriers submitted (their user_data differ) */
 	uint8_t int_flags;		/* liburing's int_flags at creation */
 	uint64_t owner;			/* SINGLE_ISSUER: the creating thread's token; else 0 */
 };

@@ -7,13 +7,13 @@
  *
  * Only SINGLE_ISSUER rings are pooled, each for its creating thread only.
  * The kernel lets no other thread submit to (or register on) such a ring,
- * so every request it ever had was issued by that thread: its io-wq work
- * is on that thread's io-wq, which IORING_REGISTER_SYNC_CANCEL searches,
- * and its task work runs on that thread, which is the one resetting.  For
- * a ring any thread may have used, the sync cancel cannot reach another
- * thread's io-wq and a completion may still be queued as another thread's
- * task work: nothing the process can read proves that no CQE will come
- * later, so such rings are closed.
+ * so every request it ever had was issued by that thread, and the task
+ * work that posts its completions runs on that thread, the one resetting.
+ * For a ring any thread may have used, a completion may wait as another
+ * thread's task work until that thread enters the kernel, and io-wq limits
+ * set on the ring are applied to the next thread that uses it (nothing
+ * undoes them): such rings are closed.  What no cancel reaches (a read the
+ * device holds) is waited for by a drain barrier (drain_barrier).
  *
  * The pooled rings sit in one list under a lock, each tagged with its
  * owner's token: a number given to a thread at its first use and never
@@ -26,6 +26,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -208,6 +209,7 @@ void hr_pool_note(struct io_uring *ring, unsigned entries, const struct io_uring
 	pr.ino = st.st_ino;
 	pr.candidate = true;
 	pr.pers_next = 1;	/* a fresh ring's first personality id */
+	pr.sq_head = *ring->sq.khead;
 	pr.entries = entries;
 	pr.want = *want;
 	pr.policy = policy;
@@ -306,11 +308,34 @@ static bool untouched(const struct io_uring *ring, const struct hr_ring_rec *rec
 	       counters_clean(ring);
 }
 
-static void reap(struct io_uring *ring, int fd)
+/* The drain barrier's CQE, told from the program's by its user_data. */
+struct barrier {
+	uint64_t marker;
+	bool seen;
+	int res;
+};
+
+/* Every CQE there is, seen (the program's are dropped, as a close would); @b's noted. */
+static void consume(struct io_uring *ring, struct barrier *b)
+{
+	struct io_uring_cqe *cqe;
+	unsigned head, n = 0;
+
+	io_uring_for_each_cqe(ring, head, cqe) {
+		if (b && cqe->user_data == b->marker) {
+			b->seen = true;
+			b->res = cqe->res;
+		}
+		n++;
+	}
+	io_uring_cq_advance(ring, n);
+}
+
+static void reap(struct io_uring *ring, int fd, struct barrier *b)
 {
 	if (ring->flags & IORING_SETUP_DEFER_TASKRUN)
 		io_uring_enter((unsigned)fd, 0, 0, IORING_ENTER_GETEVENTS, NULL);
-	io_uring_cq_advance(ring, io_uring_cq_ready(ring));
+	consume(ring, b);
 }
 
 /* SQEs got but not submitted: gone, as if never written. */
@@ -328,7 +353,7 @@ static void drop_unsubmitted(struct io_uring *ring)
  * @deadline.  A request running in io-wq is counted as cancelled while its
  * worker is interrupted: it is found again until it has ended.
  */
-static int cancel_all(struct io_uring *ring, int fd, long deadline)
+static int cancel_all(struct io_uring *ring, int fd, long deadline, struct barrier *b)
 {
 	for (;;) {
 		struct io_uring_sync_cancel_reg reg;
@@ -344,7 +369,7 @@ static int cancel_all(struct io_uring *ring, int fd, long deadline)
 		reg.timeout.tv_nsec = (left % 1000) * 1000000L;
 		/* With CANCEL_ANY the kernel cancels all it finds and says how many. */
 		ret = hr_sys_io_uring_register(fd, IORING_REGISTER_SYNC_CANCEL, &reg, 1);
-		reap(ring, fd);
+		reap(ring, fd, b);
 		if (ret == 0 || ret == -ENOENT)
 			return 0;
 		/* -EALREADY/-ETIME: running, not done in time; -EINTR: again, until the deadline. */
@@ -367,9 +392,149 @@ static int poll_all(struct io_uring *ring, int fd, long deadline)
 		/* With min_complete 1 the kernel returns without a CQE only when nothing is polled. */
 		if (ret >= 0 && io_uring_cq_ready(ring) == before)
 			return 0;
-		reap(ring, fd);
+		reap(ring, fd, NULL);
 	}
 	return -ETIME;
+}
+
+#define BARRIER_SLICE_MS 5	/* between two cancels while the barrier waits */
+
+/* A user_data the program's requests are not expected to have: this record's, counted. */
+static uint64_t barrier_marker(struct hr_pool_rec *pr)
+{
+	return 0x6875676572696e67ULL ^ (uint64_t)(uintptr_t)pr ^ (++pr->barriers << 40);
+}
+
+/* Submit what is queued (@to_submit) and wait up to @ms for a CQE; the kernel's answer. */
+static int submit_and_wait(int fd, unsigned to_submit, long ms)
+{
+	struct __kernel_timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L };
+	struct io_uring_getevents_arg arg = {
+		.sigmask_sz = _NSIG / 8,
+		.ts = (uint64_t)(uintptr_t)&ts,
+	};
+
+	return io_uring_enter2((unsigned)fd, to_submit, 1,
+			       IORING_ENTER_GETEVENTS | IORING_ENTER_EXT_ARG, (sigset_t *)&arg,
+			       sizeof(arg));
+}
+
+/*
+ * Opcodes whose requests end inline, are found by the sync cancel (io-wq
+ * work, polls, timeouts) or complete nothing later in this ring: after
+ * cancel_all none of them is in flight.  Not listed, so drained: reads and
+ * writes (a file's are held by the device), zero-copy sends (their
+ * notification comes when the network lets go), uring_cmd, and every
+ * opcode newer than liburing 2.5's header.
+ */
+static bool cancel_reaches(unsigned op)
+{
+	switch (op) {
+	case IORING_OP_NOP: case IORING_OP_POLL_ADD: case IORING_OP_POLL_REMOVE:
+	case IORING_OP_TIMEOUT: case IORING_OP_TIMEOUT_REMOVE: case IORING_OP_LINK_TIMEOUT:
+	case IORING_OP_ASYNC_CANCEL: case IORING_OP_FILES_UPDATE: case IORING_OP_MSG_RING:
+	case IORING_OP_PROVIDE_BUFFERS: case IORING_OP_REMOVE_BUFFERS:
+	/* sockets: done inline or waiting on a poll the cancel finds */
+	case IORING_OP_SENDMSG: case IORING_OP_RECVMSG: case IORING_OP_SEND: case IORING_OP_RECV:
+	case IORING_OP_ACCEPT: case IORING_OP_CONNECT: case IORING_OP_SHUTDOWN:
+	case IORING_OP_SOCKET:
+	/* done inline or in io-wq, where the cancel finds them until they end */
+	case IORING_OP_FSYNC: case IORING_OP_SYNC_FILE_RANGE: case IORING_OP_FALLOCATE:
+	case IORING_OP_OPENAT: case IORING_OP_OPENAT2: case IORING_OP_CLOSE: case IORING_OP_STATX:
+	case IORING_OP_FADVISE: case IORING_OP_MADVISE: case IORING_OP_EPOLL_CTL:
+	case IORING_OP_SPLICE: case IORING_OP_TEE: case IORING_OP_RENAMEAT:
+	case IORING_OP_UNLINKAT: case IORING_OP_MKDIRAT: case IORING_OP_SYMLINKAT:
+	case IORING_OP_LINKAT: case IORING_OP_FSETXATTR: case IORING_OP_SETXATTR:
+	case IORING_OP_FGETXATTR: case IORING_OP_GETXATTR:
+		return true;
+	default:
+		return false;
+	}
+}
+
+/*
+ * Whether a request submitted since the ring was handed out (SQ head then:
+ * @from) may still be in flight where no cancel reaches.  The SQEs the
+ * kernel consumed are still in the SQ, read through the SQ array as the
+ * kernel did (liburing leaves it as set up); once the SQ has wrapped they
+ * are overwritten, and only the barrier can say.
+ */
+static bool needs_barrier(const struct io_uring *ring, unsigned from)
+{
+	unsigned to = io_uring_smp_load_acquire(ring->sq.khead);
+	unsigned shift = ring->flags & IORING_SETUP_SQE128 ? 1 : 0;
+	const struct io_uring_sqe *sqe;
+
+	/* wrapped, or an SQ layout not known here (IORING_SETUP_SQE_MIXED, bit 19, and later) */
+	if (to - from > ring->sq.ring_entries || ring->flags >> 19)
+		return true;
+	for (unsigned h = from; h != to; h++) {
+		unsigned idx = h & ring->sq.ring_mask;
+
+		if (!(ring->flags & IORING_SETUP_NO_SQARRAY))
+			idx = ring->sq.array[idx];
+		if (idx >= ring->sq.ring_entries)
+			return true;
+		sqe = &ring->sq.sqes[idx << shift];
+		/* CQE_SKIP_SUCCESS disables draining for good: the barrier fails, the ring closes */
+		if (!cancel_reaches(sqe->opcode) || (sqe->flags & IOSQE_CQE_SKIP_SUCCESS))
+			return true;
+	}
+	return false;
+}
+
+/*
+ * Requests no cancel reaches end when they end: a read or write the device
+ * holds, a zero-copy send's notification.  Their CQEs would reach the next
+ * owner.  A NOP with IOSQE_IO_DRAIN starts only once every request before
+ * it has completed, so its CQE says none is left.  Not needed when every
+ * SQE submitted since the ring was handed out is of a kind the cancel
+ * reaches (needs_barrier).  The kernel runs a drained request in io-wq: about 5 µs
+ * (measured, one CPU), and the thread's io-wq starts a worker if it had none.
+ * 0, or -ETIME (still in flight at @deadline), -EBUSY (no SQE), the NOP's
+ * error (-EOPNOTSUPP: the ring used IOSQE_CQE_SKIP_SUCCESS, which disables
+ * draining).
+ */
+static int drain_barrier(struct io_uring *ring, struct hr_ring_rec *rec, long deadline)
+{
+	struct hr_pool_rec *pr = &rec->pool;
+	struct barrier b = { .marker = 0 };
+	struct io_uring_sqe *sqe;
+	unsigned tail;
+
+	if (!needs_barrier(ring, pr->sq_head))
+		return 0;
+	sqe = io_uring_get_sqe(ring);
+	if (!sqe)
+		return -EBUSY;
+	b.marker = barrier_marker(pr);
+	io_uring_prep_nop(sqe);
+	sqe->flags = IOSQE_IO_DRAIN;
+	sqe->user_data = b.marker;
+	/* Published by hand: io_uring_submit enters through the program's fd number, not yet checked. */
+	tail = ring->sq.sqe_tail;
+	io_uring_smp_store_release(ring->sq.ktail, tail);
+	ring->sq.sqe_head = tail;
+	for (;;) {
+		long left = deadline - hr_now_ms();
+		bool sent = io_uring_smp_load_acquire(ring->sq.khead) == tail;
+		int ret;
+
+		if (left <= 0)
+			return -ETIME;
+		ret = submit_and_wait(rec->ref_fd, sent ? 0 : 1,
+				      left < BARRIER_SLICE_MS ? left : BARRIER_SLICE_MS);
+		consume(ring, &b);
+		if (b.seen)
+			return b.res;
+		if (ret < 0 && ret != -ETIME && ret != -EINTR && ret != -EAGAIN && ret != -EBUSY)
+			return ret;
+		/* A request that went from io-wq to poll since the last cancel: cancel again. */
+		if (ret == -ETIME && cancel_all(ring, rec->ref_fd, deadline, &b))
+			return -ETIME;
+		if (b.seen)
+			return b.res;
+	}
 }
 
 /* One unregistration; what "there was none" looks like (or an op this kernel lacks) is fine. */
@@ -607,8 +772,11 @@ bool hr_pool_put(struct io_uring *ring, struct hr_ring_rec *rec)
 				  "dropped SQEs, resized, or another fd number");
 	drop_unsubmitted(ring);
 	/* The cancel loop reaped last (task work run for DEFER_TASKRUN). */
-	if (cancel_all(ring, rec->ref_fd, deadline) || poll_all(ring, rec->ref_fd, deadline))
+	if (cancel_all(ring, rec->ref_fd, deadline, NULL) || poll_all(ring, rec->ref_fd, deadline))
 		return not_pooled("requests still in flight after 50 ms");
+	if (drain_barrier(ring, rec, deadline))
+		return not_pooled("requests no cancel reaches still in flight after 50 ms, or a drain "
+				  "refused (IOSQE_CQE_SKIP_SUCCESS)");
 	if (io_uring_cq_ready(ring) || io_uring_sq_ready(ring))
 		return not_pooled("SQ or CQ not empty after the drain");
 	if (!undo_unseen(rec))
@@ -625,7 +793,7 @@ bool hr_pool_put(struct io_uring *ring, struct hr_ring_rec *rec)
 	 * again while there is time; still there: close.
 	 */
 	while (dirt == DIRT_POLL && hr_now_ms() < deadline) {
-		if (cancel_all(ring, rec->ref_fd, deadline) || io_uring_cq_ready(ring) ||
+		if (cancel_all(ring, rec->ref_fd, deadline, NULL) || io_uring_cq_ready(ring) ||
 		    !counters_clean(ring))
 			break;
 		dirt = fdinfo_check(&rec->pool, deadline);
@@ -648,6 +816,7 @@ bool hr_pool_put(struct io_uring *ring, struct hr_ring_rec *rec)
 	/* A fresh ring shows no task work pending (IORING_SETUP_TASKRUN_FLAG). */
 	if (__atomic_load_n(ring->sq.kflags, __ATOMIC_ACQUIRE) & IORING_SQ_TASKRUN)
 		return not_pooled("task work still pending after the drain");
+	rec->pool.sq_head = io_uring_smp_load_acquire(ring->sq.khead);
 	return keep(ring, rec) || not_pooled("the pool is full");
 }
 

@@ -155,6 +155,8 @@ struct hugering_ring_info th_ring_in_mode(unsigned entries, struct io_uring_para
 
 /* Open file descriptors of this process. */
 int th_fd_count(void);
+/* Threads of this process whose name starts with @prefix ("iou-wrk-", "hugering-bg"). */
+int th_threads_named(const char *prefix);
 
 /*
  * The running liburing (the one loaded, not the headers'), as the factory

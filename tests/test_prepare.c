@@ -46,30 +46,9 @@ static int big_ring(struct hugering_arena *a, unsigned flags, struct io_uring *r
 	return hugering_queue_init_opts(4096, ring, &p, &o);
 }
 
-/* Threads of this process named like the worker. */
 static int worker_threads(void)
 {
-	DIR *d = opendir("/proc/self/task");
-	struct dirent *e;
-	int n = 0;
-
-	cr_assert_not_null(d);
-	while ((e = readdir(d))) {
-		char path[300], comm[32] = "";
-		FILE *f;
-
-		if (e->d_name[0] == '.')
-			continue;
-		snprintf(path, sizeof(path), "/proc/self/task/%s/comm", e->d_name);
-		f = fopen(path, "re");
-		if (!f)
-			continue;	/* the thread just ended */
-		if (fgets(comm, sizeof(comm), f) && !strncmp(comm, "hugering-bg", 11))
-			n++;
-		fclose(f);
-	}
-	closedir(d);
-	return n;
+	return th_threads_named("hugering-bg");
 }
 
 static struct hugering_arena_stats stats_of(struct hugering_arena *a)

@@ -595,25 +595,7 @@ static void *drive(void *arg)
 
 static int sqpoll_threads(void)
 {
-	DIR *d = opendir("/proc/self/task");
-	struct dirent *e;
-	int n = 0;
-
-	cr_assert_not_null(d);
-	while ((e = readdir(d))) {
-		char path[300], comm[64] = "";
-		FILE *f;
-
-		snprintf(path, sizeof(path), "/proc/self/task/%s/comm", e->d_name);
-		f = fopen(path, "r");
-		if (!f)
-			continue;
-		if (fgets(comm, sizeof(comm), f) && !strncmp(comm, "iou-sqp-", 8))
-			n++;
-		fclose(f);
-	}
-	closedir(d);
-	return n;
+	return th_threads_named("iou-sqp-");
 }
 
 Test(ring, sqpoll_group_shares_one_thread, .timeout = 300)

@@ -545,6 +545,153 @@ Test(ringpool, blocked_io_wq_read_is_cancelled)
 	close(pfd[1]);
 }
 
+#define DIRECT_READS 8
+#define DIRECT_LEN (128 << 10)
+
+/* A file on a disk, opened O_DIRECT (every read goes to the device); -1 where none. */
+static int direct_file(void)
+{
+	char path[] = "/var/tmp/hugering-pool-XXXXXX";
+	static char block[DIRECT_LEN];
+	int fd = mkstemp(path), dfd;
+
+	cr_assert_geq(fd, 0, "mkstemp: %s", strerror(errno));
+	memset(block, 0x5a, sizeof(block));
+	for (int i = 0; i < DIRECT_READS; i++)
+		cr_assert_eq(write(fd, block, sizeof(block)), (ssize_t)sizeof(block));
+	cr_assert_eq(fsync(fd), 0);
+	dfd = open(path, O_RDONLY | O_DIRECT | O_CLOEXEC);
+	unlink(path);
+	close(fd);
+	return dfd;
+}
+
+/*
+ * Reads the device holds at exit: no cancel reaches them, they end when
+ * the disk answers.  Their CQEs must never reach the next owner, and once
+ * they have ended the ring is pooled.
+ */
+static void device_reads_in_flight(unsigned flags)
+{
+	int fd = direct_file(), kept = 0;
+	char *buf = aligned_alloc(4096, DIRECT_READS * DIRECT_LEN);
+	struct io_uring ring;
+	struct io_uring_params p;
+
+	if (fd < 0)
+		cr_skip_test("no O_DIRECT at /var/tmp (%s): no read a device holds", strerror(errno));
+	cr_assert_not_null(buf);
+	for (int round = 0; round < 6; round++) {
+		make_pooled(&ring, &p, flags);
+		if (round) {
+			kept += pooled(&ring);
+			assert_no_stray(&ring);
+		}
+		for (int i = 0; i < DIRECT_READS; i++) {
+			struct io_uring_sqe *sqe = io_uring_get_sqe(&ring);
+
+			io_uring_prep_read(sqe, fd, buf + i * DIRECT_LEN, DIRECT_LEN,
+					   (uint64_t)i * DIRECT_LEN);
+			sqe->user_data = 100 + (unsigned)i;
+		}
+		cr_assert_eq(io_uring_submit(&ring), DIRECT_READS);
+		hugering_queue_exit(&ring);
+	}
+	cr_assert_gt(kept, 0, "never pooled after reads in flight: %s", why);
+	close(fd);
+	free(buf);
+}
+
+Test(ringpool, device_reads_in_flight_defer)
+{
+	device_reads_in_flight(DEFER);
+}
+
+Test(ringpool, device_reads_in_flight_single_issuer)
+{
+	device_reads_in_flight(IORING_SETUP_SINGLE_ISSUER);
+}
+
+/* @n NOPs, submitted and reaped in batches of at most the SQ's size. */
+static void nops(struct io_uring *ring, unsigned n)
+{
+	while (n) {
+		unsigned batch = n < ENTRIES ? n : ENTRIES;
+
+		for (unsigned i = 0; i < batch; i++)
+			io_uring_prep_nop(io_uring_get_sqe(ring));
+		cr_assert_eq(io_uring_submit_and_wait(ring, batch), (int)batch);
+		io_uring_cq_advance(ring, batch);
+		n -= batch;
+	}
+}
+
+/*
+ * Requests the cancel reaches (a poll-armed recv, a timeout, NOPs) need no
+ * drain barrier: the kernel runs a drained request in io-wq, which would
+ * start a worker thread ("iou-wrk-") for this thread.
+ */
+Test(ringpool, cancellable_requests_need_no_drain)
+{
+	struct io_uring ring;
+	struct io_uring_params p;
+	int sv[2];
+	char rbuf[64];
+
+	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+	static struct __kernel_timespec ts = { .tv_sec = 30 };
+	struct io_uring_sqe *sqe;
+
+	make_pooled(&ring, &p, DEFER);
+	nops(&ring, 3);
+	io_uring_prep_timeout(io_uring_get_sqe(&ring), &ts, 0, 0);
+	io_uring_prep_recv(io_uring_get_sqe(&ring), sv[0], rbuf, sizeof(rbuf), 0);
+	sqe = io_uring_get_sqe(&ring);
+	io_uring_prep_poll_add(sqe, sv[0], POLLIN);
+	cr_assert_eq(io_uring_submit(&ring), 3);
+	hugering_queue_exit(&ring);
+	make_pooled(&ring, &p, DEFER);
+	cr_assert_eq(pooled(&ring), 1, "not pooled: %s", why);
+	cr_assert_eq(th_threads_named("iou-wrk-"), 0, "the reset drained (an io-wq worker started)");
+	hugering_queue_exit(&ring);
+	close(sv[0]);
+	close(sv[1]);
+}
+
+/* An SQ that wrapped since the ring was handed out no longer shows what ran: drained. */
+Test(ringpool, wrapped_sq_is_drained)
+{
+	struct io_uring ring;
+	struct io_uring_params p;
+
+	make_pooled(&ring, &p, DEFER);
+	nops(&ring, 3 * ENTRIES);
+	hugering_queue_exit(&ring);
+	make_pooled(&ring, &p, DEFER);
+	cr_assert_eq(pooled(&ring), 1, "not pooled: %s", why);
+	cr_assert_gt(th_threads_named("iou-wrk-"), 0, "no drain barrier ran (no io-wq worker)");
+	assert_no_stray(&ring);
+	hugering_queue_exit(&ring);
+}
+
+/* A ring that used IOSQE_CQE_SKIP_SUCCESS refuses a drain: closed, not pooled. */
+Test(ringpool, skip_success_ring_is_closed)
+{
+	struct io_uring ring;
+	struct io_uring_params p;
+	struct io_uring_sqe *sqe;
+	int fds = th_fd_count();
+
+	make_pooled(&ring, &p, DEFER);
+	sqe = io_uring_get_sqe(&ring);
+	io_uring_prep_nop(sqe);
+	sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
+	cr_assert_eq(io_uring_submit(&ring), 1);
+	hugering_queue_exit(&ring);
+	cr_assert_eq(th_fd_count(), fds, "kept: %s", why);
+	cr_assert(strstr(why, "drain"), "why: %s", why);
+}
+
 /*
  * IOPOLL: completions of polled rings are reaped only by polling; NOPs
  * left unreaped, an SQE never submitted.  (No pollable device here: the
