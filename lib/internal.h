@@ -238,7 +238,7 @@ struct hr_pool_rec {
 	unsigned sq_head;		/* the SQ head when last handed out: nothing submitted since if equal */
 	uint64_t barriers;		/* drain barriers submitted (their user_data differ) */
 	uint8_t int_flags;		/* liburing's int_flags at creation */
-	uint64_t owner;			/* SINGLE_ISSUER: the creating thread's token; else 0 */
+	uint64_t owner;			/* the creating thread's token */
 };
 
 /* registry.c: what hugering knows of each ring it made, keyed by its SQE address */

@@ -5,15 +5,15 @@
  * shape on the same thread gets it back.  Only a ring that can be made
  * indistinguishable from a fresh one is kept; any doubt closes it.
  *
- * Only SINGLE_ISSUER rings are pooled, each for its creating thread only.
- * The kernel lets no other thread submit to (or register on) such a ring,
- * so every request it ever had was issued by that thread, and the task
- * work that posts its completions runs on that thread, the one resetting.
- * For a ring any thread may have used, a completion may wait as another
- * thread's task work until that thread enters the kernel, and io-wq limits
- * set on the ring are applied to the next thread that uses it (nothing
- * undoes them): such rings are closed.  What no cancel reaches (a read the
- * device holds) is waited for by a drain barrier (drain_barrier).
+ * A ring is pooled for its creating thread only, and reset on that thread.
+ * With SINGLE_ISSUER the kernel lets no other thread submit to (or register
+ * on) it, so every request it had was that thread's and the task work that
+ * posts its completions runs on the thread resetting: once the cancel has
+ * found nothing, only what no cancel reaches (a read the device holds) can
+ * still complete, and a drain barrier waits for that (drain_barrier).  A
+ * ring any thread may use is drained whenever anything was submitted since
+ * it was handed out: a completion of another thread's request, cancelled
+ * or not, is posted by that thread's task work, whenever it runs.
  *
  * The pooled rings sit in one list under a lock, each tagged with its
  * owner's token: a number given to a thread at its first use and never
@@ -170,7 +170,7 @@ static bool shape_poolable(const struct io_uring_params *want, const struct huge
 			 IORING_SETUP_REGISTERED_FD_ONLY;
 
 	return o && (o->flags & HUGERING_INIT_POOLED) && !o->n_iopoll_fds &&
-	       (want->flags & IORING_SETUP_SINGLE_ISSUER) && !(want->flags & never);
+	       !(want->flags & never);
 }
 
 /*
@@ -465,6 +465,14 @@ static bool needs_barrier(const struct io_uring *ring, unsigned from)
 	unsigned shift = ring->flags & IORING_SETUP_SQE128 ? 1 : 0;
 	const struct io_uring_sqe *sqe;
 
+	if (to == from)
+		return false;
+	/*
+	 * Without SINGLE_ISSUER another thread may have submitted: even a
+	 * cancelled poll completes as that thread's task work, whenever it runs.
+	 */
+	if (!(ring->flags & IORING_SETUP_SINGLE_ISSUER))
+		return true;
 	/* wrapped, or an SQ layout not known here (IORING_SETUP_SQE_MIXED, bit 19, and later) */
 	if (to - from > ring->sq.ring_entries || ring->flags >> 19)
 		return true;
@@ -484,32 +492,21 @@ static bool needs_barrier(const struct io_uring *ring, unsigned from)
 }
 
 /*
- * Requests no cancel reaches end when they end: a read or write the device
- * holds, a zero-copy send's notification.  Their CQEs would reach the next
- * owner.  A NOP with IOSQE_IO_DRAIN starts only once every request before
- * it has completed, so its CQE says none is left.  Not needed when every
- * SQE submitted since the ring was handed out is of a kind the cancel
- * reaches (needs_barrier).  The kernel runs a drained request in io-wq: about 5 µs
- * (measured, one CPU), and the thread's io-wq starts a worker if it had none.
- * 0, or -ETIME (still in flight at @deadline), -EBUSY (no SQE), the NOP's
- * error (-EOPNOTSUPP: the ring used IOSQE_CQE_SKIP_SUCCESS, which disables
- * draining).
+ * One NOP with @sqe_flags through hugering's own fd, waited for until
+ * @deadline (cancelling again between slices): its result, or -ETIME,
+ * -EBUSY (no SQE), the kernel's error.
  */
-static int drain_barrier(struct io_uring *ring, struct hr_ring_rec *rec, long deadline)
+static int nop_and_wait(struct io_uring *ring, struct hr_ring_rec *rec, unsigned sqe_flags,
+			long deadline)
 {
-	struct hr_pool_rec *pr = &rec->pool;
-	struct barrier b = { .marker = 0 };
-	struct io_uring_sqe *sqe;
+	struct barrier b = { .marker = barrier_marker(&rec->pool) };
+	struct io_uring_sqe *sqe = io_uring_get_sqe(ring);
 	unsigned tail;
 
-	if (!needs_barrier(ring, pr->sq_head))
-		return 0;
-	sqe = io_uring_get_sqe(ring);
 	if (!sqe)
 		return -EBUSY;
-	b.marker = barrier_marker(pr);
 	io_uring_prep_nop(sqe);
-	sqe->flags = IOSQE_IO_DRAIN;
+	sqe->flags = (uint8_t)sqe_flags;
 	sqe->user_data = b.marker;
 	/* Published by hand: io_uring_submit enters through the program's fd number, not yet checked. */
 	tail = ring->sq.sqe_tail;
@@ -537,6 +534,35 @@ static int drain_barrier(struct io_uring *ring, struct hr_ring_rec *rec, long de
 	}
 }
 
+/*
+ * Requests no cancel reaches end when they end: a read or write the device
+ * holds, a zero-copy send's notification.  Their CQEs would reach the next
+ * owner.  A NOP with IOSQE_IO_DRAIN starts only once every request before
+ * it has completed, so its CQE says none is left.  Not needed when every
+ * SQE submitted since the ring was handed out is of a kind the cancel
+ * reaches (needs_barrier).  The kernel runs a drained request in io-wq,
+ * and the one after it (see below): about 10 µs in all, and the thread's
+ * io-wq starts a worker if it had none.
+ * 0, or -ETIME (still in flight at @deadline), -EBUSY (no SQE), the NOP's
+ * error (-EOPNOTSUPP: the ring used IOSQE_CQE_SKIP_SUCCESS, which disables
+ * draining).
+ */
+static int drain_barrier(struct io_uring *ring, struct hr_ring_rec *rec, long deadline)
+{
+	int ret;
+
+	if (!needs_barrier(ring, rec->pool.sq_head))
+		return 0;
+	ret = nop_and_wait(ring, rec, IOSQE_IO_DRAIN, deadline);
+	/*
+	 * The kernel keeps draining on after a drained request until one
+	 * without the flag finds nothing deferred; until then every request
+	 * goes to io-wq (a fresh ring's first NOPs would complete out of
+	 * order).  A second NOP turns it off, in io-wq itself.
+	 */
+	return ret ? ret : nop_and_wait(ring, rec, 0, deadline);
+}
+
 /* One unregistration; what "there was none" looks like (or an op this kernel lacks) is fine. */
 static bool unreg(int fd, unsigned op, void *arg, unsigned nr, bool maybe_unknown)
 {
@@ -547,9 +573,10 @@ static bool unreg(int fd, unsigned op, void *arg, unsigned nr, bool maybe_unknow
 
 /*
  * Personalities: the kernel gives their ids in turn (1, 2, ... 65535, then
- * 1 again) and this kernel's fdinfo no longer lists them.  A probe registered and unregistered at each reset
- * must get the id after the last probe's: any other means the program
- * registered one since (left or not), and the ring is not like fresh.
+ * 1 again) and this kernel's fdinfo no longer lists them.  A probe
+ * registered and unregistered at each reset must get the id after the last
+ * probe's: any other means the program registered one since (left or not),
+ * and the ring is not like fresh.
  */
 static bool no_personality(int fd, struct hr_pool_rec *pr)
 {
@@ -577,6 +604,9 @@ static const char DIRT_OTHER_FILE[] = "the fd number is another file now";
  * and max workers are not the ring's: without SQPOLL (never pooled) the
  * kernel sets them on the calling thread's io-wq, which outlives the ring,
  * so a close leaves them as the program set them and so does the reset.
+ * The ring keeps the max workers too, for a thread whose first io_uring
+ * use is this ring; nothing undoes that (README: only a plain ring shared
+ * with a brand-new thread could show it).
  */
 static bool undo_unseen(struct hr_ring_rec *rec)
 {

@@ -13,6 +13,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -241,6 +242,11 @@ Test(ringpool, single_issuer_ring_reset)
 	used_ring_comes_back_fresh(IORING_SETUP_SINGLE_ISSUER, false);
 }
 
+Test(ringpool, plain_ring_reset)
+{
+	used_ring_comes_back_fresh(0, false);
+}
+
 /* Exit, then the next create: was the ring pooled? */
 static int cycle(unsigned flags, const struct hugering_init_opts *o)
 {
@@ -291,12 +297,139 @@ Test(ringpool, shapes_and_flags_must_match)
 	hugering_queue_exit(&ring);
 }
 
-Test(ringpool, plain_ring_is_not_pooled)
+/* What io_uring_queue_init(n, &r, 0) makes: pooled too (drained, as NOPs were submitted). */
+Test(ringpool, plain_ring_is_pooled)
 {
-	int fds = th_fd_count();
+	cr_assert_eq(cycle(0, &pooled_opts), 1, "not pooled: %s", why);
+	cr_assert_eq(cycle(0, &pooled_opts), 1, "not pooled again: %s", why);
+}
 
-	cr_assert_eq(cycle(0, &pooled_opts), 0, "a ring any thread may use was pooled");
-	cr_assert_eq(th_fd_count(), fds);
+struct other_thread {
+	struct io_uring *ring;
+	int sock, ready[2], gate[2];
+	char rbuf[64];
+	unsigned n;
+};
+
+/* Another thread's requests on a plain ring, then it blocks (alive, in the kernel) until told. */
+static void *submit_and_block(void *arg)
+{
+	struct other_thread *o = arg;
+	char c;
+
+	for (unsigned i = 0; i < o->n; i++) {
+		io_uring_prep_recv(io_uring_get_sqe(o->ring), o->sock, o->rbuf, sizeof(o->rbuf), 0);
+		io_uring_prep_nop(io_uring_get_sqe(o->ring));
+	}
+	cr_assert_eq(io_uring_submit(o->ring), (int)(2 * o->n));
+	cr_assert_eq(write(o->ready[1], "r", 1), 1);
+	cr_assert_eq(read(o->gate[0], &c, 1), 1);
+	return NULL;
+}
+
+/*
+ * A plain ring another thread submitted to: the cancel finds its recvs,
+ * but their completions are that thread's task work, posted whenever it
+ * runs.  The drain barrier waits for them; none may reach the next owner.
+ */
+Test(ringpool, plain_ring_used_by_another_thread)
+{
+	struct other_thread o = { .n = 16 };
+	struct io_uring ring;
+	struct io_uring_params p;
+	pthread_t t;
+	int sv[2];
+	char c;
+
+	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+	cr_assert_eq(pipe2(o.ready, O_CLOEXEC), 0);
+	cr_assert_eq(pipe2(o.gate, O_CLOEXEC), 0);
+	for (int round = 0; round < 10; round++) {
+		make_pooled(&ring, &p, 0);
+		if (round) {
+			cr_assert_eq(pooled(&ring), 1, "round %d: not pooled: %s", round, why);
+			assert_empty(&ring);
+		}
+		o.ring = &ring;
+		o.sock = sv[0];
+		cr_assert_eq(pthread_create(&t, NULL, submit_and_block, &o), 0);
+		cr_assert_eq(read(o.ready[0], &c, 1), 1);
+		hugering_queue_exit(&ring);
+		make_pooled(&ring, &p, 0);
+		cr_assert_eq(pooled(&ring), 1, "round %d: not pooled: %s", round, why);
+		assert_no_stray(&ring);
+		cr_assert_eq(write(o.gate[1], "g", 1), 1);
+		cr_assert_eq(pthread_join(t, NULL), 0);
+		hugering_queue_exit(&ring);
+	}
+	close(sv[0]);
+	close(sv[1]);
+}
+
+/* In a vfork-style wait (killable, not interruptible): task work waits too. */
+static int sleep_then_exit(void *arg)
+{
+	struct timespec ts = { .tv_nsec = 150 * 1000000L };
+
+	(void)arg;
+	syscall(SYS_nanosleep, &ts, NULL);
+	return 0;
+}
+
+/* The other thread's timeout, then it waits where task work cannot run. */
+static void *submit_and_stall(void *arg)
+{
+	struct other_thread *o = arg;
+	size_t size = 64 << 10;
+	char *stack = malloc(size);
+	pid_t pid;
+
+	static struct __kernel_timespec ts = { .tv_sec = 30 };
+
+	cr_assert_not_null(stack);
+	io_uring_prep_timeout(io_uring_get_sqe(o->ring), &ts, 0, 0);
+	cr_assert_eq(io_uring_submit(o->ring), 1);
+	cr_assert_eq(write(o->ready[1], "r", 1), 1);
+	pid = clone(sleep_then_exit, stack + size, CLONE_VM | CLONE_VFORK | SIGCHLD, NULL);
+	cr_assert_gt(pid, 0, "clone: %s", strerror(errno));
+	cr_assert_eq(waitpid(pid, NULL, 0), pid);
+	free(stack);
+	return NULL;
+}
+
+/*
+ * The other thread is in a killable wait when the exit cancels its
+ * timeout: the cancel finds it and takes it off the list, but its CQE is
+ * posted by that thread's task work, which cannot run until the wait ends,
+ * 150 ms later.  It must not land in the ring the next create gets (the
+ * barrier waits for it, in vain for 50 ms: the ring is closed).
+ */
+Test(ringpool, plain_ring_with_another_threads_task_work)
+{
+	struct other_thread o = { .n = 1 };
+	struct io_uring ring;
+	struct io_uring_params p;
+	pthread_t t;
+	int sv[2];
+	char c;
+
+	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+	cr_assert_eq(pipe2(o.ready, O_CLOEXEC), 0);
+	make_pooled(&ring, &p, 0);
+	o.ring = &ring;
+	o.sock = sv[0];
+	cr_assert_eq(pthread_create(&t, NULL, submit_and_stall, &o), 0);
+	cr_assert_eq(read(o.ready[0], &c, 1), 1);
+	th_sleep_ms(20);	/* sequencing: let it reach the wait */
+	hugering_queue_exit(&ring);
+	make_pooled(&ring, &p, 0);
+	cr_assert_eq(pthread_join(t, NULL), 0);
+	cr_assert_eq(io_uring_cq_ready(&ring), 0, "a CQE of the last user's arrived (pooled %d)",
+		     pooled(&ring));
+	assert_no_stray(&ring);
+	hugering_queue_exit(&ring);
+	close(sv[0]);
+	close(sv[1]);
 }
 
 Test(ringpool, disabled_ring_is_closed)
