@@ -21,8 +21,8 @@
  * repeated charge reported); see buffer_checks().
  * The ring pool (issue 14) on every boot: a used ring comes back reset
  * where rings are in user memory, and is never pooled where they are
- * kernel-mapped; a personality left registered closes it; see
- * pool_checks().
+ * kernel-mapped; a personality left registered closes it; a plain ring
+ * that submitted is drained and comes back in order; see pool_checks().
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE	/* O_DIRECT */
@@ -613,10 +613,11 @@ static int pool_line(int ok, const char *what, const char *detail)
 	return ok;
 }
 
-static int pooled_ring(struct io_uring *ring, int *pooled)
+#define POOL_DEFER (IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN)
+
+static int pooled_ring(struct io_uring *ring, unsigned flags, int *pooled)
 {
-	struct io_uring_params p = { .flags = IORING_SETUP_SINGLE_ISSUER |
-						IORING_SETUP_DEFER_TASKRUN };
+	struct io_uring_params p = { .flags = flags };
 	struct hugering_init_opts o = { .numa_node = -1, .flags = HUGERING_INIT_POOLED };
 	struct hugering_ring_info info;
 	int ret = hugering_queue_init_opts(64, ring, &p, &o);
@@ -626,6 +627,29 @@ static int pooled_ring(struct io_uring *ring, int *pooled)
 	hugering_ring_info(ring, &info);
 	*pooled = info.pooled;
 	return 0;
+}
+
+/*
+ * A plain ring (any thread may submit) that submitted NOPs is drained at
+ * exit with an IOSQE_IO_DRAIN NOP and a plain one after it: it comes back,
+ * and the next NOPs complete inline, in order (draining ended).
+ */
+static int plain_pool_check(void)
+{
+	struct io_uring ring;
+	int pooled = 0, ok;
+	char detail[96];
+
+	if (pooled_ring(&ring, 0, &pooled))
+		return pool_line(0, "plain", hugering_last_error());
+	ok = !nops(&ring, 8);
+	hugering_queue_exit(&ring);
+	if (pooled_ring(&ring, 0, &pooled))
+		return pool_line(0, "plain", "second create failed");
+	ok = ok && pooled && !nops(&ring, 8);
+	hugering_queue_exit(&ring);
+	snprintf(detail, sizeof(detail), "pooled=%d after NOPs, 8 NOPs in order", pooled);
+	return pool_line(ok, "plain drained", detail);
 }
 
 /*
@@ -641,14 +665,14 @@ static int pool_checks(int user_mem)
 	char detail[160];
 	struct io_uring_sqe *sqe;
 
-	if (pipe(pipefd) || pooled_ring(&ring, &pooled))
+	if (pipe(pipefd) || pooled_ring(&ring, POOL_DEFER, &pooled))
 		return pool_line(0, "ring", hugering_last_error());
 	ok = !io_uring_register_files(&ring, pipefd, 2) && !nops(&ring, 8);
 	sqe = io_uring_get_sqe(&ring);
 	io_uring_prep_poll_add(sqe, pipefd[0], POLLIN);	/* never completes by itself */
 	ok = ok && io_uring_submit(&ring) == 1;
 	hugering_queue_exit(&ring);
-	if (!ok || pooled_ring(&ring, &pooled))
+	if (!ok || pooled_ring(&ring, POOL_DEFER, &pooled))
 		return pool_line(0, "used ring", "setup or second create failed");
 	if (!user_mem) {
 		pass = pool_line(!pooled, "kernel-mapped", pooled ? "pooled" : "closed, not pooled");
@@ -664,13 +688,13 @@ static int pool_checks(int user_mem)
 	pass &= pool_line(ok, "reset", detail);
 	ok = io_uring_register_personality(&ring) > 0;
 	hugering_queue_exit(&ring);
-	ok = ok && !pooled_ring(&ring, &pooled) && !pooled;
+	ok = ok && !pooled_ring(&ring, POOL_DEFER, &pooled) && !pooled;
 	pass &= pool_line(ok, "personality", ok ? "left registered: the ring was closed" :
 			  "a ring with a personality left was handed out again");
 	hugering_queue_exit(&ring);
 	close(pipefd[0]);
 	close(pipefd[1]);
-	return pass;
+	return pass & plain_pool_check();
 }
 
 /* ------------------------------------------------------------------ */
