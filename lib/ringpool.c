@@ -424,15 +424,16 @@ static int submit_and_wait(int fd, unsigned to_submit, long ms)
  * work, polls, timeouts) or complete nothing later in this ring: after
  * cancel_all none of them is in flight.  Not listed, so drained: reads and
  * writes (a file's are held by the device), zero-copy sends (their
- * notification comes when the network lets go), uring_cmd, and every
- * opcode newer than liburing 2.5's header.
+ * notification comes when the network lets go), MSG_RING (passing a file
+ * to a DEFER_TASKRUN ring completes as that ring's owner's task work),
+ * uring_cmd, and every opcode newer than liburing 2.5's header.
  */
 static bool cancel_reaches(unsigned op)
 {
 	switch (op) {
 	case IORING_OP_NOP: case IORING_OP_POLL_ADD: case IORING_OP_POLL_REMOVE:
 	case IORING_OP_TIMEOUT: case IORING_OP_TIMEOUT_REMOVE: case IORING_OP_LINK_TIMEOUT:
-	case IORING_OP_ASYNC_CANCEL: case IORING_OP_FILES_UPDATE: case IORING_OP_MSG_RING:
+	case IORING_OP_ASYNC_CANCEL: case IORING_OP_FILES_UPDATE:
 	case IORING_OP_PROVIDE_BUFFERS: case IORING_OP_REMOVE_BUFFERS:
 	/* sockets: done inline or waiting on a poll the cancel finds */
 	case IORING_OP_SENDMSG: case IORING_OP_RECVMSG: case IORING_OP_SEND: case IORING_OP_RECV:
@@ -453,65 +454,101 @@ static bool cancel_reaches(unsigned op)
 }
 
 /*
+ * Before Linux 6.16 the kernel released a drained request by counting
+ * CQEs against SQEs, and a zero-copy send's notification was not counted:
+ * on a ring that ever sent one, a drain can start while a request is still
+ * in flight.  From 6.16 it waits until every request is freed.
+ */
+static bool drain_counts_requests(void)
+{
+	int major = 0, minor = 0;
+
+	return sscanf(hr_caps()->release, "%d.%d", &major, &minor) == 2 &&
+	       (major > 6 || (major == 6 && minor >= 16));
+}
+
+enum drain_need {
+	DRAIN_NONE,		/* nothing can still be in flight */
+	DRAIN_BARRIER,		/* the barrier can tell */
+	DRAIN_UNPROVABLE,	/* not even the barrier: close */
+};
+
+/*
  * Whether a request submitted since the ring was handed out (SQ head then:
  * @from) may still be in flight where no cancel reaches.  The SQEs the
  * kernel consumed are still in the SQ, read through the SQ array as the
- * kernel did (liburing leaves it as set up); once the SQ has wrapped they
- * are overwritten, and only the barrier can say.
+ * kernel did (liburing leaves it as set up), unless the SQ wrapped since,
+ * or SQEs got and not submitted (up to @sqe_tail) reached their slots.
+ * Links and drains are drained too: a cancelled or completed head (or a
+ * deferred request) issues the next one when its task work runs, after
+ * the last cancel.  Without SINGLE_ISSUER another thread may have
+ * submitted: even a cancelled poll completes as that thread's task work.
  */
-static bool needs_barrier(const struct io_uring *ring, unsigned from)
+static enum drain_need needs_barrier(const struct io_uring *ring, unsigned from, unsigned sqe_tail)
 {
 	unsigned to = io_uring_smp_load_acquire(ring->sq.khead);
 	unsigned shift = ring->flags & IORING_SETUP_SQE128 ? 1 : 0;
-	const struct io_uring_sqe *sqe;
+	unsigned chained = IOSQE_IO_LINK | IOSQE_IO_HARDLINK | IOSQE_IO_DRAIN |
+			   IOSQE_CQE_SKIP_SUCCESS;
+	bool counted = drain_counts_requests();
+	enum drain_need need;
 
 	if (to == from)
-		return false;
-	/*
-	 * Without SINGLE_ISSUER another thread may have submitted: even a
-	 * cancelled poll completes as that thread's task work, whenever it runs.
-	 */
-	if (!(ring->flags & IORING_SETUP_SINGLE_ISSUER))
-		return true;
+		return DRAIN_NONE;
 	/* wrapped, or an SQ layout not known here (IORING_SETUP_SQE_MIXED, bit 19, and later) */
-	if (to - from > ring->sq.ring_entries || ring->flags >> 19)
-		return true;
+	if (to - from > ring->sq.ring_entries || sqe_tail - from > ring->sq.ring_entries ||
+	    ring->flags >> 19)
+		return counted ? DRAIN_BARRIER : DRAIN_UNPROVABLE;
+	need = ring->flags & IORING_SETUP_SINGLE_ISSUER ? DRAIN_NONE : DRAIN_BARRIER;
 	for (unsigned h = from; h != to; h++) {
 		unsigned idx = h & ring->sq.ring_mask;
+		const struct io_uring_sqe *sqe;
 
 		if (!(ring->flags & IORING_SETUP_NO_SQARRAY))
 			idx = ring->sq.array[idx];
 		if (idx >= ring->sq.ring_entries)
-			return true;
+			return DRAIN_UNPROVABLE;
 		sqe = &ring->sq.sqes[idx << shift];
+		if (!counted && (sqe->opcode == IORING_OP_SEND_ZC ||
+				 sqe->opcode == IORING_OP_SENDMSG_ZC))
+			return DRAIN_UNPROVABLE;
 		/* CQE_SKIP_SUCCESS disables draining for good: the barrier fails, the ring closes */
-		if (!cancel_reaches(sqe->opcode) || (sqe->flags & IOSQE_CQE_SKIP_SUCCESS))
-			return true;
+		if (!cancel_reaches(sqe->opcode) || (sqe->flags & chained))
+			need = DRAIN_BARRIER;
 	}
-	return false;
+	return need;
 }
 
 /*
- * One NOP with @sqe_flags through hugering's own fd, waited for until
- * @deadline (cancelling again between slices): its result, or -ETIME,
- * -EBUSY (no SQE), the kernel's error.
+ * One NOP with @sqe_flags, written and made visible to the kernel (not
+ * submitted): its marker in @b.  By hand, as io_uring_submit would enter
+ * through the program's fd number, not yet known to be the ring.
  */
-static int nop_and_wait(struct io_uring *ring, struct hr_ring_rec *rec, unsigned sqe_flags,
-			long deadline)
+static int nop_publish(struct io_uring *ring, struct hr_ring_rec *rec, unsigned sqe_flags,
+		       struct barrier *b, unsigned *tail)
 {
-	struct barrier b = { .marker = barrier_marker(&rec->pool) };
 	struct io_uring_sqe *sqe = io_uring_get_sqe(ring);
-	unsigned tail;
 
 	if (!sqe)
 		return -EBUSY;
+	*b = (struct barrier){ .marker = barrier_marker(&rec->pool) };
 	io_uring_prep_nop(sqe);
 	sqe->flags = (uint8_t)sqe_flags;
-	sqe->user_data = b.marker;
-	/* Published by hand: io_uring_submit enters through the program's fd number, not yet checked. */
-	tail = ring->sq.sqe_tail;
-	io_uring_smp_store_release(ring->sq.ktail, tail);
-	ring->sq.sqe_head = tail;
+	sqe->user_data = b->marker;
+	*tail = ring->sq.sqe_tail;
+	io_uring_smp_store_release(ring->sq.ktail, *tail);
+	ring->sq.sqe_head = *tail;
+	return 0;
+}
+
+/*
+ * The published NOP (SQ tail @tail) submitted through hugering's own fd
+ * and waited for until @deadline, cancelling again between slices: its
+ * result, or -ETIME, or the kernel's error.
+ */
+static int nop_wait(struct io_uring *ring, struct hr_ring_rec *rec, unsigned tail,
+		    struct barrier *b, long deadline)
+{
 	for (;;) {
 		long left = deadline - hr_now_ms();
 		bool sent = io_uring_smp_load_acquire(ring->sq.khead) == tail;
@@ -521,17 +558,53 @@ static int nop_and_wait(struct io_uring *ring, struct hr_ring_rec *rec, unsigned
 			return -ETIME;
 		ret = submit_and_wait(rec->ref_fd, sent ? 0 : 1,
 				      left < BARRIER_SLICE_MS ? left : BARRIER_SLICE_MS);
-		consume(ring, &b);
-		if (b.seen)
-			return b.res;
+		consume(ring, b);
+		if (b->seen)
+			return b->res;
 		if (ret < 0 && ret != -ETIME && ret != -EINTR && ret != -EAGAIN && ret != -EBUSY)
 			return ret;
 		/* A request that went from io-wq to poll since the last cancel: cancel again. */
-		if (ret == -ETIME && cancel_all(ring, rec->ref_fd, deadline, &b))
+		if (ret == -ETIME && cancel_all(ring, rec->ref_fd, deadline, b))
 			return -ETIME;
+		if (b->seen)
+			return b->res;
+	}
+}
+
+#define END_DRAIN_TRIES 8
+
+/*
+ * The kernel keeps draining on after a drained request until a request
+ * without the flag finds nothing deferred and every earlier request freed
+ * (a request freed by task work that has not run yet counts); until then
+ * it sends every request to io-wq, so the next user's first requests
+ * would run (and complete out of order) unlike on a fresh ring.  A NOP
+ * whose CQE is there when the submit returns, without waiting, ran inline:
+ * draining is off.  With DEFER_TASKRUN that is a proof (a request sent on
+ * completes as task work, which only a wait runs); without it a NOP sent
+ * to io-wq would have to complete before this thread reads the CQ right
+ * after the syscall.  -EBUSY when draining stays on (closed).
+ */
+static int end_draining(struct io_uring *ring, struct hr_ring_rec *rec, long deadline)
+{
+	for (int i = 0; i < END_DRAIN_TRIES; i++) {
+		struct barrier b;
+		unsigned tail;
+		int ret = nop_publish(ring, rec, 0, &b, &tail);
+
+		if (ret)
+			return ret;
+		ret = io_uring_enter((unsigned)rec->ref_fd, 1, 0, 0, NULL);
+		consume(ring, &b);
 		if (b.seen)
 			return b.res;
+		if (ret < 0 && ret != -EINTR && ret != -EAGAIN && ret != -EBUSY)
+			return ret;
+		ret = nop_wait(ring, rec, tail, &b, deadline);
+		if (ret)
+			return ret;
 	}
+	return -EBUSY;
 }
 
 /*
@@ -541,26 +614,32 @@ static int nop_and_wait(struct io_uring *ring, struct hr_ring_rec *rec, unsigned
  * it has completed, so its CQE says none is left.  Not needed when every
  * SQE submitted since the ring was handed out is of a kind the cancel
  * reaches (needs_barrier).  The kernel runs a drained request in io-wq,
- * and the one after it (see below): about 10 µs in all, and the thread's
+ * and the one after it (end_draining): about 7 µs in all, and the thread's
  * io-wq starts a worker if it had none.
- * 0, or -ETIME (still in flight at @deadline), -EBUSY (no SQE), the NOP's
- * error (-EOPNOTSUPP: the ring used IOSQE_CQE_SKIP_SUCCESS, which disables
+ * 0, or -ETIME (still in flight at @deadline), -EBUSY (no SQE, draining
+ * stays on), -ENOTRECOVERABLE (nothing can prove it), the NOP's error
+ * (-EOPNOTSUPP: the ring used IOSQE_CQE_SKIP_SUCCESS, which disables
  * draining).
  */
-static int drain_barrier(struct io_uring *ring, struct hr_ring_rec *rec, long deadline)
+static int drain_barrier(struct io_uring *ring, struct hr_ring_rec *rec, unsigned sqe_tail,
+			 long deadline)
 {
+	struct barrier b;
+	unsigned tail;
 	int ret;
 
-	if (!needs_barrier(ring, rec->pool.sq_head))
+	switch (needs_barrier(ring, rec->pool.sq_head, sqe_tail)) {
+	case DRAIN_NONE:
 		return 0;
-	ret = nop_and_wait(ring, rec, IOSQE_IO_DRAIN, deadline);
-	/*
-	 * The kernel keeps draining on after a drained request until one
-	 * without the flag finds nothing deferred; until then every request
-	 * goes to io-wq (a fresh ring's first NOPs would complete out of
-	 * order).  A second NOP turns it off, in io-wq itself.
-	 */
-	return ret ? ret : nop_and_wait(ring, rec, 0, deadline);
+	case DRAIN_UNPROVABLE:
+		return -ENOTRECOVERABLE;
+	case DRAIN_BARRIER:
+		break;
+	}
+	ret = nop_publish(ring, rec, IOSQE_IO_DRAIN, &b, &tail);
+	if (!ret)
+		ret = nop_wait(ring, rec, tail, &b, deadline);
+	return ret ? ret : end_draining(ring, rec, deadline);
 }
 
 /* One unregistration; what "there was none" looks like (or an op this kernel lacks) is fine. */
@@ -794,19 +873,22 @@ bool hr_pool_put(struct io_uring *ring, struct hr_ring_rec *rec)
 {
 	long deadline = hr_now_ms() + DRAIN_MS;
 	const char *dirt;
+	unsigned sqe_tail;
 
 	if (!room())
 		return not_pooled("the pool is full");
 	if (!untouched(ring, rec))
 		return not_pooled("not the creating thread, a registered ring fd, a CQ overflow, "
 				  "dropped SQEs, resized, or another fd number");
+	sqe_tail = ring->sq.sqe_tail;	/* before the drop: SQEs got may have reached scanned slots */
 	drop_unsubmitted(ring);
 	/* The cancel loop reaped last (task work run for DEFER_TASKRUN). */
 	if (cancel_all(ring, rec->ref_fd, deadline, NULL) || poll_all(ring, rec->ref_fd, deadline))
 		return not_pooled("requests still in flight after 50 ms");
-	if (drain_barrier(ring, rec, deadline))
-		return not_pooled("requests no cancel reaches still in flight after 50 ms, or a drain "
-				  "refused (IOSQE_CQE_SKIP_SUCCESS)");
+	if (drain_barrier(ring, rec, sqe_tail, deadline))
+		return not_pooled("requests no cancel reaches still in flight after 50 ms, a drain "
+				  "refused (IOSQE_CQE_SKIP_SUCCESS) or left on, or unprovable "
+				  "(a zero-copy send before Linux 6.16)");
 	if (io_uring_cq_ready(ring) || io_uring_sq_ready(ring))
 		return not_pooled("SQ or CQ not empty after the drain");
 	if (!undo_unseen(rec))
