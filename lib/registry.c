@@ -103,10 +103,25 @@ static void atfork_prepare(void)
 		hooks[i]->fork_prepare();
 }
 
+/*
+ * The child holds every live ring's fd now.  Into a ring without
+ * SINGLE_ISSUER it may submit after the parent's exit, and its completions
+ * would reach the ring's next owner: such a ring is no longer pooled.  (A
+ * SINGLE_ISSUER ring refuses the child's submissions.)
+ */
+static void unpool_shared_rings(void)
+{
+	for (size_t b = 0; b < REGISTRY_BUCKETS; b++)
+		for (struct hr_ring_rec *r = registry[b]; r; r = r->next)
+			if (!(r->pool.want.flags & IORING_SETUP_SINGLE_ISSUER))
+				r->pool.candidate = false;
+}
+
 static void atfork_parent(void)
 {
 	for (unsigned i = fork_nhooks; i-- > 0;)
 		hooks[i]->fork_parent();
+	unpool_shared_rings();
 	pthread_mutex_unlock(&registry_lock);
 	hr_arena_fork_parent();
 }

@@ -902,6 +902,61 @@ Test(ringpool, program_drain_is_ended)
 	hugering_queue_exit(&ring);
 }
 
+/*
+ * A full SQ of timeouts: each cancelled one completes as task work, and
+ * since Linux 6.13 a wait runs at most 20 such items unless it wants more
+ * CQEs.  Every one must be reaped before the hand-out.
+ */
+Test(ringpool, many_cancelled_timeouts_are_reaped)
+{
+	static struct __kernel_timespec ts = { .tv_sec = 30 };
+	struct io_uring ring;
+	struct io_uring_params p;
+
+	make_pooled(&ring, &p, DEFER);
+	for (unsigned i = 0; i < ENTRIES; i++)
+		io_uring_prep_timeout(io_uring_get_sqe(&ring), &ts, 0, 0);
+	cr_assert_eq(io_uring_submit(&ring), ENTRIES);
+	hugering_queue_exit(&ring);
+	make_pooled(&ring, &p, DEFER);
+	cr_assert_eq(pooled(&ring), 1, "not pooled: %s", why);
+	assert_no_stray(&ring);
+	hugering_queue_exit(&ring);
+}
+
+/* Whether a ring of @flags, live across a fork (the child exits at once), is pooled at exit. */
+static int pooled_after_fork(unsigned flags)
+{
+	struct io_uring ring;
+	struct io_uring_params p;
+	pid_t pid;
+	int st;
+
+	make_pooled(&ring, &p, flags);
+	th_sleep_ms(100);	/* ASan: see fork_child_closes_its_idle_rings */
+	pid = fork();
+	cr_assert_geq(pid, 0);
+	if (!pid)
+		_exit(0);
+	cr_assert_eq(waitpid(pid, &st, 0), pid);
+	hugering_queue_exit(&ring);
+	make_pooled(&ring, &p, flags);
+	st = pooled(&ring);
+	hugering_queue_exit(&ring);
+	return st;
+}
+
+/*
+ * A child holds the fd of every ring live at the fork: into a plain ring
+ * it may submit after the parent's exit, so that ring is not pooled; a
+ * SINGLE_ISSUER ring refuses it, and is.
+ */
+Test(ringpool, plain_ring_live_at_fork_is_not_pooled)
+{
+	cr_assert_eq(pooled_after_fork(0), 0, "a plain ring a child could submit to was pooled");
+	cr_assert_eq(pooled_after_fork(DEFER), 1, "control: not pooled: %s", why);
+}
+
 /* A ring that used IOSQE_CQE_SKIP_SUCCESS refuses a drain: closed, not pooled. */
 Test(ringpool, skip_success_ring_is_closed)
 {
