@@ -346,14 +346,16 @@ static int submit_and_wait(int fd, unsigned to_submit, unsigned min_complete, lo
 			       sizeof(arg));
 }
 
-#define REAP_PASSES 8
+#define QUICK_PASSES 4
 
 /*
  * Completions waiting as task work posted and seen.  With DEFER_TASKRUN
  * they run only in a wait, and since Linux 6.13 a wait runs at most 20
- * items unless it wants more CQEs: each pass asks for a full CQ and waits
- * for none, until a pass brings no CQE (a cancelled timeout or io-wq
- * request completes as task work the next cancel no longer finds).
+ * items unless it wants more CQEs (a cancelled timeout or io-wq request
+ * completes as task work the next cancel no longer finds).  Quick passes
+ * that want none, until one brings no CQE; after a few, a wait that wants
+ * a full CQ with a zero timeout runs everything at once (it then sleeps
+ * until that timeout fires: several µs, so only when there is much).
  */
 static void reap(struct io_uring *ring, int fd, struct barrier *b)
 {
@@ -361,11 +363,14 @@ static void reap(struct io_uring *ring, int fd, struct barrier *b)
 		consume(ring, b);
 		return;
 	}
-	for (int i = 0; i < REAP_PASSES; i++) {
-		submit_and_wait(fd, 0, ring->cq.ring_entries, 0);
+	for (int i = 0; i < QUICK_PASSES; i++) {
+		io_uring_enter((unsigned)fd, 0, 0, IORING_ENTER_GETEVENTS, NULL);
 		if (!consume(ring, b))
 			return;
 	}
+	do
+		submit_and_wait(fd, 0, ring->cq.ring_entries, 0);
+	while (consume(ring, b));
 }
 
 /* SQEs got but not submitted: gone, as if never written. */
