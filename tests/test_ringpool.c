@@ -459,6 +459,65 @@ Test(ringpool, plain_ring_with_another_threads_task_work)
 	other_thread_done(&o, sv);
 }
 
+/* A DEFER ring of its own, a file slot to receive into; then a wait where task work cannot run. */
+static void *own_ring_then_stall(void *arg)
+{
+	struct other_thread *o = arg;
+	struct io_uring target;
+	struct io_uring_params p = { .flags = DEFER };
+	size_t size = 64 << 10;
+	char *stack = malloc(size);
+	pid_t pid;
+
+	cr_assert_not_null(stack);
+	cr_assert_eq(hugering_queue_init_params(8, &target, &p), 0);
+	cr_assert_eq(io_uring_register_files_sparse(&target, 1), 0);
+	o->sock = target.ring_fd;	/* the MSG_RING's target */
+	cr_assert_eq(write(o->ready[1], "r", 1), 1);
+	cr_assert_eq(read(o->gate[0], stack, 1), 1);
+	pid = clone(sleep_then_exit, stack + size, CLONE_VM | CLONE_VFORK | SIGCHLD, NULL);
+	cr_assert_gt(pid, 0, "clone: %s", strerror(errno));
+	cr_assert_eq(waitpid(pid, NULL, 0), pid);
+	hugering_queue_exit(&target);
+	free(stack);
+	return NULL;
+}
+
+/*
+ * A MSG_RING passing a file to another thread's DEFER_TASKRUN ring
+ * completes only when that thread runs its task work: no cancel reaches
+ * it.  The sender's ring is drained, in vain while the receiver sits in a
+ * killable wait (150 ms): closed, and the message's CQE never reaches the
+ * next owner of a pooled ring.
+ */
+Test(ringpool, msg_ring_to_a_stalled_ring_is_drained)
+{
+	struct other_thread o = { .n = 1 };
+	struct io_uring ring;
+	struct io_uring_params p;
+	pthread_t t;
+	int sv[2];
+	char c;
+
+	other_thread_setup(&o, NULL, sv);
+	cr_assert_eq(pthread_create(&t, NULL, own_ring_then_stall, &o), 0);
+	cr_assert_eq(read(o.ready[0], &c, 1), 1);
+	make_pooled(&ring, &p, DEFER);
+	cr_assert_eq(io_uring_register_files(&ring, &sv[1], 1), 0);
+	cr_assert_eq(write(o.gate[1], "g", 1), 1);
+	th_sleep_ms(20);	/* sequencing: let it reach the wait */
+	io_uring_prep_msg_ring_fd(io_uring_get_sqe(&ring), o.sock, 0, 0, 0x77, 0);
+	cr_assert_eq(io_uring_submit(&ring), 1);
+	hugering_queue_exit(&ring);
+	make_pooled(&ring, &p, DEFER);
+	cr_assert_eq(pthread_join(t, NULL), 0);
+	cr_assert_eq(io_uring_cq_ready(&ring), 0, "the last user's MSG_RING completed here (pooled %d)",
+		     pooled(&ring));
+	assert_no_stray(&ring);
+	hugering_queue_exit(&ring);
+	other_thread_done(&o, sv);
+}
+
 Test(ringpool, disabled_ring_is_closed)
 {
 	int fds = th_fd_count();
