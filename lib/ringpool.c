@@ -426,15 +426,19 @@ static int drop_unsubmitted(struct io_uring *ring, int fd, long deadline)
 	return 0;
 }
 
+#define CANCEL_NAP_US 50	/* between cancels once a request keeps being found */
+
 /*
  * Cancel every request, reaping as they end, until the kernel finds none
  * (0; -ENOENT on kernels that say so); -ETIME when some will not end by
  * @deadline.  A request running in io-wq is counted as cancelled while its
- * worker is interrupted: it is found again until it has ended.
+ * worker is interrupted: it is found again until it has ended.  With
+ * CANCEL_ANY the kernel never waits for it (it counts, it does not say
+ * -EALREADY), so after a few rounds each one naps instead of spinning.
  */
 static int cancel_all(struct io_uring *ring, int fd, long deadline, struct barrier *b)
 {
-	for (;;) {
+	for (unsigned round = 0;; round++) {
 		struct io_uring_sync_cancel_reg reg;
 		long left = deadline - hr_now_ms();
 		int ret;
@@ -454,6 +458,8 @@ static int cancel_all(struct io_uring *ring, int fd, long deadline, struct barri
 		/* -EALREADY/-ETIME: running, not done in time; -EINTR: again, until the deadline. */
 		if (ret < 0 && ret != -EALREADY && ret != -ETIME && ret != -EINTR)
 			return ret;
+		if (round >= 2)
+			usleep(CANCEL_NAP_US);
 	}
 }
 
