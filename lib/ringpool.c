@@ -386,9 +386,13 @@ static bool is_sqpoll(const struct io_uring *ring)
 /* SQPOLL: the kernel's thread woken if it sleeps, as liburing's submit does. */
 static void sq_wake(const struct io_uring *ring, int fd)
 {
-	/* The tail stored before the flag is read: the thread sets it, then looks at the tail again. */
-	__atomic_thread_fence(__ATOMIC_SEQ_CST);
-	if (__atomic_load_n(ring->sq.kflags, __ATOMIC_RELAXED) & IORING_SQ_NEED_WAKEUP)
+	/*
+	 * The tail stored before the flag is read (the thread sets the flag,
+	 * then looks at the tail again): a seq_cst store and load are ordered
+	 * as a full fence would order them.  Only this side writes the tail.
+	 */
+	__atomic_store_n(ring->sq.ktail, *ring->sq.ktail, __ATOMIC_SEQ_CST);
+	if (__atomic_load_n(ring->sq.kflags, __ATOMIC_SEQ_CST) & IORING_SQ_NEED_WAKEUP)
 		io_uring_enter((unsigned)fd, 0, 0, IORING_ENTER_SQ_WAKEUP, NULL);
 }
 
