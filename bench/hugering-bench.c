@@ -52,7 +52,6 @@ static const struct mode_def modes[] = {
 	{ "hugering-sqpoll", KIND_HUGERING, true, false },
 	{ "hugering-prepare", KIND_HUGERING_PREP, false, false },
 	{ "hugering-pool", KIND_HUGERING_POOL, false, false },
-	{ "hugering-sqpoll-pool", KIND_HUGERING_POOL, true, false },
 	/* Last, not a --modes choice: the drop-in of the empty-pool phase. */
 	{ "hugering-auto", KIND_HUGERING_AUTO, false, false },
 };
@@ -1277,7 +1276,6 @@ static void usage(FILE *f)
 		"                      [--buffers | --buffers-only] [--buf-sizes LIST] [--buf-recv-mib N]\n"
 		"modes:  kernel liburing-nommap user-4k hugering hugering-1g floor (default),\n"
 		"        kernel-sqpoll hugering-sqpoll hugering-prepare hugering-pool\n"
-		"        hugering-sqpoll-pool\n"
 		"shapes: small (64) medium (256/512) large (4096/65536) max (32768/65536)\n"
 		"        max-sqe128 max-cqe32\n"
 		"buffers: --buffers adds the buffer section (registration, READ_FIXED, multishot\n"

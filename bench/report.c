@@ -104,7 +104,7 @@ static void table_create(FILE *f, const struct report *r)
 		"median / this mode's (> 1: faster;\n* = run alone: kernel median / mode median); "
 		"x floor = mode median / floor median;\ncpu/cyc = CPU us per cycle of every thread "
 		"of the mode's process (not the kernel's own workers)\n");
-	fprintf(f, "%-11s %-20s %9s %9s %10s %8s %7s %8s %8s %12s %10s %6s %7s  %s\n", "shape",
+	fprintf(f, "%-11s %-16s %9s %9s %10s %8s %7s %8s %8s %12s %10s %6s %7s  %s\n", "shape",
 		"mode", "median", "p99", "cycles/s", "x kernel", "x rate", "x floor", "cpu/cyc",
 		"churn ok/cap", "ring bytes", "pages", "per 2M", "error");
 	for (int i = 0; i < r->n; i++) {
@@ -112,7 +112,7 @@ static void table_create(FILE *f, const struct report *r)
 		char churn[32];
 
 		snprintf(churn, sizeof(churn), "%ld/%ld", c->cycles, c->cap);
-		fprintf(f, "%-11s %-20s", shape_name(r, c), r->modes[c->mode].name);
+		fprintf(f, "%-11s %-16s", shape_name(r, c), r->modes[c->mode].name);
 		num(f, 9, 1, c->cd_median_us, "");
 		num(f, 9, 1, c->cd_p99_us, "");
 		num(f, 10, 0, c->cycles_per_s, "");
@@ -136,14 +136,14 @@ static void table_nops(FILE *f, const struct report *r)
 	fprintf(f, "NOP throughput, M ops/s on %d warm rings per mode used in turn (median of %d "
 		"slices); sweep = the whole SQ per batch;\nx = median of (this mode / kernel) over "
 		"rounds of adjacent slices\n", NOP_COPIES, nop_rounds(r->quick));
-	fprintf(f, "%-11s %-20s %7s %7s %7s %7s %7s %7s %7s %7s %9s\n", "shape", "mode", "b1",
+	fprintf(f, "%-11s %-16s %7s %7s %7s %7s %7s %7s %7s %7s %9s\n", "shape", "mode", "b1",
 		"b32", "b256", "sweep", "x b1", "x b32", "x b256", "x sweep", "dTLB/op");
 	for (int i = 0; i < r->n; i++) {
 		const struct cell *c = &r->cells[i];
 
 		if (c->shape < 0)
 			continue;
-		fprintf(f, "%-11s %-20s", shape_name(r, c), r->modes[c->mode].name);
+		fprintf(f, "%-11s %-16s", shape_name(r, c), r->modes[c->mode].name);
 		for (int b = 0; b < NBATCH; b++)
 			num(f, 7, 2, c->nop_mops[b], "");
 		num(f, 7, 2, c->sweep_mops, "");
@@ -175,7 +175,7 @@ static void table_empty(FILE *f, const struct report *r)
 		"rounds of hugering-auto's round median / kernel's (acceptance: <= 1.10); every ring "
 		"must be kernel-mapped for ENOMEM, no pool wait\n", hugering_default_page_size() >> 10,
 		e[0].pages_held);
-	fprintf(f, "%-11s %-20s %9s %9s %9s %9s %13s %-9s %-8s %6s %12s  %s\n", "shape", "mode",
+	fprintf(f, "%-11s %-16s %9s %9s %9s %9s %13s %-9s %-8s %6s %12s  %s\n", "shape", "mode",
 		"median", "p99", "k median", "k p99", "cost x kernel", "got", "fallback", "waits",
 		"churn ok/cap", "result");
 	for (int i = 0; i < r->nempty; i++) {
@@ -183,7 +183,7 @@ static void table_empty(FILE *f, const struct report *r)
 		char churn[32], num_buf[16];
 
 		snprintf(churn, sizeof(churn), "%ld/%ld", g->cycles, g->cap);
-		fprintf(f, "%-11s %-20s", r->shapes[g->shape].name, r->modes[g->mode].name);
+		fprintf(f, "%-11s %-16s", r->shapes[g->shape].name, r->modes[g->mode].name);
 		num(f, 9, 1, g->cd_median_us, "");
 		num(f, 9, 1, g->cd_p99_us, "");
 		num(f, 9, 1, k->cd_median_us, "");

@@ -292,12 +292,6 @@ void hr_regbuf_moved(const void *old_key, const struct io_uring *ring);
 bool hr_registry_note_pool(const void *key, const struct hr_pool_rec *pr);
 /* hugering's own fd of a ring in user memory (not IOPOLL-degraded), else -1. */
 int hr_registry_ref_fd(const void *key);
-/*
- * A ring was attached (IORING_SETUP_ATTACH_WQ) to the SQPOLL thread of the
- * ring @wq_fd names: that ring is no longer pooled (its reset would undo
- * the shared io-wq's affinity, and its next user would share the thread).
- */
-void hr_registry_unpool_attached(int wq_fd);
 
 /* bufpool.c */
 void *hr_bufpool_buf(const struct hugering_bufpool *p, unsigned i);

@@ -11,7 +11,6 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -108,30 +107,14 @@ static void atfork_prepare(void)
  * The child holds every live ring's fd now.  Into a ring without
  * SINGLE_ISSUER it may submit after the parent's exit, and its completions
  * would reach the ring's next owner: such a ring is no longer pooled.  (A
- * SINGLE_ISSUER ring refuses the child's submissions; an SQPOLL ring's
- * thread submits whatever reaches its SQ, whoever wrote it.)
+ * SINGLE_ISSUER ring refuses the child's submissions.)
  */
 static void unpool_shared_rings(void)
 {
 	for (size_t b = 0; b < REGISTRY_BUCKETS; b++)
 		for (struct hr_ring_rec *r = registry[b]; r; r = r->next)
-			if (!(r->pool.want.flags & IORING_SETUP_SINGLE_ISSUER) ||
-			    (r->pool.want.flags & IORING_SETUP_SQPOLL))
+			if (!(r->pool.want.flags & IORING_SETUP_SINGLE_ISSUER))
 				r->pool.candidate = false;
-}
-
-void hr_registry_unpool_attached(int wq_fd)
-{
-	struct stat st;
-
-	if (fstat(wq_fd, &st))
-		return;
-	pthread_mutex_lock(&registry_lock);
-	for (size_t b = 0; b < REGISTRY_BUCKETS; b++)
-		for (struct hr_ring_rec *r = registry[b]; r; r = r->next)
-			if (r->pool.candidate && r->pool.ino == st.st_ino)
-				r->pool.candidate = false;
-	pthread_mutex_unlock(&registry_lock);
 }
 
 static void atfork_parent(void)

@@ -110,8 +110,6 @@ int hr_queue_init_opts(unsigned entries, struct io_uring *ring,
 	free(degraded);
 	if (!ret && o)
 		hr_pool_note(ring, entries, &orig, p, policy, o);
-	if (!ret && (orig.flags & IORING_SETUP_ATTACH_WQ))
-		hr_registry_unpool_attached((int)orig.wq_fd);
 	if (ret == -EINVAL)
 		hr_explain_sq_cpu(p);
 	return ret;

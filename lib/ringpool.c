@@ -13,10 +13,7 @@
  * still complete, and a drain barrier waits for that (drain_barrier).  A
  * ring any thread may use is drained whenever anything was submitted since
  * it was handed out: a completion of another thread's request, cancelled
- * or not, is posted by that thread's task work, whenever it runs.  So is
- * an SQPOLL ring: its kernel thread submits every request, and its task
- * work posts their completions.  An SQPOLL ring another ring's thread
- * shares (ATTACH_WQ through hugering) or live at a fork is not pooled.
+ * or not, is posted by that thread's task work, whenever it runs.
  *
  * The pooled rings sit in one list under a lock, each tagged with its
  * owner's token: a number given to a thread at its first use and never
@@ -169,7 +166,7 @@ static void make_key(void)
 
 static bool shape_poolable(const struct io_uring_params *want, const struct hugering_init_opts *o)
 {
-	unsigned never = IORING_SETUP_R_DISABLED | IORING_SETUP_ATTACH_WQ |
+	unsigned never = IORING_SETUP_SQPOLL | IORING_SETUP_R_DISABLED | IORING_SETUP_ATTACH_WQ |
 			 IORING_SETUP_REGISTERED_FD_ONLY;
 
 	return o && (o->flags & HUGERING_INIT_POOLED) && !o->n_iopoll_fds &&
@@ -247,8 +244,6 @@ static bool same_shape(const struct hr_pool_rec *pr, unsigned entries,
 
 	return pr->entries == entries && pr->want.flags == f &&
 	       (!(f & IORING_SETUP_CQSIZE) || pr->want.cq_entries == want->cq_entries) &&
-	       (!(f & IORING_SETUP_SQPOLL) || pr->want.sq_thread_idle == want->sq_thread_idle) &&
-	       (!(f & IORING_SETUP_SQ_AFF) || pr->want.sq_thread_cpu == want->sq_thread_cpu) &&
 	       pr->policy == policy && pr->arena == o->arena && pr->page_size == o->page_size &&
 	       pr->numa_node == o->numa_node;
 }
@@ -378,56 +373,13 @@ static void reap(struct io_uring *ring, int fd, struct barrier *b)
 	while (consume(ring, b));
 }
 
-static bool is_sqpoll(const struct io_uring *ring)
+/* SQEs got but not submitted: gone, as if never written. */
+static void drop_unsubmitted(struct io_uring *ring)
 {
-	return ring->flags & IORING_SETUP_SQPOLL;
-}
+	unsigned head = io_uring_smp_load_acquire(ring->sq.khead);
 
-/* SQPOLL: the kernel's thread woken if it sleeps, as liburing's submit does. */
-static void sq_wake(const struct io_uring *ring, int fd)
-{
-	/*
-	 * The tail stored before the flag is read (the thread sets the flag,
-	 * then looks at the tail again): a seq_cst store and load are ordered
-	 * as a full fence would order them.  Only this side writes the tail.
-	 */
-	__atomic_store_n(ring->sq.ktail, *ring->sq.ktail, __ATOMIC_SEQ_CST);
-	if (__atomic_load_n(ring->sq.kflags, __ATOMIC_SEQ_CST) & IORING_SQ_NEED_WAKEUP)
-		io_uring_enter((unsigned)fd, 0, 0, IORING_ENTER_SQ_WAKEUP, NULL);
-}
-
-/* SQPOLL: wait until the thread has consumed the SQ up to @tail; 0, or -ETIME at @deadline. */
-static int sq_consumed(const struct io_uring *ring, int fd, unsigned tail, long deadline)
-{
-	sq_wake(ring, fd);
-	while (io_uring_smp_load_acquire(ring->sq.khead) != tail) {
-		if (hr_now_ms() >= deadline)
-			return -ETIME;
-		sched_yield();
-		sq_wake(ring, fd);
-	}
-	return 0;
-}
-
-/*
- * SQEs got but not submitted: gone, as if never written.  An SQPOLL
- * thread reads the tail by itself: what was published it submits (as it
- * may before a close), only what was not is dropped, and the reset waits
- * until the thread has consumed the rest, so that the SQ shows what ran.
- */
-static int drop_unsubmitted(struct io_uring *ring, int fd, long deadline)
-{
-	unsigned head;
-
-	if (is_sqpoll(ring)) {
-		head = *ring->sq.ktail;		/* written by this side only */
-		ring->sq.sqe_head = ring->sq.sqe_tail = head;
-		return sq_consumed(ring, fd, head, deadline);
-	}
-	head = io_uring_smp_load_acquire(ring->sq.khead);
 	io_uring_smp_store_release(ring->sq.ktail, head);
 	ring->sq.sqe_head = ring->sq.sqe_tail = head;
-	return 0;
 }
 
 #define CANCEL_NAP_US 50	/* between cancels once a request keeps being found */
@@ -467,14 +419,10 @@ static int cancel_all(struct io_uring *ring, int fd, long deadline, struct barri
 	}
 }
 
-/*
- * IOPOLL: polled requests are not cancellable; poll until none is left.
- * With SQPOLL the kernel's thread polls and a wait does not: the drain
- * barrier waits for them (reads are always drained).
- */
+/* IOPOLL: polled requests are not cancellable; poll until none is left. */
 static int poll_all(struct io_uring *ring, int fd, long deadline)
 {
-	if (!(ring->flags & IORING_SETUP_IOPOLL) || is_sqpoll(ring))
+	if (!(ring->flags & IORING_SETUP_IOPOLL))
 		return 0;
 	while (hr_now_ms() < deadline) {
 		unsigned before = io_uring_cq_ready(ring);
@@ -562,8 +510,7 @@ enum drain_need {
  * Links and drains are drained too: a cancelled or completed head (or a
  * deferred request) issues the next one when its task work runs, after
  * the last cancel.  Without SINGLE_ISSUER another thread may have
- * submitted: even a cancelled poll completes as that thread's task work;
- * with SQPOLL every request is the kernel thread's, and so is that work.
+ * submitted: even a cancelled poll completes as that thread's task work.
  */
 static enum drain_need needs_barrier(const struct io_uring *ring, unsigned from, unsigned sqe_tail)
 {
@@ -580,8 +527,7 @@ static enum drain_need needs_barrier(const struct io_uring *ring, unsigned from,
 	if (to - from > ring->sq.ring_entries || sqe_tail - from > ring->sq.ring_entries ||
 	    ring->flags >> 19)
 		return counted ? DRAIN_BARRIER : DRAIN_UNPROVABLE;
-	need = (ring->flags & IORING_SETUP_SINGLE_ISSUER) && !is_sqpoll(ring) ? DRAIN_NONE
-										: DRAIN_BARRIER;
+	need = ring->flags & IORING_SETUP_SINGLE_ISSUER ? DRAIN_NONE : DRAIN_BARRIER;
 	for (unsigned h = from; h != to; h++) {
 		unsigned idx = h & ring->sq.ring_mask;
 		const struct io_uring_sqe *sqe;
@@ -638,10 +584,6 @@ static int nop_wait(struct io_uring *ring, struct hr_ring_rec *rec, unsigned tai
 
 		if (left <= 0)
 			return -ETIME;
-		if (is_sqpoll(ring)) {
-			sq_wake(ring, rec->ref_fd);
-			sent = true;	/* the thread submits; the wait only waits */
-		}
 		ret = submit_and_wait(rec->ref_fd, sent ? 0 : 1, 1,
 				      left < BARRIER_SLICE_MS ? left : BARRIER_SLICE_MS);
 		consume(ring, b);
@@ -669,14 +611,7 @@ static int nop_wait(struct io_uring *ring, struct hr_ring_rec *rec, unsigned tai
  * draining is off.  With DEFER_TASKRUN that is a proof (a request sent on
  * completes as task work, which only a wait runs); without it a NOP sent
  * to io-wq would have to complete before this thread reads the CQ right
- * after the syscall.  With SQPOLL the kernel's thread posts inline
- * completions before it moves the SQ head past them, and sends a deferred
- * request on only afterwards (as its task work): a NOP whose CQE is there
- * as soon as the head has passed it ran inline, unless this thread was
- * held up between the two reads for as long as io-wq took to run it.  In
- * those two cases draining merely stays on (the next user's first request
- * runs in io-wq); no CQE goes astray.  -EBUSY when draining stays on
- * (closed).
+ * after the syscall.  -EBUSY when draining stays on (closed).
  */
 static int end_draining(struct io_uring *ring, struct hr_ring_rec *rec, long deadline)
 {
@@ -687,10 +622,7 @@ static int end_draining(struct io_uring *ring, struct hr_ring_rec *rec, long dea
 
 		if (ret)
 			return ret;
-		if (is_sqpoll(ring))
-			ret = sq_consumed(ring, rec->ref_fd, tail, deadline);
-		else
-			ret = io_uring_enter((unsigned)rec->ref_fd, 1, 0, 0, NULL);
+		ret = io_uring_enter((unsigned)rec->ref_fd, 1, 0, 0, NULL);
 		consume(ring, &b);
 		if (b.seen)
 			return b.res;
@@ -783,15 +715,12 @@ static const char DIRT_OTHER_FILE[] = "the fd number is another file now";
  * What the ring holds that fdinfo does not show, undone: personalities
  * (probed), the eventfd, the clock.  Files, buffers and NAPI, which it
  * shows, are undone only when it does (undo_shown).  The io-wq affinity
- * and max workers: without SQPOLL the kernel sets them on the calling
- * thread's io-wq, which outlives the ring, so a close leaves them as the
- * program set them and so does the reset.  The ring keeps the max workers
- * too, for a thread whose first io_uring use is this ring; nothing undoes
- * that (README: only a plain ring shared with a brand-new thread could
- * show it).  With SQPOLL they are the ring's thread's: the affinity is
- * reset (the kernel parks the thread for it, a few µs).  Its max workers
- * are not: the kernel reads or sets them only under a lock the thread
- * holds while it polls, for up to sq_thread_idle (README says so).
+ * and max workers are not the ring's: without SQPOLL (never pooled) the
+ * kernel sets them on the calling thread's io-wq, which outlives the ring,
+ * so a close leaves them as the program set them and so does the reset.
+ * The ring keeps the max workers too, for a thread whose first io_uring
+ * use is this ring; nothing undoes that (README: only a plain ring shared
+ * with a brand-new thread could show it).
  */
 static bool undo_unseen(struct hr_ring_rec *rec)
 {
@@ -801,9 +730,7 @@ static bool undo_unseen(struct hr_ring_rec *rec)
 	/* CLOCK: Linux 6.10 (older kernels: -EINVAL, and nothing to undo) */
 	return no_personality(fd, &rec->pool) &&
 	       unreg(fd, IORING_UNREGISTER_EVENTFD, NULL, 0, false) &&
-	       unreg(fd, IORING_REGISTER_CLOCK, &clk, 0, true) &&
-	       (!(rec->pool.want.flags & IORING_SETUP_SQPOLL) ||
-		unreg(fd, IORING_UNREGISTER_IOWQ_AFF, NULL, 0, false));
+	       unreg(fd, IORING_REGISTER_CLOCK, &clk, 0, true);
 }
 
 static bool undo_shown(int fd)
@@ -989,8 +916,7 @@ bool hr_pool_put(struct io_uring *ring, struct hr_ring_rec *rec)
 		return not_pooled("not the creating thread, a registered ring fd, a CQ overflow, "
 				  "dropped SQEs, resized, or another fd number");
 	sqe_tail = ring->sq.sqe_tail;	/* before the drop: SQEs got may have reached scanned slots */
-	if (drop_unsubmitted(ring, rec->ref_fd, deadline))
-		return not_pooled("the SQPOLL thread did not consume the SQ within 50 ms");
+	drop_unsubmitted(ring);
 	/* The cancel loop reaped last (task work run for DEFER_TASKRUN). */
 	if (cancel_all(ring, rec->ref_fd, deadline, NULL) || poll_all(ring, rec->ref_fd, deadline))
 		return not_pooled("requests still in flight after 50 ms");

@@ -3,7 +3,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <sched.h>
 #include <stdio.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -256,44 +255,6 @@ int th_threads_named(const char *prefix)
 	}
 	closedir(d);
 	return n;
-}
-
-/* The @n-th CPU (from 0) this thread may run on, or -1. */
-int th_allowed_cpu(int n)
-{
-	cpu_set_t set;
-
-	cr_assert_eq(sched_getaffinity(0, sizeof(set), &set), 0);
-	for (int c = 0; c < CPU_SETSIZE; c++)
-		if (CPU_ISSET(c, &set) && !n--)
-			return c;
-	return -1;
-}
-
-/* The TID of a thread of this process whose name starts with @prefix, or -1. */
-int th_thread_named(const char *prefix)
-{
-	DIR *d = opendir("/proc/self/task");
-	struct dirent *e;
-	int tid = -1;
-
-	cr_assert_not_null(d);
-	while (tid < 0 && (e = readdir(d))) {
-		char path[300], comm[64] = "";
-		FILE *f;
-
-		if (e->d_name[0] == '.')
-			continue;
-		snprintf(path, sizeof(path), "/proc/self/task/%s/comm", e->d_name);
-		f = fopen(path, "re");
-		if (!f)
-			continue;	/* the thread just ended */
-		if (fgets(comm, sizeof(comm), f) && !strncmp(comm, prefix, strlen(prefix)))
-			tid = atoi(e->d_name);
-		fclose(f);
-	}
-	closedir(d);
-	return tid;
 }
 
 bool th_wait_pool(size_t page_size, long n, int ms)

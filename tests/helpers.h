@@ -157,10 +157,6 @@ struct hugering_ring_info th_ring_in_mode(unsigned entries, struct io_uring_para
 int th_fd_count(void);
 /* Threads of this process whose name starts with @prefix ("iou-wrk-", "hugering-bg"). */
 int th_threads_named(const char *prefix);
-/* The TID of a thread whose name starts with @prefix, or -1. */
-int th_thread_named(const char *prefix);
-/* The @n-th CPU (from 0) this thread may run on, or -1. */
-int th_allowed_cpu(int n);
 
 /*
  * The running liburing (the one loaded, not the headers'), as the factory

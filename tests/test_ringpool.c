@@ -141,9 +141,7 @@ static void register_everything(struct io_uring *ring, int *fds, void *buf, bool
 	CPU_ZERO(&set);
 	CPU_SET(0, &set);
 	cr_assert_eq(io_uring_register_iowq_aff(ring, sizeof(set), &set), 0);
-	/* SQPOLL: the ring's thread's, not reset (README); the kernel waits for the thread's lock */
-	if (!(ring->flags & IORING_SETUP_SQPOLL))
-		cr_assert_eq(io_uring_register_iowq_max_workers(ring, limits), 0);
+	cr_assert_eq(io_uring_register_iowq_max_workers(ring, limits), 0);
 	*napi = syscall(__NR_io_uring_register, ring->ring_fd, 27 /* REGISTER_NAPI */, &nr, 1) == 0;
 	cr_assert_not_null(hugering_setup_buf_ring(ring, 8, 7, 0, &err), "buf ring: %d", err);
 	/* The CQ flag a program may set. */
@@ -211,12 +209,10 @@ static void used_ring_comes_back_fresh(unsigned flags, bool lib_bufs)
 	 * The io-wq limits are the thread's (its io-wq outlives the ring): a
 	 * close leaves them as the program set them, and so must the reset.
 	 */
-	if (!(flags & SQPOLL)) {
-		cr_assert_eq(io_uring_register_iowq_max_workers(&ring, limits), 0);
-		cr_assert(limits[0] == 2 && limits[1] == 3,
-			  "io-wq max workers %u/%u: the thread's 2/3 were changed by the reset",
-			  limits[0], limits[1]);
-	}
+	cr_assert_eq(io_uring_register_iowq_max_workers(&ring, limits), 0);
+	cr_assert(limits[0] == 2 && limits[1] == 3,
+		  "io-wq max workers %u/%u: the thread's 2/3 were changed by the reset",
+		  limits[0], limits[1]);
 	if (napi) {
 		char path[64], info[4096];
 
@@ -255,15 +251,6 @@ Test(ringpool, plain_ring_reset)
 	used_ring_comes_back_fresh(0, false);
 }
 
-Test(ringpool, sqpoll_ring_reset)
-{
-	used_ring_comes_back_fresh(SQPOLL, false);
-}
-
-Test(ringpool, sqpoll_single_issuer_ring_reset)
-{
-	used_ring_comes_back_fresh(SQPOLL | IORING_SETUP_SINGLE_ISSUER, true);
-}
 
 /* Exit, then the next create: was the ring pooled? */
 static int cycle(unsigned flags, const struct hugering_init_opts *o)
@@ -292,6 +279,22 @@ Test(ringpool, zeroed_options_never_pool)
 	cr_assert_eq(cycle(DEFER, NULL), 0);
 	cr_assert_eq(th_fd_count(), fds, "a ring was kept without HUGERING_INIT_POOLED");
 	cr_assert_eq(cycle(DEFER, &pooled_opts), 1, "control: POOLED pools");
+}
+
+/*
+ * SQPOLL rings are never pooled: the kernel thread keeps its creator's
+ * credentials and namespaces from the ring's creation (a fresh ring takes
+ * the thread's current ones), and on Linux 6.16+ nothing proves that the
+ * drain barrier's draining has ended (README).
+ */
+Test(ringpool, sqpoll_ring_is_never_pooled)
+{
+	int fds = th_fd_count();
+
+	cr_assert_eq(cycle(SQPOLL, &pooled_opts), 0, "an SQPOLL ring was pooled");
+	cr_assert_eq(cycle(SQPOLL | IORING_SETUP_SINGLE_ISSUER, &pooled_opts), 0,
+		     "an SQPOLL SINGLE_ISSUER ring was pooled");
+	cr_assert_eq(th_fd_count(), fds, "an SQPOLL ring was kept");
 }
 
 Test(ringpool, shapes_and_flags_must_match)
@@ -847,11 +850,6 @@ Test(ringpool, device_reads_in_flight_single_issuer)
 	device_reads_in_flight(IORING_SETUP_SINGLE_ISSUER);
 }
 
-Test(ringpool, device_reads_in_flight_sqpoll)
-{
-	device_reads_in_flight(SQPOLL);
-}
-
 /* @n NOPs, submitted and reaped in batches of at most the SQ's size. */
 static void nops(struct io_uring *ring, unsigned n)
 {
@@ -998,10 +996,6 @@ Test(ringpool, program_drain_is_ended_defer)
 	program_drain_is_ended(DEFER);
 }
 
-Test(ringpool, program_drain_is_ended_sqpoll)
-{
-	program_drain_is_ended(SQPOLL);
-}
 
 /*
  * A full SQ of timeouts: each cancelled one completes as task work, and
@@ -1056,111 +1050,6 @@ Test(ringpool, plain_ring_live_at_fork_is_not_pooled)
 {
 	cr_assert_eq(pooled_after_fork(0), 0, "a plain ring a child could submit to was pooled");
 	cr_assert_eq(pooled_after_fork(DEFER), 1, "control: not pooled: %s", why);
-}
-
-/* An SQPOLL thread submits what reaches its SQ, whoever wrote it: SINGLE_ISSUER or not. */
-Test(ringpool, sqpoll_ring_live_at_fork_is_not_pooled)
-{
-	cr_assert_eq(pooled_after_fork(SQPOLL | IORING_SETUP_SINGLE_ISSUER), 0,
-		     "an SQPOLL ring live at a fork was pooled");
-	cr_assert_eq(cycle(SQPOLL | IORING_SETUP_SINGLE_ISSUER, &pooled_opts), 1,
-		     "control: not pooled: %s", why);
-}
-
-/*
- * A ring attached to a pooled SQPOLL ring's thread (IORING_SETUP_ATTACH_WQ)
- * shares it: the next user of the first ring would share that thread, and
- * the reset would undo the shared io-wq's affinity.  Not pooled.
- */
-Test(ringpool, attached_sqpoll_ring_is_not_pooled)
-{
-	struct io_uring a, b;
-	struct io_uring_params p, q;
-
-	make_pooled(&a, &p, SQPOLL);
-	memset(&q, 0, sizeof(q));
-	q.flags = SQPOLL | IORING_SETUP_ATTACH_WQ;
-	q.wq_fd = (unsigned)a.ring_fd;
-	cr_assert_eq(hugering_queue_init_opts(ENTRIES, &b, &q, NULL), 0, "%s", hugering_last_error());
-	hugering_queue_exit(&a);
-	make_pooled(&a, &p, SQPOLL);
-	cr_assert_eq(pooled(&a), 0, "a ring whose SQ thread another ring shares was pooled");
-	th_nops(&b, 4);
-	hugering_queue_exit(&a);
-	hugering_queue_exit(&b);
-	cr_assert_eq(cycle(SQPOLL, &pooled_opts), 1, "control: not pooled: %s", why);
-}
-
-/*
- * The io-wq affinity set on an SQPOLL ring is its thread's: the reset
- * undoes it, so the io-wq worker the next user starts may run on every
- * CPU the process may (a fresh ring's would).
- */
-Test(ringpool, sqpoll_iowq_affinity_is_reset)
-{
-	struct io_uring ring;
-	struct io_uring_params p;
-	cpu_set_t set;
-	char rbuf[64];
-	int sv[2], tid = -1;
-
-	if (th_allowed_cpu(1) < 0)
-		cr_skip_test("one CPU allowed: no affinity to tell from the default");
-	make_pooled(&ring, &p, SQPOLL);
-	CPU_ZERO(&set);
-	CPU_SET(th_allowed_cpu(0), &set);
-	cr_assert_eq(io_uring_register_iowq_aff(&ring, sizeof(set), &set), 0);
-	hugering_queue_exit(&ring);
-	make_pooled(&ring, &p, SQPOLL);
-	cr_assert_eq(pooled(&ring), 1, "not pooled: %s", why);
-	cr_assert_eq(th_threads_named("iou-wrk-"), 0, "a worker was started before");
-	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
-	io_uring_prep_read(io_uring_get_sqe(&ring), sv[0], rbuf, sizeof(rbuf), 0);
-	io_uring_sqe_set_flags(&ring.sq.sqes[(ring.sq.sqe_tail - 1) & ring.sq.ring_mask],
-			       IOSQE_ASYNC);	/* blocked in an io-wq worker */
-	cr_assert_eq(io_uring_submit(&ring), 1);
-	for (int i = 0; i < 1000 && tid < 0; i++) {
-		tid = th_thread_named("iou-wrk-");
-		if (tid < 0)
-			th_sleep_ms(1);
-	}
-	cr_assert_gt(tid, 0, "no io-wq worker started");
-	cr_assert_eq(sched_getaffinity(tid, sizeof(set), &set), 0);
-	cr_assert_gt(CPU_COUNT(&set), 1, "the worker is bound to the last user's one CPU");
-	hugering_queue_exit(&ring);
-	close(sv[0]);
-	close(sv[1]);
-}
-
-/* sq_thread_idle and sq_thread_cpu are part of an SQPOLL ring's shape. */
-Test(ringpool, sqpoll_idle_and_cpu_must_match)
-{
-	struct io_uring ring;
-	struct io_uring_params p;
-
-	make_pooled(&ring, &p, SQPOLL);
-	hugering_queue_exit(&ring);
-	memset(&p, 0, sizeof(p));
-	p.flags = SQPOLL;
-	p.sq_thread_idle = SQ_IDLE_MS + 1;
-	cr_assert_eq(hugering_queue_init_opts(ENTRIES, &ring, &p, &pooled_opts), 0);
-	cr_assert_eq(pooled(&ring), 0, "a ring with another sq_thread_idle was handed out");
-	hugering_queue_exit(&ring);
-	memset(&p, 0, sizeof(p));
-	p.flags = SQPOLL | IORING_SETUP_SQ_AFF;
-	p.sq_thread_idle = SQ_IDLE_MS;
-	p.sq_thread_cpu = (unsigned)th_allowed_cpu(0);
-	cr_assert_eq(hugering_queue_init_opts(ENTRIES, &ring, &p, &pooled_opts), 0);
-	hugering_queue_exit(&ring);
-	p.sq_thread_cpu = (unsigned)th_allowed_cpu(1);
-	if ((int)p.sq_thread_cpu < 0)
-		cr_skip_test("one CPU allowed: no other sq_thread_cpu");
-	cr_assert_eq(hugering_queue_init_opts(ENTRIES, &ring, &p, &pooled_opts), 0);
-	cr_assert_eq(pooled(&ring), 0, "a ring pinned to another CPU was handed out");
-	hugering_queue_exit(&ring);
-	make_pooled(&ring, &p, SQPOLL);
-	cr_assert_eq(pooled(&ring), 1, "control: not pooled: %s", why);
-	hugering_queue_exit(&ring);
 }
 
 /* A ring that used IOSQE_CQE_SKIP_SUCCESS refuses a drain: closed, not pooled. */

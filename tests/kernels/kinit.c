@@ -617,8 +617,7 @@ static int pool_line(int ok, const char *what, const char *detail)
 
 static int pooled_ring(struct io_uring *ring, unsigned flags, int *pooled)
 {
-	/* SQPOLL: 10 ms of polling after the last request, not the default second */
-	struct io_uring_params p = { .flags = flags, .sq_thread_idle = 10 };
+	struct io_uring_params p = { .flags = flags };
 	struct hugering_init_opts o = { .numa_node = -1, .flags = HUGERING_INIT_POOLED };
 	struct hugering_ring_info info;
 	int ret = hugering_queue_init_opts(64, ring, &p, &o);
@@ -631,27 +630,26 @@ static int pooled_ring(struct io_uring *ring, unsigned flags, int *pooled)
 }
 
 /*
- * A plain ring (any thread may submit) or an SQPOLL ring (its kernel
- * thread submits) that submitted NOPs is drained at exit with an
- * IOSQE_IO_DRAIN NOP and a plain one after it: it comes back, and the next
- * NOPs complete inline, in order (draining ended).
+ * A plain ring (any thread may submit) that submitted NOPs is drained at
+ * exit with an IOSQE_IO_DRAIN NOP and a plain one after it: it comes back,
+ * and the next NOPs complete inline, in order (draining ended).
  */
-static int drained_pool_check(unsigned flags, const char *what)
+static int plain_pool_check(void)
 {
 	struct io_uring ring;
 	int pooled = 0, ok;
 	char detail[96];
 
-	if (pooled_ring(&ring, flags, &pooled))
-		return pool_line(0, what, hugering_last_error());
+	if (pooled_ring(&ring, 0, &pooled))
+		return pool_line(0, "plain", hugering_last_error());
 	ok = !nops(&ring, 8);
 	hugering_queue_exit(&ring);
-	if (pooled_ring(&ring, flags, &pooled))
-		return pool_line(0, what, "second create failed");
+	if (pooled_ring(&ring, 0, &pooled))
+		return pool_line(0, "plain", "second create failed");
 	ok = ok && pooled && !nops(&ring, 8);
 	hugering_queue_exit(&ring);
 	snprintf(detail, sizeof(detail), "pooled=%d after NOPs, 8 NOPs in order", pooled);
-	return pool_line(ok, what, detail);
+	return pool_line(ok, "plain drained", detail);
 }
 
 /*
@@ -696,8 +694,7 @@ static int pool_checks(int user_mem)
 	hugering_queue_exit(&ring);
 	close(pipefd[0]);
 	close(pipefd[1]);
-	return pass & drained_pool_check(0, "plain drained") &
-	       drained_pool_check(IORING_SETUP_SQPOLL, "sqpoll drained");
+	return pass & plain_pool_check();
 }
 
 /* ------------------------------------------------------------------ */
