@@ -239,6 +239,8 @@ struct hr_pool_rec {
 	uint64_t barriers;		/* drain barriers submitted (their user_data differ) */
 	uint8_t int_flags;		/* liburing's int_flags at creation */
 	uint64_t owner;			/* the creating thread's token */
+	uid_t ruid;			/* the creator's real uid: the kernel charges locked memory to it */
+	bool ipc_lock;			/* ... unless it had CAP_IPC_LOCK then */
 };
 
 /* registry.c: what hugering knows of each ring it made, keyed by its SQE address */

@@ -31,6 +31,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
+#include <linux/capability.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -164,6 +166,21 @@ static void make_key(void)
 /* Creation                                                            */
 /* ------------------------------------------------------------------ */
 
+/*
+ * Who a ring charges: the kernel notes at creation the creator's real uid
+ * (ctx->user) and charges it for the ring's registered buffers, unless the
+ * creator had CAP_IPC_LOCK.  A ring made before setresuid() or a dropped
+ * capability goes on charging the old way; a fresh one would not.
+ */
+static void who_charges(uid_t *ruid, bool *ipc_lock)
+{
+	struct __user_cap_header_struct h = { _LINUX_CAPABILITY_VERSION_3, 0 };
+	struct __user_cap_data_struct d[2];
+
+	*ruid = getuid();
+	*ipc_lock = !syscall(SYS_capget, &h, d) && (d[0].effective & (1u << CAP_IPC_LOCK));
+}
+
 static bool shape_poolable(const struct io_uring_params *want, const struct hugering_init_opts *o)
 {
 	unsigned never = IORING_SETUP_SQPOLL | IORING_SETUP_R_DISABLED | IORING_SETUP_ATTACH_WQ |
@@ -219,6 +236,7 @@ void hr_pool_note(struct io_uring *ring, unsigned entries, const struct io_uring
 	pr.got = *got;
 	pr.int_flags = ring->int_flags;
 	pr.owner = thread_token();
+	who_charges(&pr.ruid, &pr.ipc_lock);
 	if (!hr_registry_note_pool(ring->sq.sqes, &pr))
 		close(pr.info_fd);
 }
@@ -254,14 +272,19 @@ int hr_pool_get(unsigned entries, struct io_uring *ring, struct io_uring_params 
 {
 	struct pooled *e = NULL;
 	uint64_t me;
+	uid_t ruid;
+	bool ipc_lock;
 
 	if (!shape_poolable(want, o) || !__atomic_load_n(&pool_n, __ATOMIC_RELAXED))
 		return -ENOENT;
 	me = thread_token();
+	who_charges(&ruid, &ipc_lock);
 	pthread_mutex_lock(&pool_lock);
 	for (struct pooled **pp = &pool; *pp; pp = &(*pp)->next) {
-		if ((*pp)->rec->pool.owner == me &&
-		    same_shape(&(*pp)->rec->pool, entries, want, policy, o)) {
+		const struct hr_pool_rec *pr = &(*pp)->rec->pool;
+
+		if (pr->owner == me && pr->ruid == ruid && pr->ipc_lock == ipc_lock &&
+		    same_shape(pr, entries, want, policy, o)) {
 			e = *pp;
 			*pp = e->next;
 			__atomic_sub_fetch(&pool_n, 1, __ATOMIC_RELAXED);

@@ -25,6 +25,7 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+#include <linux/capability.h>
 
 #include "helpers.h"
 
@@ -295,6 +296,50 @@ Test(ringpool, sqpoll_ring_is_never_pooled)
 	cr_assert_eq(cycle(SQPOLL | IORING_SETUP_SINGLE_ISSUER, &pooled_opts), 0,
 		     "an SQPOLL SINGLE_ISSUER ring was pooled");
 	cr_assert_eq(th_fd_count(), fds, "an SQPOLL ring was kept");
+}
+
+/* This thread's effective CAP_IPC_LOCK on or off (it stays permitted). */
+static void set_ipc_lock(bool on)
+{
+	struct __user_cap_header_struct h = { _LINUX_CAPABILITY_VERSION_3, 0 };
+	struct __user_cap_data_struct d[2];
+
+	cr_assert_eq(syscall(SYS_capget, &h, d), 0);
+	if (on)
+		d[0].effective |= 1u << CAP_IPC_LOCK;
+	else
+		d[0].effective &= ~(1u << CAP_IPC_LOCK);
+	cr_assert_eq(syscall(SYS_capset, &h, d), 0, "capset: %s", strerror(errno));
+}
+
+/*
+ * The kernel charges a ring's registered buffers to its creator's real
+ * uid, unless the creator had CAP_IPC_LOCK: a ring pooled before
+ * setresuid() or a dropped capability would charge the old way (root's
+ * ring let nobody pin past RLIMIT_MEMLOCK).  Not handed out then.
+ */
+Test(ringpool, creator_identity_must_match)
+{
+	struct io_uring ring;
+	struct io_uring_params p;
+
+	if (geteuid())
+		cr_skip_test("needs root to change the real uid and drop CAP_IPC_LOCK");
+	make_pooled(&ring, &p, DEFER);
+	hugering_queue_exit(&ring);
+	cr_assert_eq(syscall(SYS_setresuid, 65534, -1, -1), 0);	/* this thread's real uid */
+	make_pooled(&ring, &p, DEFER);
+	cr_assert_eq(pooled(&ring), 0, "root's ring handed out to real uid 65534");
+	hugering_queue_exit(&ring);
+	cr_assert_eq(syscall(SYS_setresuid, 0, -1, -1), 0);
+	set_ipc_lock(false);
+	make_pooled(&ring, &p, DEFER);
+	cr_assert_eq(pooled(&ring), 0, "a ring made with CAP_IPC_LOCK handed out without it");
+	hugering_queue_exit(&ring);
+	set_ipc_lock(true);
+	make_pooled(&ring, &p, DEFER);
+	cr_assert_eq(pooled(&ring), 1, "control: not pooled: %s", why);
+	hugering_queue_exit(&ring);
 }
 
 Test(ringpool, shapes_and_flags_must_match)
