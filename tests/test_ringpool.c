@@ -252,7 +252,6 @@ Test(ringpool, plain_ring_reset)
 	used_ring_comes_back_fresh(0, false);
 }
 
-
 /* Exit, then the next create: was the ring pooled? */
 static int cycle(unsigned flags, const struct hugering_init_opts *o)
 {
@@ -455,24 +454,47 @@ static int sleep_then_exit(void *arg)
 	return 0;
 }
 
-/* The other thread's timeout, then it waits where task work cannot run. */
-static void *submit_and_stall(void *arg)
+/* 150 ms where this thread's task work cannot run (its vfork child sleeps). */
+static void stall_task_work(void)
 {
-	struct other_thread *o = arg;
 	size_t size = 64 << 10;
 	char *stack = malloc(size);
 	pid_t pid;
 
-	static struct __kernel_timespec ts = { .tv_sec = 30 };
-
 	cr_assert_not_null(stack);
-	io_uring_prep_timeout(io_uring_get_sqe(o->ring), &ts, 0, 0);
-	cr_assert_eq(io_uring_submit(o->ring), 1);
-	cr_assert_eq(write(o->ready[1], "r", 1), 1);
 	pid = clone(sleep_then_exit, stack + size, CLONE_VM | CLONE_VFORK | SIGCHLD, NULL);
 	cr_assert_gt(pid, 0, "clone: %s", strerror(errno));
 	cr_assert_eq(waitpid(pid, NULL, 0), pid);
 	free(stack);
+}
+
+/*
+ * Exit the pooled @ring the other thread @t is involved with, create
+ * again, wait for @t: nothing of the last user's reaches the next owner.
+ */
+static void exit_then_nothing_arrives(struct io_uring *ring, struct io_uring_params *p,
+				      unsigned flags, pthread_t t)
+{
+	hugering_queue_exit(ring);
+	make_pooled(ring, p, flags);
+	cr_assert_eq(pthread_join(t, NULL), 0);
+	cr_assert_eq(io_uring_cq_ready(ring), 0, "a CQE of the last user's arrived (pooled %d)",
+		     pooled(ring));
+	assert_no_stray(ring);
+	hugering_queue_exit(ring);
+}
+
+/* The other thread's timeout, then it waits where task work cannot run. */
+static void *submit_and_stall(void *arg)
+{
+	struct other_thread *o = arg;
+
+	static struct __kernel_timespec ts = { .tv_sec = 30 };
+
+	io_uring_prep_timeout(io_uring_get_sqe(o->ring), &ts, 0, 0);
+	cr_assert_eq(io_uring_submit(o->ring), 1);
+	cr_assert_eq(write(o->ready[1], "r", 1), 1);
+	stall_task_work();
 	return NULL;
 }
 
@@ -497,13 +519,7 @@ Test(ringpool, plain_ring_with_another_threads_task_work)
 	cr_assert_eq(pthread_create(&t, NULL, submit_and_stall, &o), 0);
 	cr_assert_eq(read(o.ready[0], &c, 1), 1);
 	th_sleep_ms(20);	/* sequencing: let it reach the wait */
-	hugering_queue_exit(&ring);
-	make_pooled(&ring, &p, 0);
-	cr_assert_eq(pthread_join(t, NULL), 0);
-	cr_assert_eq(io_uring_cq_ready(&ring), 0, "a CQE of the last user's arrived (pooled %d)",
-		     pooled(&ring));
-	assert_no_stray(&ring);
-	hugering_queue_exit(&ring);
+	exit_then_nothing_arrives(&ring, &p, 0, t);
 	other_thread_done(&o, sv);
 }
 
@@ -513,21 +529,15 @@ static void *own_ring_then_stall(void *arg)
 	struct other_thread *o = arg;
 	struct io_uring target;
 	struct io_uring_params p = { .flags = DEFER };
-	size_t size = 64 << 10;
-	char *stack = malloc(size);
-	pid_t pid;
+	char c;
 
-	cr_assert_not_null(stack);
 	cr_assert_eq(hugering_queue_init_params(8, &target, &p), 0);
 	cr_assert_eq(io_uring_register_files_sparse(&target, 1), 0);
 	o->sock = target.ring_fd;	/* the MSG_RING's target */
 	cr_assert_eq(write(o->ready[1], "r", 1), 1);
-	cr_assert_eq(read(o->gate[0], stack, 1), 1);
-	pid = clone(sleep_then_exit, stack + size, CLONE_VM | CLONE_VFORK | SIGCHLD, NULL);
-	cr_assert_gt(pid, 0, "clone: %s", strerror(errno));
-	cr_assert_eq(waitpid(pid, NULL, 0), pid);
+	cr_assert_eq(read(o->gate[0], &c, 1), 1);
+	stall_task_work();
 	hugering_queue_exit(&target);
-	free(stack);
 	return NULL;
 }
 
@@ -556,13 +566,7 @@ Test(ringpool, msg_ring_to_a_stalled_ring_is_drained)
 	th_sleep_ms(20);	/* sequencing: let it reach the wait */
 	io_uring_prep_msg_ring_fd(io_uring_get_sqe(&ring), o.sock, 0, 0, 0x77, 0);
 	cr_assert_eq(io_uring_submit(&ring), 1);
-	hugering_queue_exit(&ring);
-	make_pooled(&ring, &p, DEFER);
-	cr_assert_eq(pthread_join(t, NULL), 0);
-	cr_assert_eq(io_uring_cq_ready(&ring), 0, "the last user's MSG_RING completed here (pooled %d)",
-		     pooled(&ring));
-	assert_no_stray(&ring);
-	hugering_queue_exit(&ring);
+	exit_then_nothing_arrives(&ring, &p, DEFER, t);
 	other_thread_done(&o, sv);
 }
 
