@@ -48,10 +48,17 @@ struct pooled {
 	struct io_uring ring;		/* as reset, ready to hand out */
 	struct hr_ring_rec *rec;	/* out of the registry while pooled */
 	long since;			/* hr_now_ms() at exit */
+	const void *closer;		/* on the closing list: whose close_list closes it */
 };
 
 static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct pooled *pool;
+/*
+ * Rings unlinked from the pool whose descriptors are not yet closed: the
+ * fork handler closes the child's copies of these too, so a fork while a
+ * thread closes its rings never leaves one in the child.
+ */
+static struct pooled *closing;
 static unsigned pool_n;		/* changed under the lock; read without it as a hint */
 static uint64_t tokens;
 static __thread uint64_t my_token;
@@ -70,12 +77,16 @@ static uint64_t thread_token(void)
 	return my_token;
 }
 
-void hr_ring_close(struct io_uring *ring, struct hr_ring_rec *rec)
+/* Before the descriptors close: a resizable ring gives its memory back clean (the ring must be open). */
+static bool close_begin(const struct io_uring *ring, const struct hr_ring_rec *rec)
 {
-	bool clean = false;
+	return rec && rec->user_mem && rec->info.recycle == HUGERING_RECYCLE_RESIZE &&
+	       hr_resize_away(ring, rec->ref_fd);
+}
 
-	if (rec && rec->user_mem && rec->info.recycle == HUGERING_RECYCLE_RESIZE)
-		clean = hr_resize_away(ring, rec->ref_fd);
+/* Close the descriptors first if the caller did (ring_fd and ref_fd -1): liburing skips a -1. */
+static void close_end(struct io_uring *ring, struct hr_ring_rec *rec, bool clean)
+{
 	/*
 	 * liburing closes the fd (and unregisters a registered ring fd); it
 	 * leaves application memory alone.  The kernel may write the ring
@@ -94,30 +105,73 @@ void hr_ring_close(struct io_uring *ring, struct hr_ring_rec *rec)
 	hr_ring_rec_free(rec);
 }
 
-static void close_list(struct pooled *list)
+void hr_ring_close(struct io_uring *ring, struct hr_ring_rec *rec)
+{
+	close_end(ring, rec, close_begin(ring, rec));
+}
+
+/* The first ring on the closing list that @closer closes, or NULL. */
+static struct pooled *next_to_close(const void *closer)
 {
 	struct pooled *e;
 
-	while ((e = list)) {
-		list = e->next;
-		hr_ring_close(&e->ring, e->rec);
+	pthread_mutex_lock(&pool_lock);
+	for (e = closing; e && e->closer != closer; e = e->next)
+		;
+	pthread_mutex_unlock(&pool_lock);
+	return e;
+}
+
+/* Close @e's descriptors and take it off the closing list at once, as the fork handler sees them. */
+static void close_fds(struct pooled *e)
+{
+	pthread_mutex_lock(&pool_lock);
+	for (struct pooled **pp = &closing; *pp; pp = &(*pp)->next) {
+		if (*pp == e) {
+			*pp = e->next;
+			break;
+		}
+	}
+	close(e->ring.ring_fd);
+	e->ring.ring_fd = e->ring.enter_ring_fd = -1;
+	if (e->rec->ref_fd >= 0)
+		close(e->rec->ref_fd);
+	e->rec->ref_fd = -1;
+	pthread_mutex_unlock(&pool_lock);
+}
+
+/* Close the rings unlink_if gave @closer. */
+static void close_list(const void *closer)
+{
+	struct pooled *e;
+
+	while ((e = next_to_close(closer))) {
+		bool clean = close_begin(&e->ring, e->rec);
+
+		close_fds(e);
+		close_end(&e->ring, e->rec, clean);
 		free(e);
 	}
 }
 
-/* Unlink every ring @pick chooses; returns them as a list (closed by the caller, unlocked). */
-static struct pooled *unlink_if(bool (*pick)(const struct pooled *e, uint64_t arg), uint64_t arg,
-				long *next_due)
+/*
+ * Move every ring @pick chooses to the closing list for close_list(@closer),
+ * which runs unlocked.  @closer is an address in the caller's frame: no
+ * other close in progress has it.
+ */
+static void unlink_if(bool (*pick)(const struct pooled *e, uint64_t arg), uint64_t arg,
+		      const void *closer, long *next_due)
 {
-	struct pooled *gone = NULL, *e;
+	struct pooled *e;
 
 	*next_due = 0;
 	pthread_mutex_lock(&pool_lock);
 	for (struct pooled **pp = &pool; (e = *pp);) {
 		if (pick(e, arg)) {
 			*pp = e->next;
-			e->next = gone;
-			gone = e;
+			e->next = closing;
+			e->closer = closer;
+			closing = e;
 			__atomic_sub_fetch(&pool_n, 1, __ATOMIC_RELAXED);
 		} else {
 			if (!*next_due || e->since + POOL_IDLE_MS < *next_due)
@@ -126,7 +180,6 @@ static struct pooled *unlink_if(bool (*pick)(const struct pooled *e, uint64_t ar
 		}
 	}
 	pthread_mutex_unlock(&pool_lock);
-	return gone;
 }
 
 static bool is_idle(const struct pooled *e, uint64_t now)
@@ -144,7 +197,8 @@ static void idle_run(struct hr_job *j)
 {
 	long next;
 
-	close_list(unlink_if(is_idle, (uint64_t)hr_now_ms(), &next));
+	unlink_if(is_idle, (uint64_t)hr_now_ms(), &next, &next);
+	close_list(&next);
 	if (next)
 		hr_worker_post_at(j, next);
 }
@@ -154,7 +208,8 @@ static void thread_gone(void *token)
 {
 	long next;
 
-	close_list(unlink_if(owned_by, (uint64_t)(uintptr_t)token, &next));
+	unlink_if(owned_by, (uint64_t)(uintptr_t)token, &next, &next);
+	close_list(&next);
 }
 
 static void make_key(void)
@@ -1009,18 +1064,25 @@ static void fork_parent(void)
  * leaves them to the parent.  Their memory is not the child's arena's:
  * left mapped, as for any inherited ring.
  */
-static void fork_child(void)
+static void forget_in_child(struct pooled **list)
 {
 	struct pooled *e;
 
-	while ((e = pool)) {
-		pool = e->next;
+	while ((e = *list)) {
+		*list = e->next;
 		close(e->ring.ring_fd);
 		if (e->rec->ref_fd >= 0)
 			close(e->rec->ref_fd);
 		hr_ring_rec_free(e->rec);
 		free(e);
 	}
+}
+
+static void fork_child(void)
+{
+	forget_in_child(&pool);
+	/* The parent's threads closing these do not exist here. */
+	forget_in_child(&closing);
 	pool_n = 0;
 	/*
 	 * The forking thread's token is its parent's: a new one, so the live

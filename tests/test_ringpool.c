@@ -1389,3 +1389,90 @@ Test(ringpool, fork_child_closes_its_idle_rings)
 	cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0,
 		  "child status %#x (1: its idle pooled ring was never closed)", status);
 }
+
+/* This process's io_uring descriptors, counted with no malloc (a child forked mid-free may call it). */
+static int uring_fd_count(void)
+{
+	struct linux_dirent64 {
+		uint64_t ino;
+		int64_t off;
+		unsigned short reclen;
+		unsigned char type;
+		char name[];
+	} *d;
+	char buf[4096], link[64];
+	int dfd = open("/proc/self/fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC), n = 0;
+	long got;
+
+	if (dfd < 0)
+		return -1;
+	while ((got = syscall(SYS_getdents64, dfd, buf, sizeof(buf))) > 0) {
+		for (long off = 0; off < got; off += d->reclen) {
+			ssize_t len;
+
+			d = (void *)(buf + off);
+			len = readlinkat(dfd, d->name, link, sizeof(link) - 1);
+			if (len > 0) {
+				link[len] = 0;
+				n += !strcmp(link, "anon_inode:[io_uring]");
+			}
+		}
+	}
+	close(dfd);
+	return n;
+}
+
+#define CLOSER_RINGS 8	/* the pool's cap: the more a thread closes, the longer the window */
+
+/* Pool CLOSER_RINGS rings, say so, exit: the thread's exit closes them. */
+static void *pool_rings_and_exit(void *arg)
+{
+	struct io_uring rings[CLOSER_RINGS];
+	struct io_uring_params p;
+	int *ready = arg, n = 0;
+
+	while (n < CLOSER_RINGS && !make(&rings[n], &p, DEFER, &pooled_opts))
+		n++;
+	for (int i = 0; i < n; i++)
+		hugering_queue_exit(&rings[i]);
+	if (write(*ready, &n, sizeof(n)) != sizeof(n))
+		abort();
+	return NULL;
+}
+
+/*
+ * A thread's exit closes its pooled rings; the process forks meanwhile. The
+ * child must hold none of them (no ring was live at any of the forks): one
+ * the closing thread had taken off the pool but not yet closed was left in
+ * the child, pinning its memory for the child's life.
+ */
+Test(ringpool, fork_while_a_thread_closes_its_rings)
+{
+	int ready[2], forks = 0, leaked = 0, pooled_total = 0;
+
+	cr_assert_eq(pipe2(ready, O_CLOEXEC), 0);
+	for (int trial = 0; trial < 200 && !leaked; trial++) {
+		pthread_t t;
+		int n, status;
+
+		cr_assert_eq(pthread_create(&t, NULL, pool_rings_and_exit, &ready[1]), 0);
+		cr_assert_eq(read(ready[0], &n, sizeof(n)), (ssize_t)sizeof(n));
+		pooled_total += n;
+		do {
+			pid_t pid = fork();
+
+			cr_assert_geq(pid, 0);
+			if (pid == 0)
+				_exit(uring_fd_count() == 0 ? 0 : 1);
+			cr_assert_eq(waitpid(pid, &status, 0), pid);
+			forks++;
+			leaked += !WIFEXITED(status) || WEXITSTATUS(status) != 0;
+		} while (pthread_tryjoin_np(t, NULL) == EBUSY);
+	}
+	close(ready[0]);
+	close(ready[1]);
+	cr_assert_gt(pooled_total, 0, "no ring was made");
+	cr_assert_eq(leaked, 0, "%d of %d children held a ring their parent was closing", leaked,
+		     forks);
+	cr_assert_eq(uring_fd_count(), 0, "the closing thread left rings open");
+}
