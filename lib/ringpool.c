@@ -122,7 +122,10 @@ static struct pooled *next_to_close(const void *closer)
 	return e;
 }
 
-/* Close @e's descriptors and take it off the closing list at once, as the fork handler sees them. */
+/*
+ * Close @e's descriptors (ring, reference, fdinfo) and take it off the
+ * closing list in one step, as the fork handler sees them.
+ */
 static void close_fds(struct pooled *e)
 {
 	pthread_mutex_lock(&pool_lock);
@@ -137,6 +140,9 @@ static void close_fds(struct pooled *e)
 	if (e->rec->ref_fd >= 0)
 		close(e->rec->ref_fd);
 	e->rec->ref_fd = -1;
+	if (e->rec->pool.info_fd >= 0)
+		close(e->rec->pool.info_fd);
+	e->rec->pool.info_fd = -1;
 	pthread_mutex_unlock(&pool_lock);
 }
 
