@@ -70,6 +70,7 @@ hugetlb_cgroup_prepare() {
 		HUGETLB_CG_MOUNTED=$base
 	fi
 	[ -n "$base" ] || { echo "cgroup: no hugetlb controller"; return 0; }
+	hugetlb_cgroup_remove_stale "$base"
 	dir=$base/hugering-tests-$$
 	mkdir "$dir" || return 0
 	HUGETLB_CG_CREATED=$dir
@@ -81,6 +82,22 @@ hugetlb_cgroup_prepare() {
 	chown 65534:65534 "$dir" "$dir/cgroup.procs" 2>/dev/null
 	export HUGERING_TEST_HUGETLB_CGROUP=$dir
 	echo "cgroup: tests may use $dir"
+}
+
+# A run that was killed leaves its cgroup behind; a later run with the same
+# pid could not create its own. Remove those of runs no longer alive (an
+# rmdir of a cgroup that still holds a process fails, and is left).
+hugetlb_cgroup_remove_stale() {	# BASE
+	local d pid
+	for d in "$1"/hugering-tests-*; do
+		[ -d "$d" ] || continue
+		pid=${d##*-}
+		# Ours by its name, before this run made it: a dead run's.
+		[ "$pid" != "$$" ] && kill -0 "$pid" 2>/dev/null && continue
+		find "$d" -mindepth 1 -depth -type d -exec rmdir {} + 2>/dev/null
+		rmdir "$d" 2>/dev/null
+	done
+	return 0
 }
 
 # The tests' leftover cgroups are empty once their processes are gone.
