@@ -146,7 +146,7 @@ static void close_fds(struct pooled *e)
 	pthread_mutex_unlock(&pool_lock);
 }
 
-/* Close the rings unlink_if gave @closer. */
+/* Close the rings on the closing list tagged @closer. */
 static void close_list(const void *closer)
 {
 	struct pooled *e;
@@ -161,31 +161,32 @@ static void close_list(const void *closer)
 }
 
 /*
- * Move every ring @pick chooses to the closing list for close_list(@closer),
- * which runs unlocked.  @closer is an address in the caller's frame: no
- * other close in progress has it.
+ * Close every ring @pick chooses, the closing itself unlocked; returns when
+ * the next ring left in the pool falls idle (0: none left).  The rings wait
+ * on the closing list, tagged with this call's frame, no other's.
  */
-static void unlink_if(bool (*pick)(const struct pooled *e, uint64_t arg), uint64_t arg,
-		      const void *closer, long *next_due)
+static long close_if(bool (*pick)(const struct pooled *e, uint64_t arg), uint64_t arg)
 {
+	long next_due = 0;
 	struct pooled *e;
 
-	*next_due = 0;
 	pthread_mutex_lock(&pool_lock);
 	for (struct pooled **pp = &pool; (e = *pp);) {
 		if (pick(e, arg)) {
 			*pp = e->next;
 			e->next = closing;
-			e->closer = closer;
+			e->closer = &next_due;
 			closing = e;
 			__atomic_sub_fetch(&pool_n, 1, __ATOMIC_RELAXED);
 		} else {
-			if (!*next_due || e->since + POOL_IDLE_MS < *next_due)
-				*next_due = e->since + POOL_IDLE_MS;
+			if (!next_due || e->since + POOL_IDLE_MS < next_due)
+				next_due = e->since + POOL_IDLE_MS;
 			pp = &e->next;
 		}
 	}
 	pthread_mutex_unlock(&pool_lock);
+	close_list(&next_due);
+	return next_due;
 }
 
 static bool is_idle(const struct pooled *e, uint64_t now)
@@ -201,10 +202,8 @@ static bool owned_by(const struct pooled *e, uint64_t token)
 /* The worker: close rings idle too long; come back when the next one is due. */
 static void idle_run(struct hr_job *j)
 {
-	long next;
+	long next = close_if(is_idle, (uint64_t)hr_now_ms());
 
-	unlink_if(is_idle, (uint64_t)hr_now_ms(), &next, &next);
-	close_list(&next);
 	if (next)
 		hr_worker_post_at(j, next);
 }
@@ -212,10 +211,7 @@ static void idle_run(struct hr_job *j)
 /* Thread exit: its rings can go to no other thread. */
 static void thread_gone(void *token)
 {
-	long next;
-
-	unlink_if(owned_by, (uint64_t)(uintptr_t)token, &next, &next);
-	close_list(&next);
+	close_if(owned_by, (uint64_t)(uintptr_t)token);
 }
 
 static void make_key(void)
