@@ -77,14 +77,14 @@ static uint64_t thread_token(void)
 	return my_token;
 }
 
-/* Before the descriptors close: a resizable ring gives its memory back clean (the ring must be open). */
+/* While the ring is open: a resizable ring gives its memory back clean. */
 static bool close_begin(const struct io_uring *ring, const struct hr_ring_rec *rec)
 {
 	return rec && rec->user_mem && rec->info.recycle == HUGERING_RECYCLE_RESIZE &&
 	       hr_resize_away(ring, rec->ref_fd);
 }
 
-/* Close the descriptors first if the caller did (ring_fd and ref_fd -1): liburing skips a -1. */
+/* The rest; descriptors the caller closed already are -1 (liburing skips a -1 ring_fd). */
 static void close_end(struct io_uring *ring, struct hr_ring_rec *rec, bool clean)
 {
 	/*
