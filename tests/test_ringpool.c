@@ -394,6 +394,17 @@ static void other_thread_done(struct other_thread *o, int sv[2])
 		close(fds[i]);
 }
 
+/* Start @fn on another thread; back once it says it is ready. */
+static pthread_t other_thread_start(struct other_thread *o, void *(*fn)(void *))
+{
+	pthread_t t;
+	char c;
+
+	cr_assert_eq(pthread_create(&t, NULL, fn, o), 0);
+	cr_assert_eq(read(o->ready[0], &c, 1), 1);
+	return t;
+}
+
 /* Another thread's requests on a plain ring, then it blocks (alive, in the kernel) until told. */
 static void *submit_and_block(void *arg)
 {
@@ -422,7 +433,6 @@ Test(ringpool, plain_ring_used_by_another_thread)
 	struct io_uring_params p;
 	pthread_t t;
 	int sv[2];
-	char c;
 
 	other_thread_setup(&o, &ring, sv);
 	for (int round = 0; round < 10; round++) {
@@ -431,8 +441,7 @@ Test(ringpool, plain_ring_used_by_another_thread)
 			cr_assert_eq(pooled(&ring), 1, "round %d: not pooled: %s", round, why);
 			assert_empty(&ring);
 		}
-		cr_assert_eq(pthread_create(&t, NULL, submit_and_block, &o), 0);
-		cr_assert_eq(read(o.ready[0], &c, 1), 1);
+		t = other_thread_start(&o, submit_and_block);
 		hugering_queue_exit(&ring);
 		make_pooled(&ring, &p, 0);
 		cr_assert_eq(pooled(&ring), 1, "round %d: not pooled: %s", round, why);
@@ -512,12 +521,10 @@ Test(ringpool, plain_ring_with_another_threads_task_work)
 	struct io_uring_params p;
 	pthread_t t;
 	int sv[2];
-	char c;
 
 	other_thread_setup(&o, &ring, sv);
 	make_pooled(&ring, &p, 0);
-	cr_assert_eq(pthread_create(&t, NULL, submit_and_stall, &o), 0);
-	cr_assert_eq(read(o.ready[0], &c, 1), 1);
+	t = other_thread_start(&o, submit_and_stall);
 	th_sleep_ms(20);	/* sequencing: let it reach the wait */
 	exit_then_nothing_arrives(&ring, &p, 0, t);
 	other_thread_done(&o, sv);
@@ -555,11 +562,9 @@ Test(ringpool, msg_ring_to_a_stalled_ring_is_drained)
 	struct io_uring_params p;
 	pthread_t t;
 	int sv[2];
-	char c;
 
 	other_thread_setup(&o, NULL, sv);
-	cr_assert_eq(pthread_create(&t, NULL, own_ring_then_stall, &o), 0);
-	cr_assert_eq(read(o.ready[0], &c, 1), 1);
+	t = other_thread_start(&o, own_ring_then_stall);
 	make_pooled(&ring, &p, DEFER);
 	cr_assert_eq(io_uring_register_files(&ring, &sv[1], 1), 0);
 	cr_assert_eq(write(o.gate[1], "g", 1), 1);
